@@ -1,0 +1,56 @@
+# Thin wrapper over CMake. The two commands a newcomer runs: `make demo` and `make test`.
+BUILD   ?= build
+JOBS    ?= $(shell nproc)
+MODEL   ?= models/all-MiniLM-L6-v2
+DATA    ?= $(abspath ../shared/data)
+FUZZ_SECONDS ?= 30
+
+.PHONY: all deps model build demo test test-unit test-asan fuzz bench clean format
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+model:
+	@scripts/fetch-model
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DPETL_DATA_DIR=$(DATA)
+
+build: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Set up, build, and run the main job on a few sentences.
+demo: deps model build
+	@scripts/demo
+
+# Set up, then every test: unit + golden + CLI tests, then the same under ASan/UBSan, then
+# each fuzzer for a bounded time.
+test: deps model build
+	ctest --test-dir $(BUILD) --output-on-failure -j 2
+	$(MAKE) test-asan
+	$(MAKE) fuzz
+
+test-unit: build
+	ctest --test-dir $(BUILD) --output-on-failure -j 2
+
+test-asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPETL_SANITIZE=ON -DPETL_DATA_DIR=$(DATA) >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir build-asan --output-on-failure -j 2
+
+fuzz:
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPETL_FUZZ=ON -DPETL_DATA_DIR=$(DATA) >/dev/null
+	cmake --build build-fuzz -j $(JOBS)
+	scripts/run-fuzzers build-fuzz $(FUZZ_SECONDS)
+
+bench: deps model build
+	bench/embed-bench
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz
+
+format:
+	clang-format -i include/*.h src/*.c src/*.h tools/*.c tools/*.h tests/*.c tests/*.h fuzz/*.c

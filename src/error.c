@@ -1,0 +1,80 @@
+/* Status codes, error messages and small file helpers shared by every part of the library. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char *petl_status_str(petl_status s) {
+    switch (s) {
+    case PETL_OK: return "ok";
+    case PETL_ERR_IO: return "I/O error";
+    case PETL_ERR_FORMAT: return "format error";
+    case PETL_ERR_UNSUPPORTED: return "unsupported";
+    case PETL_ERR_NOMEM: return "out of memory";
+    case PETL_ERR_ARG: return "invalid argument";
+    case PETL_ERR_UTF8: return "invalid UTF-8";
+    case PETL_ERR_SHAPE: return "shape error";
+    }
+    return "unknown error";
+}
+
+petl_status petl_fail(petl_error *err, petl_status code, const char *fmt, ...) {
+    if (err) {
+        err->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                           petl_error *err) {
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return petl_fail(err, PETL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return petl_fail(err, PETL_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)sb.st_size > max_bytes) {
+        fclose(f);
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: file of %lld bytes is over the limit of %zu",
+                         path, (long long)sb.st_size, max_bytes);
+    }
+    size_t n = (size_t)sb.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory for %zu bytes", path, n);
+    }
+    size_t got = fread(buf, 1, n, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (got != n || bad) {
+        free(buf);
+        return petl_fail(err, PETL_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return PETL_OK;
+}
+
+char *petl_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (k > 0 && p[k - 1] != '/') p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}

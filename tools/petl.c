@@ -1,0 +1,45 @@
+/* petl command-line tool: the thin main() that dispatches to one subcommand per file
+ * (tools/cmd_*.c). Only code under tools/ prints usage or calls exit. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"tokenize", cmd_tokenize, "tokenize JSON-lines text into input ids and token types"},
+    {"embed", cmd_embed, "run the encoder: pooler output, [CLS] and mean vectors per line"},
+    {"inspect", cmd_inspect, "list a safetensors file's tensors or summarise a model folder"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "petl %s: parameter-efficient transfer learning on a frozen BERT encoder\n\n",
+            PETL_VERSION);
+    fprintf(f, "usage: petl COMMAND [OPTIONS]   (petl COMMAND --help for its options)\n\n");
+    fprintf(f, "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("petl %s\n", PETL_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "petl: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
