@@ -1,0 +1,243 @@
+/* config.json of a BERT checkpoint: BertConfig defaults for missing fields, and a clear refusal
+ * of every setting the encoder does not implement. Unknown fields are ignored, as transformers
+ * does (configs carry many that do not change the computation). */
+#include "internal.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* No real config.json comes near this; a bigger file is not a config. */
+#define CONFIG_MAX_BYTES (1u << 20)
+/* Any dimension beyond this is a typo or an attack, and keeps products in int64 comfortably. */
+#define CONFIG_MAX_DIM (1 << 24)
+
+void petl_config_default(petl_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->vocab_size = 30522;
+    cfg->hidden_size = 768;
+    cfg->num_layers = 12;
+    cfg->num_heads = 12;
+    cfg->intermediate_size = 3072;
+    cfg->max_position_embeddings = 512;
+    cfg->type_vocab_size = 2;
+    cfg->pad_token_id = 0;
+    cfg->layer_norm_eps = 1e-12f;
+    cfg->hidden_dropout = 0.1f;
+    cfg->attention_dropout = 0.1f;
+    cfg->hidden_act = PETL_ACT_GELU;
+    snprintf(cfg->model_type, sizeof cfg->model_type, "bert");
+}
+
+const char *petl_act_name(petl_act a) {
+    switch (a) {
+    case PETL_ACT_GELU: return "gelu";
+    case PETL_ACT_GELU_NEW: return "gelu_new";
+    case PETL_ACT_RELU: return "relu";
+    }
+    return "?";
+}
+
+/* transformers' ACT2FN names that compute one of our three functions. The tanh-form GELUs
+ * differ only in how the constant sqrt(2/pi) is written (gelu_fast: 0.7978845608), i.e. by
+ * rounding. Clipped, quick (sigmoid) and other activations are refused. */
+static const struct {
+    const char *name;
+    petl_act act;
+} act_names[] = {
+    {"gelu", PETL_ACT_GELU},
+    {"gelu_python", PETL_ACT_GELU},
+    {"gelu_new", PETL_ACT_GELU_NEW},
+    {"gelu_pytorch_tanh", PETL_ACT_GELU_NEW},
+    {"gelu_python_tanh", PETL_ACT_GELU_NEW},
+    {"gelu_fast", PETL_ACT_GELU_NEW},
+    {"gelu_accurate", PETL_ACT_GELU_NEW},
+    {"relu", PETL_ACT_RELU},
+};
+
+/* Reads an integer field in [lo, hi] into *out; absent keeps *out. */
+static petl_status get_int(const json_t *root, const char *key, int lo, int hi, int *out,
+                           const char *what, petl_error *err) {
+    const json_t *v = json_object_get(root, key);
+    if (!v) return PETL_OK;
+    if (!json_is_integer(v))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" must be an integer", what, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo)
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" is %lld, must be at least %d", what, key,
+                         (long long)x, lo);
+    if (x > hi)
+        return petl_fail(err, PETL_ERR_UNSUPPORTED, "%s: \"%s\" is %lld, over petl's limit of %d",
+                         what, key, (long long)x, hi);
+    *out = (int)x;
+    return PETL_OK;
+}
+
+/* Reads a number field (integer or real) with lo <= x < hi (lo < x when lo_open). */
+static petl_status get_float(const json_t *root, const char *key, double lo, bool lo_open,
+                             double hi, float *out, const char *what, petl_error *err) {
+    const json_t *v = json_object_get(root, key);
+    if (!v) return PETL_OK;
+    if (!json_is_number(v))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" must be a number", what, key);
+    double x = json_number_value(v);
+    if (!isfinite(x) || x < lo || (lo_open && x == lo) || x >= hi)
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" is %g, must be in %c%g, %g)", what, key,
+                         x, lo_open ? '(' : '[', lo, hi);
+    /* The check again in float: 1e-92 is positive as a double but 0 as a float. */
+    if (lo_open && !((float)x > (float)lo))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" is %g, which is 0 as a float", what, key,
+                         x);
+    *out = (float)x;
+    return PETL_OK;
+}
+
+/* A boolean field that must be false (absent counts as false). */
+static petl_status get_false(const json_t *root, const char *key, const char *why, const char *what,
+                             petl_error *err) {
+    const json_t *v = json_object_get(root, key);
+    if (!v || json_is_false(v)) return PETL_OK;
+    if (!json_is_true(v))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" must be true or false", what, key);
+    return petl_fail(err, PETL_ERR_UNSUPPORTED, "%s: \"%s\" is true: %s", what, key, why);
+}
+
+/* A string field; absent leaves *out NULL. */
+static petl_status get_string(const json_t *root, const char *key, const char **out,
+                              const char *what, petl_error *err) {
+    const json_t *v = json_object_get(root, key);
+    *out = NULL;
+    if (!v) return PETL_OK;
+    if (!json_is_string(v))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" must be a string", what, key);
+    *out = json_string_value(v);
+    return PETL_OK;
+}
+
+/* Only "bert" (or no model_type, as in old checkpoints); cfg->model_type keeps its default. */
+static petl_status parse_model_type(const json_t *root, const char *what, petl_error *err) {
+    const char *s;
+    petl_status st = get_string(root, "model_type", &s, what, err);
+    if (st != PETL_OK || !s || !strcmp(s, "bert")) return st;
+    if (!strcmp(s, "roberta") || !strcmp(s, "xlm-roberta") || !strcmp(s, "camembert"))
+        return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                         "%s: \"model_type\" is \"%s\": RoBERTa-style models number positions "
+                         "from padding_idx + 1, which petl does not implement (only \"bert\")",
+                         what, s);
+    return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                     "%s: \"model_type\" is \"%.64s\": petl runs only \"bert\" models", what, s);
+}
+
+static petl_status parse_act(const json_t *root, petl_config *cfg, const char *what,
+                             petl_error *err) {
+    const char *s;
+    petl_status st = get_string(root, "hidden_act", &s, what, err);
+    if (st != PETL_OK || !s) return st;
+    for (size_t i = 0; i < sizeof act_names / sizeof act_names[0]; i++) {
+        if (!strcmp(s, act_names[i].name)) {
+            cfg->hidden_act = act_names[i].act;
+            return PETL_OK;
+        }
+    }
+    return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                     "%s: \"hidden_act\" is \"%.64s\": petl implements gelu (gelu_python), "
+                     "gelu_new (gelu_pytorch_tanh, gelu_python_tanh, gelu_fast, gelu_accurate) "
+                     "and relu",
+                     what, s);
+}
+
+/* Settings that change the computation in ways petl does not implement. */
+static petl_status parse_refusals(const json_t *root, const char *what, petl_error *err) {
+    const char *pos;
+    petl_status st = get_string(root, "position_embedding_type", &pos, what, err);
+    if (st != PETL_OK) return st;
+    if (pos && strcmp(pos, "absolute"))
+        return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                         "%s: \"position_embedding_type\" is \"%.64s\": only \"absolute\" is "
+                         "supported",
+                         what, pos);
+    st = get_false(root, "is_decoder", "petl runs encoders only", what, err);
+    if (st == PETL_OK)
+        st = get_false(root, "add_cross_attention", "petl runs encoders only", what, err);
+    return st;
+}
+
+static petl_status parse_sizes(const json_t *root, petl_config *c, const char *what,
+                               petl_error *err) {
+    const struct {
+        const char *key;
+        int *dst;
+    } dims[] = {
+        {"vocab_size", &c->vocab_size},
+        {"hidden_size", &c->hidden_size},
+        {"num_hidden_layers", &c->num_layers},
+        {"num_attention_heads", &c->num_heads},
+        {"intermediate_size", &c->intermediate_size},
+        {"max_position_embeddings", &c->max_position_embeddings},
+        {"type_vocab_size", &c->type_vocab_size},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        petl_status st = get_int(root, dims[i].key, 1, CONFIG_MAX_DIM, dims[i].dst, what, err);
+        if (st != PETL_OK) return st;
+    }
+    if (c->hidden_size % c->num_heads != 0)
+        return petl_fail(err, PETL_ERR_FORMAT,
+                         "%s: \"hidden_size\" %d is not a multiple of \"num_attention_heads\" %d",
+                         what, c->hidden_size, c->num_heads);
+    /* null means "no padding token" to transformers; petl takes the pad id from the vocab. */
+    if (json_is_null(json_object_get(root, "pad_token_id"))) return PETL_OK;
+    petl_status st = get_int(root, "pad_token_id", 0, CONFIG_MAX_DIM, &c->pad_token_id, what, err);
+    if (st == PETL_OK && c->pad_token_id >= c->vocab_size)
+        st = petl_fail(err, PETL_ERR_FORMAT, "%s: \"pad_token_id\" %d is not below vocab_size %d",
+                       what, c->pad_token_id, c->vocab_size);
+    return st;
+}
+
+static petl_status parse_root(const json_t *root, petl_config *c, const char *what,
+                              petl_error *err) {
+    if (!json_is_object(root))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: expected a JSON object", what);
+    petl_status st = parse_model_type(root, what, err);
+    if (st == PETL_OK) st = parse_refusals(root, what, err);
+    if (st == PETL_OK) st = parse_act(root, c, what, err);
+    if (st == PETL_OK) st = parse_sizes(root, c, what, err);
+    if (st == PETL_OK)
+        st = get_float(root, "layer_norm_eps", 0, true, 1, &c->layer_norm_eps, what, err);
+    if (st == PETL_OK)
+        st = get_float(root, "hidden_dropout_prob", 0, false, 1, &c->hidden_dropout, what, err);
+    if (st == PETL_OK)
+        st = get_float(root, "attention_probs_dropout_prob", 0, false, 1, &c->attention_dropout,
+                       what, err);
+    return st;
+}
+
+petl_status petl_config_parse(const char *json, size_t len, const char *what, petl_config *cfg,
+                              petl_error *err) {
+    if (!cfg || (!json && len))
+        return petl_fail(err, PETL_ERR_ARG, "petl_config_parse: NULL text or output");
+    if (!what) what = "<config>";
+    json_error_t je;
+    json_t *root = json_loadb(json ? json : "", len, JSON_REJECT_DUPLICATES, &je);
+    if (!root)
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: line %d, column %d: invalid JSON: %s", what,
+                         je.line, je.column, je.text);
+    petl_config c; /* filled aside so that *cfg is untouched on failure */
+    petl_config_default(&c);
+    petl_status st = parse_root(root, &c, what, err);
+    json_decref(root);
+    if (st == PETL_OK) *cfg = c;
+    return st;
+}
+
+petl_status petl_config_load(const char *path, petl_config *cfg, petl_error *err) {
+    if (!path || !cfg) return petl_fail(err, PETL_ERR_ARG, "petl_config_load: NULL argument");
+    char *text;
+    size_t len;
+    petl_status st = petl_read_file(path, CONFIG_MAX_BYTES, &text, &len, err);
+    if (st != PETL_OK) return st;
+    st = petl_config_parse(text, len, path, cfg, err);
+    free(text);
+    return st;
+}
