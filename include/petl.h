@@ -187,9 +187,11 @@ typedef struct {
     int cap;
 } petl_encoding;
 
-/* Tokenizes text_a (and text_b when non-NULL), truncates to at most max_len tokens including
- * the special tokens with the fast tokenizer's `longest_first` rule, no padding. Text must be
- * valid UTF-8 (else PETL_ERR_UTF8 with the byte offset). max_len <= 0 means no truncation. */
+/* Tokenizes text_a (and text_b when non-NULL and non-empty: like the reference, an empty
+ * text_b means no pair), truncates to at most max_len tokens including the special tokens with
+ * the fast tokenizer's `longest_first` rule, no padding. Text must be valid UTF-8 (else
+ * PETL_ERR_UTF8 with the byte offset). max_len <= 0 means no truncation; like the reference, a
+ * max_len below the number of special tokens (2, or 3 for a pair) truncates nothing either. */
 petl_status petl_tokenize(const petl_tokenizer *tok, const char *text_a, size_t len_a,
                           const char *text_b, size_t len_b, int max_len, petl_encoding *enc,
                           petl_error *err);
@@ -209,14 +211,17 @@ bool petl_model_has_pooler(const petl_model *m);
 /* Number of parameters (floats) of the encoder. */
 int64_t petl_model_num_params(const petl_model *m);
 
-/* Per-thread work buffers (one arena) for batches up to max_batch x max_len. */
+/* Per-thread work buffers (one arena) for batches up to max_batch x max_len (max_len at most
+ * the model's max_position_embeddings). The attention scratch is sized for the OpenMP thread
+ * count at creation (omp_get_max_threads()); set the thread count before creating it. */
 typedef struct petl_ctx petl_ctx;
 petl_status petl_ctx_new(const petl_model *m, int max_batch, int max_len, petl_ctx **out,
                          petl_error *err);
 void petl_ctx_free(petl_ctx *ctx);
 
-/* A padded batch: ids / type_ids are [batch, seq] row-major; lengths[b] <= seq is the number of
- * real tokens in row b (the rest are padding and masked out). */
+/* A padded batch: ids / type_ids are [batch, seq] row-major; 1 <= lengths[b] <= seq is the
+ * number of real tokens in row b (the rest are padding and masked out). Every id and type id,
+ * padding included, must be in range (pad with the tokenizer's pad id and type 0). */
 typedef struct {
     int batch;
     int seq;
@@ -229,7 +234,11 @@ typedef struct {
  *   last_hidden [batch, seq, hidden]  final hidden states (padding rows too)
  *   pooled      [batch, hidden]       tanh(W_pool h_[CLS] + b) (needs a pooler)
  *   cls         [batch, hidden]       last hidden state of [CLS]
- *   mean        [batch, hidden]       mean of last hidden states over the real tokens */
+ *   mean        [batch, hidden]       mean of last hidden states over the real tokens
+ * Padded keys get zero attention weight, so each row's outputs do not depend on the padding or
+ * on the other rows (to float rounding). Only the real tokens are computed unless last_hidden
+ * is asked for. Invalid batches (ids out of range, naming the row and position; batch or seq
+ * over the context's limits) and pooled without a pooler fail with PETL_ERR_ARG. */
 petl_status petl_encode(petl_ctx *ctx, const petl_batch *b, float *last_hidden, float *pooled,
                         float *cls, float *mean, petl_error *err);
 

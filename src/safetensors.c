@@ -619,7 +619,7 @@ static petl_status build_header(const char *path, const petl_st_entry *entries, 
     uint64_t at = 0;
     for (size_t i = 0; s == PETL_OK && i < n; i++) {
         const petl_st_entry *e = &entries[i];
-        uint64_t nbytes;
+        uint64_t nbytes = 0;
         s = entry_nbytes(e, path, &nbytes, err);
         if (s != PETL_OK) break;
         if (json_object_get(root, e->name) || at + nbytes < at || at + nbytes > INT64_MAX) {

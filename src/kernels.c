@@ -1,0 +1,365 @@
+/* The encoder's low-level operations and their naive twins (see kernels.h).
+ *
+ * The optimised kernels hand the projections to OpenBLAS (cblas_sgemm, which threads itself)
+ * and spread row-wise work over OpenMP threads. exp / erf are written out as polynomials so that
+ * `#pragma omp simd` loops vectorise them: the libm calls do not vectorise without -ffast-math,
+ * and GELU and softmax call them once per activation. The naive twins are plain loops with
+ * double accumulators and libm, slow and obviously right. */
+#include "kernels.h"
+
+#include <cblas.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* --------------------------------------------------------------------------- exp and erf */
+
+/* exp(x) to about 2 ulp for x in [-87.3, 88.3] (clamped outside: exp(-87.3) ~ 1.2e-38 stands in
+ * for zero, which no softmax or GELU result can tell apart). Cephes' expf: x = n ln2 + r with
+ * |r| <= ln2 / 2, a degree-7 polynomial for exp(r), and 2^n built in the exponent bits. */
+static inline float exp_poly(float x) {
+    /* Written so that NaN fails the first test and becomes -87.3: the float-to-int conversion
+     * below must never see NaN (undefined behaviour). */
+    x = x > -87.3f ? x : -87.3f;
+    x = x < 88.3f ? x : 88.3f;
+    /* Round to nearest by the 1.5 * 2^23 trick: branch-free and vectorisable. */
+    const float shifter = 12582912.0f;
+    float n = (x * 1.44269504088896341f + shifter) - shifter;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* erf(x) to about 1e-7 absolute (float rounding; the fits below are good to 3e-9), in two
+ * pieces fitted by least squares on Chebyshev nodes (see the test for the check against libm):
+ *   |x| < 1:      erf(x) = x P(x^2)                      (no cancellation near 0)
+ *   1 <= |x| < 4: erf(x) = 1 - exp(-x^2) Q(1 / (1 + |x| / 2))
+ *   |x| >= 4:     erf(x) = +-1 (erfc(4) = 1.5e-8 is below float resolution at 1). */
+static inline float erf_poly(float x) {
+    float ax = x < 0.0f ? -x : x;
+    float z = ax * ax;
+    float p = 7.8824971187e-05f;
+    p = p * z - 8.0188549951e-04f;
+    p = p * z + 5.1893119429e-03f;
+    p = p * z - 2.6854328796e-02f;
+    p = p * z + 1.1283597463e-01f;
+    p = p * z - 3.7612626904e-01f;
+    p = p * z + 1.1283791659e+00f;
+    float small = ax * p;
+    float t = 1.0f / (1.0f + 0.5f * ax);
+    float q = -5.5257199231e-02f;
+    q = q * t - 5.2188985977e-02f;
+    q = q * t + 3.9747270026e-01f;
+    q = q * t + 1.0541665399e-01f;
+    q = q * t + 3.2933792519e-01f;
+    q = q * t + 2.7390499571e-01f;
+    q = q * t + 5.8387228500e-04f;
+    float large = 1.0f - q * exp_poly(-z);
+    float y = ax < 1.0f ? small : (ax < 4.0f ? large : 1.0f);
+    return x < 0.0f ? -y : y;
+}
+
+/* Inlined into the `omp simd` loops below (simd clones of functions that call functions are not
+ * vectorised by GCC 12: they loop over the lanes). */
+float petl_expf(float x) {
+    return exp_poly(x);
+}
+float petl_erff(float x) {
+    return erf_poly(x);
+}
+
+/* ------------------------------------------------------------------------------- matmul */
+
+#if defined(__AVX512F__)
+/* Few rows (batch 1, short sentences): OpenBLAS packs the whole weight matrix on every call and
+ * reaches a third of the memory bandwidth there. This kernel reads the weights once, straight
+ * from their [OC, IC] rows: 4 weight rows x 4 input rows of dot products at a time, the 4
+ * weight rows (4 IC floats) staying in L1 while every input row block passes over them. */
+enum { SMALL_M_MAX = 16 }; /* measured cross-over with OpenBLAS (Zen 4): 16 to 32 rows */
+
+static void matmul_small(float *out, const float *inp, const float *w, const float *b, int M,
+                         int IC, int OC) {
+    const int nob = (OC + 3) / 4;
+    const __mmask16 tail = (__mmask16)((1u << (IC % 16 ? IC % 16 : 16)) - 1u);
+    const int kfull = IC % 16 ? IC - IC % 16 : IC; /* the last chunk is masked if partial */
+#pragma omp parallel for schedule(static) if ((int64_t)M * IC * OC > (1 << 18))
+    for (int ob = 0; ob < nob; ob++) {
+        const int o0 = ob * 4, no = OC - o0 < 4 ? OC - o0 : 4;
+        const float *wr[4];
+        for (int j = 0; j < 4; j++)
+            wr[j] = w + (int64_t)(o0 + (j < no ? j : 0)) * IC;
+        for (int m0 = 0; m0 < M; m0 += 4) {
+            const int nm = M - m0 < 4 ? M - m0 : 4;
+            const float *xr[4];
+            for (int i = 0; i < 4; i++)
+                xr[i] = inp + (int64_t)(m0 + (i < nm ? i : 0)) * IC;
+            __m512 acc[4][4];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++)
+                    acc[i][j] = _mm512_setzero_ps();
+            for (int k = 0; k < IC; k += 16) {
+                const __mmask16 mk = k < kfull ? (__mmask16)0xFFFF : tail;
+                __m512 wv[4];
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++)
+                    wv[j] = _mm512_maskz_loadu_ps(mk, wr[j] + k);
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    __m512 xv = _mm512_maskz_loadu_ps(mk, xr[i] + k);
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++)
+                        acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+                }
+            }
+            /* Reduce with constant indices only, so that acc stays in registers. */
+            float sum[4][4];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++)
+                    sum[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+            for (int i = 0; i < nm; i++)
+                for (int j = 0; j < no; j++)
+                    out[(int64_t)(m0 + i) * OC + o0 + j] = sum[i][j] + (b ? b[o0 + j] : 0.0f);
+        }
+    }
+}
+#endif
+
+void matmul_forward(float *out, const float *inp, const float *w, const float *b, int64_t N, int IC,
+                    int OC) {
+#if defined(__AVX512F__)
+    if (N <= SMALL_M_MAX) {
+        matmul_small(out, inp, w, b, (int)N, IC, OC);
+        return;
+    }
+#endif
+    /* Seed out with the bias and let the GEMM accumulate onto it (beta = 1): one pass over out
+     * instead of a GEMM and then a separate bias pass. */
+    float beta = 0.0f;
+    if (b) {
+        beta = 1.0f;
+#pragma omp parallel for if (N * OC > 65536)
+        for (int64_t i = 0; i < N; i++)
+            memcpy(out + i * OC, b, (size_t)OC * sizeof *out);
+    }
+    /* Weights are [OC, IC] (PyTorch Linear): out = inp . w^T, the transposed operand flag. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)N, OC, IC, 1.0f, inp, IC, w, IC,
+                beta, out, OC);
+}
+
+void matmul_naive(float *out, const float *inp, const float *w, const float *b, int64_t N, int IC,
+                  int OC) {
+    for (int64_t i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int k = 0; k < IC; k++)
+                s += (double)inp[i * IC + k] * w[(int64_t)o * IC + k];
+            out[i * OC + o] = (float)s;
+        }
+}
+
+/* ---------------------------------------------------------------------------- layernorm */
+
+void layernorm_forward(float *out, const float *inp, const float *res, const float *w,
+                       const float *b, int64_t N, int C, float eps) {
+#pragma omp parallel for if (N * C > 16384)
+    for (int64_t i = 0; i < N; i++) {
+        float *o = out + i * C;
+        const float *x = inp + i * C;
+        const float *r = res ? res + i * C : NULL;
+        /* Sum the residual into out first (out may alias inp or res), then two passes:
+         * mean, then the variance around it (no cancellation as with E[x^2] - E[x]^2).
+         * Double accumulators: hidden states carry a few large outlier features, and float
+         * sums of them would differ with the summation order (vector width, -O level). */
+        double sum = 0.0;
+        if (r) {
+#pragma omp simd reduction(+ : sum)
+            for (int c = 0; c < C; c++) {
+                o[c] = x[c] + r[c];
+                sum += o[c];
+            }
+        } else {
+#pragma omp simd reduction(+ : sum)
+            for (int c = 0; c < C; c++) {
+                o[c] = x[c];
+                sum += o[c];
+            }
+        }
+        const float mean = (float)(sum / C);
+        double var = 0.0;
+#pragma omp simd reduction(+ : var)
+        for (int c = 0; c < C; c++)
+            var += (double)((o[c] - mean) * (o[c] - mean));
+        const float rstd = (float)(1.0 / sqrt(var / C + eps));
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            o[c] = (o[c] - mean) * rstd * w[c] + b[c];
+    }
+}
+
+void layernorm_naive(float *out, const float *inp, const float *res, const float *w, const float *b,
+                     int64_t N, int C, float eps) {
+    for (int64_t i = 0; i < N; i++) {
+        double mean = 0.0, var = 0.0;
+        for (int c = 0; c < C; c++)
+            mean += (double)inp[i * C + c] + (res ? res[i * C + c] : 0.0f);
+        mean /= C;
+        for (int c = 0; c < C; c++) {
+            double d = (double)inp[i * C + c] + (res ? res[i * C + c] : 0.0f) - mean;
+            var += d * d;
+        }
+        var /= C;
+        double rstd = 1.0 / sqrt(var + eps);
+        for (int c = 0; c < C; c++) {
+            double v = (double)inp[i * C + c] + (res ? res[i * C + c] : 0.0f);
+            out[i * C + c] = (float)((v - mean) * rstd * w[c] + b[c]);
+        }
+    }
+}
+
+/* --------------------------------------------------------------------------- activation */
+
+void activation_forward(float *out, const float *inp, int64_t n, petl_act act) {
+    /* Chunks of 4096 keep each thread's slice in cache and give OpenMP enough pieces. */
+    const int64_t chunk = 4096;
+    int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for if (n > 65536)
+    for (int64_t k = 0; k < nchunks; k++) {
+        int64_t lo = k * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        switch (act) {
+        case PETL_ACT_GELU:
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) {
+                float x = inp[i];
+                out[i] = 0.5f * x * (1.0f + erf_poly(x * 0.70710678118654752f));
+            }
+            break;
+        case PETL_ACT_GELU_NEW:
+            /* tanh(u) = 1 - 2 / (exp(2u) + 1), vectorisable through exp_poly. */
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) {
+                float x = inp[i];
+                float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+                float th = 1.0f - 2.0f / (exp_poly(2.0f * u) + 1.0f);
+                out[i] = 0.5f * x * (1.0f + th);
+            }
+            break;
+        case PETL_ACT_RELU:
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++)
+                out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+            break;
+        }
+    }
+}
+
+void activation_naive(float *out, const float *inp, int64_t n, petl_act act) {
+    for (int64_t i = 0; i < n; i++) {
+        double x = inp[i];
+        switch (act) {
+        case PETL_ACT_GELU: out[i] = (float)(0.5 * x * (1.0 + erf(x / sqrt(2.0)))); break;
+        case PETL_ACT_GELU_NEW:
+            out[i] = (float)(0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))));
+            break;
+        case PETL_ACT_RELU: out[i] = (float)(x > 0.0 ? x : 0.0); break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------- attention */
+
+/* Softmax of each row of s[rows, n] in place. */
+static void softmax_rows(float *s, int rows, int n) {
+    for (int i = 0; i < rows; i++) {
+        float *r = s + (int64_t)i * n;
+        float mx = r[0];
+        for (int j = 1; j < n; j++)
+            mx = r[j] > mx ? r[j] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n; j++) {
+            r[j] = exp_poly(r[j] - mx);
+            sum += r[j];
+        }
+        float inv = 1.0f / sum;
+#pragma omp simd
+        for (int j = 0; j < n; j++)
+            r[j] *= inv;
+    }
+}
+
+void attention_forward(float *out, float *scratch, int64_t scratch_stride, int nthreads,
+                       const float *qkv, const int64_t *off, const int *qlen, const int *klen,
+                       int B, int H, int num_heads) {
+    const int hd = H / num_heads, ld = 3 * H;
+    const float scale = 1.0f / sqrtf((float)hd);
+    /* One task per (batch row, head); the GEMMs inside run single-threaded (OpenBLAS does not
+     * spawn threads inside an OpenMP parallel region), the parallelism is across tasks. */
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
+    for (int task = 0; task < B * num_heads; task++) {
+        int b = task / num_heads, h = task % num_heads;
+        float *s = scratch + (int64_t)omp_get_thread_num() * scratch_stride; /* [qlen, klen] */
+        const float *q = qkv + off[b] * ld + h * hd;                         /* [qlen, hd] ld */
+        const float *k = q + H;                                              /* [klen, hd] ld */
+        const float *v = q + 2 * H;                                          /* [klen, hd] ld */
+        float *o = out + off[b] * H + h * hd;                                /* [qlen, hd] H */
+        int nq = qlen[b], nk = klen[b];
+        /* Scores of real keys only: padded keys are left out, i.e. get weight exactly 0. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
+                    s, nk);
+        softmax_rows(s, nq, nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, s, nk, v, ld, 0.0f,
+                    o, H);
+    }
+}
+
+void attention_naive(float *out, const float *qkv, const int64_t *off, const int *qlen,
+                     const int *klen, int B, int H, int num_heads) {
+    const int hd = H / num_heads, ld = 3 * H;
+    const double scale = 1.0 / sqrt((double)hd);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < num_heads; h++)
+            for (int i = 0; i < qlen[b]; i++) {
+                const float *q = qkv + (off[b] + i) * ld + h * hd;
+                /* Scores over all qlen[b] positions of the row, the padded ones masked with
+                 * -inf; recomputed in each of the three passes (max, sum, weighted values)
+                 * rather than stored, to need no buffer. Head sizes up to 1024. */
+                double mx = -INFINITY, sum = 0.0;
+                for (int pass = 0; pass < 3; pass++) {
+                    double acc[1024] = {0};
+                    for (int j = 0; j < qlen[b]; j++) {
+                        const float *k = qkv + (off[b] + j) * ld + H + h * hd;
+                        double d = 0.0;
+                        for (int c = 0; c < hd; c++)
+                            d += (double)q[c] * k[c];
+                        double sc = j < klen[b] ? d * scale : -INFINITY;
+                        if (pass == 0 && sc > mx) mx = sc;
+                        if (pass == 1) sum += exp(sc - mx);
+                        if (pass == 2) {
+                            const float *v = k + H;
+                            for (int c = 0; c < hd && c < 1024; c++)
+                                acc[c] += exp(sc - mx) / sum * v[c];
+                        }
+                    }
+                    if (pass == 2)
+                        for (int c = 0; c < hd && c < 1024; c++)
+                            out[(off[b] + i) * H + h * hd + c] = (float)acc[c];
+                }
+            }
+}

@@ -1,0 +1,264 @@
+/* Loading a BERT encoder checkpoint (config.json + model.safetensors) into one float allocation.
+ *
+ * Every tensor the encoder needs is looked up, checked for its exact shape, and only then is
+ * memory allocated and filled: a checkpoint that does not fit the config fails before any large
+ * allocation. The weights are copied out of the mapping (and F16 / BF16 converted), so the file
+ * is closed when loading returns. */
+#include "model.h"
+
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One tensor the encoder expects: its key without the "bert." prefix (LayerNorm parameters
+ * under their "weight" / "bias" names), its shape, and where its floats go. */
+typedef struct {
+    char key[96];
+    int rank;
+    int64_t shape[2];
+    int64_t numel;
+    float **dst;     /* the named pointer that receives the base of the tensor's block... */
+    int64_t dst_off; /* ...plus this many floats (Q, K, V share one block) */
+    bool layernorm;  /* also look the key up with gamma / beta */
+    const petl_st_tensor *t;
+} param_spec;
+
+static void spec_set(param_spec *s, const char *key, int rank, int64_t d0, int64_t d1, float **dst,
+                     int64_t off) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->key, sizeof s->key, "%s", key);
+    s->rank = rank;
+    s->shape[0] = d0;
+    s->shape[1] = rank == 2 ? d1 : 0;
+    s->numel = rank == 2 ? d0 * d1 : d0;
+    s->dst = dst;
+    s->dst_off = off;
+    s->layernorm = strstr(key, "LayerNorm.") != NULL;
+}
+
+static void shape_str(char *buf, size_t n, int rank, const int64_t *shape) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "[");
+    for (int i = 0; i < rank && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* Finds spec s in the file under prefix, trying gamma / beta for LayerNorm parameters. */
+static const petl_st_tensor *find_param(const petl_safetensors *st, const char *prefix,
+                                        const param_spec *s) {
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", prefix, s->key);
+    const petl_st_tensor *t = petl_st_find(st, name);
+    if (t || !s->layernorm) return t;
+    size_t n = strlen(name);
+    if (n > 7 && !strcmp(name + n - 7, ".weight"))
+        snprintf(name + n - 7, sizeof name - (n - 7), ".gamma");
+    else if (n > 5 && !strcmp(name + n - 5, ".bias"))
+        snprintf(name + n - 5, sizeof name - (n - 5), ".beta");
+    return petl_st_find(st, name);
+}
+
+static petl_status check_config(const char *path, const petl_config *c, petl_error *err) {
+    if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->num_layers <= 0 || c->num_heads <= 0 ||
+        c->intermediate_size <= 0 || c->max_position_embeddings <= 0 || c->type_vocab_size <= 0)
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: sizes must be positive", path);
+    if (c->hidden_size % c->num_heads != 0)
+        return petl_fail(err, PETL_ERR_FORMAT,
+                         "%s: hidden_size %d is not a multiple of num_attention_heads %d", path,
+                         c->hidden_size, c->num_heads);
+    /* Bounds far above any BERT that keep every element count below 2^62. */
+    const int lim = 1 << 24;
+    if (c->vocab_size > lim || c->hidden_size > lim || c->intermediate_size > lim ||
+        c->max_position_embeddings > lim || c->type_vocab_size > lim || c->num_layers > 4096)
+        return petl_fail(err, PETL_ERR_UNSUPPORTED, "%s: sizes are implausibly large", path);
+    return PETL_OK;
+}
+
+/* Fills specs[] (5 + 16 L + 2 entries) in the order of the parameter block. Returns the count. */
+static size_t build_specs(petl_model *m, param_spec *specs, bool with_pooler) {
+    const petl_config *c = &m->cfg;
+    const int64_t H = c->hidden_size, I = c->intermediate_size;
+    size_t n = 0;
+    spec_set(&specs[n++], "embeddings.word_embeddings.weight", 2, c->vocab_size, H, &m->word_emb,
+             0);
+    spec_set(&specs[n++], "embeddings.position_embeddings.weight", 2, c->max_position_embeddings, H,
+             &m->pos_emb, 0);
+    spec_set(&specs[n++], "embeddings.token_type_embeddings.weight", 2, c->type_vocab_size, H,
+             &m->type_emb, 0);
+    spec_set(&specs[n++], "embeddings.LayerNorm.weight", 1, H, 0, &m->emb_ln_w, 0);
+    spec_set(&specs[n++], "embeddings.LayerNorm.bias", 1, H, 0, &m->emb_ln_b, 0);
+    for (int l = 0; l < c->num_layers; l++) {
+        petl_layer_params *p = &m->layers[l];
+        char k[96];
+#define LAYER_SPEC(suffix, rank, d0, d1, dst, off)                                                 \
+    do {                                                                                           \
+        snprintf(k, sizeof k, "encoder.layer.%d.%s", l, suffix);                                   \
+        spec_set(&specs[n++], k, rank, d0, d1, dst, off);                                          \
+    } while (0)
+        LAYER_SPEC("attention.self.query.weight", 2, H, H, &p->qkv_w, 0);
+        LAYER_SPEC("attention.self.key.weight", 2, H, H, &p->qkv_w, H * H);
+        LAYER_SPEC("attention.self.value.weight", 2, H, H, &p->qkv_w, 2 * H * H);
+        LAYER_SPEC("attention.self.query.bias", 1, H, 0, &p->qkv_b, 0);
+        LAYER_SPEC("attention.self.key.bias", 1, H, 0, &p->qkv_b, H);
+        LAYER_SPEC("attention.self.value.bias", 1, H, 0, &p->qkv_b, 2 * H);
+        LAYER_SPEC("attention.output.dense.weight", 2, H, H, &p->attn_out_w, 0);
+        LAYER_SPEC("attention.output.dense.bias", 1, H, 0, &p->attn_out_b, 0);
+        LAYER_SPEC("attention.output.LayerNorm.weight", 1, H, 0, &p->ln1_w, 0);
+        LAYER_SPEC("attention.output.LayerNorm.bias", 1, H, 0, &p->ln1_b, 0);
+        LAYER_SPEC("intermediate.dense.weight", 2, I, H, &p->ffn_in_w, 0);
+        LAYER_SPEC("intermediate.dense.bias", 1, I, 0, &p->ffn_in_b, 0);
+        LAYER_SPEC("output.dense.weight", 2, H, I, &p->ffn_out_w, 0);
+        LAYER_SPEC("output.dense.bias", 1, H, 0, &p->ffn_out_b, 0);
+        LAYER_SPEC("output.LayerNorm.weight", 1, H, 0, &p->ln2_w, 0);
+        LAYER_SPEC("output.LayerNorm.bias", 1, H, 0, &p->ln2_b, 0);
+#undef LAYER_SPEC
+    }
+    if (with_pooler) {
+        spec_set(&specs[n++], "pooler.dense.weight", 2, H, H, &m->pool_w, 0);
+        spec_set(&specs[n++], "pooler.dense.bias", 1, H, 0, &m->pool_b, 0);
+    }
+    return n;
+}
+
+/* Looks up every spec and checks its shape; nothing is allocated or read yet. */
+static petl_status find_all(const petl_safetensors *st, const char *path, const char *prefix,
+                            param_spec *specs, size_t n, petl_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        param_spec *s = &specs[i];
+        s->t = find_param(st, prefix, s);
+        if (!s->t)
+            return petl_fail(err, PETL_ERR_SHAPE, "%s: missing tensor '%s%s'%s", path, prefix,
+                             s->key, s->layernorm ? " (nor its gamma/beta name)" : "");
+        bool ok = s->t->rank == s->rank;
+        for (int d = 0; ok && d < s->rank; d++)
+            ok = s->t->shape[d] == s->shape[d];
+        if (!ok) {
+            char want[64], got[200];
+            shape_str(want, sizeof want, s->rank, s->shape);
+            shape_str(got, sizeof got, s->t->rank, s->t->shape);
+            return petl_fail(err, PETL_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", path,
+                             s->t->name, got, want);
+        }
+        if (s->t->dtype != PETL_DT_F32 && s->t->dtype != PETL_DT_F16 &&
+            s->t->dtype != PETL_DT_BF16 && s->t->dtype != PETL_DT_F64)
+            return petl_fail(err, PETL_ERR_SHAPE,
+                             "%s: tensor '%s' has dtype %s, expected a float type (F32, F16, "
+                             "BF16)",
+                             path, s->t->name, petl_dtype_name(s->t->dtype));
+    }
+    return PETL_OK;
+}
+
+static petl_status load_weights(petl_model *m, const char *dir, petl_error *err) {
+    petl_status rc = PETL_OK;
+    petl_safetensors *st = NULL;
+    param_spec *specs = NULL;
+    char *path = petl_path_join(dir, "model.safetensors");
+    if (!path) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    rc = petl_st_open(path, &st, err);
+    if (rc != PETL_OK) goto done;
+
+    const char *prefix = petl_st_find(st, "bert.embeddings.word_embeddings.weight") ? "bert." : "";
+    char name[64];
+    snprintf(name, sizeof name, "%spooler.dense.weight", prefix);
+    bool has_w = petl_st_find(st, name) != NULL;
+    snprintf(name, sizeof name, "%spooler.dense.bias", prefix);
+    bool has_b = petl_st_find(st, name) != NULL;
+    if (has_w != has_b) {
+        rc = petl_fail(err, PETL_ERR_SHAPE, "%s: pooler has a %s but no %s", path,
+                       has_w ? "weight" : "bias", has_w ? "bias" : "weight");
+        goto done;
+    }
+    m->has_pooler = has_w;
+
+    size_t max_specs = 7 + 16 * (size_t)m->cfg.num_layers;
+    specs = calloc(max_specs, sizeof *specs);
+    if (!specs) {
+        rc = petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    size_t n = build_specs(m, specs, m->has_pooler);
+    rc = find_all(st, path, prefix, specs, n, err);
+    if (rc != PETL_OK) goto done;
+
+    /* Layout: each destination pointer gets a block; Q, K, V (dst_off > 0) extend the block of
+     * the spec that starts it. Specs are in block order, so a running offset assigns them. */
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += specs[i].numel;
+    if ((uint64_t)total > SIZE_MAX / sizeof(float)) {
+        rc = petl_fail(err, PETL_ERR_NOMEM, "%s: %lld parameters do not fit in memory", path,
+                       (long long)total);
+        goto done;
+    }
+    /* 64-byte alignment: whole cache lines and AVX-512 loads for the first tensor. */
+    size_t bytes = ((size_t)total * sizeof(float) + 63) / 64 * 64;
+    m->mem = aligned_alloc(64, bytes);
+    if (!m->mem) {
+        rc = petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory for %zu bytes of parameters", path,
+                       bytes);
+        goto done;
+    }
+    m->num_params = total;
+    int64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (specs[i].dst_off == 0) *specs[i].dst = m->mem + off;
+        off += specs[i].numel;
+    }
+    for (size_t i = 0; i < n && rc == PETL_OK; i++)
+        rc = petl_st_read_f32(specs[i].t, *specs[i].dst + specs[i].dst_off, err);
+
+done:
+    free(specs);
+    petl_st_close(st);
+    free(path);
+    return rc;
+}
+
+petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error *err) {
+    *out = NULL;
+    if (!model_dir) return petl_fail(err, PETL_ERR_ARG, "model folder is NULL");
+    petl_model *m = calloc(1, sizeof *m);
+    char *cpath = petl_path_join(model_dir, "config.json");
+    if (!m || !cpath) {
+        free(m);
+        free(cpath);
+        return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    }
+    petl_status rc = petl_config_load(cpath, &m->cfg, err);
+    if (rc == PETL_OK) rc = check_config(cpath, &m->cfg, err);
+    free(cpath);
+    if (rc == PETL_OK) {
+        m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
+        if (!m->layers) rc = petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    }
+    if (rc == PETL_OK) rc = load_weights(m, model_dir, err);
+    if (rc != PETL_OK) {
+        petl_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return PETL_OK;
+}
+
+void petl_model_free(petl_model *m) {
+    if (!m) return;
+    free(m->mem);
+    free(m->layers);
+    free(m);
+}
+
+const petl_config *petl_model_config(const petl_model *m) {
+    return &m->cfg;
+}
+
+bool petl_model_has_pooler(const petl_model *m) {
+    return m->has_pooler;
+}
+
+int64_t petl_model_num_params(const petl_model *m) {
+    return m->num_params;
+}

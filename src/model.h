@@ -1,0 +1,42 @@
+/* The frozen encoder's parameters: one float allocation with named pointers into it (the layout
+ * of karpathy/llm.c). Internal to the library: encoder.c reads it, adapters will read it. */
+#ifndef PETL_MODEL_H
+#define PETL_MODEL_H
+
+#include "petl.h"
+
+/* One transformer layer (post-LN BERT). H = hidden, I = intermediate. Linear weights are kept
+ * as stored by PyTorch, [out, in], so a forward is out = inp . W^T + b. */
+typedef struct {
+    /* Q, K and V rows stacked into one [3H, H] matrix, so that one GEMM projects all three:
+     * qkv_w + 0 = query.weight, + H*H = key.weight, + 2*H*H = value.weight. */
+    float *qkv_w;      /* [3H, H] */
+    float *qkv_b;      /* [3H] */
+    float *attn_out_w; /* [H, H]  attention.output.dense */
+    float *attn_out_b; /* [H] */
+    float *ln1_w;      /* [H]     attention.output.LayerNorm */
+    float *ln1_b;      /* [H] */
+    float *ffn_in_w;   /* [I, H]  intermediate.dense */
+    float *ffn_in_b;   /* [I] */
+    float *ffn_out_w;  /* [H, I]  output.dense */
+    float *ffn_out_b;  /* [H] */
+    float *ln2_w;      /* [H]     output.LayerNorm */
+    float *ln2_b;      /* [H] */
+} petl_layer_params;
+
+struct petl_model {
+    petl_config cfg;
+    bool has_pooler;
+    float *mem; /* [num_params]: every tensor below points into this one allocation */
+    int64_t num_params;
+    float *word_emb;           /* [V, H] */
+    float *pos_emb;            /* [P, H]  P = max_position_embeddings */
+    float *type_emb;           /* [T, H]  T = type_vocab_size */
+    float *emb_ln_w;           /* [H] */
+    float *emb_ln_b;           /* [H] */
+    petl_layer_params *layers; /* [num_layers] */
+    float *pool_w;             /* [H, H]  NULL without a pooler */
+    float *pool_b;             /* [H] */
+};
+
+#endif

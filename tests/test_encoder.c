@@ -1,0 +1,546 @@
+/* The encoder against transformers' BertModel (golden files of
+ * scripts/reference/gen-forward-golden.py), padded batches against sentences alone, the
+ * optimised kernels against their naive twins, and the model loader's checks. */
+#include "check.h"
+#include "kernels.h"
+#include "petl.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void petl_ctx_use_naive(petl_ctx *ctx, bool on); /* encoder.c, for tests */
+
+/* ------------------------------------------------------------------------ golden files */
+
+typedef struct {
+    int n, hidden, has_pool;
+    int *len;        /* [n] */
+    int32_t **ids;   /* [n][len] */
+    int32_t **types; /* [n][len] */
+    float *pool;     /* [n, hidden] (when has_pool) */
+    float *cls;      /* [n, hidden] */
+    float *mean;     /* [n, hidden] */
+} golden;
+
+static void read_exact(FILE *f, void *p, size_t n, const char *path) {
+    CHECKF(fread(p, 1, n, f) == n, "%s: truncated", path);
+}
+
+static golden golden_load(const char *path) {
+    golden g;
+    memset(&g, 0, sizeof g);
+    FILE *f = fopen(path, "rb");
+    CHECKF(f != NULL, "cannot open %s", path);
+    char magic[8];
+    int32_t hdr[4];
+    read_exact(f, magic, 8, path);
+    CHECK(!memcmp(magic, "PETLFWD1", 8));
+    read_exact(f, hdr, sizeof hdr, path);
+    g.n = hdr[0], g.hidden = hdr[1], g.has_pool = hdr[2];
+    CHECK(g.n > 0 && g.n < 100000 && g.hidden > 0 && g.hidden < 100000);
+    size_t hn = (size_t)g.n * g.hidden;
+    g.len = calloc((size_t)g.n, sizeof *g.len);
+    g.ids = calloc((size_t)g.n, sizeof *g.ids);
+    g.types = calloc((size_t)g.n, sizeof *g.types);
+    g.pool = calloc(hn, sizeof(float));
+    g.cls = calloc(hn, sizeof(float));
+    g.mean = calloc(hn, sizeof(float));
+    CHECK(g.len && g.ids && g.types && g.pool && g.cls && g.mean);
+    for (int i = 0; i < g.n; i++) {
+        int32_t L;
+        read_exact(f, &L, 4, path);
+        CHECK(L > 0 && L <= 4096);
+        g.len[i] = L;
+        g.ids[i] = malloc((size_t)L * 4);
+        g.types[i] = malloc((size_t)L * 4);
+        CHECK(g.ids[i] && g.types[i]);
+        read_exact(f, g.ids[i], (size_t)L * 4, path);
+        read_exact(f, g.types[i], (size_t)L * 4, path);
+        size_t h = (size_t)g.hidden * 4;
+        if (g.has_pool) read_exact(f, g.pool + (size_t)i * g.hidden, h, path);
+        read_exact(f, g.cls + (size_t)i * g.hidden, h, path);
+        read_exact(f, g.mean + (size_t)i * g.hidden, h, path);
+    }
+    fclose(f);
+    return g;
+}
+
+static void golden_free(golden *g) {
+    for (int i = 0; i < g->n; i++) {
+        free(g->ids[i]);
+        free(g->types[i]);
+    }
+    free(g->len);
+    free(g->ids);
+    free(g->types);
+    free(g->pool);
+    free(g->cls);
+    free(g->mean);
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float d = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float e = fabsf(a[i] - b[i]);
+        if (!(e <= d)) d = e; /* NaN propagates as a failure */
+    }
+    return d;
+}
+
+/* Outputs of items [0, n) of a golden set, run in padded batches of `bs` in file order. */
+typedef struct {
+    float *pool, *cls, *mean; /* [n, hidden] each */
+} outputs;
+
+static outputs outputs_new(const golden *g) {
+    outputs o;
+    size_t hn = (size_t)g->n * g->hidden;
+    o.pool = calloc(hn, sizeof(float));
+    o.cls = calloc(hn, sizeof(float));
+    o.mean = calloc(hn, sizeof(float));
+    CHECK(o.pool && o.cls && o.mean);
+    return o;
+}
+
+static void outputs_free(outputs *o) {
+    free(o->pool);
+    free(o->cls);
+    free(o->mean);
+}
+
+/* Runs items [first, first + count) as one padded batch (pad id 0, type 0). When last_hidden
+ * is non-NULL it gets [count, seq, hidden] and *seq_out the padded length. */
+static void run_batch(petl_ctx *ctx, const golden *g, int first, int count, outputs *o,
+                      float *last_hidden, int *seq_out) {
+    int seq = 0;
+    for (int i = first; i < first + count; i++)
+        seq = g->len[i] > seq ? g->len[i] : seq;
+    int32_t *ids = calloc((size_t)count * seq, 4), *types = calloc((size_t)count * seq, 4);
+    int *lens = calloc((size_t)count, sizeof *lens);
+    CHECK(ids && types && lens);
+    for (int r = 0; r < count; r++) {
+        const int i = first + r;
+        memcpy(ids + (size_t)r * seq, g->ids[i], (size_t)g->len[i] * 4);
+        memcpy(types + (size_t)r * seq, g->types[i], (size_t)g->len[i] * 4);
+        lens[r] = g->len[i];
+    }
+    petl_batch b = {count, seq, ids, types, lens};
+    petl_error err = {0};
+    size_t at = (size_t)first * g->hidden;
+    CHECK_OK(petl_encode(ctx, &b, last_hidden, g->has_pool ? o->pool + at : NULL, o->cls + at,
+                         o->mean + at, &err),
+             &err);
+    if (seq_out) *seq_out = seq;
+    free(ids);
+    free(types);
+    free(lens);
+}
+
+static void run_all(petl_ctx *ctx, const golden *g, int bs, outputs *o) {
+    for (int s = 0; s < g->n; s += bs)
+        run_batch(ctx, g, s, s + bs <= g->n ? bs : g->n - s, o, NULL, NULL);
+}
+
+/* Max abs diffs of o against the golden (pool, cls, mean); prints them. */
+static float compare_golden(const char *what, const golden *g, const outputs *o) {
+    size_t hn = (size_t)g->n * g->hidden;
+    float dp = g->has_pool ? max_abs_diff(o->pool, g->pool, hn) : 0.0f;
+    float dc = max_abs_diff(o->cls, g->cls, hn), dm = max_abs_diff(o->mean, g->mean, hn);
+    printf("%-36s max abs diff vs transformers: pooler %.3g  cls %.3g  mean %.3g\n", what, dp, dc,
+           dm);
+    return fmaxf(dp, fmaxf(dc, dm));
+}
+
+static float compare_outputs(const golden *g, const outputs *a, const outputs *b) {
+    size_t hn = (size_t)g->n * g->hidden;
+    float d = max_abs_diff(a->cls, b->cls, hn);
+    d = fmaxf(d, max_abs_diff(a->mean, b->mean, hn));
+    if (g->has_pool) d = fmaxf(d, max_abs_diff(a->pool, b->pool, hn));
+    return d;
+}
+
+/* ------------------------------------------------------------------ the real model (MiniLM) */
+
+static void test_minilm(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/golden/forward_minilm.bin", TEST_SRC_DIR);
+    golden g = golden_load(path);
+    petl_error err = {0};
+    petl_model *m = NULL;
+    CHECK_OK(petl_model_load(test_model_dir(), &m, &err), &err);
+    const petl_config *c = petl_model_config(m);
+    CHECK(c->hidden_size == 384 && c->num_layers == 6 && c->num_heads == 12);
+    CHECK(c->intermediate_size == 1536 && c->vocab_size == 30522);
+    CHECK(petl_model_has_pooler(m));
+    CHECKF(petl_model_num_params(m) == 22713216, "%lld", (long long)petl_model_num_params(m));
+    CHECK(g.hidden == 384 && g.has_pool && g.n >= 64);
+
+    petl_ctx *ctx = NULL;
+    CHECK_OK(petl_ctx_new(m, 32, 128, &ctx, &err), &err);
+
+    /* Padded batches of 8 and of 32, lengths unsorted (file order is shuffled). */
+    outputs o8 = outputs_new(&g), o32 = outputs_new(&g), alone = outputs_new(&g);
+    run_all(ctx, &g, 8, &o8);
+    run_all(ctx, &g, 32, &o32);
+    CHECK(compare_golden("MiniLM, padded batches of 8:", &g, &o8) <= 1e-4f);
+    CHECK(compare_golden("MiniLM, padded batches of 32:", &g, &o32) <= 1e-4f);
+
+    /* Each sentence alone gives what it gives in a padded batch, to float rounding. */
+    run_all(ctx, &g, 1, &alone);
+    float d_alone = fmaxf(compare_outputs(&g, &alone, &o8), compare_outputs(&g, &alone, &o32));
+    printf("MiniLM, alone vs padded batches: max abs diff %.3g\n", d_alone);
+    CHECK(d_alone <= 1e-5f);
+
+    /* With last_hidden the padding rows are computed too: same outputs, and the [CLS] row and
+     * mean of the real rows of last_hidden agree with cls / mean. */
+    {
+        outputs lh = outputs_new(&g);
+        float *hid = malloc((size_t)8 * 128 * 384 * sizeof(float));
+        CHECK(hid);
+        int seq = 0;
+        run_batch(ctx, &g, 0, 8, &lh, hid, &seq);
+        float d = 0.0f;
+        for (int r = 0; r < 8; r++) {
+            const float *row = hid + (size_t)r * seq * 384;
+            d = fmaxf(d, max_abs_diff(row, lh.cls + (size_t)r * 384, 384));
+            d = fmaxf(d, max_abs_diff(lh.cls + (size_t)r * 384, o8.cls + (size_t)r * 384, 384));
+            d = fmaxf(d, max_abs_diff(lh.mean + (size_t)r * 384, o8.mean + (size_t)r * 384, 384));
+            d = fmaxf(d, max_abs_diff(lh.pool + (size_t)r * 384, o8.pool + (size_t)r * 384, 384));
+            for (int p = 0; p < seq; p++)
+                for (int k = 0; k < 384; k++)
+                    CHECK(isfinite(row[(size_t)p * 384 + k]));
+        }
+        printf("MiniLM, with last_hidden vs without: max abs diff %.3g\n", d);
+        CHECK(d <= 1e-5f);
+        free(hid);
+        outputs_free(&lh);
+    }
+
+    /* Invalid batches: errors that name the row and position; nothing is run. */
+    {
+        int32_t ids[2 * 4] = {101, 7592, 102, 0, 101, 2023, 30522, 102};
+        int32_t types[2 * 4] = {0};
+        int lens[2] = {3, 4};
+        petl_batch b = {2, 4, ids, types, lens};
+        float out[2 * 384];
+        CHECK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        CHECKF(strstr(err.msg, "row 1, position 2") && strstr(err.msg, "30522"), "%s", err.msg);
+        ids[6] = -1;
+        CHECK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        ids[6] = 2003;
+        types[5] = 2;
+        CHECK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        CHECKF(strstr(err.msg, "row 1, position 1") && strstr(err.msg, "type"), "%s", err.msg);
+        types[5] = 0;
+        lens[0] = 0;
+        CHECK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        CHECKF(strstr(err.msg, "row 0"), "%s", err.msg);
+        lens[0] = 5;
+        CHECK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        lens[0] = 3;
+        CHECK_OK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err), &err);
+        b.batch = 33;
+        CHECK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        b.batch = 2;
+        b.seq = 129; /* over the context's max_len (the arrays are not read) */
+        CHECK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        CHECKF(strstr(err.msg, "129"), "%s", err.msg);
+        b.seq = 513; /* over the model's position embeddings */
+        CHECK(petl_encode(ctx, &b, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        CHECKF(strstr(err.msg, "position"), "%s", err.msg);
+        CHECK(petl_encode(ctx, NULL, NULL, NULL, out, NULL, &err) == PETL_ERR_ARG);
+        petl_ctx *bad = NULL;
+        CHECK(petl_ctx_new(m, 1, 513, &bad, &err) == PETL_ERR_ARG && bad == NULL);
+        CHECK(petl_ctx_new(m, 0, 8, &bad, &err) == PETL_ERR_ARG && bad == NULL);
+    }
+
+    petl_ctx_free(ctx);
+    petl_model_free(m);
+    outputs_free(&o8);
+    outputs_free(&o32);
+    outputs_free(&alone);
+    golden_free(&g);
+}
+
+/* ------------------------------------------------------- tiny random BERTs: key / dtype variants
+ */
+
+static void test_tiny(const char *variant, bool want_pool) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/golden/tiny-bert/%s", TEST_SRC_DIR, variant);
+    snprintf(path, sizeof path, "%s/forward.bin", dir);
+    golden g = golden_load(path);
+    petl_error err = {0};
+    petl_model *m = NULL;
+    CHECK_OK(petl_model_load(dir, &m, &err), &err);
+    CHECK(petl_model_has_pooler(m) == want_pool && (g.has_pool != 0) == want_pool);
+    CHECK(petl_model_config(m)->hidden_size == 32 && petl_model_config(m)->num_layers == 2);
+    int64_t want_params = 99 * 32 + 32 * 32 + 2 * 32 + 64 +
+                          2 * (4 * (32 * 32 + 32) + 2 * 64 + 2 * 32 * 48 + 48 + 32) +
+                          (want_pool ? 32 * 32 + 32 : 0);
+    CHECKF(petl_model_num_params(m) == want_params, "%lld vs %lld",
+           (long long)petl_model_num_params(m), (long long)want_params);
+    petl_ctx *ctx = NULL;
+    CHECK_OK(petl_ctx_new(m, 8, 32, &ctx, &err), &err);
+    outputs o = outputs_new(&g), on = outputs_new(&g);
+    run_all(ctx, &g, 5, &o);
+    char what[64];
+    snprintf(what, sizeof what, "tiny-bert/%s, batches of 5:", variant);
+    CHECK(compare_golden(what, &g, &o) <= 2e-5f);
+    /* The naive twins end to end, with the padding rows computed (last_hidden). */
+    petl_ctx_use_naive(ctx, true);
+    float *hid = malloc((size_t)8 * 32 * 32 * sizeof(float));
+    CHECK(hid);
+    for (int s = 0; s < g.n; s += 8)
+        run_batch(ctx, &g, s, g.n - s < 8 ? g.n - s : 8, &on, hid, NULL);
+    float d = compare_outputs(&g, &o, &on);
+    printf("tiny-bert/%s, naive twins vs optimised: max abs diff %.3g\n", variant, d);
+    CHECK(d <= 1e-5f);
+    if (!want_pool) {
+        CHECK(petl_encode(ctx, &(petl_batch){1, 2, g.ids[0], g.types[0], &g.len[0]}, NULL, hid,
+                          NULL, NULL, &err) == PETL_ERR_ARG);
+    }
+    free(hid);
+    outputs_free(&o);
+    outputs_free(&on);
+    petl_ctx_free(ctx);
+    petl_model_free(m);
+    golden_free(&g);
+}
+
+/* ------------------------------------------------------------- kernels vs their naive twins */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) / (double)(1 << 23)) - 1.0f;
+}
+static float *rand_buf(size_t n, float scale) {
+    float *p = malloc(n * sizeof(float));
+    CHECK(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = frand() * scale;
+    return p;
+}
+
+static void test_kernels(void) {
+    /* exp / erf polynomials against libm in double. */
+    double e_exp = 0.0, e_erf = 0.0;
+    for (float x = -87.0f; x < 88.0f; x += 0.00731f) {
+        double r = exp((double)x);
+        e_exp = fmax(e_exp, fabs(petl_expf(x) - r) / r);
+    }
+    for (float x = -9.0f; x < 9.0f; x += 0.000173f)
+        e_erf = fmax(e_erf, fabs(petl_erff(x) - erf(x)));
+    printf("petl_expf max rel err %.3g, petl_erff max abs err %.3g\n", e_exp, e_erf);
+    CHECK(e_exp < 3e-7 && e_erf < 2e-7);
+    CHECK(petl_expf(-1000.0f) < 1e-37f && petl_expf(-INFINITY) < 1e-37f);
+
+    /* matmul, with and without bias; few rows (the small-M kernel) and many (OpenBLAS); widths
+     * that are not multiples of the vector or block sizes. */
+    const int64_t mm_rows[] = {1, 5, 14, 16, 17, 37};
+    const int mm_ic[] = {67, 384, 16, 3, 1536, 67};
+    for (int t = 0; t < 6; t++) {
+        const int64_t N = mm_rows[t];
+        const int IC = mm_ic[t], OC = 45 + t;
+        float *x = rand_buf(N * IC, 1.0f), *w = rand_buf((size_t)OC * IC, 0.5f),
+              *b = rand_buf(OC, 1.0f), *o1 = rand_buf(N * OC, 1.0f), *o2 = rand_buf(N * OC, 1.0f);
+        matmul_forward(o1, x, w, b, N, IC, OC);
+        matmul_naive(o2, x, w, b, N, IC, OC);
+        CHECKF(max_abs_diff(o1, o2, (size_t)(N * OC)) < 1e-6f * IC, "N %d IC %d: %g", (int)N, IC,
+               max_abs_diff(o1, o2, (size_t)(N * OC)));
+        matmul_forward(o1, x, w, NULL, N, IC, OC);
+        matmul_naive(o2, x, w, NULL, N, IC, OC);
+        CHECK(max_abs_diff(o1, o2, (size_t)(N * OC)) < 1e-6f * IC);
+        free(x), free(w), free(b), free(o1), free(o2);
+    }
+    /* layernorm with and without residual, in place too; rows with a large offset. */
+    {
+        const int64_t N = 29;
+        const int C = 131;
+        float *x = rand_buf(N * C, 3.0f), *r = rand_buf(N * C, 2.0f), *w = rand_buf(C, 1.0f),
+              *b = rand_buf(C, 1.0f), *o1 = malloc(N * C * 4), *o2 = malloc(N * C * 4);
+        CHECK(o1 && o2);
+        for (int c = 0; c < C; c++)
+            x[c] += 100.0f;
+        layernorm_forward(o1, x, r, w, b, N, C, 1e-12f);
+        layernorm_naive(o2, x, r, w, b, N, C, 1e-12f);
+        CHECK(max_abs_diff(o1, o2, (size_t)(N * C)) < 2e-5f);
+        layernorm_naive(o2, x, NULL, w, b, N, C, 1e-5f);
+        memcpy(o1, x, N * C * 4);
+        layernorm_forward(o1, o1, NULL, w, b, N, C, 1e-5f);
+        CHECK(max_abs_diff(o1, o2, (size_t)(N * C)) < 2e-5f);
+        free(x), free(r), free(w), free(b), free(o1), free(o2);
+    }
+    /* activations over [-12, 12], odd length (vector tails). */
+    {
+        const int64_t n = 100003;
+        float *x = rand_buf(n, 12.0f), *o1 = malloc(n * 4), *o2 = malloc(n * 4);
+        CHECK(o1 && o2);
+        petl_act acts[] = {PETL_ACT_GELU, PETL_ACT_GELU_NEW, PETL_ACT_RELU};
+        for (int a = 0; a < 3; a++) {
+            activation_forward(o1, x, n, acts[a]);
+            activation_naive(o2, x, n, acts[a]);
+            float d = max_abs_diff(o1, o2, (size_t)n);
+            CHECKF(d < 2e-6f, "%s: %g", petl_act_name(acts[a]), d);
+        }
+        free(x), free(o1), free(o2);
+    }
+    /* attention on packed rows: rows with padding queries (qlen > klen), a row of one token,
+     * a long row. */
+    {
+        const int B = 4, H = 48, NH = 4;
+        int qlen[4] = {7, 1, 20, 9}, klen[4] = {5, 1, 20, 3};
+        int64_t off[4], n = 0;
+        for (int b = 0; b < B; b++)
+            off[b] = n, n += qlen[b];
+        float *qkv = rand_buf((size_t)n * 3 * H, 2.0f), *o1 = malloc(n * H * 4),
+              *o2 = malloc(n * H * 4), *scratch = malloc((size_t)4 * 20 * 20 * 4);
+        CHECK(o1 && o2 && scratch);
+        attention_forward(o1, scratch, 20 * 20, 4, qkv, off, qlen, klen, B, H, NH);
+        attention_naive(o2, qkv, off, qlen, klen, B, H, NH);
+        float d = max_abs_diff(o1, o2, (size_t)(n * H));
+        CHECKF(d < 1e-5f, "%g", d);
+        free(qkv), free(o1), free(o2), free(scratch);
+    }
+}
+
+/* ------------------------------------------------------------------------ loader errors */
+
+static char tmpdir[] = "/tmp/petl-test-encoder-XXXXXX";
+
+/* Copies the plain tiny BERT into tmpdir with the tensors edited by `edit`, then loads it. */
+typedef void (*edit_fn)(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]);
+
+static petl_status load_edited(edit_fn edit, petl_error *err) {
+    char src[4096], path[4200];
+    snprintf(src, sizeof src, "%s/golden/tiny-bert/plain/model.safetensors", TEST_SRC_DIR);
+    petl_safetensors *st = NULL;
+    CHECK_OK(petl_st_open(src, &st, err), err);
+    size_t n = petl_st_count(st);
+    petl_st_entry e[64];
+    int64_t shapes[64][PETL_ST_MAX_RANK];
+    CHECK(n <= 64);
+    for (size_t i = 0; i < n; i++) {
+        const petl_st_tensor *t = petl_st_at(st, i);
+        memcpy(shapes[i], t->shape, sizeof shapes[i]);
+        e[i] = (petl_st_entry){t->name, t->dtype, t->rank, shapes[i], t->data};
+    }
+    edit(e, &n, shapes);
+    snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
+    CHECK_OK(petl_st_write(path, e, n, NULL, 0, err), err);
+    petl_st_close(st);
+    petl_model *m = NULL;
+    petl_status rc = petl_model_load(tmpdir, &m, err);
+    CHECK((rc == PETL_OK) == (m != NULL));
+    petl_model_free(m);
+    return rc;
+}
+
+static size_t find_entry(const petl_st_entry *e, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(e[i].name, name)) return i;
+    CHECKF(0, "no tensor %s", name);
+    return 0;
+}
+static void edit_none(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]) {
+    (void)e, (void)n, (void)shapes;
+}
+static void edit_drop_value(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]) {
+    (void)shapes;
+    size_t i = find_entry(e, *n, "encoder.layer.1.attention.self.value.weight");
+    e[i] = e[--*n];
+}
+static void edit_drop_ln(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]) {
+    (void)shapes;
+    size_t i = find_entry(e, *n, "embeddings.LayerNorm.bias");
+    e[i] = e[--*n];
+}
+static void edit_shape(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]) {
+    /* Same bytes read as [31, 32] is a smaller tensor: the file stays valid, the shape not. */
+    size_t i = find_entry(e, *n, "encoder.layer.0.intermediate.dense.weight");
+    shapes[i][0] = 31;
+}
+static void edit_rank(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]) {
+    size_t i = find_entry(e, *n, "pooler.dense.bias");
+    e[i].rank = 2;
+    shapes[i][0] = 1;
+    shapes[i][1] = 32;
+}
+static void edit_dtype(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]) {
+    (void)shapes;
+    size_t i = find_entry(e, *n, "embeddings.token_type_embeddings.weight");
+    e[i].dtype = PETL_DT_I32;
+}
+static void edit_half_pooler(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]) {
+    (void)shapes;
+    size_t i = find_entry(e, *n, "pooler.dense.bias");
+    e[i] = e[--*n];
+}
+static void edit_no_pooler(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MAX_RANK]) {
+    (void)shapes;
+    size_t i = find_entry(e, *n, "pooler.dense.bias");
+    e[i] = e[--*n];
+    i = find_entry(e, *n, "pooler.dense.weight");
+    e[i] = e[--*n];
+}
+
+static void test_load_errors(void) {
+    petl_error err = {0};
+    petl_model *m = NULL;
+    CHECK(mkdtemp(tmpdir) != NULL);
+    /* No config.json yet. */
+    CHECK(petl_model_load(tmpdir, &m, &err) != PETL_OK && m == NULL);
+    char src[4096], cfg[4200];
+    snprintf(src, sizeof src, "%s/golden/tiny-bert/plain/config.json", TEST_SRC_DIR);
+    snprintf(cfg, sizeof cfg, "%s/config.json", tmpdir);
+    {
+        FILE *in = fopen(src, "rb"), *out = fopen(cfg, "wb");
+        CHECK(in && out);
+        char buf[4096];
+        size_t k;
+        while ((k = fread(buf, 1, sizeof buf, in)) > 0)
+            CHECK(fwrite(buf, 1, k, out) == k);
+        fclose(in);
+        CHECK(fclose(out) == 0);
+    }
+    /* No model.safetensors. */
+    CHECK(petl_model_load(tmpdir, &m, &err) == PETL_ERR_IO && m == NULL);
+
+    CHECK_OK(load_edited(edit_none, &err), &err);
+    CHECK(load_edited(edit_drop_value, &err) == PETL_ERR_SHAPE);
+    CHECKF(strstr(err.msg, "missing tensor 'encoder.layer.1.attention.self.value.weight'"), "%s",
+           err.msg);
+    CHECK(load_edited(edit_drop_ln, &err) == PETL_ERR_SHAPE);
+    CHECKF(strstr(err.msg, "embeddings.LayerNorm.bias"), "%s", err.msg);
+    CHECK(load_edited(edit_shape, &err) == PETL_ERR_SHAPE);
+    CHECKF(strstr(err.msg, "encoder.layer.0.intermediate.dense.weight") &&
+               strstr(err.msg, "[31, 32]") && strstr(err.msg, "expected [48, 32]"),
+           "%s", err.msg);
+    printf("loader, misshapen tensor: %s\n", err.msg);
+    CHECK(load_edited(edit_rank, &err) == PETL_ERR_SHAPE);
+    CHECKF(strstr(err.msg, "pooler.dense.bias") && strstr(err.msg, "[1, 32]"), "%s", err.msg);
+    CHECK(load_edited(edit_dtype, &err) == PETL_ERR_SHAPE);
+    CHECKF(strstr(err.msg, "token_type_embeddings") && strstr(err.msg, "I32"), "%s", err.msg);
+    CHECK(load_edited(edit_half_pooler, &err) == PETL_ERR_SHAPE);
+    CHECKF(strstr(err.msg, "pooler"), "%s", err.msg);
+    CHECK_OK(load_edited(edit_no_pooler, &err), &err);
+
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", tmpdir);
+    CHECK(unlink(path) == 0 && unlink(cfg) == 0 && rmdir(tmpdir) == 0);
+}
+
+int main(void) {
+    test_kernels();
+    test_load_errors();
+    test_tiny("plain", true);
+    test_tiny("prefixed", true);
+    test_tiny("nopool", false);
+    test_minilm();
+    CHECK_DONE("test_encoder");
+}
