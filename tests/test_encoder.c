@@ -167,7 +167,7 @@ static float compare_outputs(const golden *g, const outputs *a, const outputs *b
 
 static void test_minilm(void) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/golden/forward_minilm.bin", TEST_SRC_DIR);
+    snprintf(path, sizeof path, "%s/golden/forward_minilm.golden", TEST_SRC_DIR);
     golden g = golden_load(path);
     petl_error err = {0};
     petl_model *m = NULL;
@@ -269,14 +269,40 @@ static void test_minilm(void) {
 /* ------------------------------------------------------- tiny random BERTs: key / dtype variants
  */
 
+/* The tiny checkpoints are committed as model.st (nothing in the repository is named like model
+ * weights): link them into a temporary model folder. Returns the folder (static storage). */
+static const char *tiny_model_dir(const char *variant) {
+    static char dir[4096];
+    char src[4200], dst[4200];
+    snprintf(dir, sizeof dir, "/tmp/petl-tiny-%s-XXXXXX", variant);
+    CHECK(mkdtemp(dir) != NULL);
+    const char *names[][2] = {{"config.json", "config.json"}, {"model.st", "model.safetensors"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(src, sizeof src, "%s/golden/tiny-bert/%s/%s", TEST_SRC_DIR, variant, names[i][0]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[i][1]);
+        CHECK(symlink(src, dst) == 0);
+    }
+    return dir;
+}
+
+static void tiny_model_dir_remove(const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    CHECK(unlink(p) == 0);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECK(unlink(p) == 0);
+    CHECK(rmdir(dir) == 0);
+}
+
 static void test_tiny(const char *variant, bool want_pool) {
-    char dir[4096], path[4200];
-    snprintf(dir, sizeof dir, "%s/golden/tiny-bert/%s", TEST_SRC_DIR, variant);
-    snprintf(path, sizeof path, "%s/forward.bin", dir);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/golden/tiny-bert/%s/forward.golden", TEST_SRC_DIR, variant);
     golden g = golden_load(path);
+    const char *dir = tiny_model_dir(variant);
     petl_error err = {0};
     petl_model *m = NULL;
     CHECK_OK(petl_model_load(dir, &m, &err), &err);
+    tiny_model_dir_remove(dir);
     CHECK(petl_model_has_pooler(m) == want_pool && (g.has_pool != 0) == want_pool);
     CHECK(petl_model_config(m)->hidden_size == 32 && petl_model_config(m)->num_layers == 2);
     int64_t want_params = 99 * 32 + 32 * 32 + 2 * 32 + 64 +
@@ -418,7 +444,7 @@ typedef void (*edit_fn)(petl_st_entry *e, size_t *n, int64_t shapes[][PETL_ST_MA
 
 static petl_status load_edited(edit_fn edit, petl_error *err) {
     char src[4096], path[4200];
-    snprintf(src, sizeof src, "%s/golden/tiny-bert/plain/model.safetensors", TEST_SRC_DIR);
+    snprintf(src, sizeof src, "%s/golden/tiny-bert/plain/model.st", TEST_SRC_DIR);
     petl_safetensors *st = NULL;
     CHECK_OK(petl_st_open(src, &st, err), err);
     size_t n = petl_st_count(st);

@@ -186,7 +186,7 @@ static void test_golden(void) {
 /* The golden ok files have the content their generator gave them. */
 static void test_golden_content(void) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/golden/safetensors/ok_unaligned.safetensors", TEST_SRC_DIR);
+    snprintf(path, sizeof path, "%s/golden/safetensors/ok_unaligned.st", TEST_SRC_DIR);
     petl_safetensors *st;
     petl_error err;
     CHECK_OK(petl_st_open(path, &st, &err), &err);
@@ -197,7 +197,7 @@ static void test_golden_content(void) {
     CHECK(v[0] == 1.0f && v[1] == -2.0f);
     petl_st_close(st);
 
-    snprintf(path, sizeof path, "%s/golden/safetensors/ok_zero_shared.safetensors", TEST_SRC_DIR);
+    snprintf(path, sizeof path, "%s/golden/safetensors/ok_zero_shared.st", TEST_SRC_DIR);
     CHECK_OK(petl_st_open(path, &st, &err), &err);
     CHECK(petl_st_count(st) == 3);
     /* data-offset order; the zero-size tensors at one offset come by name */

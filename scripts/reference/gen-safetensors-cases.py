@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes crafted .safetensors files and the reference reader's verdict on each to
-tests/golden/safetensors/ (manifest.tsv). tests/test_safetensors.c opens every file with petl
+tests/golden/safetensors/ (manifest.tsv). The crafted files are named *.st, not
+*.safetensors, so that nothing in the repository looks like model weights. tests/test_safetensors.c opens every file with petl
 and checks that it agrees.
 
 The verdict comes from the real reader: safetensors.safe_open (the Rust validation every
@@ -210,13 +211,13 @@ def reference_verdict(path):
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
-        if f.endswith(".safetensors"):
+        if f.endswith(".st"):
             os.unlink(os.path.join(OUT, f))
     rows, bad = [], 0
     for name, expect, data, detail, note in CASES:
         if data is None:
             data = all_dtypes()
-        fname = name + ".safetensors"
+        fname = name + ".st"
         path = os.path.join(OUT, fname)
         with open(path, "wb") as f:
             f.write(data)
