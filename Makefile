@@ -46,7 +46,9 @@ fuzz:
 	cmake --build build-fuzz -j $(JOBS)
 	scripts/run-fuzzers build-fuzz $(FUZZ_SECONDS)
 
+# Side by side with the reference stack (PyTorch + transformers), in its own virtual environment.
 bench: deps model build
+	@[ -x .venv-ref/bin/python ] || scripts/reference/setup-venv
 	bench/embed-bench
 
 clean:
