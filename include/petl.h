@@ -179,12 +179,17 @@ const char *petl_tokenizer_id_to_token(const petl_tokenizer *tok, int32_t id);
 int32_t petl_tokenizer_pad_id(const petl_tokenizer *tok);
 
 /* One encoded input: [CLS] A [SEP] (B [SEP]). Arrays are owned by the encoding and reused
- * across calls; free with petl_encoding_free. */
+ * across calls; free with petl_encoding_free. Zero-initialise a new one ({0}). */
 typedef struct {
     int32_t *ids;      /* [len] */
     int32_t *type_ids; /* [len] */
     int len;
     int cap;
+    /* [len, 2] only after petl_tokenize_offsets (petl_tokenize leaves it stale): the byte span
+     * [begin, end) in its own text (text_a for type 0, text_b for type 1) of the characters
+     * each token was made from; (0, 0) for the added [CLS] / [SEP]. */
+    int32_t *offsets;
+    int offsets_cap; /* tokens the offsets array holds; internal */
 } petl_encoding;
 
 /* Tokenizes text_a (and text_b when non-NULL and non-empty: like the reference, an empty
@@ -195,6 +200,13 @@ typedef struct {
 petl_status petl_tokenize(const petl_tokenizer *tok, const char *text_a, size_t len_a,
                           const char *text_b, size_t len_b, int max_len, petl_encoding *enc,
                           petl_error *err);
+/* petl_tokenize, also filling enc->offsets: the reference's return_offsets_mapping=True, but
+ * in UTF-8 bytes of the input rather than code points. A token split off one raw character
+ * (NFD, CJK) spans all of it; a literal special token in the text spans its text; an [UNK]
+ * word spans the whole word. Texts are limited to INT32_MAX bytes. */
+petl_status petl_tokenize_offsets(const petl_tokenizer *tok, const char *text_a, size_t len_a,
+                                  const char *text_b, size_t len_b, int max_len,
+                                  petl_encoding *enc, petl_error *err);
 void petl_encoding_free(petl_encoding *enc);
 
 /* ======================================================= model and encoder (src/model.c, ...) */

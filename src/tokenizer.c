@@ -622,14 +622,18 @@ void petl_encoding_free(petl_encoding *enc) {
     if (!enc) return;
     free(enc->ids);
     free(enc->type_ids);
-    enc->ids = enc->type_ids = NULL;
+    free(enc->offsets);
+    enc->ids = enc->type_ids = enc->offsets = NULL;
     enc->len = enc->cap = 0;
 }
 
-/* Makes room for `more` ids after enc->len, growing geometrically. */
-static petl_status enc_reserve(petl_encoding *enc, size_t more, petl_error *err) {
+/* Makes room for `more` ids after enc->len, growing geometrically. The offsets array grows with
+ * them only when asked for (with_offsets), so that petl_tokenize never pays for it; its capacity
+ * is then the same enc->cap, which is why a call with offsets after one without reallocates. */
+static petl_status enc_reserve(petl_encoding *enc, size_t more, bool with_offsets,
+                               petl_error *err) {
     size_t need = (size_t)enc->len + more;
-    if (need <= (size_t)enc->cap) return PETL_OK;
+    if (need <= (size_t)enc->cap && (!with_offsets || enc->offsets_cap == enc->cap)) return PETL_OK;
     if (need > (size_t)INT_MAX / 2)
         return petl_fail(err, PETL_ERR_ARG, "text too long: more than %d tokens", INT_MAX / 2);
     size_t cap = enc->cap > 0 ? (size_t)enc->cap : 64;
@@ -641,6 +645,12 @@ static petl_status enc_reserve(petl_encoding *enc, size_t more, petl_error *err)
     if (!ids || !types) return petl_fail(err, PETL_ERR_NOMEM, "out of memory for %zu tokens", cap);
     enc->type_ids = types;
     enc->cap = (int)cap;
+    if (with_offsets) {
+        int32_t *offs = realloc(enc->offsets, 2 * cap * sizeof *offs);
+        if (!offs) return petl_fail(err, PETL_ERR_NOMEM, "out of memory for %zu offsets", cap);
+        enc->offsets = offs;
+        enc->offsets_cap = (int)cap;
+    }
     return PETL_OK;
 }
 
@@ -650,14 +660,28 @@ typedef struct {
     petl_encoding *enc;
     petl_error *err;
     petl_status st;                   /* first failure; later work is skipped */
+    bool offsets;                     /* fill enc->offsets too */
     int32_t word[WORD_MAX_CHARS + 1]; /* code points of the current word (first 101) */
     uint8_t ccc[WORD_MAX_CHARS + 1];  /* their combining classes (0 without NFD) */
-    size_t n_word;                    /* length of the word in code points, may exceed 101 */
+    /* Byte span in the raw text of the character each word[i] was normalized from: every
+     * character that NFD or lowercasing makes out of one raw character maps to all of it, as
+     * the reference's alignments do. */
+    int32_t wbeg[WORD_MAX_CHARS + 1], wend[WORD_MAX_CHARS + 1];
+    int32_t word_beg, word_end; /* span of the whole word (all of it, also past 101) */
+    int32_t cur_beg, cur_end;   /* span of the raw character being fed */
+    size_t n_word;              /* length of the word in code points, may exceed 101 */
 } tok_state;
 
-static void emit(tok_state *s, int32_t id) {
+/* Appends id, and its raw-text span [beg, end) when offsets are asked for. */
+static void emit(tok_state *s, int32_t id, int32_t beg, int32_t end) {
     if (s->st != PETL_OK) return;
-    if (s->enc->len >= s->enc->cap && (s->st = enc_reserve(s->enc, 1, s->err)) != PETL_OK) return;
+    if (s->enc->len >= s->enc->cap &&
+        (s->st = enc_reserve(s->enc, 1, s->offsets, s->err)) != PETL_OK)
+        return;
+    if (s->offsets) {
+        s->enc->offsets[2 * s->enc->len] = beg;
+        s->enc->offsets[2 * s->enc->len + 1] = end;
+    }
     s->enc->ids[s->enc->len++] = id;
 }
 
@@ -688,10 +712,13 @@ static void wordpiece(tok_state *s) {
         }
         if (id < 0) {
             s->enc->len = start_len;
-            emit(s, tok->special[SP_UNK].id);
+            emit(s, tok->special[SP_UNK].id, s->word_beg, s->word_end);
             return;
         }
-        emit(s, id);
+        /* A piece's span runs from its first character's start to its last one's end. Marks
+         * reordered by NFD can make that span cover other pieces' characters too; the
+         * reference computes it the same way. */
+        emit(s, id, s->wbeg[start], s->wend[end - 1]);
         start = end;
     }
 }
@@ -699,7 +726,7 @@ static void wordpiece(tok_state *s) {
 static void end_word(tok_state *s) {
     if (s->n_word == 0) return;
     if (s->n_word > WORD_MAX_CHARS)
-        emit(s, s->tok->special[SP_UNK].id);
+        emit(s, s->tok->special[SP_UNK].id, s->word_beg, s->word_end);
     else
         wordpiece(s);
     s->n_word = 0;
@@ -710,15 +737,21 @@ static void end_word(tok_state *s) {
  * and sorting the kept ones alone gives the same relative order, so an insertion step over
  * the tail of the word is enough. */
 static void word_push(tok_state *s, int32_t c, int k) {
+    if (s->n_word == 0) s->word_beg = s->cur_beg;
+    s->word_end = s->cur_end;
     if (s->n_word <= WORD_MAX_CHARS) {
         size_t i = s->n_word;
         while (k > 0 && i > 0 && s->ccc[i - 1] > k) {
             s->word[i] = s->word[i - 1];
             s->ccc[i] = s->ccc[i - 1];
+            s->wbeg[i] = s->wbeg[i - 1];
+            s->wend[i] = s->wend[i - 1];
             i--;
         }
         s->word[i] = c;
         s->ccc[i] = (uint8_t)k;
+        s->wbeg[i] = s->cur_beg;
+        s->wend[i] = s->cur_end;
     }
     s->n_word++;
 }
@@ -804,11 +837,13 @@ static void encode_text(tok_state *s, const char *text, size_t len) {
         size_t k = s->tok->special_first[u[i]] ? match_special(s->tok, text + i, len - i, &id) : 0;
         if (k > 0) {
             end_word(s);
-            emit(s, id);
+            emit(s, id, (int32_t)i, (int32_t)(i + k));
             i += k;
             continue;
         }
         k = utf8_decode(u + i, len - i, &c);
+        s->cur_beg = (int32_t)i;
+        s->cur_end = (int32_t)(i + k);
         feed(s, c);
         i += k;
     }
@@ -845,33 +880,37 @@ static petl_status check_utf8(const char *text, size_t len, const char *which, p
                      which, bad, (unsigned char)text[bad]);
 }
 
-petl_status petl_tokenize(const petl_tokenizer *tok, const char *text_a, size_t len_a,
-                          const char *text_b, size_t len_b, int max_len, petl_encoding *enc,
-                          petl_error *err) {
+/* petl_tokenize, and petl_tokenize_offsets when `offsets` is set. */
+static petl_status tokenize(const petl_tokenizer *tok, const char *text_a, size_t len_a,
+                            const char *text_b, size_t len_b, int max_len, bool offsets,
+                            petl_encoding *enc, petl_error *err) {
     if (!tok || !enc || (!text_a && len_a > 0))
         return petl_fail(err, PETL_ERR_ARG, "petl_tokenize: NULL argument");
     if (!text_a) text_a = "";
     /* An empty second text is no pair: transformers passes text_pair on only when it is
      * truthy, so tok("x", "") encodes "x" alone. */
     bool pair = text_b != NULL && len_b > 0;
+    /* Offsets are int32 byte positions. */
+    if (offsets && (len_a > INT32_MAX || (pair && len_b > INT32_MAX)))
+        return petl_fail(err, PETL_ERR_ARG, "petl_tokenize_offsets: text over 2 GiB");
     petl_status st = check_utf8(text_a, len_a, "text_a", err);
     if (st == PETL_OK && pair) st = check_utf8(text_b, len_b, "text_b", err);
     if (st != PETL_OK) return st;
     enc->len = 0;
-    if ((st = enc_reserve(enc, 3, err)) != PETL_OK) return st;
-    tok_state s = {.tok = tok, .enc = enc, .err = err, .st = PETL_OK};
+    if ((st = enc_reserve(enc, 3, offsets, err)) != PETL_OK) return st;
+    tok_state s = {.tok = tok, .enc = enc, .err = err, .st = PETL_OK, .offsets = offsets};
     /* Layout while encoding: [CLS] A (gap) B, so that A and B need no copy when nothing is
-     * cut; the gap receives the first [SEP]. */
-    enc->ids[enc->len++] = tok->special[SP_CLS].id;
+     * cut; the gap receives the first [SEP]. Added tokens have the span (0, 0). */
+    emit(&s, tok->special[SP_CLS].id, 0, 0);
     encode_text(&s, text_a, len_a);
     size_t n1 = (size_t)enc->len - 1, n2 = 0;
-    emit(&s, tok->special[SP_SEP].id);
+    emit(&s, tok->special[SP_SEP].id, 0, 0);
     if (pair && s.st == PETL_OK) {
         encode_text(&s, text_b, len_b);
         n2 = (size_t)enc->len - n1 - 2;
     }
     /* Room for the final [SEP] of a pair: the result is never longer than this. */
-    if (s.st == PETL_OK && pair) s.st = enc_reserve(enc, 1, err);
+    if (s.st == PETL_OK && pair) s.st = enc_reserve(enc, 1, offsets, err);
     if (s.st != PETL_OK) return s.st;
     /* The budget is max_len minus the added tokens; the reference computes it in unsigned
      * arithmetic, so a max_len below the number of special tokens wraps around and disables
@@ -880,15 +919,32 @@ petl_status petl_tokenize(const petl_tokenizer *tok, const char *text_a, size_t 
     size_t a = n1, b = n2;
     if (max_len > 0 && (size_t)max_len >= added) truncate_lengths(&a, &b, pair, max_len - added);
     if (pair) memmove(enc->ids + 2 + a, enc->ids + 2 + n1, b * sizeof *enc->ids);
+    if (pair && offsets)
+        memmove(enc->offsets + 2 * (2 + a), enc->offsets + 2 * (2 + n1),
+                2 * b * sizeof *enc->offsets);
     enc->ids[1 + a] = tok->special[SP_SEP].id;
     enc->len = (int)(2 + a);
     for (int i = 0; i < enc->len; i++)
         enc->type_ids[i] = 0;
+    if (offsets) enc->offsets[2 * (1 + a)] = enc->offsets[2 * (1 + a) + 1] = 0;
     if (pair) {
         for (size_t i = 0; i < b; i++)
             enc->type_ids[enc->len++] = 1;
+        if (offsets) enc->offsets[2 * enc->len] = enc->offsets[2 * enc->len + 1] = 0;
         enc->ids[enc->len] = tok->special[SP_SEP].id;
         enc->type_ids[enc->len++] = 1;
     }
     return PETL_OK;
+}
+
+petl_status petl_tokenize(const petl_tokenizer *tok, const char *text_a, size_t len_a,
+                          const char *text_b, size_t len_b, int max_len, petl_encoding *enc,
+                          petl_error *err) {
+    return tokenize(tok, text_a, len_a, text_b, len_b, max_len, false, enc, err);
+}
+
+petl_status petl_tokenize_offsets(const petl_tokenizer *tok, const char *text_a, size_t len_a,
+                                  const char *text_b, size_t len_b, int max_len, petl_encoding *enc,
+                                  petl_error *err) {
+    return tokenize(tok, text_a, len_a, text_b, len_b, max_len, true, enc, err);
 }
