@@ -174,6 +174,58 @@ void matmul_naive(float *out, const float *inp, const float *w, const float *b, 
         }
 }
 
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *w, int64_t N, int IC, int OC) {
+    if (N <= 0) return;
+    /* out = inp . w^T + b, so d inp = dout . w (beta = 1 accumulates onto dinp) */
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)N, IC, OC, 1.0f, dout, OC,
+                    w, IC, 1.0f, dinp, IC);
+    /* d w[o, k] = sum_i dout[i, o] inp[i, k]: dout^T . inp */
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, (blasint)N, 1.0f, dout, OC,
+                    inp, IC, 1.0f, dweight, IC);
+    /* d b[o] = sum_i dout[i, o]: rows in order for every column, whatever the thread count */
+    if (dbias) {
+#pragma omp parallel for if (N * OC > 65536)
+        for (int o0 = 0; o0 < OC; o0 += 64) {
+            const int o1 = o0 + 64 < OC ? o0 + 64 : OC;
+            for (int64_t i = 0; i < N; i++) {
+                const float *d = dout + i * OC;
+                for (int o = o0; o < o1; o++)
+                    dbias[o] += d[o];
+            }
+        }
+    }
+}
+
+void matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *w, int64_t N, int IC, int OC) {
+    if (dinp)
+        for (int64_t i = 0; i < N; i++)
+            for (int k = 0; k < IC; k++) {
+                double s = 0.0;
+                for (int o = 0; o < OC; o++)
+                    s += (double)dout[i * OC + o] * w[(int64_t)o * IC + k];
+                dinp[i * IC + k] += (float)s;
+            }
+    if (dweight)
+        for (int o = 0; o < OC; o++)
+            for (int k = 0; k < IC; k++) {
+                double s = 0.0;
+                for (int64_t i = 0; i < N; i++)
+                    s += (double)dout[i * OC + o] * inp[i * IC + k];
+                dweight[(int64_t)o * IC + k] += (float)s;
+            }
+    if (dbias)
+        for (int o = 0; o < OC; o++) {
+            double s = 0.0;
+            for (int64_t i = 0; i < N; i++)
+                s += dout[i * OC + o];
+            dbias[o] += (float)s;
+        }
+}
+
 /* ---------------------------------------------------------------------------- layernorm */
 
 void layernorm_forward(float *out, const float *inp, const float *res, const float *w,
@@ -233,6 +285,97 @@ void layernorm_naive(float *out, const float *inp, const float *res, const float
     }
 }
 
+void layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp,
+                             const float *w, const float *b, int64_t N, int C, float eps) {
+#pragma omp parallel for if (N * C > 16384)
+    for (int64_t i = 0; i < N; i++) {
+        float *o = out + i * C;
+        const float *x = inp + i * C;
+        /* The arithmetic of layernorm_forward, so training and inference agree bit for bit. */
+        double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < C; c++)
+            sum += x[c];
+        const float mu = (float)(sum / C);
+        double var = 0.0;
+#pragma omp simd reduction(+ : var)
+        for (int c = 0; c < C; c++)
+            var += (double)((x[c] - mu) * (x[c] - mu));
+        const float rs = (float)(1.0 / sqrt(var / C + eps));
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            o[c] = (x[c] - mu) * rs * w[c] + b[c];
+        mean[i] = mu;
+        rstd[i] = rs;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *w, const float *mean, const float *rstd,
+                        int64_t N, int C) {
+    /* Per row, with xhat = (x - mean) rstd and g = dout * w:
+     *   d x = rstd (g - mean(g) - xhat mean(g xhat))   (mean and rstd depend on every x) */
+    if (dinp) {
+#pragma omp parallel for if (N * C > 16384)
+        for (int64_t i = 0; i < N; i++) {
+            const float *x = inp + i * C, *d = dout + i * C;
+            float *dx = dinp + i * C;
+            const float mu = mean[i], rs = rstd[i];
+            float gmean = 0.0f, gxmean = 0.0f;
+#pragma omp simd reduction(+ : gmean, gxmean)
+            for (int c = 0; c < C; c++) {
+                float g = d[c] * w[c];
+                gmean += g;
+                gxmean += g * (x[c] - mu) * rs;
+            }
+            gmean /= (float)C;
+            gxmean /= (float)C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                float xhat = (x[c] - mu) * rs;
+                dx[c] += rs * (d[c] * w[c] - gmean - xhat * gxmean);
+            }
+        }
+    }
+    /* d w[c] = sum_i dout[i, c] xhat[i, c];  d b[c] = sum_i dout[i, c]: columns in parallel,
+     * rows in order (deterministic for any thread count) */
+    if (dweight || dbias) {
+#pragma omp parallel for if (N * C > 65536)
+        for (int c0 = 0; c0 < C; c0 += 64) {
+            const int c1 = c0 + 64 < C ? c0 + 64 : C;
+            for (int64_t i = 0; i < N; i++) {
+                const float *x = inp + i * C, *d = dout + i * C;
+                for (int c = c0; c < c1; c++) {
+                    if (dweight) dweight[c] += d[c] * (x[c] - mean[i]) * rstd[i];
+                    if (dbias) dbias[c] += d[c];
+                }
+            }
+        }
+    }
+}
+
+void layernorm_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int64_t N, int C) {
+    for (int64_t i = 0; i < N; i++) {
+        const float *x = inp + i * C, *d = dout + i * C;
+        double gm = 0.0, gxm = 0.0;
+        for (int c = 0; c < C; c++) {
+            double xhat = ((double)x[c] - mean[i]) * rstd[i];
+            gm += (double)d[c] * w[c];
+            gxm += (double)d[c] * w[c] * xhat;
+        }
+        gm /= C;
+        gxm /= C;
+        for (int c = 0; c < C; c++) {
+            double xhat = ((double)x[c] - mean[i]) * rstd[i];
+            if (dinp) dinp[i * C + c] += (float)(rstd[i] * ((double)d[c] * w[c] - gm - xhat * gxm));
+            if (dweight) dweight[c] += (float)(d[c] * xhat);
+            if (dbias) dbias[c] += d[c];
+        }
+    }
+}
+
 /* --------------------------------------------------------------------------- activation */
 
 void activation_forward(float *out, const float *inp, int64_t n, petl_act act) {
@@ -280,6 +423,109 @@ void activation_naive(float *out, const float *inp, int64_t n, petl_act act) {
         case PETL_ACT_RELU: out[i] = (float)(x > 0.0 ? x : 0.0); break;
         }
     }
+}
+
+void activation_backward(float *dinp, const float *dout, const float *inp, int64_t n,
+                         petl_act act) {
+    const int64_t chunk = 4096;
+    int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for if (n > 65536)
+    for (int64_t k = 0; k < nchunks; k++) {
+        int64_t lo = k * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        switch (act) {
+        case PETL_ACT_GELU:
+            /* d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi the normal CDF, phi its density */
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) {
+                float x = inp[i];
+                float cdf = 0.5f * (1.0f + erf_poly(x * 0.70710678118654752f));
+                float pdf = 0.3989422804014327f * exp_poly(-0.5f * x * x);
+                dinp[i] += (cdf + x * pdf) * dout[i];
+            }
+            break;
+        case PETL_ACT_GELU_NEW:
+            /* y = x/2 (1 + tanh u), u = s (x + c x^3): y' = (1 + th)/2 + x/2 (1 - th^2) u' */
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) {
+                float x = inp[i];
+                float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+                float th = 1.0f - 2.0f / (exp_poly(2.0f * u) + 1.0f);
+                float du = 0.7978845608028654f * (1.0f + 3.0f * 0.044715f * x * x);
+                dinp[i] += (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du) * dout[i];
+            }
+            break;
+        case PETL_ACT_RELU:
+            /* derivative 1 for x > 0, else 0 (torch's choice at 0) */
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++)
+                dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
+            break;
+        }
+    }
+}
+
+void activation_backward_naive(float *dinp, const float *dout, const float *inp, int64_t n,
+                               petl_act act) {
+    for (int64_t i = 0; i < n; i++) {
+        double x = inp[i], d = 0.0;
+        switch (act) {
+        case PETL_ACT_GELU:
+            d = 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+            break;
+        case PETL_ACT_GELU_NEW: {
+            double s = sqrt(2.0 / M_PI), th = tanh(s * (x + 0.044715 * x * x * x));
+            d = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * s * (1.0 + 3.0 * 0.044715 * x * x);
+            break;
+        }
+        case PETL_ACT_RELU: d = x > 0.0 ? 1.0 : 0.0; break;
+        }
+        dinp[i] += (float)(d * dout[i]);
+    }
+}
+
+/* sigmoid through exp_poly: 1 / (1 + exp(-x)) saturates cleanly at both ends. */
+void swish_forward(float *out, const float *inp, int64_t n) {
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = x / (1.0f + exp_poly(-x));
+    }
+}
+
+void swish_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
+    /* d/dx [x s(x)] = s (1 + x (1 - s)), s = sigmoid(x) */
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float s = 1.0f / (1.0f + exp_poly(-x));
+        dinp[i] += s * (1.0f + x * (1.0f - s)) * dout[i];
+    }
+}
+
+/* --------------------------------------------------------------------- tanh and dropout */
+
+void tanh_forward(float *out, const float *inp, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        out[i] = tanhf(inp[i]);
+}
+
+void tanh_backward(float *dinp, const float *dout, const float *out, int64_t n) {
+    /* tanh' = 1 - tanh^2, from the saved output */
+    for (int64_t i = 0; i < n; i++)
+        dinp[i] += (1.0f - out[i] * out[i]) * dout[i];
+}
+
+void dropout_forward(float *out, const float *inp, const float *mask, int64_t n) {
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; i++)
+        out[i] = inp[i] * mask[i];
+}
+
+void dropout_backward(float *dinp, const float *dout, const float *mask, int64_t n) {
+    /* out = inp * mask: d inp = dout * mask */
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; i++)
+        dinp[i] += dout[i] * mask[i];
 }
 
 /* ---------------------------------------------------------------------------- attention */
@@ -362,4 +608,138 @@ void attention_naive(float *out, const float *qkv, const int64_t *off, const int
                             out[(off[b] + i) * H + h * hd + c] = (float)acc[c];
                 }
             }
+}
+
+void attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
+                             int nthreads, const float *mask, const float *qkv, const int64_t *off,
+                             const int64_t *poff, const int *qlen, const int *klen, int B, int H,
+                             int num_heads) {
+    const int hd = H / num_heads, ld = 3 * H;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
+    for (int task = 0; task < B * num_heads; task++) {
+        int b = task / num_heads, h = task % num_heads;
+        int nq = qlen[b], nk = klen[b];
+        const int64_t at = poff[b] + (int64_t)h * nq * nk;
+        float *s = probs + at;                       /* [nq, nk] */
+        const float *q = qkv + off[b] * ld + h * hd; /* [nq, hd] ld */
+        const float *k = q + H, *v = q + 2 * H;      /* [nk, hd] ld */
+        float *o = out + off[b] * H + h * hd;        /* [nq, hd] H */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
+                    s, nk);
+        softmax_rows(s, nq, nk);
+        const float *p = s;
+        if (mask) {
+            /* dropout on the probabilities; the undropped ones stay saved for the backward */
+            float *pd = scratch + (int64_t)omp_get_thread_num() * scratch_stride;
+            for (int64_t i = 0; i < (int64_t)nq * nk; i++)
+                pd[i] = s[i] * mask[at + i];
+            p = pd;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, p, nk, v, ld, 0.0f,
+                    o, H);
+    }
+}
+
+void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
+                        const float *dout, const float *qkv, const float *probs, const float *mask,
+                        const int64_t *off, const int64_t *poff, const int *qlen, const int *klen,
+                        int B, int H, int num_heads) {
+    const int hd = H / num_heads, ld = 3 * H;
+    const float scale = 1.0f / sqrtf((float)hd);
+    /* Each (batch row, head) task writes its own columns of dqkv: no races. */
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
+    for (int task = 0; task < B * num_heads; task++) {
+        int b = task / num_heads, h = task % num_heads;
+        int nq = qlen[b], nk = klen[b];
+        const int64_t at = poff[b] + (int64_t)h * nq * nk, nn = (int64_t)nq * nk;
+        const float *P = probs + at;                  /* [nq, nk] softmax before dropout */
+        float *dP = scratch + (int64_t)omp_get_thread_num() * scratch_stride; /* [nq, nk] */
+        float *Pd = dP + nn;                                                  /* [nq, nk] */
+        const float *q = qkv + off[b] * ld + h * hd, *k = q + H, *v = q + 2 * H;
+        float *dq = dqkv + off[b] * ld + h * hd, *dk = dq + H, *dv = dq + 2 * H;
+        const float *dO = dout + off[b] * H + h * hd; /* [nq, hd] H */
+        const float *pv = P;
+        if (mask) {
+            for (int64_t i = 0; i < nn; i++)
+                Pd[i] = P[i] * mask[at + i];
+            pv = Pd;
+        }
+        /* O = Pd V:  d V += Pd^T dO */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, pv, nk, dO, H, 1.0f,
+                    dv, ld);
+        /* d Pd = dO V^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dO, H, v, ld, 0.0f,
+                    dP, nk);
+        /* Pd = P * mask:  d P = d Pd * mask */
+        if (mask)
+            for (int64_t i = 0; i < nn; i++)
+                dP[i] *= mask[at + i];
+        /* softmax:  d S = P (d P - sum_j d P_j P_j), row by row (S: the scaled scores) */
+        for (int i = 0; i < nq; i++) {
+            float *r = dP + (int64_t)i * nk;
+            const float *p = P + (int64_t)i * nk;
+            float dot = 0.0f;
+            for (int j = 0; j < nk; j++)
+                dot += r[j] * p[j];
+            for (int j = 0; j < nk; j++)
+                r[j] = p[j] * (r[j] - dot);
+        }
+        /* S = scale Q K^T:  d Q += scale dS K,  d K += scale dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dP, nk, k, ld,
+                    1.0f, dq, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, scale, dP, nk, q, ld, 1.0f,
+                    dk, ld);
+    }
+}
+
+void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, const float *mask,
+                              const int64_t *off, const int64_t *poff, const int *qlen,
+                              const int *klen, int B, int H, int num_heads) {
+    const int hd = H / num_heads, ld = 3 * H;
+    const double scale = 1.0 / sqrt((double)hd);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < num_heads; h++) {
+            const int nq = qlen[b], nk = klen[b];
+            const int64_t at = poff[b] + (int64_t)h * nq * nk;
+            for (int i = 0; i < nq; i++) {
+                const float *q = qkv + (off[b] + i) * ld + h * hd;
+                const float *dO = dout + (off[b] + i) * H + h * hd;
+                double P[512], dP[512]; /* tests: at most 512 keys */
+                double mx = -INFINITY, sum = 0.0, dot = 0.0;
+                for (int j = 0; j < nk && j < 512; j++) {
+                    const float *k = qkv + (off[b] + j) * ld + H + h * hd;
+                    double d = 0.0;
+                    for (int c = 0; c < hd; c++)
+                        d += (double)q[c] * k[c];
+                    P[j] = d * scale;
+                    mx = P[j] > mx ? P[j] : mx;
+                }
+                for (int j = 0; j < nk && j < 512; j++)
+                    sum += (P[j] = exp(P[j] - mx));
+                for (int j = 0; j < nk && j < 512; j++) {
+                    P[j] /= sum;
+                    const double m = mask ? mask[at + (int64_t)i * nk + j] : 1.0;
+                    const float *v = qkv + (off[b] + j) * ld + 2 * H + h * hd;
+                    float *dv = dqkv + (off[b] + j) * ld + 2 * H + h * hd;
+                    double g = 0.0;
+                    for (int c = 0; c < hd; c++) {
+                        dv[c] += (float)(P[j] * m * dO[c]);
+                        g += (double)dO[c] * v[c];
+                    }
+                    dP[j] = g * m;
+                    dot += dP[j] * P[j];
+                }
+                float *dq = dqkv + (off[b] + i) * ld + h * hd;
+                for (int j = 0; j < nk && j < 512; j++) {
+                    const double ds = P[j] * (dP[j] - dot) * scale;
+                    const float *k = qkv + (off[b] + j) * ld + H + h * hd;
+                    float *dk = dqkv + (off[b] + j) * ld + H + h * hd;
+                    for (int c = 0; c < hd; c++) {
+                        dq[c] += (float)(ds * k[c]);
+                        dk[c] += (float)(ds * q[c]);
+                    }
+                }
+            }
+        }
 }

@@ -19,6 +19,16 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
                     int OC);
 void matmul_naive(float *out, const float *inp, const float *w, const float *b, int64_t N, int IC,
                   int OC);
+/* Backward of matmul_forward, accumulating (+=); each output may be NULL (not wanted: a frozen
+ * weight gets no weight-gradient GEMM, and nothing below the lowest trained parameter needs
+ * dinp):
+ *   dinp[N, IC] += dout[N, OC] . w[OC, IC]      dweight[OC, IC] += dout^T . inp[N, IC]
+ *   dbias[OC]   += sum over rows of dout
+ * dbias is summed row by row in a fixed order, so it does not depend on the thread count. */
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *w, int64_t N, int IC, int OC);
+void matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *w, int64_t N, int IC, int OC);
 
 /* out[N, C] = LayerNorm(inp + res) * w + b over each row; res may be NULL; out may alias inp
  * or res. */
@@ -26,10 +36,41 @@ void layernorm_forward(float *out, const float *inp, const float *res, const flo
                        const float *b, int64_t N, int C, float eps);
 void layernorm_naive(float *out, const float *inp, const float *res, const float *w, const float *b,
                      int64_t N, int C, float eps);
+/* Training variant: out[N, C] = LayerNorm(inp) * w + b, and saves mean[N], rstd[N] for the
+ * backward pass (the caller keeps inp). out must not alias inp. Same arithmetic as
+ * layernorm_forward (double accumulators), so a training forward matches inference. */
+void layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp,
+                             const float *w, const float *b, int64_t N, int C, float eps);
+/* Backward, accumulating: dinp[N, C] +=, dweight[C] +=, dbias[C] += (each may be NULL), from
+ * dout[N, C], the forward's inp[N, C], w[C], mean[N], rstd[N]. */
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *w, const float *mean, const float *rstd,
+                        int64_t N, int C);
+void layernorm_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *w, const float *mean,
+                              const float *rstd, int64_t N, int C);
 
 /* out[n] = act(inp[n]): exact erf GELU, tanh GELU ("gelu_new") or ReLU; out may alias inp. */
 void activation_forward(float *out, const float *inp, int64_t n, petl_act act);
 void activation_naive(float *out, const float *inp, int64_t n, petl_act act);
+/* dinp[n] += act'(inp[n]) * dout[n] (inp: the forward's input). */
+void activation_backward(float *dinp, const float *dout, const float *inp, int64_t n, petl_act act);
+void activation_backward_naive(float *dinp, const float *dout, const float *inp, int64_t n,
+                               petl_act act);
+/* Swish / SiLU, x * sigmoid(x) (the AdapterHub default; not a BERT hidden_act, so apart from
+ * petl_act): out may alias inp; the backward accumulates into dinp. */
+void swish_forward(float *out, const float *inp, int64_t n);
+void swish_backward(float *dinp, const float *dout, const float *inp, int64_t n);
+
+/* The pooler's tanh: out[n] = tanh(inp[n]) (may alias); dinp[n] += (1 - out^2) * dout, from the
+ * forward's OUTPUT. */
+void tanh_forward(float *out, const float *inp, int64_t n);
+void tanh_backward(float *dinp, const float *dout, const float *out, int64_t n);
+
+/* Dropout with a precomputed mask (0 or 1 / (1 - p), from petl_rng_dropout_mask):
+ * out[n] = inp[n] * mask[n] (may alias); dinp[n] += dout[n] * mask[n]. */
+void dropout_forward(float *out, const float *inp, const float *mask, int64_t n);
+void dropout_backward(float *dinp, const float *dout, const float *mask, int64_t n);
 
 /* Multi-head self-attention over packed rows.
  *   out     [N, H]       context, heads concatenated (row off[b] + i, columns h*hd .. +hd)
@@ -45,6 +86,30 @@ void attention_forward(float *out, float *scratch, int64_t scratch_stride, int n
 /* The twin masks a full row of qlen keys with -INFINITY instead of skipping padded keys. */
 void attention_naive(float *out, const float *qkv, const int64_t *off, const int *qlen,
                      const int *klen, int B, int H, int num_heads);
+
+/* Training variant of attention_forward: also saves the softmax probabilities (before
+ * dropout) for the backward pass, and applies attention-probability dropout.
+ *   probs   [sum_b num_heads * qlen[b] * klen[b]]  block (b, h) at poff[b] + h * qlen * klen,
+ *           row-major [qlen[b], klen[b]]: written
+ *   mask    same layout as probs, dropout mask (0 or 1 / (1 - p)); NULL: no dropout
+ *   scratch nthreads blocks of scratch_stride >= max qlen * max klen floats (only with mask)
+ * Other arguments as attention_forward. Padded keys never enter. */
+void attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
+                             int nthreads, const float *mask, const float *qkv, const int64_t *off,
+                             const int64_t *poff, const int *qlen, const int *klen, int B, int H,
+                             int num_heads);
+/* Backward, accumulating dqkv[N, 3H] += from dout[N, H] (gradient of the context), the
+ * forward's qkv, probs and mask (NULL: none). scratch: nthreads blocks of scratch_stride >=
+ * 2 * max qlen * max klen floats. */
+void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
+                        const float *dout, const float *qkv, const float *probs, const float *mask,
+                        const int64_t *off, const int64_t *poff, const int *qlen, const int *klen,
+                        int B, int H, int num_heads);
+/* Twin: plain loops in double, probabilities recomputed from qkv (probs unused but for layout
+ * of mask). */
+void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, const float *mask,
+                              const int64_t *off, const int64_t *poff, const int *qlen,
+                              const int *klen, int B, int H, int num_heads);
 
 /* The vectorisable exp / erf used by softmax and GELU (exposed for the tests). */
 float petl_expf(float x);

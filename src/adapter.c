@@ -1,0 +1,58 @@
+/* The bottleneck adapter (see adapter.h): two small projections around a nonlinearity, plus the
+ * identity. Built from the kernels of kernels.c, so it inherits their threading and their
+ * finite-difference tests. */
+#include "adapter.h"
+
+#include "kernels.h"
+
+#include <string.h>
+
+/* out[n] = f(inp[n]) for the adapter's nonlinearity (GELU is the exact erf form, as PyTorch's
+ * nn.GELU() and transformers' "gelu"). */
+static void adapter_act_forward(float *out, const float *inp, int64_t n, petl_adapter_act act) {
+    switch (act) {
+    case PETL_ADAPTER_GELU: activation_forward(out, inp, n, PETL_ACT_GELU); break;
+    case PETL_ADAPTER_RELU: activation_forward(out, inp, n, PETL_ACT_RELU); break;
+    case PETL_ADAPTER_SWISH: swish_forward(out, inp, n); break;
+    }
+}
+
+static void adapter_act_backward(float *dinp, const float *dout, const float *inp, int64_t n,
+                                 petl_adapter_act act) {
+    switch (act) {
+    case PETL_ADAPTER_GELU: activation_backward(dinp, dout, inp, n, PETL_ACT_GELU); break;
+    case PETL_ADAPTER_RELU: activation_backward(dinp, dout, inp, n, PETL_ACT_RELU); break;
+    case PETL_ADAPTER_SWISH: swish_backward(dinp, dout, inp, n); break;
+    }
+}
+
+void adapter_forward(float *out, float *z, float *g, const float *h, const petl_adapter_weights *w,
+                     int64_t N, int d, int m, petl_adapter_act act) {
+    matmul_forward(z, h, w->down_w, w->down_b, N, d, m); /* z [N, m] */
+    adapter_act_forward(g, z, N * m, act);               /* g [N, m] */
+    matmul_forward(out, g, w->up_w, w->up_b, N, m, d);   /* out [N, d] = W_up g + b_up */
+    const int64_t n = N * d;
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; i++) /* the identity path */
+        out[i] += h[i];
+}
+
+void adapter_backward(float *dh, const petl_adapter_grads *dw, float *scratch, const float *dout,
+                      const float *h, const float *z, const float *g, const petl_adapter_weights *w,
+                      int64_t N, int d, int m, petl_adapter_act act) {
+    float *dg = scratch, *dz = scratch + N * m; /* [N, m] each */
+    memset(scratch, 0, (size_t)(2 * N * m) * sizeof *scratch);
+    /* out = h + W_up g + b_up:  d g = dout W_up,  d W_up += dout^T g,  d b_up += sum dout */
+    matmul_backward(dg, dw->up_w, dw->up_b, dout, g, w->up_w, N, m, d);
+    /* g = f(z):  d z = f'(z) d g */
+    adapter_act_backward(dz, dg, z, N * m, act);
+    /* z = W_down h + b_down:  d h += dz W_down,  d W_down += dz^T h,  d b_down += sum dz */
+    matmul_backward(dh, dw->down_w, dw->down_b, dz, h, w->down_w, N, d, m);
+    /* the identity path:  d h += dout */
+    if (dh) {
+        const int64_t n = N * d;
+#pragma omp parallel for simd if (n > 65536)
+        for (int64_t i = 0; i < n; i++)
+            dh[i] += dout[i];
+    }
+}

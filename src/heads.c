@@ -1,0 +1,98 @@
+/* The task head and the losses (see heads.h). Batches here are small (B rows of H), so the
+ * loops are plain; the projections go through the kernels. */
+#include "heads.h"
+
+#include "kernels.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+void head_forward(float *logits, float *pooled, float *pooled_d, const float *cls_rows,
+                  const float *mask, const petl_head_weights *w, int B, int H, int NL) {
+    const int64_t n = (int64_t)B * H;
+    if (w->pool_w) {
+        matmul_forward(pooled, cls_rows, w->pool_w, w->pool_b, B, H, H); /* [B, H] */
+        tanh_forward(pooled, pooled, n);
+    } else {
+        memcpy(pooled, cls_rows, (size_t)n * sizeof *pooled);
+    }
+    if (mask)
+        dropout_forward(pooled_d, pooled, mask, n);
+    else if (pooled_d != pooled)
+        memcpy(pooled_d, pooled, (size_t)n * sizeof *pooled_d);
+    matmul_forward(logits, pooled_d, w->cls_w, w->cls_b, B, H, NL); /* [B, NL] */
+}
+
+void head_backward(float *dcls, const petl_head_grads *dw, float *scratch, const float *dlogits,
+                   const float *cls_rows, const float *pooled, const float *pooled_d,
+                   const float *mask, const petl_head_weights *w, int B, int H, int NL) {
+    const int64_t n = (int64_t)B * H;
+    const bool need_below = dcls || (w->pool_w && (dw->pool_w || dw->pool_b));
+    float *dpd = need_below ? scratch : NULL; /* [B, H] */
+    float *dz = scratch + n;                  /* [B, H] */
+    if (dpd) memset(scratch, 0, (size_t)(2 * n) * sizeof *scratch);
+    /* logits = pooled_d W_cls^T + b_cls:  d W_cls += dlogits^T pooled_d,  d pooled_d = dl W */
+    matmul_backward(dpd, dw->cls_w, dw->cls_b, dlogits, pooled_d, w->cls_w, B, H, NL);
+    if (!dpd) return;
+    /* pooled_d = pooled * mask:  d pooled = d pooled_d * mask (in place: element-wise) */
+    if (mask)
+        for (int64_t i = 0; i < n; i++)
+            dpd[i] *= mask[i];
+    if (!w->pool_w) {
+        /* no pooler: pooled is the [CLS] row */
+        for (int64_t i = 0; i < n; i++)
+            dcls[i] += dpd[i];
+        return;
+    }
+    /* pooled = tanh(z):  d z = (1 - pooled^2) d pooled */
+    tanh_backward(dz, dpd, pooled, n);
+    /* z = cls W_pool^T + b_pool:  d cls += dz W_pool,  d W_pool += dz^T cls (when trained) */
+    matmul_backward(dcls, dw->pool_w, dw->pool_b, dz, cls_rows, w->pool_w, B, H, H);
+}
+
+double cross_entropy_forward(const float *logits, const int32_t *labels, int B, int NL) {
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *l = logits + (int64_t)b * NL;
+        double mx = l[0], sum = 0.0;
+        for (int j = 1; j < NL; j++)
+            mx = l[j] > mx ? l[j] : mx;
+        for (int j = 0; j < NL; j++)
+            sum += exp((double)l[j] - mx);
+        /* -log softmax[label] = logsumexp - logit[label] */
+        total += mx + log(sum) - l[labels[b]];
+    }
+    return total / B;
+}
+
+void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *labels, int B,
+                            int NL) {
+    for (int b = 0; b < B; b++) {
+        const float *l = logits + (int64_t)b * NL;
+        float *d = dlogits + (int64_t)b * NL;
+        double mx = l[0], sum = 0.0;
+        for (int j = 1; j < NL; j++)
+            mx = l[j] > mx ? l[j] : mx;
+        for (int j = 0; j < NL; j++)
+            sum += exp((double)l[j] - mx);
+        /* d loss / d logit_j = (softmax_j - [j == label]) / B (the mean over the batch) */
+        for (int j = 0; j < NL; j++)
+            d[j] += (float)((exp((double)l[j] - mx) / sum - (j == labels[b])) / B);
+    }
+}
+
+double mse_forward(const float *pred, const float *targets, int B) {
+    double total = 0.0;
+    for (int b = 0; b < B; b++) {
+        double e = (double)pred[b] - targets[b];
+        total += e * e;
+    }
+    return total / B;
+}
+
+void mse_backward(float *dpred, const float *pred, const float *targets, int B) {
+    /* d/dp mean (p - t)^2 = 2 (p - t) / B */
+    for (int b = 0; b < B; b++)
+        dpred[b] += (float)(2.0 * ((double)pred[b] - targets[b]) / B);
+}

@@ -1,0 +1,947 @@
+/* The task model (adapters, tuned LayerNorms, head, tuned copies of base weights) and its
+ * training forward / backward on a frozen, shared base (see train.h).
+ *
+ * Layout (karpathy/llm.c): every tuned tensor lives in ONE float block, its gradient in a twin
+ * block at the same offsets; a per-layer "view" holds the pointer each forward reads (task block
+ * when tuned, base when frozen) and the gradient pointer (NULL when frozen, which is how the
+ * backward knows to skip a weight-gradient GEMM).
+ *
+ * The training forward works on packed rows (kernels.h): only real tokens are computed, every
+ * row of every layer is saved in the context's one arena, and the backward runs in reverse,
+ * stopping at the lowest trained parameter. Dropout masks come from keyed rng streams, one per
+ * (site, layer, batch row), so they do not depend on the thread count. */
+#include "adapter.h"
+#include "heads.h"
+#include "internal.h"
+#include "kernels.h"
+#include "model.h"
+#include "rng.h"
+#include "train.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INITIALIZER_RANGE 0.02f /* BertConfig.initializer_range: the head's normal init sd */
+
+/* ------------------------------------------------------------------------- task model */
+
+typedef struct {
+    /* What the forward reads: the task block when tuned, else the base. */
+    const float *qkv_w, *qkv_b;           /* [3H, H], [3H] */
+    const float *attn_out_w, *attn_out_b; /* [H, H], [H] */
+    const float *ln1_w, *ln1_b;           /* [H] */
+    const float *ffn_in_w, *ffn_in_b;     /* [I, H], [I] */
+    const float *ffn_out_w, *ffn_out_b;   /* [H, I], [H] */
+    const float *ln2_w, *ln2_b;           /* [H] */
+    /* Their gradients; NULL when frozen. */
+    float *d_qkv_w, *d_qkv_b, *d_attn_out_w, *d_attn_out_b, *d_ln1_w, *d_ln1_b;
+    float *d_ffn_in_w, *d_ffn_in_b, *d_ffn_out_w, *d_ffn_out_b, *d_ln2_w, *d_ln2_b;
+    bool has_adapter[2]; /* [0]: after the attention output, [1]: after the FFN output */
+    petl_adapter_weights ad[2];
+    petl_adapter_grads d_ad[2];
+} tm_layer;
+
+struct petl_task_model {
+    const petl_model *base;
+    petl_tune_config tc;
+    int H, I, L, NL, m;
+    float *params, *grads; /* [n_floats] each */
+    int64_t n_floats;
+    petl_param *list; /* [n_params], names malloc'ed */
+    size_t n_params;
+    int64_t adapter_floats, head_floats; /* parts not in the base (for the total count) */
+    tm_layer *layers;                    /* [L] */
+    const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b;
+    float *d_word_emb, *d_pos_emb, *d_type_emb, *d_emb_ln_w, *d_emb_ln_b;
+    petl_head_weights head;
+    petl_head_grads d_head;
+    /* Lowest trained parameter: -1 the embeddings (tables or LayerNorm), 0..L-1 a layer,
+     * L the pooler, L + 1 the classifier only. The backward computes nothing below it. */
+    int lowest;
+};
+
+void petl_tune_config_default(petl_tune_config *tc, const petl_config *cfg) {
+    memset(tc, 0, sizeof *tc);
+    tc->tune = PETL_TUNE_ADAPTER;
+    tc->top_k = 1;
+    tc->adapter_size = 64;
+    tc->adapter_act = PETL_ADAPTER_GELU;
+    tc->adapter_init_sd = 1e-3f;
+    tc->placement = PETL_PLACE_BOTH;
+    tc->adapter_layers = ~(uint64_t)0;
+    tc->num_labels = 2;
+    tc->hidden_dropout = cfg ? cfg->hidden_dropout : 0.1f;
+    tc->attention_dropout = cfg ? cfg->attention_dropout : 0.1f;
+    tc->head_dropout = 0.1f;
+}
+
+/* Builds the parameter list in two passes over the same code: pass 0 counts, pass 1 assigns
+ * offsets, names, initial values and the view. */
+typedef struct {
+    petl_task_model *tm;
+    bool assign;
+    int64_t at; /* next free float in the block */
+    size_t n;   /* next param index */
+    petl_rng init;
+    petl_status rc;
+} builder;
+
+/* Adds one tensor; returns its data pointer (NULL in the counting pass) and sets *grad.
+ * src: initial values to copy (NULL: zeros). */
+static float *add_param(builder *bd, const char *name, int rank, int64_t d0, int64_t d1, bool decay,
+                        const float *src, float **grad) {
+    const int64_t numel = rank == 1 ? d0 : d0 * d1;
+    const int64_t at = bd->at;
+    bd->at += numel;
+    size_t i = bd->n++;
+    *grad = NULL;
+    if (!bd->assign || bd->rc != PETL_OK) return NULL;
+    petl_task_model *tm = bd->tm;
+    petl_param *p = &tm->list[i];
+    char *nm = malloc(strlen(name) + 1);
+    if (!nm) {
+        bd->rc = PETL_ERR_NOMEM;
+        return NULL;
+    }
+    strcpy(nm, name);
+    p->name = nm;
+    p->data = tm->params + at;
+    p->grad = tm->grads + at;
+    p->rank = rank;
+    p->shape[0] = d0;
+    p->shape[1] = rank == 2 ? d1 : 0;
+    p->numel = numel;
+    p->decay = decay;
+    if (src) memcpy(p->data, src, (size_t)numel * sizeof(float));
+    *grad = p->grad;
+    return p->data;
+}
+
+/* A tuned base tensor: the view points at the task copy, else at the base. */
+static void tensor(builder *bd, const char *name, int rank, int64_t d0, int64_t d1, bool decay,
+                   bool tuned, const float *base_ptr, const float **view, float **grad) {
+    if (!tuned) {
+        if (bd->assign) *view = base_ptr, *grad = NULL;
+        return;
+    }
+    float *g;
+    float *d = add_param(bd, name, rank, d0, d1, decay, base_ptr, &g);
+    if (bd->assign) *view = d, *grad = g;
+}
+
+static bool layer_has_adapters(const petl_tune_config *tc, int l) {
+    return tc->tune == PETL_TUNE_ADAPTER && (l >= 64 || (tc->adapter_layers >> l & 1));
+}
+
+static void build(builder *bd) {
+    petl_task_model *tm = bd->tm;
+    const petl_model *b = tm->base;
+    const petl_tune_config *tc = &tm->tc;
+    const int H = tm->H, I = tm->I, L = tm->L, m = tm->m;
+    const bool full = tc->tune == PETL_TUNE_FULL;
+    const bool ln = full || tc->tune == PETL_TUNE_ADAPTER || tc->tune == PETL_TUNE_LAYERNORM;
+    const int top_from =
+        tc->tune == PETL_TUNE_TOP ? (L - tc->top_k > 0 ? L - tc->top_k : 0) : (full ? 0 : L);
+    const int64_t V = b->cfg.vocab_size, P = b->cfg.max_position_embeddings;
+    const int64_t T = b->cfg.type_vocab_size;
+    char nm[160];
+
+    tensor(bd, "bert.embeddings.word_embeddings.weight", 2, V, H, true, full, b->word_emb,
+           &tm->word_emb, &tm->d_word_emb);
+    tensor(bd, "bert.embeddings.position_embeddings.weight", 2, P, H, true, full, b->pos_emb,
+           &tm->pos_emb, &tm->d_pos_emb);
+    tensor(bd, "bert.embeddings.token_type_embeddings.weight", 2, T, H, true, full, b->type_emb,
+           &tm->type_emb, &tm->d_type_emb);
+    tensor(bd, "bert.embeddings.LayerNorm.weight", 1, H, 0, false, ln, b->emb_ln_w, &tm->emb_ln_w,
+           &tm->d_emb_ln_w);
+    tensor(bd, "bert.embeddings.LayerNorm.bias", 1, H, 0, false, ln, b->emb_ln_b, &tm->emb_ln_b,
+           &tm->d_emb_ln_b);
+
+    for (int l = 0; l < L; l++) {
+        const petl_layer_params *p = &b->layers[l];
+        tm_layer *y = &tm->layers[l];
+        const bool all = l >= top_from, lnl = ln || all;
+        const int64_t HH = (int64_t)H * H;
+#define NAME(fmt) (snprintf(nm, sizeof nm, "bert.encoder.layer.%d." fmt, l), nm)
+        /* query, key and value added back to back, so that the task copy is one fused
+         * [3H, H] matrix as the base's (and the forward's single QKV GEMM) wants. */
+        float *dummy;
+        const float *unused;
+        tensor(bd, NAME("attention.self.query.weight"), 2, H, H, true, all, p->qkv_w, &y->qkv_w,
+               &y->d_qkv_w);
+        tensor(bd, NAME("attention.self.key.weight"), 2, H, H, true, all, p->qkv_w + HH, &unused,
+               &dummy);
+        tensor(bd, NAME("attention.self.value.weight"), 2, H, H, true, all, p->qkv_w + 2 * HH,
+               &unused, &dummy);
+        tensor(bd, NAME("attention.self.query.bias"), 1, H, 0, false, all, p->qkv_b, &y->qkv_b,
+               &y->d_qkv_b);
+        tensor(bd, NAME("attention.self.key.bias"), 1, H, 0, false, all, p->qkv_b + H, &unused,
+               &dummy);
+        tensor(bd, NAME("attention.self.value.bias"), 1, H, 0, false, all, p->qkv_b + 2 * H,
+               &unused, &dummy);
+        tensor(bd, NAME("attention.output.dense.weight"), 2, H, H, true, all, p->attn_out_w,
+               &y->attn_out_w, &y->d_attn_out_w);
+        tensor(bd, NAME("attention.output.dense.bias"), 1, H, 0, false, all, p->attn_out_b,
+               &y->attn_out_b, &y->d_attn_out_b);
+        tensor(bd, NAME("attention.output.LayerNorm.weight"), 1, H, 0, false, lnl, p->ln1_w,
+               &y->ln1_w, &y->d_ln1_w);
+        tensor(bd, NAME("attention.output.LayerNorm.bias"), 1, H, 0, false, lnl, p->ln1_b,
+               &y->ln1_b, &y->d_ln1_b);
+        tensor(bd, NAME("intermediate.dense.weight"), 2, I, H, true, all, p->ffn_in_w, &y->ffn_in_w,
+               &y->d_ffn_in_w);
+        tensor(bd, NAME("intermediate.dense.bias"), 1, I, 0, false, all, p->ffn_in_b, &y->ffn_in_b,
+               &y->d_ffn_in_b);
+        tensor(bd, NAME("output.dense.weight"), 2, H, I, true, all, p->ffn_out_w, &y->ffn_out_w,
+               &y->d_ffn_out_w);
+        tensor(bd, NAME("output.dense.bias"), 1, H, 0, false, all, p->ffn_out_b, &y->ffn_out_b,
+               &y->d_ffn_out_b);
+        tensor(bd, NAME("output.LayerNorm.weight"), 1, H, 0, false, lnl, p->ln2_w, &y->ln2_w,
+               &y->d_ln2_w);
+        tensor(bd, NAME("output.LayerNorm.bias"), 1, H, 0, false, lnl, p->ln2_b, &y->ln2_b,
+               &y->d_ln2_b);
+#undef NAME
+        const bool ad = layer_has_adapters(tc, l);
+        for (int site = 0; site < 2; site++) {
+            const bool on = ad && (site == 1 || tc->placement == PETL_PLACE_BOTH);
+            if (bd->assign) y->has_adapter[site] = on;
+            if (!on) continue;
+            const char *where = site == 0 ? "attention.output" : "output";
+            const int64_t before = bd->at;
+            petl_adapter_weights *w = &y->ad[site];
+            petl_adapter_grads *g = &y->d_ad[site];
+            char base_nm[96];
+            snprintf(base_nm, sizeof base_nm, "bert.encoder.layer.%d.%s.adapters.petl", l, where);
+            snprintf(nm, sizeof nm, "%s.adapter_down.0.weight", base_nm);
+            float *dw = add_param(bd, nm, 2, m, H, true, NULL, &g->down_w);
+            snprintf(nm, sizeof nm, "%s.adapter_down.0.bias", base_nm);
+            float *db = add_param(bd, nm, 1, m, 0, false, NULL, &g->down_b);
+            snprintf(nm, sizeof nm, "%s.adapter_up.weight", base_nm);
+            float *uw = add_param(bd, nm, 2, H, m, true, NULL, &g->up_w);
+            snprintf(nm, sizeof nm, "%s.adapter_up.bias", base_nm);
+            float *ub = add_param(bd, nm, 1, H, 0, false, NULL, &g->up_b);
+            tm->adapter_floats += bd->assign ? bd->at - before : 0;
+            if (!bd->assign || bd->rc != PETL_OK) continue;
+            *w = (petl_adapter_weights){dw, db, uw, ub};
+            /* Near identity: truncated normal weights (sd from the config), zero biases. One
+             * keyed stream per module, so adding layers does not shift the others' values. */
+            petl_rng r = petl_rng_stream(bd->init.s[0], PETL_RNG_INIT, (uint64_t)l, (uint64_t)site);
+            petl_rng_fill_trunc_normal(&r, dw, (size_t)m * H, 0.0f, tc->adapter_init_sd);
+            petl_rng_fill_trunc_normal(&r, uw, (size_t)H * m, 0.0f, tc->adapter_init_sd);
+        }
+    }
+
+    const bool pool = b->has_pooler && (full || tc->tune == PETL_TUNE_TOP);
+    if (b->has_pooler) {
+        tensor(bd, "bert.pooler.dense.weight", 2, H, H, true, pool, b->pool_w, &tm->head.pool_w,
+               &tm->d_head.pool_w);
+        tensor(bd, "bert.pooler.dense.bias", 1, H, 0, false, pool, b->pool_b, &tm->head.pool_b,
+               &tm->d_head.pool_b);
+    }
+    const int64_t before = bd->at;
+    float *cw = add_param(bd, "classifier.weight", 2, tm->NL, H, true, NULL, &tm->d_head.cls_w);
+    float *cb = add_param(bd, "classifier.bias", 1, tm->NL, 0, false, NULL, &tm->d_head.cls_b);
+    tm->head_floats = bd->at - before;
+    if (bd->assign && bd->rc == PETL_OK) {
+        tm->head.cls_w = cw;
+        tm->head.cls_b = cb;
+        petl_rng r = petl_rng_stream(bd->init.s[0], PETL_RNG_INIT, (uint64_t)L + 1000, 0);
+        petl_rng_fill_normal(&r, cw, (size_t)tm->NL * H, 0.0f, INITIALIZER_RANGE);
+    }
+
+    /* The lowest trained parameter. */
+    if (full || ln)
+        tm->lowest = -1;
+    else if (tc->tune == PETL_TUNE_TOP && top_from < L)
+        tm->lowest = top_from;
+    else
+        tm->lowest = pool ? L : L + 1;
+}
+
+petl_status petl_task_model_new(const petl_model *base, const petl_tune_config *tc, uint64_t seed,
+                                petl_task_model **out, petl_error *err) {
+    *out = NULL;
+    if (!base || !tc) return petl_fail(err, PETL_ERR_ARG, "base model or tune config is NULL");
+    const petl_config *c = &base->cfg;
+    if (tc->num_labels < 1 || tc->num_labels > 1000000)
+        return petl_fail(err, PETL_ERR_ARG, "num_labels %d must be 1 (regression) or more",
+                         tc->num_labels);
+    if (tc->tune == PETL_TUNE_ADAPTER && (tc->adapter_size < 1 || tc->adapter_size > 1 << 20))
+        return petl_fail(err, PETL_ERR_ARG, "adapter size %d must be at least 1", tc->adapter_size);
+    if (tc->tune == PETL_TUNE_TOP && (tc->top_k < 0 || tc->top_k > c->num_layers))
+        return petl_fail(err, PETL_ERR_ARG, "top:%d: K must be in 0..%d (the model's layers)",
+                         tc->top_k, c->num_layers);
+    if (!(tc->hidden_dropout >= 0.0f && tc->hidden_dropout < 1.0f) ||
+        !(tc->attention_dropout >= 0.0f && tc->attention_dropout < 1.0f) ||
+        !(tc->head_dropout >= 0.0f && tc->head_dropout < 1.0f))
+        return petl_fail(err, PETL_ERR_ARG, "dropout probabilities must be in [0, 1)");
+    if (!(tc->adapter_init_sd >= 0.0f) || !isfinite(tc->adapter_init_sd))
+        return petl_fail(err, PETL_ERR_ARG, "adapter init sd must be finite and >= 0");
+
+    petl_task_model *tm = calloc(1, sizeof *tm);
+    if (!tm) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    tm->base = base;
+    tm->tc = *tc;
+    tm->H = c->hidden_size;
+    tm->I = c->intermediate_size;
+    tm->L = c->num_layers;
+    tm->NL = tc->num_labels;
+    tm->m = tc->tune == PETL_TUNE_ADAPTER ? tc->adapter_size : 0;
+    tm->layers = calloc((size_t)tm->L, sizeof *tm->layers);
+    if (!tm->layers) {
+        free(tm);
+        return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    }
+    builder bd = {tm, false, 0, 0, {{0}}, PETL_OK};
+    petl_rng_seed(&bd.init, seed);
+    build(&bd);
+    tm->n_floats = bd.at;
+    tm->n_params = bd.n;
+    tm->adapter_floats = 0;
+    tm->params = calloc((size_t)tm->n_floats, sizeof(float));
+    tm->grads = calloc((size_t)tm->n_floats, sizeof(float));
+    tm->list = calloc(tm->n_params, sizeof *tm->list);
+    if (!tm->params || !tm->grads || !tm->list) {
+        petl_task_model_free(tm);
+        return petl_fail(err, PETL_ERR_NOMEM, "out of memory for %lld task parameters",
+                         (long long)bd.at);
+    }
+    bd.assign = true;
+    bd.at = 0;
+    bd.n = 0;
+    build(&bd);
+    if (bd.rc != PETL_OK) {
+        petl_task_model_free(tm);
+        return petl_fail(err, bd.rc, "out of memory");
+    }
+    *out = tm;
+    return PETL_OK;
+}
+
+void petl_task_model_free(petl_task_model *tm) {
+    if (!tm) return;
+    if (tm->list)
+        for (size_t i = 0; i < tm->n_params; i++)
+            free((char *)tm->list[i].name);
+    free(tm->list);
+    free(tm->params);
+    free(tm->grads);
+    free(tm->layers);
+    free(tm);
+}
+
+const petl_tune_config *petl_task_model_tune_config(const petl_task_model *tm) {
+    return &tm->tc;
+}
+const petl_model *petl_task_model_base(const petl_task_model *tm) {
+    return tm->base;
+}
+size_t petl_task_model_num_params(const petl_task_model *tm) {
+    return tm->n_params;
+}
+const petl_param *petl_task_model_param(const petl_task_model *tm, size_t i) {
+    return i < tm->n_params ? &tm->list[i] : NULL;
+}
+const petl_param *petl_task_model_find(const petl_task_model *tm, const char *name) {
+    for (size_t i = 0; i < tm->n_params; i++)
+        if (!strcmp(tm->list[i].name, name)) return &tm->list[i];
+    return NULL;
+}
+int64_t petl_task_model_trainable_count(const petl_task_model *tm) {
+    return tm->n_floats;
+}
+int64_t petl_task_model_total_count(const petl_task_model *tm) {
+    return tm->base->num_params + tm->adapter_floats + tm->head_floats;
+}
+void petl_task_model_zero_grad(petl_task_model *tm) {
+    memset(tm->grads, 0, (size_t)tm->n_floats * sizeof(float));
+}
+
+/* ------------------------------------------------------------------------------ context */
+
+/* Saved activations of one layer; N packed rows at most. */
+typedef struct {
+    float *qkv;     /* [N, 3H]  fused projection (attention backward reads Q, K, V) */
+    float *probs;   /* [P]      softmax probabilities, P = sum_b nh * len_b^2 */
+    float *ctx;     /* [N, H]   attention context (input of the output projection) */
+    float *h1, *h2; /* [N, H]   output projections after dropout (adapter inputs) */
+    float *z1, *g1; /* [N, m]   adapter 1 bottleneck before / after the nonlinearity */
+    float *z2, *g2; /* [N, m]   adapter 2 */
+    float *s1, *s2; /* [N, H]   LayerNorm inputs (residual sums) */
+    float *mean1, *rstd1, *mean2, *rstd2; /* [N] */
+    float *y1; /* [N, H]   LayerNorm 1 output (FFN input, residual of LayerNorm 2) */
+    float *f;  /* [N, I]   FFN hidden before GELU (the backward recomputes GELU) */
+} layer_acts;
+
+struct petl_train_ctx {
+    const petl_task_model *tm;
+    int max_batch, max_len, nthreads;
+    void *arena;
+    int64_t *off, *poff; /* [max_batch] first packed row / probability of each batch row */
+    int *qlen;           /* [max_batch] real tokens per batch row (queries = keys) */
+    int64_t n;           /* packed rows of the current batch */
+    int B;
+    /* Saved forward. */
+    float *emb_sum;             /* [N, H]  word + position + type (embedding LayerNorm input) */
+    float *emb_mean, *emb_rstd; /* [N] */
+    float *xs;                  /* [L + 1, N, H]  xs[0]: embeddings out, xs[l + 1]: layer l out */
+    layer_acts *acts;           /* [L + 1]: per layer, [L] the shared slot (see layout) */
+    float *cls_rows;            /* [B, H] */
+    float *pooled, *pooled_d;   /* [B, H] */
+    float *head_mask;           /* [B, H] */
+    float *logits;              /* [B, NL] */
+    float *mask_scr;            /* [max(P, N H)]  the dropout mask in use */
+    float *fg_scr;              /* [N, I]  GELU output, recomputed in the backward when needed */
+    bool dropout;               /* the last forward used dropout masks */
+    uint64_t seed;              /* and their seed */
+    /* Backward scratch. */
+    float *dy, *ds, *dh, *dctx; /* [N, H] */
+    float *dqkv;                /* [N, 3H] */
+    float *dfg, *df;            /* [N, I] */
+    float *dad;                 /* [2, N, m] */
+    float *dlogits;             /* [B, NL] */
+    float *dcls;                /* [B, H] */
+    float *head_scr;            /* [2, B, H] */
+    float *att_scr;             /* [nthreads, 2 * max_len^2] */
+    int lowest_computed;        /* stat: lowest layer the last backward ran (-1: embeddings) */
+    bool predict_only;          /* made by petl_predict_ctx_new: no training buffers */
+};
+
+/* The next n bytes (rounded up to 64: cache lines, AVX-512) at offset *at of base; NULL while
+ * only measuring (base NULL). */
+static void *carve(char *base, size_t *at, size_t n) {
+    void *p = base ? base + *at : NULL;
+    *at += (n + 63) / 64 * 64;
+    return p;
+}
+
+/* The lowest layer whose activations the backward reads (L: none). */
+static int first_saved_layer(const petl_task_model *tm) {
+    return tm->lowest < 0 ? 0 : tm->lowest < tm->L ? tm->lowest : tm->L;
+}
+
+static void carve_acts(layer_acts *a, char *base, size_t *at, size_t N, size_t H, size_t I,
+                       size_t m, size_t P) {
+    const size_t F = sizeof(float);
+    a->qkv = carve(base, at, N * 3 * H * F);
+    a->probs = carve(base, at, P * F);
+    a->ctx = carve(base, at, N * H * F);
+    a->h1 = carve(base, at, N * H * F);
+    a->h2 = carve(base, at, N * H * F);
+    a->z1 = carve(base, at, N * m * F);
+    a->g1 = carve(base, at, N * m * F);
+    a->z2 = carve(base, at, N * m * F);
+    a->g2 = carve(base, at, N * m * F);
+    a->s1 = carve(base, at, N * H * F);
+    a->s2 = carve(base, at, N * H * F);
+    a->mean1 = carve(base, at, N * F);
+    a->rstd1 = carve(base, at, N * F);
+    a->mean2 = carve(base, at, N * F);
+    a->rstd2 = carve(base, at, N * F);
+    a->y1 = carve(base, at, N * H * F);
+    a->f = carve(base, at, N * I * F);
+}
+
+/* Lays the arena out (base == NULL: only measures). Returns the byte count. */
+static size_t layout(petl_train_ctx *ctx, char *base) {
+    const petl_task_model *tm = ctx->tm;
+    const size_t T = ctx->predict_only ? 0 : 1; /* 1: saved activations, backward buffers */
+    const size_t H = (size_t)tm->H, I = (size_t)tm->I, m = (size_t)(tm->m ? tm->m : 1);
+    const size_t L = (size_t)tm->L, NL = (size_t)tm->NL, B = (size_t)ctx->max_batch;
+    const size_t N = B * (size_t)ctx->max_len;
+    const size_t P =
+        T ? B * (size_t)tm->base->cfg.num_heads * (size_t)ctx->max_len * ctx->max_len : 0;
+    const size_t F = sizeof(float);
+    size_t at = 0;
+#define C(field, bytes) ((void)(field = carve(base, &at, bytes)))
+    C(ctx->off, B * sizeof(int64_t));
+    C(ctx->poff, B * sizeof(int64_t));
+    C(ctx->qlen, B * sizeof(int));
+    C(ctx->emb_sum, N * H * F);
+    C(ctx->emb_mean, N * F);
+    C(ctx->emb_rstd, N * F);
+    /* Dropout masks are not saved: drawn into this scratch in the forward and drawn again,
+     * from the same keyed streams, in the backward (an rng draw per element costs far less
+     * than the memory: [N, H] twice and [P] per layer). */
+    C(ctx->mask_scr, T * (P > N * H ? P : N * H) * F);
+    C(ctx->fg_scr, N * I * F);
+    C(ctx->xs, (T ? L + 1 : 1) * N * H * F);
+    /* Saved activations: one slot per layer from the lowest trained one up (the backward reads
+     * them), and one slot shared by the frozen layers below it and by inference, which need
+     * them only while the layer runs. */
+    const int first = T ? first_saved_layer(tm) : (int)L;
+    for (int l = first; l < (int)L; l++)
+        carve_acts(&ctx->acts[l], base, &at, N, H, I, m, P);
+    if (first > 0 || L == 0)
+        carve_acts(&ctx->acts[L], base, &at, N, H, I, m, P);
+    else if (base)
+        ctx->acts[L] = ctx->acts[0];
+    if (base)
+        for (int l = 0; l < first; l++)
+            ctx->acts[l] = ctx->acts[L];
+    C(ctx->cls_rows, B * H * F);
+    C(ctx->pooled, B * H * F);
+    C(ctx->pooled_d, B * H * F);
+    C(ctx->head_mask, B * H * F);
+    C(ctx->logits, B * NL * F);
+    C(ctx->dy, T * N * H * F);
+    C(ctx->ds, T * N * H * F);
+    C(ctx->dh, T * N * H * F);
+    C(ctx->dctx, T * N * H * F);
+    C(ctx->dqkv, T * N * 3 * H * F);
+    C(ctx->dfg, T * N * I * F);
+    C(ctx->df, T * N * I * F);
+    C(ctx->dad, T * 2 * N * m * F);
+    C(ctx->dlogits, B * NL * F);
+    C(ctx->dcls, B * H * F);
+    C(ctx->head_scr, 2 * B * H * F);
+    C(ctx->att_scr, (size_t)ctx->nthreads * 2 * ctx->max_len * ctx->max_len * F);
+#undef C
+    return at;
+}
+
+static petl_status ctx_new(const petl_task_model *tm, int max_batch, int max_len, bool predict_only,
+                           petl_train_ctx **out, petl_error *err) {
+    *out = NULL;
+    if (!tm) return petl_fail(err, PETL_ERR_ARG, "task model is NULL");
+    const petl_config *c = &tm->base->cfg;
+    if (max_batch < 1 || max_len < 1)
+        return petl_fail(err, PETL_ERR_ARG, "max_batch %d and max_len %d must be at least 1",
+                         max_batch, max_len);
+    if (max_len > c->max_position_embeddings)
+        return petl_fail(err, PETL_ERR_ARG, "max_len %d is over the model's %d position embeddings",
+                         max_len, c->max_position_embeddings);
+    /* An upper bound of the float count, checked in double before any size_t arithmetic can
+     * overflow. */
+    const double N = (double)max_batch * max_len;
+    const double per_layer = N * (12.0 * tm->H + 2.0 * tm->I + 4.0 * (tm->m + 1)) +
+                             2.0 * max_batch * c->num_heads * (double)max_len * max_len;
+    const double floats = per_layer * (tm->L + 1) + N * tm->H * 10.0 + N * tm->I * 2.0;
+    if (floats * sizeof(float) > (double)SIZE_MAX / 4)
+        return petl_fail(err, PETL_ERR_NOMEM, "a training context for %d x %d tokens is too large",
+                         max_batch, max_len);
+    petl_train_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    ctx->tm = tm;
+    ctx->predict_only = predict_only;
+    ctx->max_batch = max_batch;
+    ctx->max_len = max_len;
+    ctx->nthreads = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1;
+    ctx->acts = calloc((size_t)tm->L + 1, sizeof *ctx->acts);
+    size_t total = ctx->acts ? layout(ctx, NULL) : 0;
+    ctx->arena = ctx->acts ? aligned_alloc(64, total) : NULL;
+    if (!ctx->arena) {
+        petl_train_ctx_free(ctx);
+        return petl_fail(err, PETL_ERR_NOMEM, "out of memory for a %zu-byte training context",
+                         total);
+    }
+    layout(ctx, ctx->arena);
+    *out = ctx;
+    return PETL_OK;
+}
+
+petl_status petl_train_ctx_new(const petl_task_model *tm, int max_batch, int max_len,
+                               petl_train_ctx **out, petl_error *err) {
+    return ctx_new(tm, max_batch, max_len, false, out, err);
+}
+
+petl_status petl_predict_ctx_new(const petl_task_model *tm, int max_batch, int max_len,
+                                 petl_train_ctx **out, petl_error *err) {
+    return ctx_new(tm, max_batch, max_len, true, out, err);
+}
+
+void petl_train_ctx_free(petl_train_ctx *ctx) {
+    if (!ctx) return;
+    free(ctx->arena);
+    free(ctx->acts);
+    free(ctx);
+}
+
+int petl_train_ctx_lowest_computed(const petl_train_ctx *ctx) {
+    return ctx->lowest_computed;
+}
+
+const float *petl_train_ctx_logits(const petl_train_ctx *ctx) {
+    return ctx->logits;
+}
+
+/* ------------------------------------------------------------------------------ forward */
+
+static petl_status check_batch(const petl_train_ctx *ctx, const petl_batch *b, petl_error *err) {
+    const petl_config *c = &ctx->tm->base->cfg;
+    if (!b || !b->ids || !b->type_ids || !b->lengths)
+        return petl_fail(err, PETL_ERR_ARG, "batch or one of its arrays is NULL");
+    if (b->batch < 1 || b->batch > ctx->max_batch)
+        return petl_fail(err, PETL_ERR_ARG, "batch size %d is outside 1..%d (the context's)",
+                         b->batch, ctx->max_batch);
+    if (b->seq < 1 || b->seq > ctx->max_len)
+        return petl_fail(err, PETL_ERR_ARG, "sequence length %d is outside 1..%d (the context's)",
+                         b->seq, ctx->max_len);
+    for (int r = 0; r < b->batch; r++) {
+        if (b->lengths[r] < 1 || b->lengths[r] > b->seq)
+            return petl_fail(err, PETL_ERR_ARG, "batch row %d: length %d is outside 1..%d", r,
+                             b->lengths[r], b->seq);
+        for (int p = 0; p < b->lengths[r]; p++) {
+            int64_t at = (int64_t)r * b->seq + p;
+            if (b->ids[at] < 0 || b->ids[at] >= c->vocab_size)
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d, position %d: token id %d is outside the "
+                                 "vocabulary 0..%d",
+                                 r, p, (int)b->ids[at], c->vocab_size - 1);
+            if (b->type_ids[at] < 0 || b->type_ids[at] >= c->type_vocab_size)
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d, position %d: token type %d is outside 0..%d", r, p,
+                                 (int)b->type_ids[at], c->type_vocab_size - 1);
+        }
+    }
+    return PETL_OK;
+}
+
+/* Dropout mask of one batch row's block, from its own keyed stream (thread-count independent).
+ * p == 0 or no seed: all ones is never needed (callers pass NULL masks instead). */
+static void row_mask(float *mask, size_t n, float p, uint64_t seed, uint64_t purpose, uint64_t a,
+                     uint64_t row) {
+    petl_rng r = petl_rng_stream(seed, purpose, a, row);
+    petl_rng_dropout_mask(&r, mask, n, p);
+}
+
+/* Hidden dropout masks for a packed [n, H] tensor, one stream per batch row. */
+static void hidden_masks(const petl_train_ctx *ctx, float *mask, uint64_t seed, uint64_t purpose,
+                         uint64_t site, float p) {
+    const int H = ctx->tm->H;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < ctx->B; r++)
+        row_mask(mask + ctx->off[r] * H, (size_t)ctx->qlen[r] * H, p, seed, purpose, site,
+                 (uint64_t)r);
+}
+
+/* Attention-probability dropout masks of layer l into ctx->mask_scr (layout of the saved
+ * probabilities), one stream per batch row. */
+static void attention_masks(const petl_train_ctx *ctx, int l, uint64_t seed) {
+    const int nh = ctx->tm->base->cfg.num_heads;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < ctx->B; r++)
+        row_mask(ctx->mask_scr + ctx->poff[r], (size_t)nh * ctx->qlen[r] * ctx->qlen[r],
+                 ctx->tm->tc.attention_dropout, seed, PETL_RNG_DROPOUT_ATTN, (uint64_t)l,
+                 (uint64_t)r);
+}
+
+/* x[n, H] = word[id] + pos[p] + type[tt] for the real tokens. */
+static void embeddings_forward(const petl_train_ctx *ctx, float *x, const petl_batch *b) {
+    const petl_task_model *tm = ctx->tm;
+    const int H = tm->H;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < b->batch; r++)
+        for (int p = 0; p < ctx->qlen[r]; p++) {
+            int64_t at = (int64_t)r * b->seq + p;
+            const float *we = tm->word_emb + (int64_t)b->ids[at] * H;
+            const float *pe = tm->pos_emb + (int64_t)p * H;
+            const float *te = tm->type_emb + (int64_t)b->type_ids[at] * H;
+            float *o = x + (ctx->off[r] + p) * H;
+            for (int c = 0; c < H; c++)
+                o[c] = we[c] + pe[c] + te[c];
+        }
+}
+
+/* Element-wise out[n] += a[n]. */
+static void add_inplace(float *out, const float *a, int64_t n) {
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; i++)
+        out[i] += a[i];
+}
+
+/* One post-LN layer with adapters (docs/method.md):
+ *   h1 = dropout(W_o attention(x))    a = LayerNorm_1(x + A_1(h1))
+ *   h2 = dropout(W_2 gelu(W_1 a))     y = LayerNorm_2(a + A_2(h2))
+ * saving into `a`. y may alias x (inference reuses one slot for every layer). */
+static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const float *x, float *y,
+                          bool train, uint64_t seed) {
+    const petl_task_model *tm = ctx->tm;
+    const tm_layer *p = &tm->layers[l];
+    const petl_config *c = &tm->base->cfg;
+    const int H = tm->H, I = tm->I, m = tm->m, nh = c->num_heads;
+    const int64_t n = ctx->n;
+    const bool drop = train && seed != 0;
+    const float eps = c->layer_norm_eps;
+
+    matmul_forward(a->qkv, x, p->qkv_w, p->qkv_b, n, H, 3 * H); /* [n, 3H] */
+    if (train) {
+        const float *pmask = NULL;
+        if (drop && tm->tc.attention_dropout > 0.0f) {
+            attention_masks(ctx, l, seed);
+            pmask = ctx->mask_scr;
+        }
+        attention_forward_train(a->ctx, a->probs, ctx->att_scr,
+                                (int64_t)2 * ctx->max_len * ctx->max_len, ctx->nthreads, pmask,
+                                a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh);
+    } else {
+        attention_forward(a->ctx, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
+                          ctx->nthreads, a->qkv, ctx->off, ctx->qlen, ctx->qlen, ctx->B, H, nh);
+    }
+    /* attention output projection, dropout, adapter 1, residual, LayerNorm 1 */
+    matmul_forward(a->h1, a->ctx, p->attn_out_w, p->attn_out_b, n, H, H);
+    if (drop && tm->tc.hidden_dropout > 0.0f) {
+        hidden_masks(ctx, ctx->mask_scr, seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2,
+                     tm->tc.hidden_dropout);
+        dropout_forward(a->h1, a->h1, ctx->mask_scr, n * H);
+    }
+    if (p->has_adapter[0])
+        adapter_forward(a->s1, a->z1, a->g1, a->h1, &p->ad[0], n, H, m, tm->tc.adapter_act);
+    else
+        memcpy(a->s1, a->h1, (size_t)(n * H) * sizeof(float));
+    add_inplace(a->s1, x, n * H);
+    layernorm_forward_train(a->y1, a->mean1, a->rstd1, a->s1, p->ln1_w, p->ln1_b, n, H, eps);
+    /* feed-forward, dropout, adapter 2, residual, LayerNorm 2 */
+    matmul_forward(a->f, a->y1, p->ffn_in_w, p->ffn_in_b, n, H, I); /* [n, I] */
+    activation_forward(ctx->fg_scr, a->f, n * I, c->hidden_act);
+    matmul_forward(a->h2, ctx->fg_scr, p->ffn_out_w, p->ffn_out_b, n, I, H);
+    if (drop && tm->tc.hidden_dropout > 0.0f) {
+        hidden_masks(ctx, ctx->mask_scr, seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1,
+                     tm->tc.hidden_dropout);
+        dropout_forward(a->h2, a->h2, ctx->mask_scr, n * H);
+    }
+    if (p->has_adapter[1])
+        adapter_forward(a->s2, a->z2, a->g2, a->h2, &p->ad[1], n, H, m, tm->tc.adapter_act);
+    else
+        memcpy(a->s2, a->h2, (size_t)(n * H) * sizeof(float));
+    add_inplace(a->s2, a->y1, n * H);
+    layernorm_forward_train(y, a->mean2, a->rstd2, a->s2, p->ln2_w, p->ln2_b, n, H, eps);
+}
+
+/* The whole forward up to the logits (ctx->logits). train: save every layer's activations in
+ * its own slot, with dropout when seed != 0; else one slot for all layers, no dropout. */
+static void forward(petl_train_ctx *ctx, const petl_batch *b, bool train, uint64_t seed) {
+    const petl_task_model *tm = ctx->tm;
+    const int H = tm->H, L = tm->L, nh = tm->base->cfg.num_heads;
+    const bool drop = train && seed != 0;
+    ctx->B = b->batch;
+    int64_t n = 0, np = 0;
+    for (int r = 0; r < b->batch; r++) {
+        ctx->off[r] = n;
+        ctx->poff[r] = np;
+        ctx->qlen[r] = b->lengths[r];
+        n += b->lengths[r];
+        np += (int64_t)nh * b->lengths[r] * b->lengths[r];
+    }
+    ctx->n = n;
+    ctx->dropout = drop;
+    ctx->seed = seed;
+    const int64_t NH = (int64_t)ctx->max_batch * ctx->max_len * H;
+
+    embeddings_forward(ctx, ctx->emb_sum, b);
+    layernorm_forward_train(ctx->xs, ctx->emb_mean, ctx->emb_rstd, ctx->emb_sum, tm->emb_ln_w,
+                            tm->emb_ln_b, n, H, tm->base->cfg.layer_norm_eps);
+    if (drop && tm->tc.hidden_dropout > 0.0f) {
+        hidden_masks(ctx, ctx->mask_scr, seed, PETL_RNG_DROPOUT_EMBED, 0, tm->tc.hidden_dropout);
+        dropout_forward(ctx->xs, ctx->xs, ctx->mask_scr, n * H);
+    }
+    for (int l = 0; l < L; l++) {
+        if (train)
+            layer_forward(ctx, l, &ctx->acts[l], ctx->xs + l * NH, ctx->xs + (l + 1) * NH, true,
+                          seed);
+        else
+            layer_forward(ctx, l, &ctx->acts[L], ctx->xs, ctx->xs, false, 0);
+    }
+    const float *top = train ? ctx->xs + L * NH : ctx->xs;
+    for (int r = 0; r < b->batch; r++)
+        memcpy(ctx->cls_rows + (int64_t)r * H, top + ctx->off[r] * H, (size_t)H * sizeof(float));
+    const float *hmask = NULL;
+    if (drop && tm->tc.head_dropout > 0.0f) {
+        for (int r = 0; r < b->batch; r++)
+            row_mask(ctx->head_mask + (int64_t)r * H, (size_t)H, tm->tc.head_dropout, seed,
+                     PETL_RNG_DROPOUT_HEAD, 0, (uint64_t)r);
+        hmask = ctx->head_mask;
+    }
+    head_forward(ctx->logits, ctx->pooled, ctx->pooled_d, ctx->cls_rows, hmask, &tm->head, b->batch,
+                 H, tm->NL);
+}
+
+/* ----------------------------------------------------------------------------- backward */
+
+/* Backward of layer l. dy [n, H]: on entry d loss / d y (the layer's output); on exit
+ * d loss / d x (its input) when need_dx. */
+static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) {
+    const petl_task_model *tm = ctx->tm;
+    const tm_layer *p = &tm->layers[l];
+    const layer_acts *a = &ctx->acts[l];
+    const petl_config *c = &tm->base->cfg;
+    const int H = tm->H, I = tm->I, m = tm->m, nh = c->num_heads;
+    const int64_t n = ctx->n, nH = n * H;
+    const size_t bH = (size_t)nH * sizeof(float);
+    const int64_t NH = (int64_t)ctx->max_batch * ctx->max_len * H;
+    const float *x = ctx->xs + l * NH; /* the layer's input */
+    float *ds = ctx->ds, *dh = ctx->dh;
+
+    /* y = LN_2(s2):  d s2 */
+    memset(ds, 0, bH);
+    layernorm_backward(ds, p->d_ln2_w, p->d_ln2_b, dy, a->s2, p->ln2_w, a->mean2, a->rstd2, n, H);
+    /* s2 = y1 + A_2(h2):  d y1 = d s2 (ds keeps it, the FFN adds to it below);  d A_2 = d s2 */
+    memset(dh, 0, bH);
+    if (p->has_adapter[1])
+        adapter_backward(dh, &p->d_ad[1], ctx->dad, ds, a->h2, a->z2, a->g2, &p->ad[1], n, H, m,
+                         tm->tc.adapter_act);
+    else
+        memcpy(dh, ds, bH);
+    /* h2 = dropout(W_2 fg + b_2):  d (W_2 fg) = d h2 * mask */
+    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f) {
+        hidden_masks(ctx, ctx->mask_scr, ctx->seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1,
+                     tm->tc.hidden_dropout);
+        for (int64_t i = 0; i < nH; i++)
+            dh[i] *= ctx->mask_scr[i];
+    }
+    /* W_2:  d fg = dh W_2,  d W_2 += dh^T fg (when tuned: fg recomputed from f for it) */
+    if (p->d_ffn_out_w) activation_forward(ctx->fg_scr, a->f, n * I, c->hidden_act);
+    memset(ctx->dfg, 0, (size_t)(n * I) * sizeof(float));
+    matmul_backward(ctx->dfg, p->d_ffn_out_w, p->d_ffn_out_b, dh, ctx->fg_scr, p->ffn_out_w, n, I,
+                    H);
+    /* fg = gelu(f):  d f = gelu'(f) d fg */
+    memset(ctx->df, 0, (size_t)(n * I) * sizeof(float));
+    activation_backward(ctx->df, ctx->dfg, a->f, n * I, c->hidden_act);
+    /* f = W_1 y1 + b_1:  d y1 += df W_1 */
+    matmul_backward(ds, p->d_ffn_in_w, p->d_ffn_in_b, ctx->df, a->y1, p->ffn_in_w, n, H, I);
+    /* y1 = LN_1(s1):  d s1 into dy (d y is spent) */
+    memset(dy, 0, bH);
+    layernorm_backward(dy, p->d_ln1_w, p->d_ln1_b, ds, a->s1, p->ln1_w, a->mean1, a->rstd1, n, H);
+    /* s1 = x + A_1(h1):  d x = d s1 (kept in dy, attention adds below);  d A_1 = d s1 */
+    memset(dh, 0, bH);
+    if (p->has_adapter[0])
+        adapter_backward(dh, &p->d_ad[0], ctx->dad, dy, a->h1, a->z1, a->g1, &p->ad[0], n, H, m,
+                         tm->tc.adapter_act);
+    else
+        memcpy(dh, dy, bH);
+    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f) {
+        hidden_masks(ctx, ctx->mask_scr, ctx->seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2,
+                     tm->tc.hidden_dropout);
+        for (int64_t i = 0; i < nH; i++)
+            dh[i] *= ctx->mask_scr[i];
+    }
+    /* W_o:  d ctx = dh W_o */
+    memset(ctx->dctx, 0, bH);
+    matmul_backward(ctx->dctx, p->d_attn_out_w, p->d_attn_out_b, dh, a->ctx, p->attn_out_w, n, H,
+                    H);
+    /* attention:  d qkv */
+    memset(ctx->dqkv, 0, 3 * bH);
+    const bool pdrop = ctx->dropout && tm->tc.attention_dropout > 0.0f;
+    if (pdrop) attention_masks(ctx, l, ctx->seed);
+    attention_backward(ctx->dqkv, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
+                       ctx->nthreads, ctx->dctx, a->qkv, a->probs, pdrop ? ctx->mask_scr : NULL,
+                       ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh);
+    /* qkv = W_qkv x + b:  d x += dqkv W_qkv (only when something below is trained) */
+    matmul_backward(need_dx ? dy : NULL, p->d_qkv_w, p->d_qkv_b, ctx->dqkv, x, p->qkv_w, n, H,
+                    3 * H);
+}
+
+/* Embeddings backward from dx0 = d loss / d xs[0] (overwritten). */
+static void embeddings_backward(petl_train_ctx *ctx, const petl_batch *b, float *dx0) {
+    petl_task_model *tm = (petl_task_model *)ctx->tm;
+    const int H = tm->H;
+    const int64_t nH = ctx->n * H;
+    /* xs[0] = dropout(LN(e)) */
+    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f) {
+        hidden_masks(ctx, ctx->mask_scr, ctx->seed, PETL_RNG_DROPOUT_EMBED, 0,
+                     tm->tc.hidden_dropout);
+        for (int64_t i = 0; i < nH; i++)
+            dx0[i] *= ctx->mask_scr[i];
+    }
+    const bool tables = tm->d_word_emb != NULL;
+    float *de = tables ? ctx->ds : NULL;
+    if (de) memset(de, 0, (size_t)nH * sizeof(float));
+    layernorm_backward(de, tm->d_emb_ln_w, tm->d_emb_ln_b, dx0, ctx->emb_sum, tm->emb_ln_w,
+                       ctx->emb_mean, ctx->emb_rstd, ctx->n, H);
+    if (!tables) return;
+    /* e = word[id] + pos[p] + type[tt]: scatter-add, serially (repeated ids must add up in a
+     * fixed order). */
+    for (int r = 0; r < b->batch; r++)
+        for (int p = 0; p < ctx->qlen[r]; p++) {
+            int64_t at = (int64_t)r * b->seq + p;
+            const float *d = de + (ctx->off[r] + p) * H;
+            float *gw = tm->d_word_emb + (int64_t)b->ids[at] * H;
+            float *gp = tm->d_pos_emb + (int64_t)p * H;
+            float *gt = tm->d_type_emb + (int64_t)b->type_ids[at] * H;
+            for (int c = 0; c < H; c++) {
+                gw[c] += d[c];
+                gp[c] += d[c];
+                gt[c] += d[c];
+            }
+        }
+}
+
+static void backward(petl_train_ctx *ctx, const petl_batch *b) {
+    const petl_task_model *tm = ctx->tm;
+    const int H = tm->H, L = tm->L, B = b->batch;
+    const int lowest = tm->lowest;
+    const bool below_head = lowest < L; /* an encoder layer or the embeddings are trained */
+    float *dcls = below_head ? ctx->dcls : NULL;
+    if (dcls) memset(dcls, 0, (size_t)B * H * sizeof(float));
+    head_backward(dcls, &tm->d_head, ctx->head_scr, ctx->dlogits, ctx->cls_rows, ctx->pooled,
+                  ctx->pooled_d, ctx->dropout && tm->tc.head_dropout > 0.0f ? ctx->head_mask : NULL,
+                  &tm->head, B, H, tm->NL);
+    ctx->lowest_computed = L;
+    if (!below_head) return;
+    /* d xs[L]: only the [CLS] rows receive gradient */
+    float *dy = ctx->dy;
+    memset(dy, 0, (size_t)(ctx->n * H) * sizeof(float));
+    for (int r = 0; r < B; r++)
+        memcpy(dy + ctx->off[r] * H, dcls + (int64_t)r * H, (size_t)H * sizeof(float));
+    const int stop = lowest < 0 ? 0 : lowest;
+    for (int l = L - 1; l >= stop; l--) {
+        layer_backward(ctx, l, dy, l > stop || lowest < 0);
+        ctx->lowest_computed = l;
+    }
+    if (lowest < 0) {
+        embeddings_backward(ctx, b, dy);
+        ctx->lowest_computed = -1;
+    }
+}
+
+/* ------------------------------------------------------------------------- entry points */
+
+petl_status petl_train_step(petl_train_ctx *ctx, const petl_batch *b, const int32_t *labels,
+                            const float *targets, uint64_t dropout_seed, float *loss,
+                            petl_error *err) {
+    if (!ctx) return petl_fail(err, PETL_ERR_ARG, "training context is NULL");
+    if (ctx->predict_only)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "petl_train_step on a context made by petl_predict_ctx_new");
+    petl_status rc = check_batch(ctx, b, err);
+    if (rc != PETL_OK) return rc;
+    const petl_task_model *tm = ctx->tm;
+    const int NL = tm->NL, B = b->batch;
+    if (NL >= 2) {
+        if (!labels) return petl_fail(err, PETL_ERR_ARG, "classification needs labels");
+        for (int r = 0; r < B; r++)
+            if (labels[r] < 0 || labels[r] >= NL)
+                return petl_fail(err, PETL_ERR_ARG, "batch row %d: label %d is outside 0..%d", r,
+                                 (int)labels[r], NL - 1);
+    } else {
+        if (!targets) return petl_fail(err, PETL_ERR_ARG, "regression needs targets");
+        for (int r = 0; r < B; r++)
+            if (!isfinite(targets[r]))
+                return petl_fail(err, PETL_ERR_ARG, "batch row %d: target is not finite", r);
+    }
+    forward(ctx, b, true, dropout_seed);
+    memset(ctx->dlogits, 0, (size_t)B * NL * sizeof(float));
+    double l;
+    if (NL >= 2) {
+        l = cross_entropy_forward(ctx->logits, labels, B, NL);
+        cross_entropy_backward(ctx->dlogits, ctx->logits, labels, B, NL);
+    } else {
+        l = mse_forward(ctx->logits, targets, B);
+        mse_backward(ctx->dlogits, ctx->logits, targets, B);
+    }
+    if (loss) *loss = (float)l;
+    backward(ctx, b);
+    return PETL_OK;
+}
+
+petl_status petl_task_predict(petl_train_ctx *ctx, const petl_batch *b, float *logits,
+                              petl_error *err) {
+    if (!ctx) return petl_fail(err, PETL_ERR_ARG, "training context is NULL");
+    petl_status rc = check_batch(ctx, b, err);
+    if (rc != PETL_OK) return rc;
+    forward(ctx, b, false, 0);
+    if (logits) memcpy(logits, ctx->logits, (size_t)b->batch * ctx->tm->NL * sizeof(float));
+    return PETL_OK;
+}

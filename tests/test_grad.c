@@ -1,0 +1,564 @@
+/* Every backward kernel against central finite differences of a DOUBLE-precision reference of
+ * its forward, on tiny shapes; and each optimised backward against its naive twin.
+ *
+ * Method: for a forward y = F(x) and a fixed random R, the scalar L = sum(y * R) has gradient
+ * dL/dx = the backward with dout = R. The reference F is written here in double; the inputs are
+ * floats (exactly representable in double), so it sees the very same inputs as the float kernel
+ * (checked: the float forward matches it to float rounding). Central differences with step
+ * 1e-5 in double have truncation error ~1e-10 |F'''| and rounding error ~1e-16 / 1e-5 = 1e-11,
+ * far below the float kernels' rounding (~1e-7 relative per operation, a few dozen operations
+ * deep): the tolerance is therefore set by float arithmetic, 1e-5 * max(1, max |g|): loose
+ * enough for float rounding on these O(1) values (observed: below 2e-7), tight enough that any
+ * wrong chain-rule term (an error of O(|g|)) fails by orders of magnitude. The worst ratio is
+ * printed per check. */
+#include "adapter.h"
+#include "check.h"
+#include "heads.h"
+#include "kernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double FD_STEP = 1e-5;
+static const double TOL = 1e-5;
+
+static uint64_t lcg_state = 42;
+static float frand(void) { /* uniform in [-1, 1) */
+    lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((double)(lcg_state >> 40) / (double)(1ULL << 24) * 2.0 - 1.0);
+}
+static float *rand_vec(size_t n, float scale) {
+    float *v = malloc(n * sizeof *v);
+    CHECK(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand() * scale;
+    return v;
+}
+static float *zeros(size_t n) {
+    float *v = calloc(n, sizeof *v);
+    CHECK(v);
+    return v;
+}
+
+/* A reference forward: fills out[] (double) from the float inputs (which FD perturbs through
+ * the double copy `x` of the input being differentiated). */
+typedef void (*ref_fn)(double *out, void *ctx);
+
+/* L = sum(out * R) in double. */
+static double loss_of(ref_fn f, void *ctx, double *out, size_t nout, const float *R) {
+    f(out, ctx);
+    double L = 0.0;
+    for (size_t i = 0; i < nout; i++)
+        L += out[i] * R[i];
+    return L;
+}
+
+/* Compares analytic g[n] with central differences wrt x[n] (x is the double array the reference
+ * reads); returns the worst |diff| / max(1, max|g|) and checks it against TOL. */
+static void fd_check(const char *what, ref_fn f, void *ctx, double *x, size_t n, const float *g,
+                     size_t nout, const float *R) {
+    double *out = malloc(nout * sizeof *out);
+    CHECK(out);
+    double gmax = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++)
+        gmax = fmax(gmax, fabs(g[i]));
+    for (size_t i = 0; i < n; i++) {
+        double keep = x[i];
+        x[i] = keep + FD_STEP;
+        double lp = loss_of(f, ctx, out, nout, R);
+        x[i] = keep - FD_STEP;
+        double lm = loss_of(f, ctx, out, nout, R);
+        x[i] = keep;
+        double num = (lp - lm) / (2.0 * FD_STEP);
+        worst = fmax(worst, fabs(num - g[i]));
+    }
+    double ratio = worst / fmax(1.0, gmax);
+    printf("  %-44s max|g| %.3g  worst |fd - g| %.3g  (ratio %.2g)\n", what, gmax, worst, ratio);
+    CHECKF(ratio <= TOL, "%s: finite differences disagree (%.3g)", what, ratio);
+    free(out);
+}
+
+static double *to_double(const float *v, size_t n) {
+    double *d = malloc(n * sizeof *d);
+    CHECK(d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = v[i];
+    return d;
+}
+
+static float max_diff(const float *a, const float *b, size_t n) {
+    float d = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float e = fabsf(a[i] - b[i]);
+        if (!(e <= d)) d = e;
+    }
+    return d;
+}
+static float max_diff_d(const float *a, const double *b, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(a[i] - b[i]);
+        if (!(e <= d)) d = e;
+    }
+    return (float)d;
+}
+
+/* --------------------------------------------------------------------------- matmul */
+
+typedef struct {
+    double *x, *w, *b;
+    int64_t N;
+    int IC, OC;
+} mm_ctx;
+
+static void mm_ref(double *out, void *vc) {
+    mm_ctx *c = vc;
+    for (int64_t i = 0; i < c->N; i++)
+        for (int o = 0; o < c->OC; o++) {
+            double s = c->b[o];
+            for (int k = 0; k < c->IC; k++)
+                s += c->x[i * c->IC + k] * c->w[(int64_t)o * c->IC + k];
+            out[i * c->OC + o] = s;
+        }
+}
+
+static void test_matmul(void) {
+    printf("matmul_backward\n");
+    const int64_t N = 6;
+    const int IC = 7, OC = 5;
+    float *x = rand_vec(N * IC, 1), *w = rand_vec(OC * IC, 1), *b = rand_vec(OC, 1);
+    float *R = rand_vec(N * OC, 1);
+    float *dx = rand_vec(N * IC, 1), *dw = zeros(OC * IC), *db = zeros(OC);
+    float *dx0 = malloc(N * IC * sizeof *dx0);
+    memcpy(dx0, dx, N * IC * sizeof *dx0); /* starts non-zero: the kernel must accumulate */
+    matmul_backward(dx, dw, db, R, x, w, N, IC, OC);
+    for (int64_t i = 0; i < N * IC; i++)
+        dx[i] -= dx0[i];
+    mm_ctx c = {to_double(x, N * IC), to_double(w, OC * IC), to_double(b, OC), N, IC, OC};
+    fd_check("d inp", mm_ref, &c, c.x, N * IC, dx, N * OC, R);
+    fd_check("d weight", mm_ref, &c, c.w, OC * IC, dw, N * OC, R);
+    fd_check("d bias", mm_ref, &c, c.b, OC, db, N * OC, R);
+    /* the naive twin */
+    float *nx = zeros(N * IC), *nw = zeros(OC * IC), *nb = zeros(OC);
+    matmul_backward_naive(nx, nw, nb, R, x, w, N, IC, OC);
+    float d =
+        fmaxf(max_diff(nx, dx, N * IC), fmaxf(max_diff(nw, dw, OC * IC), max_diff(nb, db, OC)));
+    printf("  optimised vs naive twin: %.3g\n", d);
+    CHECK(d <= 1e-5f);
+    /* NULL outputs are skipped */
+    matmul_backward(NULL, NULL, NULL, R, x, w, N, IC, OC);
+    /* and a larger shape through OpenBLAS, against the twin */
+    const int64_t N2 = 70;
+    const int IC2 = 33, OC2 = 65;
+    float *x2 = rand_vec(N2 * IC2, 1), *w2 = rand_vec(OC2 * IC2, 1), *R2 = rand_vec(N2 * OC2, 1);
+    float *a1 = zeros(N2 * IC2), *a2 = zeros(OC2 * IC2), *a3 = zeros(OC2);
+    float *b1 = zeros(N2 * IC2), *b2 = zeros(OC2 * IC2), *b3 = zeros(OC2);
+    matmul_backward(a1, a2, a3, R2, x2, w2, N2, IC2, OC2);
+    matmul_backward_naive(b1, b2, b3, R2, x2, w2, N2, IC2, OC2);
+    d = fmaxf(max_diff(a1, b1, N2 * IC2),
+              fmaxf(max_diff(a2, b2, OC2 * IC2), max_diff(a3, b3, OC2)));
+    printf("  optimised vs naive twin (70 x 33 x 65): %.3g\n", d);
+    CHECK(d <= 1e-4f);
+    free(x), free(w), free(b), free(R), free(dx), free(dw), free(db), free(dx0);
+    free(nx), free(nw), free(nb), free(c.x), free(c.w), free(c.b);
+    free(x2), free(w2), free(R2), free(a1), free(a2), free(a3), free(b1), free(b2), free(b3);
+}
+
+/* ------------------------------------------------------------------------ layernorm */
+
+typedef struct {
+    double *x, *w, *b;
+    int64_t N;
+    int C;
+    double eps;
+} ln_ctx;
+
+static void ln_ref(double *out, void *vc) {
+    ln_ctx *c = vc;
+    for (int64_t i = 0; i < c->N; i++) {
+        const double *x = c->x + i * c->C;
+        double mu = 0.0, var = 0.0;
+        for (int k = 0; k < c->C; k++)
+            mu += x[k];
+        mu /= c->C;
+        for (int k = 0; k < c->C; k++)
+            var += (x[k] - mu) * (x[k] - mu);
+        double rs = 1.0 / sqrt(var / c->C + c->eps);
+        for (int k = 0; k < c->C; k++)
+            out[i * c->C + k] = (x[k] - mu) * rs * c->w[k] + c->b[k];
+    }
+}
+
+static void test_layernorm(void) {
+    printf("layernorm_backward\n");
+    const int64_t N = 5;
+    const int C = 9;
+    const float eps = 1e-12f;
+    float *x = rand_vec(N * C, 2), *w = rand_vec(C, 1), *b = rand_vec(C, 1),
+          *R = rand_vec(N * C, 1);
+    float *out = zeros(N * C), *out2 = zeros(N * C), *mean = zeros(N), *rstd = zeros(N);
+    layernorm_forward_train(out, mean, rstd, x, w, b, N, C, eps);
+    layernorm_forward(out2, x, NULL, w, b, N, C, eps);
+    CHECKF(max_diff(out, out2, N * C) == 0.0f, "training and inference LayerNorm differ");
+    ln_ctx c = {to_double(x, N * C), to_double(w, C), to_double(b, C), N, C, eps};
+    double *ref = malloc(N * C * sizeof *ref);
+    ln_ref(ref, &c);
+    CHECK(max_diff_d(out, ref, N * C) <= 1e-5f);
+    float *dx = zeros(N * C), *dw = zeros(C), *db = zeros(C);
+    layernorm_backward(dx, dw, db, R, x, w, mean, rstd, N, C);
+    fd_check("d inp", ln_ref, &c, c.x, N * C, dx, N * C, R);
+    fd_check("d weight", ln_ref, &c, c.w, C, dw, N * C, R);
+    fd_check("d bias", ln_ref, &c, c.b, C, db, N * C, R);
+    float *nx = zeros(N * C), *nw = zeros(C), *nb = zeros(C);
+    layernorm_backward_naive(nx, nw, nb, R, x, w, mean, rstd, N, C);
+    float d = fmaxf(max_diff(nx, dx, N * C), fmaxf(max_diff(nw, dw, C), max_diff(nb, db, C)));
+    printf("  optimised vs naive twin: %.3g\n", d);
+    CHECK(d <= 1e-5f);
+    free(x), free(w), free(b), free(R), free(out), free(out2), free(mean), free(rstd);
+    free(c.x), free(c.w), free(c.b), free(ref), free(dx), free(dw), free(db);
+    free(nx), free(nw), free(nb);
+}
+
+/* ----------------------------------------------------------------------- activations */
+
+typedef struct {
+    double *x;
+    int64_t n;
+    int kind; /* 0..2: petl_act, 3: swish, 4: tanh, 5: dropout with mask */
+    const float *mask;
+} act_ctx;
+
+static void act_ref(double *out, void *vc) {
+    act_ctx *c = vc;
+    for (int64_t i = 0; i < c->n; i++) {
+        double x = c->x[i];
+        switch (c->kind) {
+        case PETL_ACT_GELU: out[i] = 0.5 * x * (1.0 + erf(x / sqrt(2.0))); break;
+        case PETL_ACT_GELU_NEW:
+            out[i] = 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+            break;
+        case PETL_ACT_RELU: out[i] = x > 0.0 ? x : 0.0; break;
+        case 3: out[i] = x / (1.0 + exp(-x)); break;
+        case 4: out[i] = tanh(x); break;
+        default: out[i] = x * c->mask[i]; break;
+        }
+    }
+}
+
+static void test_activations(void) {
+    printf("activation_backward, swish, tanh, dropout\n");
+    const int64_t n = 40;
+    float *x = rand_vec(n, 4), *R = rand_vec(n, 1), *y = zeros(n), *mask = zeros(n);
+    /* ReLU's kink: keep inputs away from 0, where central differences straddle it */
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(x[i]) < 1e-3f) x[i] = 0.5f;
+    for (int64_t i = 0; i < n; i++)
+        mask[i] = i % 3 ? 1.0f / 0.9f : 0.0f;
+    const char *names[] = {"gelu (erf)", "gelu_new (tanh)", "relu", "swish", "tanh", "dropout"};
+    for (int kind = 0; kind < 6; kind++) {
+        float *g = zeros(n), *gn = zeros(n);
+        act_ctx c = {to_double(x, n), n, kind, mask};
+        double *ref = malloc(n * sizeof *ref);
+        act_ref(ref, &c);
+        if (kind <= 2) {
+            activation_forward(y, x, n, (petl_act)kind);
+            activation_backward(g, R, x, n, (petl_act)kind);
+            activation_backward_naive(gn, R, x, n, (petl_act)kind);
+            float d = max_diff(g, gn, n);
+            CHECKF(d <= 1e-5f, "%s: optimised vs naive twin %.3g", names[kind], d);
+        } else if (kind == 3) {
+            swish_forward(y, x, n);
+            swish_backward(g, R, x, n);
+        } else if (kind == 4) {
+            tanh_forward(y, x, n);
+            tanh_backward(g, R, y, n);
+        } else {
+            dropout_forward(y, x, mask, n);
+            dropout_backward(g, R, mask, n);
+        }
+        CHECKF(max_diff_d(y, ref, n) <= 2e-6f, "%s forward vs double reference", names[kind]);
+        fd_check(names[kind], act_ref, &c, c.x, n, g, n, R);
+        free(g), free(gn), free(c.x), free(ref);
+    }
+    free(x), free(R), free(y), free(mask);
+}
+
+/* ------------------------------------------------------------------------- attention */
+
+typedef struct {
+    double *qkv;
+    const float *mask;
+    const int64_t *off, *poff;
+    const int *qlen, *klen;
+    int B, H, nh;
+} att_ctx;
+
+static void att_ref(double *out, void *vc) {
+    att_ctx *c = vc;
+    const int hd = c->H / c->nh, ld = 3 * c->H;
+    for (int b = 0; b < c->B; b++)
+        for (int h = 0; h < c->nh; h++) {
+            const int nq = c->qlen[b], nk = c->klen[b];
+            for (int i = 0; i < nq; i++) {
+                const double *q = c->qkv + (c->off[b] + i) * ld + h * hd;
+                double p[64], mx = -INFINITY, sum = 0.0;
+                for (int j = 0; j < nk; j++) {
+                    const double *k = c->qkv + (c->off[b] + j) * ld + c->H + h * hd;
+                    double d = 0.0;
+                    for (int e = 0; e < hd; e++)
+                        d += q[e] * k[e];
+                    p[j] = d / sqrt((double)hd);
+                    mx = fmax(mx, p[j]);
+                }
+                for (int j = 0; j < nk; j++)
+                    sum += (p[j] = exp(p[j] - mx));
+                for (int e = 0; e < hd; e++) {
+                    double acc = 0.0;
+                    for (int j = 0; j < nk; j++) {
+                        double m =
+                            c->mask ? c->mask[c->poff[b] + ((int64_t)h * nq + i) * nk + j] : 1.0;
+                        acc +=
+                            p[j] / sum * m * c->qkv[(c->off[b] + j) * ld + 2 * c->H + h * hd + e];
+                    }
+                    out[(c->off[b] + i) * c->H + h * hd + e] = acc;
+                }
+            }
+        }
+}
+
+static void test_attention(void) {
+    printf("attention_backward\n");
+    /* Two batch rows; the second has 2 padding query rows (qlen > klen) as in last_hidden. */
+    const int B = 2, H = 8, nh = 2;
+    const int qlen[2] = {3, 6}, klen[2] = {3, 4};
+    const int64_t off[2] = {0, 3}, poff[2] = {0, (int64_t)nh * 3 * 3};
+    const int64_t N = 9, np = (int64_t)nh * (3 * 3 + 6 * 4);
+    float *qkv = rand_vec(N * 3 * H, 1.5f), *R = rand_vec(N * H, 1);
+    float *mask = zeros(np);
+    for (int64_t i = 0; i < np; i++)
+        mask[i] = (i * 7) % 5 == 1 ? 0.0f : 1.0f / 0.8f;
+    float *probs = zeros(np), *out = zeros(N * H), *out0 = zeros(N * H);
+    const int64_t stride = 2 * 6 * 4;
+    float *scratch = zeros(4 * stride);
+    for (int with_mask = 0; with_mask < 2; with_mask++) {
+        const float *mk = with_mask ? mask : NULL;
+        attention_forward_train(out, probs, scratch, stride, 2, mk, qkv, off, poff, qlen, klen, B,
+                                H, nh);
+        if (!with_mask) {
+            attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh);
+            CHECKF(max_diff(out, out0, N * H) == 0.0f, "training and inference attention differ");
+        }
+        att_ctx c = {to_double(qkv, N * 3 * H), mk, off, poff, qlen, klen, B, H, nh};
+        double *ref = malloc(N * H * sizeof *ref);
+        att_ref(ref, &c);
+        CHECK(max_diff_d(out, ref, N * H) <= 1e-5f);
+        float *g = zeros(N * 3 * H), *gn = zeros(N * 3 * H);
+        attention_backward(g, scratch, stride, 2, R, qkv, probs, mk, off, poff, qlen, klen, B, H,
+                           nh);
+        attention_backward_naive(gn, R, qkv, mk, off, poff, qlen, klen, B, H, nh);
+        fd_check(with_mask ? "d qkv (probability dropout)" : "d qkv", att_ref, &c, c.qkv, N * 3 * H,
+                 g, N * H, R);
+        float d = max_diff(g, gn, N * 3 * H);
+        printf("  optimised vs naive twin: %.3g\n", d);
+        CHECK(d <= 1e-5f);
+        free(c.qkv), free(ref), free(g), free(gn);
+    }
+    free(qkv), free(R), free(mask), free(probs), free(out), free(out0), free(scratch);
+}
+
+/* --------------------------------------------------------------------------- adapter */
+
+typedef struct {
+    double *h, *dw, *db, *uw, *ub;
+    int64_t N;
+    int d, m;
+    petl_adapter_act act;
+} ad_ctx;
+
+static void ad_ref(double *out, void *vc) {
+    ad_ctx *c = vc;
+    for (int64_t i = 0; i < c->N; i++) {
+        double g[16];
+        for (int j = 0; j < c->m; j++) {
+            double z = c->db[j];
+            for (int k = 0; k < c->d; k++)
+                z += c->dw[j * c->d + k] * c->h[i * c->d + k];
+            g[j] = c->act == PETL_ADAPTER_GELU   ? 0.5 * z * (1.0 + erf(z / sqrt(2.0)))
+                   : c->act == PETL_ADAPTER_RELU ? (z > 0.0 ? z : 0.0)
+                                                 : z / (1.0 + exp(-z));
+        }
+        for (int k = 0; k < c->d; k++) {
+            double u = c->ub[k] + c->h[i * c->d + k];
+            for (int j = 0; j < c->m; j++)
+                u += c->uw[k * c->m + j] * g[j];
+            out[i * c->d + k] = u;
+        }
+    }
+}
+
+static void test_adapter(void) {
+    printf("adapter_backward\n");
+    const int64_t N = 4;
+    const int d = 6, m = 3;
+    const char *names[] = {"gelu", "relu", "swish"};
+    for (int a = 0; a < 3; a++) {
+        float *h = rand_vec(N * d, 1), *dw = rand_vec(m * d, 1), *db = rand_vec(m, 0.5f);
+        float *uw = rand_vec(d * m, 1), *ub = rand_vec(d, 1), *R = rand_vec(N * d, 1);
+        float *out = zeros(N * d), *z = zeros(N * m), *g = zeros(N * m), *scr = zeros(2 * N * m);
+        petl_adapter_weights w = {dw, db, uw, ub};
+        adapter_forward(out, z, g, h, &w, N, d, m, (petl_adapter_act)a);
+        if (a == PETL_ADAPTER_RELU) /* keep z away from ReLU's kink */
+            for (int64_t i = 0; i < N * m; i++)
+                CHECK(fabsf(z[i]) > 1e-3f);
+        ad_ctx c = {to_double(h, N * d),
+                    to_double(dw, m * d),
+                    to_double(db, m),
+                    to_double(uw, d * m),
+                    to_double(ub, d),
+                    N,
+                    d,
+                    m,
+                    (petl_adapter_act)a};
+        double *ref = malloc(N * d * sizeof *ref);
+        ad_ref(ref, &c);
+        CHECKF(max_diff_d(out, ref, N * d) <= 1e-5f, "adapter forward (%s)", names[a]);
+        float *gh = zeros(N * d), *gdw = zeros(m * d), *gdb = zeros(m), *guw = zeros(d * m);
+        float *gub = zeros(d);
+        petl_adapter_grads gr = {gdw, gdb, guw, gub};
+        adapter_backward(gh, &gr, scr, R, h, z, g, &w, N, d, m, (petl_adapter_act)a);
+        char what[64];
+        snprintf(what, sizeof what, "%s: d h", names[a]);
+        fd_check(what, ad_ref, &c, c.h, N * d, gh, N * d, R);
+        snprintf(what, sizeof what, "%s: d adapter_down.weight", names[a]);
+        fd_check(what, ad_ref, &c, c.dw, m * d, gdw, N * d, R);
+        snprintf(what, sizeof what, "%s: d adapter_down.bias", names[a]);
+        fd_check(what, ad_ref, &c, c.db, m, gdb, N * d, R);
+        snprintf(what, sizeof what, "%s: d adapter_up.weight", names[a]);
+        fd_check(what, ad_ref, &c, c.uw, d * m, guw, N * d, R);
+        snprintf(what, sizeof what, "%s: d adapter_up.bias", names[a]);
+        fd_check(what, ad_ref, &c, c.ub, d, gub, N * d, R);
+        free(h), free(dw), free(db), free(uw), free(ub), free(R), free(out), free(z), free(g);
+        free(scr), free(c.h), free(c.dw), free(c.db), free(c.uw), free(c.ub), free(ref);
+        free(gh), free(gdw), free(gdb), free(guw), free(gub);
+    }
+}
+
+/* ------------------------------------------------------------------ head and losses */
+
+typedef struct {
+    double *cls, *pw, *pb, *cw, *cb;
+    const float *mask;
+    const int32_t *labels;
+    const float *targets;
+    int B, H, NL;
+    bool pooler;
+} head_ctx;
+
+/* out[0] = the loss (R = {1}). */
+static void head_ref(double *out, void *vc) {
+    head_ctx *c = vc;
+    double total = 0.0;
+    for (int b = 0; b < c->B; b++) {
+        double p[16], l[4] = {0};
+        for (int o = 0; o < c->H; o++) {
+            double z = c->cls[b * c->H + o];
+            if (c->pooler) {
+                z = c->pb[o];
+                for (int k = 0; k < c->H; k++)
+                    z += c->pw[o * c->H + k] * c->cls[b * c->H + k];
+                z = tanh(z);
+            }
+            p[o] = z * c->mask[b * c->H + o];
+        }
+        for (int j = 0; j < c->NL; j++) {
+            l[j] = c->cb[j];
+            for (int k = 0; k < c->H; k++)
+                l[j] += c->cw[j * c->H + k] * p[k];
+        }
+        if (c->NL == 1) {
+            total += (l[0] - c->targets[b]) * (l[0] - c->targets[b]);
+        } else {
+            double mx = l[0], s = 0.0;
+            for (int j = 1; j < c->NL; j++)
+                mx = fmax(mx, l[j]);
+            for (int j = 0; j < c->NL; j++)
+                s += exp(l[j] - mx);
+            total += mx + log(s) - l[c->labels[b]];
+        }
+    }
+    out[0] = total / c->B;
+}
+
+static void test_head(void) {
+    printf("head_backward, cross-entropy, MSE\n");
+    const int B = 3, H = 5;
+    const int32_t labels[3] = {2, 0, 1};
+    const float targets[3] = {0.5f, -1.0f, 2.0f};
+    const float one = 1.0f;
+    for (int variant = 0; variant < 3; variant++) {
+        const int NL = variant == 2 ? 1 : 3;
+        const bool pooler = variant != 1;
+        float *cls = rand_vec(B * H, 1), *pw = rand_vec(H * H, 1), *pb = rand_vec(H, 1);
+        float *cw = rand_vec(NL * H, 1), *cb = rand_vec(NL, 1), *mask = zeros(B * H);
+        for (int i = 0; i < B * H; i++)
+            mask[i] = i % 4 == 3 ? 0.0f : 1.0f / 0.9f;
+        float *logits = zeros(B * NL), *pooled = zeros(B * H), *pd = zeros(B * H);
+        petl_head_weights w = {pooler ? pw : NULL, pooler ? pb : NULL, cw, cb};
+        head_forward(logits, pooled, pd, cls, mask, &w, B, H, NL);
+        double loss = NL == 1 ? mse_forward(logits, targets, B)
+                              : cross_entropy_forward(logits, labels, B, NL);
+        head_ctx c = {to_double(cls, B * H),
+                      to_double(pw, H * H),
+                      to_double(pb, H),
+                      to_double(cw, NL * H),
+                      to_double(cb, NL),
+                      mask,
+                      labels,
+                      targets,
+                      B,
+                      H,
+                      NL,
+                      pooler};
+        double ref;
+        head_ref(&ref, &c);
+        CHECKF(fabs(loss - ref) <= 1e-5 * fmax(1.0, fabs(ref)), "loss %.9g vs %.9g", loss, ref);
+        float *dl = zeros(B * NL), *dcls = zeros(B * H), *gpw = zeros(H * H), *gpb = zeros(H);
+        float *gcw = zeros(NL * H), *gcb = zeros(NL), *scr = zeros(2 * B * H);
+        if (NL == 1)
+            mse_backward(dl, logits, targets, B);
+        else
+            cross_entropy_backward(dl, logits, labels, B, NL);
+        petl_head_grads gr = {gpw, gpb, gcw, gcb};
+        head_backward(dcls, &gr, scr, dl, cls, pooled, pd, mask, &w, B, H, NL);
+        const char *v = variant == 0 ? "CE, pooler" : variant == 1 ? "CE, no pooler" : "MSE";
+        char what[64];
+        snprintf(what, sizeof what, "%s: d cls", v);
+        fd_check(what, head_ref, &c, c.cls, B * H, dcls, 1, &one);
+        if (pooler) {
+            snprintf(what, sizeof what, "%s: d pooler.weight", v);
+            fd_check(what, head_ref, &c, c.pw, H * H, gpw, 1, &one);
+            snprintf(what, sizeof what, "%s: d pooler.bias", v);
+            fd_check(what, head_ref, &c, c.pb, H, gpb, 1, &one);
+        }
+        snprintf(what, sizeof what, "%s: d classifier.weight", v);
+        fd_check(what, head_ref, &c, c.cw, NL * H, gcw, 1, &one);
+        snprintf(what, sizeof what, "%s: d classifier.bias", v);
+        fd_check(what, head_ref, &c, c.cb, NL, gcb, 1, &one);
+        free(cls), free(pw), free(pb), free(cw), free(cb), free(mask), free(logits), free(pooled);
+        free(pd), free(c.cls), free(c.pw), free(c.pb), free(c.cw), free(c.cb), free(dl), free(dcls);
+        free(gpw), free(gpb), free(gcw), free(gcb), free(scr);
+    }
+}
+
+int main(void) {
+    test_matmul();
+    test_layernorm();
+    test_activations();
+    test_attention();
+    test_adapter();
+    test_head();
+    CHECK_DONE("test_grad");
+}
