@@ -9,6 +9,9 @@
 int cmd_tokenize(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 /* Default model folder: $PETL_MODEL, else models/all-MiniLM-L6-v2 beside the binary's
  * repository (the folder scripts/fetch-model fills), else that path relative to the cwd. */
@@ -31,5 +34,35 @@ typedef struct {
 int cli_read_text_line(FILE *in, long lineno, char **line, size_t *cap, cli_text *out,
                        char *errbuf, size_t errlen);
 void cli_text_free(cli_text *t);
+
+/* ---- shared by train / eval / predict (tools/cli_adapter.c) ---- */
+
+/* Option values: print "petl CMD: OPT needs ..." and return -1 when s is not a number in
+ * [lo, hi]; 0 with *out set otherwise. */
+int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                     double *out);
+/* OpenMP and OpenBLAS threads (n <= 0: leave the defaults). Call before creating contexts. */
+void cli_set_threads(int n);
+
+#include "adapter_io.h"
+
+/* A base model with one adapter loaded on it. */
+typedef struct {
+    petl_tokenizer *tok;
+    petl_model *base;
+    petl_adapter_info info;
+    petl_task_model *tm;
+} cli_adapter;
+
+/* Loads model_dir and adapter_dir; prints "petl CMD: <why>" and returns 1 on failure. */
+int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter_dir,
+                     cli_adapter *out);
+void cli_adapter_free(cli_adapter *a);
+
+/* JSON output helpers: a number with 9 significant digits (null when not finite), and a string
+ * with the escapes JSON needs (the input is valid UTF-8). */
+void cli_json_number(FILE *f, double x);
+void cli_json_string(FILE *f, const char *s);
 
 #endif

@@ -13,6 +13,9 @@ static const struct {
     {"tokenize", cmd_tokenize, "tokenize JSON-lines text into input ids and token types"},
     {"embed", cmd_embed, "run the encoder: pooler output, [CLS] and mean vectors per line"},
     {"inspect", cmd_inspect, "list a safetensors file's tensors or summarise a model folder"},
+    {"train", cmd_train, "train a task adapter (or a baseline) on a frozen base model"},
+    {"eval", cmd_eval, "evaluate an adapter on a task's dev set: metrics as JSON"},
+    {"predict", cmd_predict, "label JSON-lines text with an adapter"},
 };
 
 static void usage(FILE *f) {

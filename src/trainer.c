@@ -1,0 +1,549 @@
+/* The training loop, evaluation and checkpoints. See trainer.h. */
+#include "trainer.h"
+
+#include "internal.h"
+#include "optimiser.h"
+#include "rng.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define CKPT_KEY "petl_checkpoint"
+#define CKPT_VERSION 1
+
+void petl_train_opts_default(petl_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->lr = 3e-4;
+    o->epochs = 3;
+    o->batch = 32;
+    o->seed = 42;
+    o->warmup = 0.1;
+    o->weight_decay = 0.01;
+    o->max_grad_norm = 1.0;
+    o->eval_batch = 0; /* the training batch: a larger one would enlarge the work buffers */
+    o->log_every = 10;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* JSON has no NaN / infinity: those become null. */
+static json_t *jreal(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+static json_t *metrics_json(const petl_metric_set *m) {
+    json_t *o = json_object();
+    for (size_t i = 0; i < m->count; i++)
+        json_object_set_new(o, petl_metric_name(m->metric[i]), jreal(m->value[i]));
+    return o;
+}
+
+/* ------------------------------------------------------------------------------ inference */
+
+petl_status petl_predict_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
+                             int batch, float *logits, petl_error *err) {
+    const size_t n = petl_batcher_count(b);
+    const int C = petl_task_model_tune_config(tm)->num_labels;
+    if (n == 0) return PETL_OK;
+    petl_train_ctx *own = NULL;
+    petl_batch_plan plan = {0};
+    petl_batch_buf buf = {0};
+    float *tmp = malloc((size_t)batch * (size_t)C * sizeof *tmp);
+    petl_status s = tmp ? PETL_OK : petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    if (s == PETL_OK && !ctx) {
+        s = petl_predict_ctx_new(tm, batch, petl_batcher_max_len(b), &own, err);
+        ctx = own;
+    }
+    if (s == PETL_OK) s = petl_batcher_plan_eval(b, batch, &plan, err);
+    if (s == PETL_OK) s = petl_batch_buf_init(&buf, batch, petl_batcher_max_len(b), err);
+    for (size_t k = 0; s == PETL_OK && k < plan.n_batches; k++) {
+        const int64_t *rows = plan.order + plan.start[k];
+        size_t nr = plan.start[k + 1] - plan.start[k];
+        s = petl_batcher_fill(b, rows, nr, false, &buf, err);
+        if (s == PETL_OK) s = petl_task_predict(ctx, &buf.batch, tmp, err);
+        if (s == PETL_OK)
+            for (size_t r = 0; r < nr; r++)
+                memcpy(logits + (size_t)rows[r] * (size_t)C, tmp + r * (size_t)C,
+                       (size_t)C * sizeof *tmp);
+    }
+    petl_batch_buf_free(&buf);
+    petl_batch_plan_free(&plan);
+    petl_train_ctx_free(own);
+    free(tmp);
+    return s;
+}
+
+petl_status petl_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_task *task,
+                          const petl_batcher *b, int batch, double *preds, petl_metric_set *out,
+                          petl_error *err) {
+    const size_t n = petl_batcher_count(b);
+    const int C = petl_task_model_tune_config(tm)->num_labels;
+    if (n == 0) return petl_fail(err, PETL_ERR_ARG, "evaluation set is empty");
+    float *logits = malloc(n * (size_t)C * sizeof *logits);
+    double *p = malloc(n * sizeof *p), *g = malloc(n * sizeof *g);
+    petl_status s = logits && p && g ? PETL_OK : petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    if (s == PETL_OK) s = petl_predict_all(tm, ctx, b, batch, logits, err);
+    if (s == PETL_OK) {
+        for (size_t i = 0; i < n; i++) {
+            const float *l = logits + i * (size_t)C;
+            if (C == 1) {
+                p[i] = l[0];
+                g[i] = petl_batcher_target(b, i);
+            } else {
+                int best = 0;
+                for (int c = 1; c < C; c++)
+                    if (l[c] > l[best]) best = c;
+                p[i] = best;
+                g[i] = petl_batcher_label(b, i);
+            }
+        }
+        s = petl_task_metrics(task, p, g, n, out, err);
+        if (s == PETL_OK && preds) memcpy(preds, p, n * sizeof *p);
+    }
+    free(logits);
+    free(p);
+    free(g);
+    return s;
+}
+
+/* ------------------------------------------------------------------------------- training */
+
+typedef struct {
+    petl_task_model *tm;
+    petl_adamw *opt;
+    size_t n_params;
+    float *best;     /* [trainable floats] parameters of the best epoch, in param order */
+    bool have_best;
+    int best_epoch;
+    petl_metric_set best_metrics;
+    int epoch, batch; /* position: next batch to run */
+    int64_t global;   /* batches run since the start of the run (dropout key) */
+    int64_t skipped;
+    double loss_sum;  /* of the epoch in progress */
+    int64_t loss_count;
+} run_state;
+
+/* The options and data shape that determine a run's numbers: a resume must match them. */
+static json_t *fingerprint(const run_state *rs, const petl_train_opts *o, const petl_batcher *tr,
+                           const petl_batcher *dev) {
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    return json_pack("{s:f, s:i, s:i, s:s, s:f, s:f, s:f, s:b, s:b, s:I, s:I, s:I, s:I, s:I}",
+                     "lr", o->lr, "epochs", o->epochs, "batch", o->batch, "seed", seed, "warmup",
+                     o->warmup, "weight_decay", o->weight_decay, "max_grad_norm",
+                     o->max_grad_norm, "bias_correction", o->bias_correction, "pad_to_max",
+                     o->pad_to_max, "n_train", (json_int_t)petl_batcher_count(tr),
+                     "train_tokens", (json_int_t)petl_batcher_total_tokens(tr), "n_dev",
+                     (json_int_t)(dev ? petl_batcher_count(dev) : 0), "trainable",
+                     (json_int_t)petl_task_model_trainable_count(rs->tm), "tensors",
+                     (json_int_t)rs->n_params);
+}
+
+static char *tensor_name(const char *prefix, const char *name) {
+    size_t n = strlen(prefix) + strlen(name) + 1;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s%s", prefix, name);
+    return s;
+}
+
+static petl_status save_checkpoint(const run_state *rs, const petl_train_opts *o,
+                                   const petl_batcher *tr, const petl_batcher *dev,
+                                   petl_error *err) {
+    size_t ng = 0;
+    petl_opt_group *groups = petl_adamw_groups(rs->opt, &ng);
+    const size_t n = rs->n_params, per = rs->have_best ? 4 : 3;
+    petl_st_entry *ents = calloc(n * per, sizeof *ents);
+    char **names = calloc(n * per, sizeof *names);
+    json_t *meta = NULL;
+    char *text = NULL;
+    petl_status s = PETL_OK;
+    if (!ents || !names || ng != n) {
+        s = petl_fail(err, PETL_ERR_NOMEM, "checkpoint: out of memory");
+        goto done;
+    }
+    static const char *const prefix[] = {"param/", "adam_m/", "adam_v/", "best/"};
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const petl_param *p = petl_task_model_param(rs->tm, i);
+        const float *src[4] = {p->data, groups[i].m, groups[i].v, rs->best + off};
+        for (size_t k = 0; k < per; k++) {
+            char *nm = names[i * per + k] = tensor_name(prefix[k], p->name);
+            if (!nm) {
+                s = petl_fail(err, PETL_ERR_NOMEM, "checkpoint: out of memory");
+                goto done;
+            }
+            ents[i * per + k] = (petl_st_entry){nm, PETL_DT_F32, p->rank, p->shape, src[k]};
+        }
+        off += (size_t)p->numel;
+    }
+    json_t *bm = json_array();
+    for (size_t i = 0; i < rs->best_metrics.count; i++)
+        json_array_append_new(bm, json_pack("[i, o]", (int)rs->best_metrics.metric[i],
+                                            jreal(rs->best_metrics.value[i])));
+    meta = json_pack("{s:i, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:o, s:o, s:f, s:I, s:o}",
+                     "version", CKPT_VERSION, "epoch", rs->epoch, "batch", rs->batch,
+                     "adam_step", (json_int_t)petl_adamw_step_count(rs->opt), "global",
+                     (json_int_t)rs->global, "skipped", (json_int_t)rs->skipped, "have_best",
+                     rs->have_best, "best_epoch", rs->best_epoch, "best_metrics", bm,
+                     "best_score", jreal(rs->best_metrics.score), "loss_sum", rs->loss_sum,
+                     "loss_count", (json_int_t)rs->loss_count, "options",
+                     fingerprint(rs, o, tr, dev));
+    text = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (!text) {
+        s = petl_fail(err, PETL_ERR_NOMEM, "checkpoint: out of memory");
+        goto done;
+    }
+    const char *kv[] = {CKPT_KEY, text};
+    s = petl_st_write(o->checkpoint_path, ents, n * per, kv, 1, err);
+done:
+    if (names)
+        for (size_t i = 0; i < n * per; i++) free(names[i]);
+    free(names);
+    free(ents);
+    free(text);
+    json_decref(meta);
+    return s;
+}
+
+/* Reads one tensor PREFIX+NAME of p's shape into dst. */
+static petl_status ckpt_tensor(const petl_safetensors *st, const char *path, const char *prefix,
+                               const petl_param *p, float *dst, petl_error *err) {
+    char *nm = tensor_name(prefix, p->name);
+    if (!nm) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    const petl_st_tensor *t = petl_st_find(st, nm);
+    petl_status s = PETL_OK;
+    if (!t)
+        s = petl_fail(err, PETL_ERR_SHAPE, "%s: missing tensor %s", path, nm);
+    else if (t->numel != p->numel || t->dtype != PETL_DT_F32)
+        s = petl_fail(err, PETL_ERR_SHAPE, "%s: tensor %s has %lld %s values, expected %lld F32",
+                      path, nm, (long long)t->numel, petl_dtype_name(t->dtype),
+                      (long long)p->numel);
+    else
+        s = petl_st_read_f32(t, dst, err);
+    free(nm);
+    return s;
+}
+
+static petl_status load_checkpoint(run_state *rs, const petl_train_opts *o,
+                                   const petl_batcher *tr, const petl_batcher *dev,
+                                   petl_error *err) {
+    const char *path = o->checkpoint_path;
+    petl_safetensors *st = NULL;
+    petl_status s = petl_st_open(path, &st, err);
+    if (s != PETL_OK) return s;
+    json_t *meta = NULL, *fp = NULL;
+    const char *text = petl_st_meta(st, CKPT_KEY);
+    json_error_t je;
+    if (!text || !(meta = json_loads(text, 0, &je))) {
+        s = petl_fail(err, PETL_ERR_FORMAT, "%s: not a petl checkpoint (no valid %s metadata)",
+                      path, CKPT_KEY);
+        goto done;
+    }
+    int version = 0, have_best = 0;
+    json_int_t adam_step = 0, global = 0, skipped = 0, loss_count = 0;
+    json_t *bm = NULL, *opts = NULL;
+    double loss_sum = 0;
+    if (json_unpack_ex(meta, &je, 0,
+                       "{s:i, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:o, s:F, s:I, s:o}",
+                       "version", &version, "epoch", &rs->epoch, "batch", &rs->batch,
+                       "adam_step", &adam_step, "global", &global, "skipped", &skipped,
+                       "have_best", &have_best, "best_epoch", &rs->best_epoch, "best_metrics",
+                       &bm, "loss_sum", &loss_sum, "loss_count", &loss_count, "options",
+                       &opts) != 0 ||
+        version != CKPT_VERSION || !json_is_array(bm) ||
+        json_array_size(bm) > PETL_MAX_METRICS || rs->epoch < 0 || rs->epoch > o->epochs ||
+        rs->batch < 0 || adam_step < 0 || global < 0) {
+        s = petl_fail(err, PETL_ERR_FORMAT, "%s: malformed checkpoint state: %s", path,
+                      je.text[0] ? je.text : "values out of range");
+        goto done;
+    }
+    fp = fingerprint(rs, o, tr, dev);
+    if (!json_equal(fp, opts)) {
+        char *a = json_dumps(opts, JSON_COMPACT | JSON_SORT_KEYS);
+        char *b = json_dumps(fp, JSON_COMPACT | JSON_SORT_KEYS);
+        s = petl_fail(err, PETL_ERR_ARG,
+                      "%s: the checkpoint was made with other options or data; resume with the "
+                      "same ones or start afresh. Checkpoint: %.200s; now: %.200s",
+                      path, a ? a : "?", b ? b : "?");
+        free(a);
+        free(b);
+        goto done;
+    }
+    size_t ng = 0;
+    petl_opt_group *groups = petl_adamw_groups(rs->opt, &ng);
+    size_t off = 0;
+    for (size_t i = 0; i < rs->n_params && s == PETL_OK; i++) {
+        const petl_param *p = petl_task_model_param(rs->tm, i);
+        s = ckpt_tensor(st, path, "param/", p, p->data, err);
+        if (s == PETL_OK) s = ckpt_tensor(st, path, "adam_m/", p, groups[i].m, err);
+        if (s == PETL_OK) s = ckpt_tensor(st, path, "adam_v/", p, groups[i].v, err);
+        if (s == PETL_OK && have_best)
+            s = ckpt_tensor(st, path, "best/", p, rs->best + off, err);
+        off += (size_t)p->numel;
+    }
+    if (s != PETL_OK) goto done;
+    petl_adamw_set_step_count(rs->opt, adam_step);
+    rs->global = global;
+    rs->skipped = skipped;
+    rs->have_best = have_best;
+    rs->loss_sum = loss_sum;
+    rs->loss_count = loss_count;
+    memset(&rs->best_metrics, 0, sizeof rs->best_metrics);
+    rs->best_metrics.score = NAN;
+    json_t *score = json_object_get(meta, "best_score");
+    if (json_is_number(score)) rs->best_metrics.score = json_number_value(score);
+    for (size_t i = 0; i < json_array_size(bm); i++) {
+        json_t *e = json_array_get(bm, i);
+        json_t *v = json_array_get(e, 1);
+        rs->best_metrics.metric[i] = (petl_metric)json_integer_value(json_array_get(e, 0));
+        rs->best_metrics.value[i] = json_is_number(v) ? json_number_value(v) : NAN;
+        rs->best_metrics.count = i + 1;
+    }
+done:
+    json_decref(fp);
+    json_decref(meta);
+    petl_st_close(st);
+    return s;
+}
+
+static void copy_params(const run_state *rs, bool to_best) {
+    size_t off = 0;
+    for (size_t i = 0; i < rs->n_params; i++) {
+        const petl_param *p = petl_task_model_param(rs->tm, i);
+        size_t bytes = (size_t)p->numel * sizeof(float);
+        if (to_best)
+            memcpy(rs->best + off, p->data, bytes);
+        else
+            memcpy(p->data, rs->best + off, bytes);
+        off += (size_t)p->numel;
+    }
+}
+
+static void log_line(FILE *log, json_t *obj) {
+    if (log && obj) {
+        char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (s) fprintf(log, "%s\n", s);
+        free(s);
+        fflush(log);
+    }
+    json_decref(obj);
+}
+
+/* The dropout key of a batch: a function of (seed, global batch index) only; never 0, which
+ * would turn dropout off. */
+static uint64_t dropout_seed(uint64_t seed, int64_t global) {
+    petl_rng r = petl_rng_stream(seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)global, 0);
+    uint64_t x = petl_rng_next(&r);
+    return x ? x : 1;
+}
+
+static bool file_exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_batcher *train,
+                       const petl_batcher *dev, const petl_train_opts *o, petl_progress_fn cb,
+                       void *user, petl_train_result *res, petl_error *err) {
+    memset(res, 0, sizeof *res);
+    res->best_epoch = -1;
+    const size_t n = petl_batcher_count(train);
+    if (n == 0) return petl_fail(err, PETL_ERR_ARG, "the training set is empty");
+    if (o->epochs < 1 || o->batch < 1 || o->eval_batch < 0 || !(o->warmup >= 0 && o->warmup <= 1))
+        return petl_fail(err, PETL_ERR_ARG,
+                         "training options: epochs, batch and eval batch must be >= 1 and warmup "
+                         "in [0, 1]");
+    const int nb = (int)petl_batcher_epoch_batches(n, o->batch);
+    const int64_t total = (int64_t)nb * o->epochs;
+    const int max_len = petl_batcher_max_len(train) > (dev ? petl_batcher_max_len(dev) : 0)
+                            ? petl_batcher_max_len(train)
+                            : petl_batcher_max_len(dev);
+    const int eval_batch = o->eval_batch > 0 ? o->eval_batch : o->batch;
+    const int max_batch = o->batch > eval_batch ? o->batch : eval_batch;
+
+    run_state rs = {.tm = tm, .n_params = petl_task_model_num_params(tm), .best_epoch = -1};
+    rs.best_metrics.score = NAN;
+    petl_train_ctx *ctx = NULL;
+    petl_opt_group *groups = calloc(rs.n_params ? rs.n_params : 1, sizeof *groups);
+    rs.best = malloc((size_t)petl_task_model_trainable_count(tm) * sizeof(float) + 1);
+    petl_batch_plan plan = {0};
+    petl_batch_buf buf = {0};
+    FILE *log = NULL;
+    petl_status s = PETL_OK;
+    if (!groups || !rs.best) {
+        s = petl_fail(err, PETL_ERR_NOMEM, "out of memory for the training state");
+        goto done;
+    }
+    for (size_t i = 0; i < rs.n_params; i++) {
+        const petl_param *p = petl_task_model_param(tm, i);
+        groups[i] = (petl_opt_group){p->data, p->grad, (size_t)p->numel, p->decay, NULL, NULL};
+    }
+    petl_adamw_opts ao;
+    petl_adamw_opts_default(&ao);
+    ao.lr = o->lr;
+    ao.weight_decay = o->weight_decay;
+    ao.bias_correction = o->bias_correction;
+    ao.max_grad_norm = o->max_grad_norm;
+    ao.total_steps = total;
+    ao.warmup_steps = petl_warmup_steps(total, o->warmup);
+    if ((s = petl_adamw_new(groups, rs.n_params, &ao, &rs.opt, err)) != PETL_OK) goto done;
+    if ((s = petl_train_ctx_new(tm, max_batch, max_len, &ctx, err)) != PETL_OK) goto done;
+    if ((s = petl_batch_buf_init(&buf, o->batch, max_len, err)) != PETL_OK) goto done;
+
+    if (o->resume && o->checkpoint_path && file_exists(o->checkpoint_path)) {
+        if ((s = load_checkpoint(&rs, o, train, dev, err)) != PETL_OK) goto done;
+        res->resumed = true;
+        res->resumed_step = rs.global;
+    }
+    if (o->log_path && !(log = fopen(o->log_path, "a"))) {
+        s = petl_fail(err, PETL_ERR_IO, "%s: cannot open the log: %s", o->log_path,
+                      strerror(errno));
+        goto done;
+    }
+    if (res->resumed)
+        log_line(log, json_pack("{s:s, s:I, s:i, s:i}", "event", "resume", "step",
+                                (json_int_t)rs.global, "epoch", rs.epoch, "batch", rs.batch));
+
+    const double t0 = now_s();
+    int64_t tokens = 0;
+    petl_train_progress pr = {.total_steps = total, .epochs = o->epochs};
+    pr.kind = PETL_PROGRESS_START;
+    pr.step = rs.global;
+    pr.epoch = rs.epoch;
+    if (cb) cb(&pr, user);
+
+    for (; rs.epoch < o->epochs; rs.epoch++, rs.batch = 0) {
+        petl_batch_plan_free(&plan);
+        if ((s = petl_batcher_plan_train(train, o->batch, o->seed, rs.epoch, &plan, err)) !=
+            PETL_OK)
+            goto done;
+        for (; rs.batch < nb; rs.batch++) {
+            const int64_t *rows = plan.order + plan.start[rs.batch];
+            size_t nr = plan.start[rs.batch + 1] - plan.start[rs.batch];
+            if ((s = petl_batcher_fill(train, rows, nr, o->pad_to_max, &buf, err)) != PETL_OK)
+                goto done;
+            petl_task_model_zero_grad(tm);
+            float loss = 0;
+            s = petl_train_step(ctx, &buf.batch, buf.labels, buf.targets,
+                                dropout_seed(o->seed, rs.global), &loss, err);
+            if (s != PETL_OK) goto done;
+            tokens += buf.tokens;
+            double norm = petl_adamw_clip(rs.opt), lr = petl_adamw_lr(rs.opt);
+            bool skip = !isfinite(norm) || !isfinite(loss);
+            if (skip)
+                rs.skipped++;
+            else
+                petl_adamw_step(rs.opt);
+            rs.global++;
+            if (!skip) {
+                rs.loss_sum += loss;
+                rs.loss_count++;
+            }
+            double el = now_s() - t0;
+            pr = (petl_train_progress){
+                .kind = skip ? PETL_PROGRESS_SKIPPED : PETL_PROGRESS_STEP,
+                .step = rs.global,
+                .total_steps = total,
+                .epoch = rs.epoch,
+                .epochs = o->epochs,
+                .loss = loss,
+                .mean_loss = rs.loss_count ? rs.loss_sum / (double)rs.loss_count : NAN,
+                .lr = lr,
+                .grad_norm = norm,
+                .tokens_per_s = el > 0 ? (double)tokens / el : 0,
+                .elapsed_s = el};
+            if (cb) cb(&pr, user);
+            if (log && (o->log_every <= 1 || rs.global % o->log_every == 0 || rs.global == 1 ||
+                        rs.global == total || skip))
+                log_line(log, json_pack("{s:I, s:i, s:o, s:o, s:o, s:f, s:f, s:b}", "step",
+                                        (json_int_t)rs.global, "epoch", rs.epoch, "loss",
+                                        jreal(loss), "lr", jreal(lr), "grad_norm", jreal(norm),
+                                        "tokens_per_s", pr.tokens_per_s, "elapsed_s", el,
+                                        "skipped", skip));
+            /* Mid-epoch checkpoint (the epoch's last batch is covered by the one below). The
+             * position saved is the NEXT batch. */
+            if (o->checkpoint_path && o->checkpoint_every > 0 &&
+                rs.global % o->checkpoint_every == 0 && rs.batch + 1 < nb) {
+                rs.batch++;
+                s = save_checkpoint(&rs, o, train, dev, err);
+                rs.batch--;
+                if (s != PETL_OK) goto done;
+                pr.kind = PETL_PROGRESS_CHECKPOINT;
+                pr.path = o->checkpoint_path;
+                if (cb) cb(&pr, user);
+            }
+        }
+        double mean_loss = rs.loss_count ? rs.loss_sum / (double)rs.loss_count : NAN;
+        json_t *ej = json_pack("{s:I, s:i, s:o}", "step", (json_int_t)rs.global, "epoch",
+                               rs.epoch, "train_loss", jreal(mean_loss));
+        bool best = false;
+        if (dev && petl_batcher_count(dev) > 0) {
+            pr.kind = PETL_PROGRESS_EVAL_START;
+            if (cb) cb(&pr, user);
+            petl_metric_set m;
+            if ((s = petl_evaluate(tm, ctx, task, dev, eval_batch, NULL, &m, err)) !=
+                PETL_OK) {
+                json_decref(ej);
+                goto done;
+            }
+            /* The first epoch is always the best so far; later ones must beat it (a NaN score
+             * never does). */
+            best = !rs.have_best ||
+                   (isfinite(m.score) &&
+                    (!isfinite(rs.best_metrics.score) || m.score > rs.best_metrics.score));
+            if (best) {
+                copy_params(&rs, true);
+                rs.have_best = true;
+                rs.best_epoch = rs.epoch;
+                rs.best_metrics = m;
+            }
+            json_object_set_new(ej, "dev", metrics_json(&m));
+            json_object_set_new(ej, "score", jreal(m.score));
+            json_object_set_new(ej, "best", json_boolean(best));
+            pr.kind = PETL_PROGRESS_EPOCH;
+            pr.dev = &m;
+            pr.best = best;
+            pr.mean_loss = mean_loss;
+            pr.elapsed_s = now_s() - t0;
+            if (cb) cb(&pr, user);
+            pr.dev = NULL;
+        }
+        log_line(log, ej);
+        rs.loss_sum = 0;
+        rs.loss_count = 0;
+        if (o->checkpoint_path) {
+            rs.epoch++;
+            rs.batch = 0;
+            s = save_checkpoint(&rs, o, train, dev, err);
+            rs.epoch--;
+            rs.batch = nb;
+            if (s != PETL_OK) goto done;
+            pr.kind = PETL_PROGRESS_CHECKPOINT;
+            pr.path = o->checkpoint_path;
+            if (cb) cb(&pr, user);
+        }
+    }
+    if (rs.have_best) copy_params(&rs, false);
+    res->best_epoch = rs.have_best ? rs.best_epoch : -1;
+    res->best = rs.best_metrics;
+    res->steps = rs.global;
+    res->skipped = rs.skipped;
+    res->train_seconds = now_s() - t0;
+done:
+    if (log) fclose(log);
+    petl_batch_buf_free(&buf);
+    petl_batch_plan_free(&plan);
+    petl_train_ctx_free(ctx);
+    petl_adamw_free(rs.opt);
+    free(rs.best);
+    free(groups);
+    return s;
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# `petl train`, `petl eval` and `petl predict` end to end on the real model with a small subset of
+# real GLUE SST-2 (copied from PETL_DATA_DIR at test time, never committed): the adapter folder,
+# the eval JSON, predict output, --force, bad input, and a run killed with SIGKILL and resumed
+# from its checkpoint giving a byte-identical adapter to an uninterrupted run.
+# Environment (set by CTest): PETL, PETL_MODEL_DIR, PETL_DATA_DIR.
+set -u
+fail() { echo "cli_train: FAIL: $*" >&2; exit 1; }
+: "${PETL:?}" "${PETL_MODEL_DIR:?}" "${PETL_DATA_DIR:?}"
+src=$PETL_DATA_DIR/glue/SST-2
+if [ ! -f "$src/train.tsv" ] || [ ! -f "$src/dev.tsv" ]; then
+    echo "cli_train: skipped: no SST-2 under $PETL_DATA_DIR/glue"
+    exit 0
+fi
+tmp=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+mkdir "$tmp/sst"
+head -n 201 "$src/train.tsv" > "$tmp/sst/train.tsv"
+head -n 101 "$src/dev.tsv" > "$tmp/sst/dev.tsv"
+common=(--model "$PETL_MODEL_DIR" --task sst2 --data "$tmp/sst" --max-len 64 --threads 2)
+
+# A short run: adapter folder, summary JSON, log.
+"$PETL" train "${common[@]}" --out "$tmp/ad" --epochs 1 --log "$tmp/log.jsonl" \
+    > "$tmp/sum.json" 2> "$tmp/train.err" || fail "train exited $?: $(cat "$tmp/train.err")"
+[ -f "$tmp/ad/adapter_config.json" ] && [ -f "$tmp/ad/adapter.safetensors" ] ||
+    fail "adapter folder not written"
+grep -q 'trainable parameters: [0-9]* of [0-9]* ([0-9.]*% of the model)' "$tmp/train.err" ||
+    fail "no trainable-parameter line: $(cat "$tmp/train.err")"
+grep -q '^{"task": "sst2", .*"accuracy": [0-9.]*, "seconds": ' "$tmp/sum.json" ||
+    fail "summary: $(cat "$tmp/sum.json")"
+grep -q '"step":1,' "$tmp/log.jsonl" && grep -q '"dev":{"accuracy":' "$tmp/log.jsonl" ||
+    fail "log: $(head -3 "$tmp/log.jsonl")"
+[ ! -e "$tmp/ad.checkpoint.safetensors" ] || fail "checkpoint left after a successful run"
+grep -q '"content_hash": "[0-9a-f]\{16\}"' "$tmp/ad/adapter_config.json" || fail "no base hash"
+
+# eval: one JSON object with the task's metric.
+"$PETL" eval --model "$PETL_MODEL_DIR" --adapter "$tmp/ad" --data "$tmp/sst" --threads 2 \
+    > "$tmp/eval.json" 2> "$tmp/eval.err" || fail "eval exited $?: $(cat "$tmp/eval.err")"
+grep -q '^{"task": "sst2", "split": "dev", "n": 100, "accuracy": 0\.[0-9]*}$' "$tmp/eval.json" ||
+    fail "eval output: $(cat "$tmp/eval.json")"
+
+# predict: one line per input, label + probabilities summing to 1.
+printf '%s\n' '{"text": "a gorgeous, witty, seductive movie."}' \
+    '{"text_a": "dull", "text_b": "and tedious"}' '{"text": "the plot is thin"}' |
+    "$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$tmp/ad" > "$tmp/pred.jsonl" \
+    2> "$tmp/pred.err" || fail "predict exited $?: $(cat "$tmp/pred.err")"
+[ "$(wc -l < "$tmp/pred.jsonl")" -eq 3 ] || fail "predict wrote $(wc -l < "$tmp/pred.jsonl") lines"
+grep -vq '^{"label": "[01]", "scores": \[[0-9.e-]*, [0-9.e-]*\]}$' "$tmp/pred.jsonl" &&
+    fail "predict output: $(cat "$tmp/pred.jsonl")"
+sed 's/.*\[\(.*\)\].*/\1/' "$tmp/pred.jsonl" |
+    awk -F', ' '{ s = $1 + $2; if (s < 0.999 || s > 1.001) exit 1 }' ||
+    fail "scores do not sum to 1: $(cat "$tmp/pred.jsonl")"
+echo '{"text": 3}' | "$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$tmp/ad" \
+    > /dev/null 2> "$tmp/err"
+[ $? -eq 1 ] && grep -q 'line 1' "$tmp/err" || fail "bad predict input: $(cat "$tmp/err")"
+
+# --force is needed to replace an adapter; the old one is untouched when refused.
+cp "$tmp/ad/adapter.safetensors" "$tmp/before.st"
+"$PETL" train "${common[@]}" --out "$tmp/ad" --epochs 1 --seed 1 > /dev/null 2> "$tmp/err"
+[ $? -eq 1 ] && grep -q -- '--force' "$tmp/err" ||
+    fail "overwrite without --force: $(cat "$tmp/err")"
+cmp -s "$tmp/before.st" "$tmp/ad/adapter.safetensors" || fail "refused run changed the adapter"
+"$PETL" train "${common[@]}" --out "$tmp/ad" --epochs 1 --seed 1 --force > /dev/null 2>&1 ||
+    fail "--force run failed"
+cmp -s "$tmp/before.st" "$tmp/ad/adapter.safetensors" && fail "--force did not replace the adapter"
+ls -a "$tmp" | grep -q '^\.ad\.' && fail "temporary folders left behind"
+
+# Bad input: an unknown label in dev names the file and line; a base mismatch is refused.
+cp -r "$tmp/sst" "$tmp/bad"
+printf 'a fine film\t7\n' >> "$tmp/bad/dev.tsv"
+"$PETL" train "${common[@]}" --data "$tmp/bad" --out "$tmp/ad-bad" --epochs 1 > /dev/null \
+    2> "$tmp/err"
+[ $? -eq 1 ] && grep -q 'dev.tsv.*102' "$tmp/err" || fail "unknown dev label: $(cat "$tmp/err")"
+[ ! -e "$tmp/ad-bad" ] || fail "a failed run wrote an adapter"
+sed -i 's/"content_hash": "[0-9a-f]*"/"content_hash": "0123456789abcdef"/' \
+    "$tmp/ad/adapter_config.json"
+"$PETL" eval --model "$PETL_MODEL_DIR" --adapter "$tmp/ad" --data "$tmp/sst" > /dev/null \
+    2> "$tmp/err"
+[ $? -eq 1 ] && grep -q 'different base model: content_hash' "$tmp/err" ||
+    fail "base mismatch: $(cat "$tmp/err")"
+
+# Kill -9 after a checkpoint, resume, compare with an uninterrupted run byte for byte.
+head -n 601 "$src/train.tsv" > "$tmp/sst/train.tsv"
+run=("${common[@]}" --epochs 2 --batch 16 --seed 7 --checkpoint-every 5)
+"$PETL" train "${run[@]}" --out "$tmp/ref" > /dev/null 2> "$tmp/ref.err" ||
+    fail "reference run: $(cat "$tmp/ref.err")"
+"$PETL" train "${run[@]}" --out "$tmp/res" > /dev/null 2> "$tmp/res1.err" &
+pid=$!
+for _ in $(seq 1 400); do
+    [ -f "$tmp/res.checkpoint.safetensors" ] && break
+    sleep 0.05
+done
+[ -f "$tmp/res.checkpoint.safetensors" ] || fail "no checkpoint appeared"
+sleep 0.3
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+pid=
+[ ! -e "$tmp/res" ] || fail "the run finished before it was killed: make it longer"
+"$PETL" train "${run[@]}" --out "$tmp/res" --resume > /dev/null 2> "$tmp/res2.err" ||
+    fail "resumed run: $(cat "$tmp/res2.err")"
+grep -q 'resuming at step [1-9]' "$tmp/res2.err" || fail "did not resume: $(cat "$tmp/res2.err")"
+cmp "$tmp/ref/adapter.safetensors" "$tmp/res/adapter.safetensors" ||
+    fail "resumed adapter differs from the uninterrupted run"
+echo "resumed: $(grep -o 'resuming at step [0-9]* of [0-9]*' "$tmp/res2.err"), adapter identical"
+
+# Usage.
+"$PETL" train --help | grep -q 'usage: petl train' || fail "train --help"
+"$PETL" eval --help | grep -q 'usage: petl eval' || fail "eval --help"
+"$PETL" predict --help | grep -q 'usage: petl predict' || fail "predict --help"
+"$PETL" train --task sst2 --data x > /dev/null 2>&1
+[ $? -eq 2 ] || fail "missing --out should be a usage error (2)"
+"$PETL" train "${common[@]}" --out "$tmp/x" --tune top:x > /dev/null 2>&1
+[ $? -eq 2 ] || fail "--tune top:x should be a usage error (2)"
+echo "cli_train: ok"

@@ -1,0 +1,278 @@
+/* The adapter folder on disk (src/adapter_io.c), on the tiny committed checkpoint:
+ * save / load round trip bit for bit, no overwrite without force, a base-model mismatch refused
+ * with the differing field named, damaged / truncated / incomplete files refused with clear
+ * messages, and the old adapter intact after a failed save at every step (fault injection). */
+#include "adapter_io.h"
+#include "check.h"
+#include "internal.h"
+#include "model.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmp_root[256];
+
+/* The tiny checkpoint is committed as model.st: link it into a model folder. */
+static void make_model_dir(const char *dir) {
+    const char *names[][2] = {{"config.json", "config.json"}, {"model.st", "model.safetensors"}};
+    char src[4200], dst[4200];
+    CHECK(mkdir(dir, 0755) == 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(src, sizeof src, "%s/golden/tiny-bert/plain/%s", TEST_SRC_DIR, names[i][0]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[i][1]);
+        CHECK(symlink(src, dst) == 0);
+    }
+}
+
+static void rm_rf(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[4200];
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+            rm_rf(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* Entries of dir whose names start with '.' (left-over temporary folders). */
+static int hidden_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+/* Fills every parameter with values that depend on (salt, tensor, index). */
+static void scribble(petl_task_model *tm, float salt) {
+    for (size_t i = 0; i < petl_task_model_num_params(tm); i++) {
+        const petl_param *p = petl_task_model_param(tm, i);
+        for (int64_t k = 0; k < p->numel; k++)
+            p->data[k] = salt + 0.001f * (float)i + 1e-6f * (float)k;
+    }
+}
+
+static void check_same(const petl_task_model *a, const petl_task_model *b) {
+    CHECK(petl_task_model_num_params(a) == petl_task_model_num_params(b));
+    for (size_t i = 0; i < petl_task_model_num_params(a); i++) {
+        const petl_param *p = petl_task_model_param(a, i), *q = petl_task_model_param(b, i);
+        CHECK(strcmp(p->name, q->name) == 0);
+        CHECK(p->numel == q->numel);
+        CHECKF(memcmp(p->data, q->data, (size_t)p->numel * sizeof(float)) == 0, "tensor %s",
+               p->name);
+    }
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    CHECK(fwrite(data, 1, n, f) == n);
+    CHECK(fclose(f) == 0);
+}
+
+static void copy_dir2(const char *src, const char *dst) {
+    CHECK(mkdir(dst, 0755) == 0);
+    const char *names[] = {PETL_ADAPTER_CONFIG, PETL_ADAPTER_WEIGHTS};
+    for (int i = 0; i < 2; i++) {
+        char a[4200], b[4200];
+        snprintf(a, sizeof a, "%s/%s", src, names[i]);
+        snprintf(b, sizeof b, "%s/%s", dst, names[i]);
+        char *buf = NULL;
+        size_t n = 0;
+        petl_error err = {0};
+        CHECK_OK(petl_read_file(a, 1 << 28, &buf, &n, &err), &err);
+        write_file(b, buf, n);
+        free(buf);
+    }
+}
+
+/* Loading dir must fail with status `want` and a message containing `needle`. */
+static void expect_load_fail(const char *dir, const petl_model *m, const petl_base_identity *id,
+                             petl_status want, const char *needle) {
+    petl_adapter_info info;
+    petl_task_model *tm = NULL;
+    petl_error err = {0};
+    petl_status s = petl_adapter_load(dir, m, id, &info, &tm, &err);
+    CHECKF(s == want, "%s: status %d (%s), expected %d", dir, s, err.msg, want);
+    CHECKF(strstr(err.msg, needle) != NULL, "message '%s' lacks '%s'", err.msg, needle);
+    CHECK(tm == NULL);
+    printf("  refused as expected: %s\n", err.msg);
+}
+
+int main(void) {
+    snprintf(tmp_root, sizeof tmp_root, "/tmp/petl-test-adapter-XXXXXX");
+    CHECK(mkdtemp(tmp_root) != NULL);
+    char model_dir[512], out_parent[512], ad[600], ad2[600];
+    snprintf(model_dir, sizeof model_dir, "%s/model", tmp_root);
+    snprintf(out_parent, sizeof out_parent, "%s/out", tmp_root);
+    snprintf(ad, sizeof ad, "%s/sentiment", out_parent);
+    make_model_dir(model_dir);
+    CHECK(mkdir(out_parent, 0755) == 0);
+
+    petl_error err = {0};
+    petl_model *m = NULL;
+    CHECK_OK(petl_model_load(model_dir, &m, &err), &err);
+    petl_base_identity id;
+    petl_base_identity_of(m, &id);
+    /* The content hash: stable, and changed by any one float. */
+    CHECK(petl_model_content_hash(m) == id.content_hash);
+    float keep = m->mem[m->num_params / 2];
+    m->mem[m->num_params / 2] = keep + 1e-3f;
+    CHECK(petl_model_content_hash(m) != id.content_hash);
+    m->mem[m->num_params / 2] = keep;
+    CHECK(petl_model_content_hash(m) == id.content_hash);
+
+    petl_tune_config tc;
+    petl_tune_config_default(&tc, petl_model_config(m));
+    tc.num_labels = 3;
+    tc.adapter_size = 4;
+    petl_task_model *tm = NULL;
+    CHECK_OK(petl_task_model_new(m, &tc, 1, &tm, &err), &err);
+    scribble(tm, 0.5f);
+
+    petl_adapter_info info = {0};
+    snprintf(info.task_name, sizeof info.task_name, "tsv");
+    snprintf(info.task_spec, sizeof info.task_spec, "tsv:text=0,label=1");
+    const char *labels[] = {"neg", "neutral", "pos"};
+    CHECK_OK(petl_adapter_info_set_labels(&info, labels, 3, &err), &err);
+    info.max_len = 32;
+    info.tune = tc;
+    info.base = id;
+    info.training_json = strdup("{\"lr\":0.0003}");
+
+    /* Round trip. */
+    CHECK_OK(petl_adapter_save(ad, tm, &info, false, &err), &err);
+    CHECK(hidden_entries(out_parent) == 0);
+    petl_adapter_info got;
+    petl_task_model *tm2 = NULL;
+    CHECK_OK(petl_adapter_load(ad, m, &id, &got, &tm2, &err), &err);
+    check_same(tm, tm2);
+    CHECK(got.n_labels == 3 && !strcmp(got.labels[2], "pos") && !strcmp(got.labels[0], "neg"));
+    CHECK(!strcmp(got.task_spec, info.task_spec) && !strcmp(got.task_name, "tsv"));
+    CHECK(got.max_len == 32 && !got.regression);
+    CHECK(got.tune.tune == tc.tune && got.tune.adapter_size == 4 && got.tune.num_labels == 3);
+    /* Only the model's layers are stored: compare those bits. */
+    const uint64_t layer_mask = (1ULL << petl_model_config(m)->num_layers) - 1;
+    CHECK(got.tune.adapter_layers == (tc.adapter_layers & layer_mask));
+    CHECK(got.tune.placement == tc.placement);
+    CHECK(got.tune.adapter_init_sd == tc.adapter_init_sd);
+    CHECK(got.base.content_hash == id.content_hash && got.base.num_params == id.num_params);
+    CHECK(got.training_json && strstr(got.training_json, "lr"));
+    petl_adapter_info_free(&got);
+    petl_task_model_free(tm2);
+
+    /* No overwrite without force; force replaces. */
+    scribble(tm, 0.25f);
+    petl_status s = petl_adapter_save(ad, tm, &info, false, &err);
+    CHECKF(s == PETL_ERR_IO && strstr(err.msg, "--force"), "%s", err.msg);
+    CHECK(hidden_entries(out_parent) == 0);
+    CHECK_OK(petl_adapter_save(ad, tm, &info, true, &err), &err);
+    CHECK(hidden_entries(out_parent) == 0);
+    CHECK_OK(petl_adapter_load(ad, m, &id, &got, &tm2, &err), &err);
+    check_same(tm, tm2);
+    petl_adapter_info_free(&got);
+    petl_task_model_free(tm2);
+
+    /* A failure at every step of a forced save leaves the old adapter complete and no
+     * temporary folder behind. */
+    petl_task_model *old = NULL;
+    CHECK_OK(petl_task_model_new(m, &tc, 1, &old, &err), &err);
+    scribble(old, 0.25f);
+    scribble(tm, 0.75f);
+    for (int k = 1; k <= 3; k++) {
+        petl_adapter_fail_at = k;
+        s = petl_adapter_save(ad, tm, &info, true, &err);
+        CHECKF(s == PETL_ERR_IO, "fault %d: status %d", k, s);
+        printf("  fault %d: %s\n", k, err.msg);
+        CHECK(petl_adapter_fail_at == 0);
+        CHECK(hidden_entries(out_parent) == 0);
+        CHECK_OK(petl_adapter_load(ad, m, &id, &got, &tm2, &err), &err);
+        check_same(old, tm2);
+        petl_adapter_info_free(&got);
+        petl_task_model_free(tm2);
+    }
+    /* The same for a first save: nothing appears at the target. */
+    snprintf(ad2, sizeof ad2, "%s/fresh", out_parent);
+    petl_adapter_fail_at = 2;
+    CHECK(petl_adapter_save(ad2, tm, &info, false, &err) == PETL_ERR_IO);
+    CHECK(access(ad2, F_OK) != 0 && hidden_entries(out_parent) == 0);
+    /* An empty folder made beforehand is not an adapter: no --force needed. */
+    CHECK(mkdir(ad2, 0755) == 0);
+    CHECK_OK(petl_adapter_save(ad2, tm, &info, false, &err), &err);
+    rm_rf(ad2);
+
+    /* Another base: refused, naming what differs. */
+    petl_base_identity other = id;
+    other.content_hash ^= 1;
+    expect_load_fail(ad, m, &other, PETL_ERR_ARG, "content_hash");
+    other = id;
+    other.hidden_size *= 2;
+    expect_load_fail(ad, m, &other, PETL_ERR_ARG, "hidden_size");
+
+    /* Damaged files. */
+    char p[4200], q[4200];
+    snprintf(ad2, sizeof ad2, "%s/damaged", tmp_root);
+    copy_dir2(ad, ad2);
+    snprintf(p, sizeof p, "%s/%s", ad2, PETL_ADAPTER_WEIGHTS);
+    char *buf = NULL;
+    size_t n = 0;
+    CHECK_OK(petl_read_file(p, 1 << 28, &buf, &n, &err), &err);
+    buf[n - 3] ^= 0x40; /* a bit of the last float */
+    write_file(p, buf, n);
+    expect_load_fail(ad2, m, &id, PETL_ERR_FORMAT, "damaged");
+    write_file(p, buf, n / 2); /* truncated */
+    expect_load_fail(ad2, m, &id, PETL_ERR_FORMAT, PETL_ADAPTER_WEIGHTS);
+    free(buf);
+    snprintf(q, sizeof q, "%s/%s", ad2, PETL_ADAPTER_CONFIG);
+    write_file(q, "{\"format\": \"petl-adapter\",", 26);
+    expect_load_fail(ad2, m, &id, PETL_ERR_FORMAT, "invalid JSON");
+    unlink(q);
+    expect_load_fail(ad2, m, &id, PETL_ERR_IO, PETL_ADAPTER_CONFIG);
+    rm_rf(ad2);
+
+    /* A missing tensor, a misshapen one, and an extra one. */
+    copy_dir2(ad, ad2);
+    size_t np = petl_task_model_num_params(tm);
+    petl_st_entry *ents = calloc(np + 1, sizeof *ents);
+    CHECK(ents != NULL);
+    for (size_t i = 0; i < np; i++) {
+        const petl_param *pp = petl_task_model_param(tm, i);
+        ents[i] = (petl_st_entry){pp->name, PETL_DT_F32, pp->rank, pp->shape, pp->data};
+    }
+    CHECK_OK(petl_st_write(p, ents + 1, np - 1, NULL, 0, &err), &err);
+    expect_load_fail(ad2, m, &id, PETL_ERR_SHAPE, petl_task_model_param(tm, 0)->name);
+    int64_t bad_shape[2] = {0, 0};
+    const petl_param *p0 = petl_task_model_param(tm, 0);
+    bad_shape[0] = p0->rank == 1 ? p0->shape[0] - 1 : p0->shape[1];
+    bad_shape[1] = p0->rank == 1 ? 0 : p0->shape[0];
+    ents[0].shape = bad_shape;
+    CHECK_OK(petl_st_write(p, ents, np, NULL, 0, &err), &err);
+    expect_load_fail(ad2, m, &id, PETL_ERR_SHAPE, "expected");
+    ents[0].shape = p0->shape;
+    int64_t one = 1;
+    float extra = 0;
+    ents[np] = (petl_st_entry){"bert.encoder.layer.0.surprise", PETL_DT_F32, 1, &one, &extra};
+    CHECK_OK(petl_st_write(p, ents, np + 1, NULL, 0, &err), &err);
+    expect_load_fail(ad2, m, &id, PETL_ERR_SHAPE, "surprise");
+    free(ents);
+    rm_rf(ad2);
+
+    petl_adapter_info_free(&info);
+    petl_task_model_free(old);
+    petl_task_model_free(tm);
+    petl_model_free(m);
+    rm_rf(tmp_root);
+    CHECK_DONE("test_adapter_io");
+}

@@ -1,0 +1,95 @@
+/* Pieces shared by `petl train`, `petl eval` and `petl predict`: option values, threads, and
+ * loading a base model with an adapter. */
+#include "cli.h"
+
+#include "adapter_io.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "petl %s: %s needs an integer in %ld..%ld, got '%s'\n", cmd, opt, lo, hi,
+                s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                     double *out) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "petl %s: %s needs a number in %g..%g, got '%s'\n", cmd, opt, lo, hi,
+                s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+void cli_set_threads(int n) {
+    if (n > 0) {
+        /* Before any context exists: contexts size their scratch for this many threads. */
+        omp_set_num_threads(n);
+        openblas_set_num_threads(n);
+    }
+}
+
+int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter_dir,
+                     cli_adapter *out) {
+    memset(out, 0, sizeof *out);
+    petl_error err = {0};
+    if (petl_tokenizer_load(model_dir, &out->tok, &err) != PETL_OK ||
+        petl_model_load(model_dir, &out->base, &err) != PETL_OK) {
+        fprintf(stderr, "petl %s: %s\n", cmd, err.msg);
+        cli_adapter_free(out);
+        return 1;
+    }
+    petl_base_identity id;
+    petl_base_identity_of(out->base, &id);
+    if (petl_adapter_load(adapter_dir, out->base, &id, &out->info, &out->tm, &err) != PETL_OK) {
+        fprintf(stderr, "petl %s: %s\n", cmd, err.msg);
+        cli_adapter_free(out);
+        return 1;
+    }
+    return 0;
+}
+
+void cli_adapter_free(cli_adapter *a) {
+    petl_task_model_free(a->tm);
+    petl_adapter_info_free(&a->info);
+    petl_model_free(a->base);
+    petl_tokenizer_free(a->tok);
+    memset(a, 0, sizeof *a);
+}
+
+void cli_json_number(FILE *f, double x) {
+    if (isfinite(x))
+        fprintf(f, "%.9g", x);
+    else
+        fputs("null", f);
+}
+
+void cli_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}

@@ -1,0 +1,137 @@
+/* petl eval: an adapter's metrics on a split of a task folder, as one JSON object. */
+#include "cli.h"
+
+#include "batcher.h"
+#include "data.h"
+#include "internal.h"
+#include "trainer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: petl eval --adapter ADAPTER_DIR --data DIR [OPTIONS]\n\n"
+        "Evaluates an adapter on a split of a task folder and prints one JSON object, e.g.\n"
+        "  {\"task\": \"rte\", \"split\": \"dev\", \"n\": 277, \"accuracy\": 0.712}\n"
+        "with the task's official metrics (accuracy, f1, mcc, pearson, spearman; null when\n"
+        "undefined).\n\n"
+        "  --model DIR      base model folder (default: $PETL_MODEL or models/all-MiniLM-L6-v2)\n"
+        "  --adapter DIR    adapter folder written by petl train\n"
+        "  --data DIR       task folder (GLUE layout)\n"
+        "  --task TASK      task name or generic spec (default: the adapter's)\n"
+        "  --split NAME     dev (default), train, or for MNLI dev_matched / dev_mismatched\n"
+        "  --file PATH      evaluate this file instead of --data / --split\n"
+        "  --batch N        examples per batch (64)\n"
+        "  --max-len N      truncation (default: the adapter's training --max-len)\n"
+        "  --threads N      OpenMP / OpenBLAS threads\n"
+        "  -h, --help       this help\n");
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *model = cli_default_model(), *adapter = NULL, *data = NULL, *task_spec = NULL,
+               *split = "dev", *file = NULL;
+    long batch = 64, max_len = 0, threads = 0;
+    for (int i = 1; i < argc; i += 2) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "petl eval: unknown option or missing value: '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        int bad = 0;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--adapter")) adapter = v;
+        else if (!strcmp(a, "--data")) data = v;
+        else if (!strcmp(a, "--task")) task_spec = v;
+        else if (!strcmp(a, "--split")) split = v;
+        else if (!strcmp(a, "--file")) file = v;
+        else if (!strcmp(a, "--batch")) bad = cli_parse_long("eval", a, v, 1, 1 << 16, &batch);
+        else if (!strcmp(a, "--max-len")) bad = cli_parse_long("eval", a, v, 3, 1 << 20, &max_len);
+        else if (!strcmp(a, "--threads")) bad = cli_parse_long("eval", a, v, 1, 1024, &threads);
+        else {
+            fprintf(stderr, "petl eval: unknown option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bad) return 2;
+    }
+    if (!adapter || (!data && !file)) {
+        fprintf(stderr, "petl eval: --adapter and --data (or --file) are required "
+                        "(petl eval --help)\n");
+        return 2;
+    }
+    cli_set_threads((int)threads);
+    cli_adapter ad;
+    if (cli_load_adapter("eval", model, adapter, &ad)) return 1;
+    int rc = 1;
+    petl_error err = {0};
+    petl_task task;
+    petl_dataset *ds = NULL;
+    petl_batcher *b = NULL;
+    char *path = NULL;
+    if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK)
+        goto fail;
+    if (task.regression != ad.info.regression) {
+        fprintf(stderr, "petl eval: task %s is %s but the adapter was trained for %s\n",
+                task.name, task.regression ? "regression" : "classification",
+                ad.info.regression ? "regression" : "classification");
+        goto done;
+    }
+    if (file) {
+        path = strdup(file);
+        split = "file";
+    } else {
+        const char *f = petl_task_split_file(&task, split);
+        if (!f) {
+            fprintf(stderr, "petl eval: unknown split '%s' for task %s\n", split, task.name);
+            rc = 2;
+            goto done;
+        }
+        path = petl_path_join(data, f);
+    }
+    if (!path) {
+        fprintf(stderr, "petl eval: out of memory\n");
+        goto done;
+    }
+    /* The adapter's labels fix the class indices: a label it does not know is an error. */
+    if (petl_dataset_load(&task, path, (const char *const *)ad.info.labels, ad.info.n_labels, &ds,
+                          &err) != PETL_OK)
+        goto fail;
+    if (petl_dataset_count(ds) == 0) {
+        fprintf(stderr, "petl eval: %s holds no examples\n", path);
+        goto done;
+    }
+    if (petl_batcher_new(ad.tok, max_len ? (int)max_len : ad.info.max_len, &b, &err) != PETL_OK ||
+        petl_batcher_add_dataset(b, ds, &err) != PETL_OK) {
+        fprintf(stderr, "petl eval: %s: %s\n", path, err.msg);
+        goto done;
+    }
+    petl_metric_set m;
+    if (petl_evaluate(ad.tm, NULL, &task, b, (int)batch, NULL, &m, &err) != PETL_OK) goto fail;
+    printf("{\"task\": ");
+    cli_json_string(stdout, task.name);
+    printf(", \"split\": ");
+    cli_json_string(stdout, split);
+    printf(", \"n\": %zu", petl_dataset_count(ds));
+    for (size_t i = 0; i < m.count; i++) {
+        printf(", \"%s\": ", petl_metric_name(m.metric[i]));
+        cli_json_number(stdout, m.value[i]);
+    }
+    printf("}\n");
+    rc = fflush(stdout) == 0 ? 0 : 1;
+    goto done;
+fail:
+    fprintf(stderr, "petl eval: %s\n", err.msg);
+done:
+    petl_batcher_free(b);
+    petl_dataset_free(ds);
+    free(path);
+    cli_adapter_free(&ad);
+    return rc;
+}

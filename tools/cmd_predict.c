@@ -1,0 +1,155 @@
+/* petl predict: JSON lines of text in, one JSON line of prediction out per input line, in
+ * order. Lines are read in chunks, each run in length-sorted batches. */
+#include "cli.h"
+
+#include "batcher.h"
+#include "trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 1024 /* lines tokenized and run together (sorted by length inside the chunk) */
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: petl predict --adapter ADAPTER_DIR [OPTIONS] < input.jsonl > output.jsonl\n\n"
+        "Reads one JSON object per line, {\"text\": ...} or {\"text_a\": ..., \"text_b\": ...},\n"
+        "and writes per line {\"label\": \"...\", \"scores\": [...]} (softmax probabilities in\n"
+        "the adapter's label order) or, for a regression adapter, {\"score\": x}.\n\n"
+        "  --model DIR      base model folder (default: $PETL_MODEL or models/all-MiniLM-L6-v2)\n"
+        "  --adapter DIR    adapter folder written by petl train\n"
+        "  --batch N        lines per batch (64)\n"
+        "  --max-len N      truncation (default: the adapter's training --max-len)\n"
+        "  --threads N      OpenMP / OpenBLAS threads\n"
+        "  -h, --help       this help\n");
+}
+
+/* Runs the chunk and writes its lines. */
+static int flush_chunk(cli_adapter *ad, petl_batcher *b, int batch, float *logits) {
+    size_t n = petl_batcher_count(b);
+    if (n == 0) return 0;
+    petl_error err = {0};
+    if (petl_predict_all(ad->tm, NULL, b, batch, logits, &err) != PETL_OK) {
+        fprintf(stderr, "petl predict: %s\n", err.msg);
+        return 1;
+    }
+    const size_t C = ad->info.regression ? 1 : ad->info.n_labels;
+    for (size_t i = 0; i < n; i++) {
+        const float *l = logits + i * C;
+        if (ad->info.regression) {
+            printf("{\"score\": ");
+            cli_json_number(stdout, l[0]);
+            printf("}\n");
+            continue;
+        }
+        /* Softmax in double, shifted by the max for range. */
+        size_t best = 0;
+        for (size_t c = 1; c < C; c++)
+            if (l[c] > l[best]) best = c;
+        double sum = 0;
+        for (size_t c = 0; c < C; c++) sum += exp((double)l[c] - (double)l[best]);
+        printf("{\"label\": ");
+        cli_json_string(stdout, ad->info.labels[best]);
+        printf(", \"scores\": [");
+        for (size_t c = 0; c < C; c++) {
+            if (c) printf(", ");
+            cli_json_number(stdout, exp((double)l[c] - (double)l[best]) / sum);
+        }
+        printf("]}\n");
+    }
+    petl_batcher_clear(b);
+    return 0;
+}
+
+int cmd_predict(int argc, char **argv) {
+    const char *model = cli_default_model(), *adapter = NULL;
+    long batch = 64, max_len = 0, threads = 0;
+    for (int i = 1; i < argc; i += 2) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "petl predict: unknown option or missing value: '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        int bad = 0;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--adapter")) adapter = v;
+        else if (!strcmp(a, "--batch")) bad = cli_parse_long("predict", a, v, 1, 1 << 16, &batch);
+        else if (!strcmp(a, "--max-len"))
+            bad = cli_parse_long("predict", a, v, 3, 1 << 20, &max_len);
+        else if (!strcmp(a, "--threads")) bad = cli_parse_long("predict", a, v, 1, 1024, &threads);
+        else {
+            fprintf(stderr, "petl predict: unknown option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bad) return 2;
+    }
+    if (!adapter) {
+        fprintf(stderr, "petl predict: --adapter is required (petl predict --help)\n");
+        return 2;
+    }
+    cli_set_threads((int)threads);
+    cli_adapter ad;
+    if (cli_load_adapter("predict", model, adapter, &ad)) return 1;
+    int rc = 1;
+    petl_error err = {0};
+    petl_batcher *b = NULL;
+    const size_t C = ad.info.regression ? 1 : ad.info.n_labels;
+    float *logits = malloc(CHUNK * C * sizeof *logits);
+    char *line = NULL, errbuf[512];
+    size_t cap = 0;
+    if (!logits) {
+        fprintf(stderr, "petl predict: out of memory\n");
+        goto done;
+    }
+    if (petl_batcher_new(ad.tok, max_len ? (int)max_len : ad.info.max_len, &b, &err) != PETL_OK) {
+        fprintf(stderr, "petl predict: %s\n", err.msg);
+        goto done;
+    }
+    rc = 0;
+    for (long lineno = 1;; lineno++) {
+        cli_text t;
+        int got = cli_read_text_line(stdin, lineno, &line, &cap, &t, errbuf, sizeof errbuf);
+        if (got == 0) break;
+        if (got < 0) {
+            /* The lines before it still get their output, in order. */
+            rc = flush_chunk(&ad, b, (int)batch, logits);
+            if (rc == 0) fprintf(stderr, "petl predict: %s\n", errbuf);
+            rc = 1;
+            break;
+        }
+        petl_status st = petl_batcher_add(b, t.a, t.len_a, t.b, t.len_b, -1, 0, &err);
+        cli_text_free(&t);
+        if (st != PETL_OK) {
+            rc = flush_chunk(&ad, b, (int)batch, logits);
+            if (rc == 0) fprintf(stderr, "petl predict: line %ld: %s\n", lineno, err.msg);
+            rc = 1;
+            break;
+        }
+        if (petl_batcher_count(b) == CHUNK && (rc = flush_chunk(&ad, b, (int)batch, logits)))
+            break;
+    }
+    if (rc == 0) rc = flush_chunk(&ad, b, (int)batch, logits);
+    if (ferror(stdin)) {
+        fprintf(stderr, "petl predict: error reading the input: %s\n", strerror(errno));
+        rc = 1;
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "petl predict: error writing the output: %s\n", strerror(errno));
+        rc = 1;
+    }
+done:
+    free(line);
+    free(logits);
+    petl_batcher_free(b);
+    cli_adapter_free(&ad);
+    return rc;
+}

@@ -1,0 +1,463 @@
+/* petl train: trains a task adapter (or one of the paper's baselines) on a frozen base model and
+ * saves the best epoch's parameters as an adapter folder. */
+#include "cli.h"
+
+#include "adapter_io.h"
+#include "batcher.h"
+#include "data.h"
+#include "internal.h"
+#include "trainer.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: petl train --task TASK --data DIR --out ADAPTER_DIR [OPTIONS]\n\n"
+        "Trains on DIR/train.tsv (GLUE layout), evaluates on the dev set after every epoch and\n"
+        "saves the best epoch as ADAPTER_DIR (adapter_config.json + adapter.safetensors).\n\n"
+        "  --model DIR          base model folder (default: $PETL_MODEL or\n"
+        "                       models/all-MiniLM-L6-v2)\n"
+        "  --task TASK          cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or a generic\n"
+        "                       spec such as tsv:text=0,label=1 or jsonl:text=review,label=stars\n"
+        "  --data DIR           task folder: train and dev files (train.tsv, dev.tsv; MNLI\n"
+        "                       dev_matched.tsv; generic: train.EXT, dev.EXT)\n"
+        "  --out DIR            adapter folder to write\n"
+        "  --tune WHAT          adapter (default: adapters + LayerNorms + head), full, top:K,\n"
+        "                       layernorm, head\n"
+        "  --adapter-size M     bottleneck size (64)\n"
+        "  --adapter-act F      gelu (default), relu, swish\n"
+        "  --init-sd X          adapter weight init sd, truncated normal (1e-3)\n"
+        "  --placement P        both (default: after attention and feed-forward) or ffn\n"
+        "  --lr X               peak learning rate (3e-4 for adapter / layernorm / head,\n"
+        "                       3e-5 for full / top:K, as BERT)\n"
+        "  --epochs N           (3)\n"
+        "  --batch N            (32)\n"
+        "  --max-len N          truncate to N tokens, special tokens included (128)\n"
+        "  --seed N             initialisation, batch order and dropout (42)\n"
+        "  --warmup X           fraction of the steps with a linear warmup (0.1)\n"
+        "  --weight-decay X     decoupled, not on LayerNorms or biases (0.01)\n"
+        "  --bias-correction    Adam with bias correction (torch AdamW); default: BERT-style\n"
+        "                       without, as the paper\n"
+        "  --pad-to-max         pad every batch to --max-len (default: to its longest row)\n"
+        "  --log FILE           JSON-lines log: loss, lr, grad norm, tokens/s; dev metrics per\n"
+        "                       epoch (appended)\n"
+        "  --log-every N        steps between log lines (10)\n"
+        "  --checkpoint FILE    checkpoint file (default: OUT.checkpoint.safetensors)\n"
+        "  --checkpoint-every N also checkpoint every N steps (default: at epoch ends only)\n"
+        "  --keep-checkpoint    keep the checkpoint after a successful run (default: removed)\n"
+        "  --resume             continue from the checkpoint when it exists (same options and\n"
+        "                       --threads give the same result as an uninterrupted run)\n"
+        "  --force              replace an existing ADAPTER_DIR\n"
+        "  --threads N          OpenMP / OpenBLAS threads (default: OMP_NUM_THREADS or all)\n"
+        "  -h, --help           this help\n\n"
+        "Prints the trained-parameter count, a progress bar (plain lines when stderr is not a\n"
+        "terminal) and, on stdout, one JSON object with the best epoch's dev metrics.\n");
+}
+
+typedef struct {
+    const char *model, *task, *data, *out, *log, *ckpt;
+    petl_tune tune;
+    int top_k, adapter_size, act, placement, epochs, batch, max_len, threads, log_every;
+    long ckpt_every;
+    double lr, init_sd, warmup, wd;
+    unsigned long long seed;
+    bool resume, force, bias_correction, pad_to_max, keep_ckpt;
+} train_opts;
+
+static int parse_tune(const char *v, train_opts *o) {
+    if (!v) return -1;
+    if (!strcmp(v, "adapter")) o->tune = PETL_TUNE_ADAPTER;
+    else if (!strcmp(v, "full")) o->tune = PETL_TUNE_FULL;
+    else if (!strcmp(v, "layernorm")) o->tune = PETL_TUNE_LAYERNORM;
+    else if (!strcmp(v, "head")) o->tune = PETL_TUNE_HEAD;
+    else if (!strncmp(v, "top:", 4)) {
+        long k;
+        if (cli_parse_long("train", "--tune top:K", v + 4, 1, 64, &k)) return -1;
+        o->tune = PETL_TUNE_TOP;
+        o->top_k = (int)k;
+    } else {
+        fprintf(stderr, "petl train: --tune takes adapter, full, top:K, layernorm or head; "
+                        "got '%s'\n", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int pick(const char *opt, const char *v, const char *const *names, int n, int *out) {
+    for (int i = 0; v && i < n; i++)
+        if (!strcmp(v, names[i])) {
+            *out = i;
+            return 0;
+        }
+    fprintf(stderr, "petl train: unknown value for %s: '%s'\n", opt, v ? v : "");
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
+    *o = (train_opts){.model = cli_default_model(), .tune = PETL_TUNE_ADAPTER,
+                      .adapter_size = 64, .epochs = 3, .batch = 32, .max_len = 128,
+                      .log_every = 10, .lr = -1, .init_sd = 1e-3, .warmup = 0.1, .wd = 0.01,
+                      .seed = 42};
+    *help = false;
+    static const char *const acts[] = {"gelu", "relu", "swish"};
+    static const char *const places[] = {"both", "ffn"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x;
+        int bad = 0;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            *help = true;
+            return 0;
+        }
+        /* Flags without a value. */
+        if (!strcmp(a, "--resume")) { o->resume = true; continue; }
+        if (!strcmp(a, "--force")) { o->force = true; continue; }
+        if (!strcmp(a, "--bias-correction")) { o->bias_correction = true; continue; }
+        if (!strcmp(a, "--pad-to-max")) { o->pad_to_max = true; continue; }
+        if (!strcmp(a, "--keep-checkpoint")) { o->keep_ckpt = true; continue; }
+        if (!v) {
+            fprintf(stderr, "petl train: unknown option or missing value: '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--task")) o->task = v;
+        else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--log")) o->log = v;
+        else if (!strcmp(a, "--checkpoint")) o->ckpt = v;
+        else if (!strcmp(a, "--tune")) bad = parse_tune(v, o);
+        else if (!strcmp(a, "--adapter-size"))
+            bad = cli_parse_long("train", a, v, 1, 1 << 16, &x), o->adapter_size = (int)x;
+        else if (!strcmp(a, "--adapter-act")) bad = pick(a, v, acts, 3, &o->act);
+        else if (!strcmp(a, "--placement")) bad = pick(a, v, places, 2, &o->placement);
+        else if (!strcmp(a, "--init-sd")) bad = cli_parse_double("train", a, v, 0, 1, &o->init_sd);
+        else if (!strcmp(a, "--lr")) bad = cli_parse_double("train", a, v, 0, 10, &o->lr);
+        else if (!strcmp(a, "--warmup")) bad = cli_parse_double("train", a, v, 0, 1, &o->warmup);
+        else if (!strcmp(a, "--weight-decay")) bad = cli_parse_double("train", a, v, 0, 10, &o->wd);
+        else if (!strcmp(a, "--epochs"))
+            bad = cli_parse_long("train", a, v, 1, 100000, &x), o->epochs = (int)x;
+        else if (!strcmp(a, "--batch"))
+            bad = cli_parse_long("train", a, v, 1, 1 << 16, &x), o->batch = (int)x;
+        else if (!strcmp(a, "--max-len"))
+            bad = cli_parse_long("train", a, v, 3, 1 << 20, &x), o->max_len = (int)x;
+        else if (!strcmp(a, "--threads"))
+            bad = cli_parse_long("train", a, v, 1, 1024, &x), o->threads = (int)x;
+        else if (!strcmp(a, "--log-every"))
+            bad = cli_parse_long("train", a, v, 1, 1L << 30, &x), o->log_every = (int)x;
+        else if (!strcmp(a, "--checkpoint-every"))
+            bad = cli_parse_long("train", a, v, 0, 1L << 40, &o->ckpt_every);
+        else if (!strcmp(a, "--seed")) {
+            bad = cli_parse_long("train", a, v, 0, 0x7fffffffL, &x);
+            o->seed = (unsigned long long)x;
+        } else {
+            fprintf(stderr, "petl train: unknown option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bad) return 2;
+    }
+    if (!o->task || !o->data || !o->out) {
+        fprintf(stderr, "petl train: --task, --data and --out are required (petl train --help)\n");
+        return 2;
+    }
+    if (o->lr < 0) o->lr = (o->tune == PETL_TUNE_FULL || o->tune == PETL_TUNE_TOP) ? 3e-5 : 3e-4;
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------- progress */
+
+typedef struct {
+    bool tty;
+    int64_t every; /* steps between plain lines when not a terminal */
+    bool bar_open; /* a progress bar line is on screen without its newline */
+} progress;
+
+static void fmt_eta(char *buf, size_t cap, double s) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void print_metrics(const petl_metric_set *m) {
+    for (size_t i = 0; i < m->count; i++)
+        fprintf(stderr, " %s %.4f", petl_metric_name(m->metric[i]), m->value[i]);
+}
+
+static void on_progress(const petl_train_progress *p, void *user) {
+    progress *pg = user;
+    switch (p->kind) {
+    case PETL_PROGRESS_START:
+        if (p->step > 0)
+            fprintf(stderr, "resuming at step %lld of %lld (epoch %d)\n", (long long)p->step,
+                    (long long)p->total_steps, p->epoch + 1);
+        break;
+    case PETL_PROGRESS_STEP:
+    case PETL_PROGRESS_SKIPPED: {
+        if (p->kind == PETL_PROGRESS_SKIPPED) {
+            if (pg->bar_open) fputc('\n', stderr), pg->bar_open = false;
+            fprintf(stderr, "step %lld: non-finite gradient norm, step skipped\n",
+                    (long long)p->step);
+        }
+        /* Steps run at the tokens/s measured so far; the ETA is the steps left at the mean
+         * time per step of this process. */
+        static int64_t first_step = -1;
+        if (first_step < 0) first_step = p->step - 1;
+        double per = p->elapsed_s / (double)(p->step - first_step);
+        char eta[32];
+        fmt_eta(eta, sizeof eta, per * (double)(p->total_steps - p->step));
+        if (pg->tty) {
+            int width = 24, fill = (int)(width * p->step / (p->total_steps ? p->total_steps : 1));
+            char bar[32];
+            for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+            bar[width] = '\0';
+            fprintf(stderr,
+                    "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s",
+                    p->epoch + 1, p->epochs, bar, (long long)p->step, (long long)p->total_steps,
+                    p->mean_loss, p->lr, p->tokens_per_s, eta);
+            pg->bar_open = true;
+        } else if (p->step % pg->every == 0 || p->step == p->total_steps) {
+            fprintf(stderr, "step %lld/%lld epoch %d loss %.4f lr %.2e grad_norm %.3f %.0f tok/s "
+                            "ETA %s\n",
+                    (long long)p->step, (long long)p->total_steps, p->epoch + 1, p->mean_loss,
+                    p->lr, p->grad_norm, p->tokens_per_s, eta);
+        }
+        break;
+    }
+    case PETL_PROGRESS_EVAL_START:
+        if (pg->bar_open) fputc('\n', stderr), pg->bar_open = false;
+        break;
+    case PETL_PROGRESS_EPOCH:
+        fprintf(stderr, "epoch %d/%d: train loss %.4f, dev", p->epoch + 1, p->epochs,
+                p->mean_loss);
+        print_metrics(p->dev);
+        fprintf(stderr, "%s (%.0f s)\n", p->best ? " (best so far)" : "", p->elapsed_s);
+        break;
+    case PETL_PROGRESS_CHECKPOINT:
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------------ running */
+
+static bool nonempty_path(const char *p) {
+    struct stat sb;
+    if (lstat(p, &sb) != 0) return false;
+    if (!S_ISDIR(sb.st_mode)) return true;
+    /* An empty folder holds nothing to lose (e.g. made by the user beforehand). */
+    char *probe = petl_path_join(p, PETL_ADAPTER_CONFIG);
+    bool has = probe && access(probe, F_OK) == 0;
+    free(probe);
+    if (has) return true;
+    char *w = petl_path_join(p, PETL_ADAPTER_WEIGHTS);
+    has = w && access(w, F_OK) == 0;
+    free(w);
+    return has;
+}
+
+static char *training_notes(const train_opts *o, const petl_train_result *r, size_t n_train) {
+    json_t *dev = json_object();
+    for (size_t i = 0; i < r->best.count; i++) {
+        double v = r->best.value[i];
+        json_object_set_new(dev, petl_metric_name(r->best.metric[i]),
+                            isfinite(v) ? json_real(v) : json_null());
+    }
+    json_t *j = json_pack("{s:f, s:i, s:i, s:I, s:f, s:f, s:b, s:i, s:I, s:I, s:i, s:o, s:f}",
+                          "lr", o->lr, "epochs", o->epochs, "batch", o->batch, "seed",
+                          (json_int_t)o->seed, "warmup", o->warmup, "weight_decay", o->wd,
+                          "bias_correction", o->bias_correction, "max_len", o->max_len,
+                          "n_train", (json_int_t)n_train, "steps", (json_int_t)r->steps,
+                          "best_epoch", r->best_epoch + 1, "dev", dev, "seconds",
+                          r->train_seconds);
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    return s;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_opts o;
+    bool help;
+    int rc = parse_args(argc, argv, &o, &help);
+    if (rc) return rc;
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    cli_set_threads(o.threads);
+    petl_error err = {0};
+    petl_task task;
+    if (petl_task_lookup(o.task, &task, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 2;
+    }
+    if (nonempty_path(o.out) && !o.force) {
+        fprintf(stderr, "petl train: %s already exists; pass --force to replace it\n", o.out);
+        return 1;
+    }
+    char ckpt_buf[4096];
+    if (!o.ckpt) {
+        size_t n = strlen(o.out);
+        while (n > 1 && o.out[n - 1] == '/') n--;
+        snprintf(ckpt_buf, sizeof ckpt_buf, "%.*s.checkpoint.safetensors", (int)n, o.out);
+        o.ckpt = ckpt_buf;
+    }
+
+    petl_tokenizer *tok = NULL;
+    petl_model *base = NULL;
+    petl_dataset *train = NULL, *dev = NULL;
+    petl_batcher *btrain = NULL, *bdev = NULL;
+    petl_task_model *tm = NULL;
+    petl_adapter_info info = {0};
+    char *train_path = NULL, *dev_path = NULL;
+    rc = 1;
+    const char *dev_file = petl_task_split_file(&task, "dev");
+    train_path = petl_path_join(o.data, task.train_file);
+    dev_path = dev_file ? petl_path_join(o.data, dev_file) : NULL;
+    if (!train_path) goto oom;
+    if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
+        petl_model_load(o.model, &base, &err) != PETL_OK)
+        goto fail;
+    const petl_config *cfg = petl_model_config(base);
+    if (o.max_len > cfg->max_position_embeddings) {
+        fprintf(stderr, "petl train: --max-len %d is over the model's %d positions\n", o.max_len,
+                cfg->max_position_embeddings);
+        goto done;
+    }
+    if (petl_dataset_load(&task, train_path, NULL, 0, &train, &err) != PETL_OK) goto fail;
+    if (petl_dataset_count(train) == 0) {
+        fprintf(stderr, "petl train: %s holds no examples\n", train_path);
+        goto done;
+    }
+    const bool regression = petl_dataset_is_regression(train);
+    const size_t n_labels = petl_dataset_num_labels(train);
+    if (!regression && n_labels < 2) {
+        fprintf(stderr, "petl train: %s: a classification task needs at least 2 labels, found "
+                        "%zu\n", train_path, n_labels);
+        goto done;
+    }
+    if (dev_path && access(dev_path, F_OK) == 0) {
+        if (petl_dataset_load(&task, dev_path, petl_dataset_labels(train), n_labels, &dev,
+                              &err) != PETL_OK)
+            goto fail;
+    } else {
+        fprintf(stderr, "petl train: no dev set at %s: keeping the last epoch\n",
+                dev_path ? dev_path : "(none)");
+    }
+    if (petl_batcher_new(tok, o.max_len, &btrain, &err) != PETL_OK ||
+        petl_batcher_add_dataset(btrain, train, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s: %s\n", train_path, err.msg);
+        goto done;
+    }
+    if (dev && (petl_batcher_new(tok, o.max_len, &bdev, &err) != PETL_OK ||
+                petl_batcher_add_dataset(bdev, dev, &err) != PETL_OK)) {
+        fprintf(stderr, "petl train: %s: %s\n", dev_path, err.msg);
+        goto done;
+    }
+
+    petl_tune_config tc;
+    petl_tune_config_default(&tc, cfg);
+    tc.tune = o.tune;
+    tc.top_k = o.top_k;
+    tc.adapter_size = o.adapter_size;
+    tc.adapter_act = (petl_adapter_act)o.act;
+    tc.adapter_init_sd = (float)o.init_sd;
+    tc.placement = (petl_adapter_placement)o.placement;
+    tc.num_labels = regression ? 1 : (int)n_labels;
+    if (o.tune == PETL_TUNE_TOP && o.top_k > cfg->num_layers) {
+        fprintf(stderr, "petl train: --tune top:%d but the model has %d layers\n", o.top_k,
+                cfg->num_layers);
+        goto done;
+    }
+    if (petl_task_model_new(base, &tc, o.seed, &tm, &err) != PETL_OK) goto fail;
+    int64_t trained = petl_task_model_trainable_count(tm), total = petl_task_model_total_count(tm);
+    fprintf(stderr, "%s: %zu train / %zu dev examples, %s, %zu labels\n", task.name,
+            petl_dataset_count(train), dev ? petl_dataset_count(dev) : 0,
+            regression ? "regression" : "classification", regression ? 0 : n_labels);
+    fprintf(stderr, "trainable parameters: %lld of %lld (%.2f%% of the model)\n",
+            (long long)trained, (long long)total, 100.0 * (double)trained / (double)total);
+
+    petl_train_opts to;
+    petl_train_opts_default(&to);
+    to.lr = o.lr;
+    to.epochs = o.epochs;
+    to.batch = o.batch;
+    to.seed = o.seed;
+    to.warmup = o.warmup;
+    to.weight_decay = o.wd;
+    to.bias_correction = o.bias_correction;
+    to.pad_to_max = o.pad_to_max;
+    to.checkpoint_every = o.ckpt_every;
+    to.checkpoint_path = o.ckpt;
+    to.resume = o.resume;
+    to.log_path = o.log;
+    to.log_every = o.log_every;
+    if (o.resume && access(o.ckpt, F_OK) != 0)
+        fprintf(stderr, "no checkpoint at %s: starting from the beginning\n", o.ckpt);
+    int64_t steps = (int64_t)petl_batcher_epoch_batches(petl_dataset_count(train), o.batch);
+    progress pg = {.tty = isatty(2) != 0, .every = steps * o.epochs / 20};
+    if (pg.every < 1) pg.every = 1;
+    petl_train_result res;
+    if (petl_train(tm, &task, btrain, bdev, &to, on_progress, &pg, &res, &err) != PETL_OK) {
+        if (pg.bar_open) fputc('\n', stderr);
+        goto fail;
+    }
+    if (pg.bar_open) fputc('\n', stderr);
+
+    snprintf(info.task_name, sizeof info.task_name, "%s", task.name);
+    snprintf(info.task_spec, sizeof info.task_spec, "%s", o.task);
+    info.regression = regression;
+    info.max_len = o.max_len;
+    info.tune = tc;
+    petl_base_identity_of(base, &info.base);
+    if (!regression && petl_adapter_info_set_labels(&info, petl_dataset_labels(train), n_labels,
+                                                    &err) != PETL_OK)
+        goto fail;
+    info.training_json = training_notes(&o, &res, petl_dataset_count(train));
+    if (petl_adapter_save(o.out, tm, &info, o.force, &err) != PETL_OK) goto fail;
+    if (!o.keep_ckpt) unlink(o.ckpt);
+    fprintf(stderr, "saved %s (best epoch %d) in %.1f s\n", o.out, res.best_epoch + 1,
+            res.train_seconds);
+
+    /* The summary on stdout. */
+    printf("{\"task\": ");
+    cli_json_string(stdout, task.name);
+    printf(", \"adapter\": ");
+    cli_json_string(stdout, o.out);
+    printf(", \"trainable\": %lld, \"trainable_pct\": %.4f, \"steps\": %lld, \"best_epoch\": %d",
+           (long long)trained, 100.0 * (double)trained / (double)total, (long long)res.steps,
+           res.best_epoch + 1);
+    for (size_t i = 0; i < res.best.count; i++) {
+        printf(", \"%s\": ", petl_metric_name(res.best.metric[i]));
+        cli_json_number(stdout, res.best.value[i]);
+    }
+    printf(", \"seconds\": %.1f}\n", res.train_seconds);
+    rc = 0;
+    goto done;
+oom:
+    fprintf(stderr, "petl train: out of memory\n");
+    goto done;
+fail:
+    fprintf(stderr, "petl train: %s\n", err.msg);
+done:
+    petl_adapter_info_free(&info);
+    petl_task_model_free(tm);
+    petl_batcher_free(btrain);
+    petl_batcher_free(bdev);
+    petl_dataset_free(train);
+    petl_dataset_free(dev);
+    petl_model_free(base);
+    petl_tokenizer_free(tok);
+    free(train_path);
+    free(dev_path);
+    return rc;
+}
