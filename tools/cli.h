@@ -12,6 +12,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Default model folder: $PETL_MODEL, else models/all-MiniLM-L6-v2 beside the binary's
  * repository (the folder scripts/fetch-model fills), else that path relative to the cwd. */

@@ -16,6 +16,7 @@ static const struct {
     {"train", cmd_train, "train a task adapter (or a baseline) on a frozen base model"},
     {"eval", cmd_eval, "evaluate an adapter on a task's dev set: metrics as JSON"},
     {"predict", cmd_predict, "label JSON-lines text with an adapter"},
+    {"serve", cmd_serve, "serve many adapters on one base model over HTTP"},
 };
 
 static void usage(FILE *f) {

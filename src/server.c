@@ -1,0 +1,1634 @@
+/* petl serve, the library part: request parsing, task registry, metrics, dynamic batcher,
+ * default executor and the HTTP daemon. See server.h for the design. */
+#include "server.h"
+
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+double petl_srv_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void reject(petl_srv_reject *rej, int status, const char *fmt, ...) PETL_PRINTF(3, 4);
+static void reject(petl_srv_reject *rej, int status, const char *fmt, ...) {
+    if (!rej) return;
+    rej->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rej->reason, sizeof rej->reason, fmt, ap);
+    va_end(ap);
+}
+
+/* ===================================================================== request parsing */
+
+bool petl_srv_name_valid(const char *name, size_t len) {
+    if (!name || len == 0 || len > PETL_SRV_NAME_MAX || name[0] == '.') return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-' || c == '.';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/* Parses a JSON object body; on failure fills rej (400) and returns NULL. */
+static json_t *parse_object(const char *body, size_t len, petl_srv_reject *rej) {
+    if (!body || len == 0) {
+        reject(rej, 400, "empty body: expected a JSON object");
+        return NULL;
+    }
+    json_error_t je;
+    /* Without JSON_ALLOW_NUL, "\u0000" is refused: C strings downstream stay whole. jansson
+     * refuses invalid UTF-8 and bounds the nesting depth itself. */
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        reject(rej, 400, "invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        reject(rej, 400, "expected a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+/* The first key of obj not in allowed[], or NULL. Unknown keys are refused so that a typo
+ * ("input") is an error rather than a silently different request. */
+static const char *unknown_key(json_t *obj, const char *const *allowed, size_t n) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        (void)v;
+        bool ok = false;
+        for (size_t i = 0; i < n && !ok; i++)
+            ok = !strcmp(key, allowed[i]);
+        if (!ok) return key;
+    }
+    return NULL;
+}
+
+static bool get_name(json_t *root, const char *key, char name[PETL_SRV_NAME_MAX + 1],
+                     petl_srv_reject *rej) {
+    json_t *t = json_object_get(root, key);
+    if (!t || !json_is_string(t)) {
+        reject(rej, 400, "expected a string field \"%s\"", key);
+        return false;
+    }
+    size_t n = json_string_length(t);
+    if (!petl_srv_name_valid(json_string_value(t), n)) {
+        reject(rej, 400,
+               "\"%s\": a task name is 1 to %d characters of A-Z a-z 0-9 _ - . and does not "
+               "start with '.'",
+               key, PETL_SRV_NAME_MAX);
+        return false;
+    }
+    memcpy(name, json_string_value(t), n + 1);
+    return true;
+}
+
+bool petl_srv_parse_predict(const char *body, size_t len, size_t max_inputs, petl_srv_request *out,
+                            petl_srv_reject *rej) {
+    memset(out, 0, sizeof *out);
+    json_t *root = parse_object(body, len, rej);
+    if (!root) return false;
+    static const char *const keys[] = {"task", "inputs"};
+    const char *bad = unknown_key(root, keys, 2);
+    if (bad) {
+        /* The key is user input: cut it short; the JSON encoder escapes it on the way out. */
+        reject(rej, 400, "unknown field \"%.64s\" (expected \"task\" and \"inputs\")", bad);
+        goto fail;
+    }
+    if (!get_name(root, "task", out->task, rej)) goto fail;
+    json_t *in = json_object_get(root, "inputs");
+    if (!in || !json_is_array(in)) {
+        reject(rej, 400, "expected an array field \"inputs\" of strings or [text_a, text_b] pairs");
+        goto fail;
+    }
+    size_t n = json_array_size(in);
+    if (n == 0) {
+        reject(rej, 400, "\"inputs\" is empty");
+        goto fail;
+    }
+    if (n > max_inputs) {
+        reject(rej, 413, "%zu inputs in one request; the limit is %zu", n, max_inputs);
+        goto fail;
+    }
+    out->inputs = calloc(n, sizeof *out->inputs);
+    if (!out->inputs) {
+        reject(rej, 500, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_array_get(in, i);
+        json_t *a = x, *b = NULL;
+        if (json_is_array(x)) {
+            size_t k = json_array_size(x);
+            if (k < 1 || k > 2) {
+                reject(rej, 400, "inputs[%zu]: a pair is [text_a, text_b] (%zu elements given)", i,
+                       k);
+                goto fail;
+            }
+            a = json_array_get(x, 0);
+            b = k == 2 ? json_array_get(x, 1) : NULL;
+        }
+        if (!json_is_string(a) || (b && !json_is_string(b))) {
+            reject(rej, 400, "inputs[%zu]: expected a string or an array of two strings", i);
+            goto fail;
+        }
+        petl_srv_input *p = &out->inputs[i];
+        p->a = json_string_value(a);
+        p->len_a = json_string_length(a);
+        if (b) {
+            p->b = json_string_value(b);
+            p->len_b = json_string_length(b);
+        }
+    }
+    out->n_inputs = n;
+    out->root = root;
+    return true;
+fail:
+    free(out->inputs);
+    json_decref(root);
+    memset(out, 0, sizeof *out);
+    return false;
+}
+
+void petl_srv_request_free(petl_srv_request *r) {
+    if (!r) return;
+    free(r->inputs);
+    if (r->root) json_decref((json_t *)r->root);
+    memset(r, 0, sizeof *r);
+}
+
+bool petl_srv_parse_load(const char *body, size_t len, char name[PETL_SRV_NAME_MAX + 1],
+                         char **path, petl_srv_reject *rej) {
+    *path = NULL;
+    name[0] = '\0';
+    json_t *root = parse_object(body, len, rej);
+    if (!root) return false;
+    static const char *const keys[] = {"name", "path"};
+    const char *bad = unknown_key(root, keys, 2);
+    bool ok = false;
+    if (bad) {
+        reject(rej, 400, "unknown field \"%.64s\" (expected \"name\" and \"path\")", bad);
+        goto done;
+    }
+    if (!get_name(root, "name", name, rej)) goto done;
+    json_t *p = json_object_get(root, "path");
+    if (!p || !json_is_string(p) || json_string_length(p) == 0 ||
+        json_string_length(p) >= PATH_MAX) {
+        reject(rej, 400, "expected a non-empty string field \"path\" (an adapter folder)");
+        goto done;
+    }
+    *path = strdup(json_string_value(p));
+    if (!*path) {
+        reject(rej, 500, "out of memory");
+        goto done;
+    }
+    ok = true;
+done:
+    if (!ok) name[0] = '\0';
+    json_decref(root);
+    return ok;
+}
+
+bool petl_srv_token_equal(const char *given, size_t given_len, const char *secret,
+                          size_t secret_len) {
+    /* Every byte of the secret is visited whatever the input, and no early exit: the time
+     * tells an attacker the secret's length at most. */
+    volatile unsigned char diff = (unsigned char)(given_len != secret_len);
+    for (size_t i = 0; i < secret_len; i++) {
+        unsigned char g = i < given_len ? (unsigned char)given[i] : 0;
+        diff |= (unsigned char)(g ^ (unsigned char)secret[i]);
+    }
+    return diff == 0;
+}
+
+/* ===================================================================== tasks and registry */
+
+petl_status petl_srv_task_wrap(const char *name, const char *dir, petl_task_model *tm,
+                               petl_adapter_info *info, petl_srv_task **out, petl_error *err) {
+    *out = NULL;
+    if (!petl_srv_name_valid(name, strlen(name)))
+        return petl_fail(err, PETL_ERR_ARG, "'%s': not a valid task name", name);
+    petl_srv_task *t = calloc(1, sizeof *t);
+    char *p = strdup(dir ? dir : "");
+    if (!t || !p) {
+        free(t);
+        free(p);
+        return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", name);
+    }
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->path = p;
+    t->tm = tm;
+    t->info = *info;
+    memset(info, 0, sizeof *info);
+    t->num_labels = t->info.regression ? 1 : (int)t->info.n_labels;
+    t->max_len = t->info.max_len;
+    t->params = tm ? petl_task_model_trainable_count(tm) : 0;
+    t->refs = 1;
+    *out = t;
+    return PETL_OK;
+}
+
+petl_status petl_srv_task_load(const char *name, const char *dir, const petl_model *base,
+                               const petl_base_identity *id, petl_srv_task **out, petl_error *err) {
+    *out = NULL;
+    petl_adapter_info info;
+    memset(&info, 0, sizeof info);
+    petl_task_model *tm = NULL;
+    petl_status s = petl_adapter_load(dir, base, id, &info, &tm, err);
+    if (s != PETL_OK) {
+        petl_adapter_info_free(&info);
+        return s;
+    }
+    if ((!info.regression && info.n_labels < 2) || info.max_len < 3) {
+        petl_task_model_free(tm);
+        petl_adapter_info_free(&info);
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: %zu labels and max_len %d cannot be served",
+                         dir, info.n_labels, info.max_len);
+    }
+    s = petl_srv_task_wrap(name, dir, tm, &info, out, err);
+    if (s != PETL_OK) {
+        petl_task_model_free(tm);
+        petl_adapter_info_free(&info);
+    }
+    return s;
+}
+
+void petl_srv_task_acquire(petl_srv_task *t) {
+    __atomic_fetch_add(&t->refs, 1, __ATOMIC_RELAXED);
+}
+
+void petl_srv_task_release(petl_srv_task *t) {
+    if (!t) return;
+    if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    petl_task_model_free(t->tm);
+    petl_adapter_info_free(&t->info);
+    free(t->path);
+    free(t);
+}
+
+struct petl_srv_registry {
+    pthread_mutex_t mu;
+    petl_srv_task **tasks; /* [n], sorted by name; one reference each */
+    size_t n, cap, max;
+};
+
+petl_status petl_srv_registry_new(size_t max_tasks, petl_srv_registry **out, petl_error *err) {
+    petl_srv_registry *r = calloc(1, sizeof *r);
+    if (!r) return petl_fail(err, PETL_ERR_NOMEM, "task registry: out of memory");
+    pthread_mutex_init(&r->mu, NULL);
+    r->max = max_tasks;
+    *out = r;
+    return PETL_OK;
+}
+
+void petl_srv_registry_free(petl_srv_registry *r) {
+    if (!r) return;
+    for (size_t i = 0; i < r->n; i++) {
+        __atomic_store_n(&r->tasks[i]->removed, 1, __ATOMIC_RELEASE);
+        petl_srv_task_release(r->tasks[i]);
+    }
+    free(r->tasks);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+/* Index of name, or of where it would go (*found false). Caller holds mu. */
+static size_t registry_find(const petl_srv_registry *r, const char *name, bool *found) {
+    size_t lo = 0, hi = r->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->tasks[mid]->name, name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+bool petl_srv_registry_add(petl_srv_registry *r, petl_srv_task *t, petl_srv_reject *rej) {
+    pthread_mutex_lock(&r->mu);
+    bool found, ok = false;
+    size_t at = registry_find(r, t->name, &found);
+    if (found) {
+        reject(rej, 409, "a task named '%s' is already loaded (unload it first)", t->name);
+        goto done;
+    }
+    if (r->n >= r->max) {
+        reject(rej, 507, "%zu tasks are loaded, the limit", r->max);
+        goto done;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 16;
+        petl_srv_task **nt = realloc(r->tasks, cap * sizeof *nt);
+        if (!nt) {
+            reject(rej, 500, "out of memory");
+            goto done;
+        }
+        r->tasks = nt;
+        r->cap = cap;
+    }
+    memmove(r->tasks + at + 1, r->tasks + at, (r->n - at) * sizeof *r->tasks);
+    r->tasks[at] = t;
+    r->n++;
+    petl_srv_task_acquire(t);
+    ok = true;
+done:
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+bool petl_srv_registry_remove(petl_srv_registry *r, const char *name) {
+    pthread_mutex_lock(&r->mu);
+    bool found;
+    size_t at = registry_find(r, name, &found);
+    petl_srv_task *t = NULL;
+    if (found) {
+        t = r->tasks[at];
+        memmove(r->tasks + at, r->tasks + at + 1, (r->n - at - 1) * sizeof *r->tasks);
+        r->n--;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (t) {
+        /* The executor's context cache sees the flag and lets its reference go. */
+        __atomic_store_n(&t->removed, 1, __ATOMIC_RELEASE);
+        petl_srv_task_release(t);
+    }
+    return found;
+}
+
+petl_srv_task *petl_srv_registry_get(petl_srv_registry *r, const char *name) {
+    pthread_mutex_lock(&r->mu);
+    bool found;
+    size_t at = registry_find(r, name, &found);
+    petl_srv_task *t = found ? r->tasks[at] : NULL;
+    if (t) petl_srv_task_acquire(t);
+    pthread_mutex_unlock(&r->mu);
+    return t;
+}
+
+bool petl_srv_registry_list(petl_srv_registry *r, petl_srv_task ***out, size_t *n) {
+    pthread_mutex_lock(&r->mu);
+    *n = r->n;
+    *out = malloc((r->n ? r->n : 1) * sizeof **out);
+    if (*out) {
+        for (size_t i = 0; i < r->n; i++) {
+            (*out)[i] = r->tasks[i];
+            petl_srv_task_acquire(r->tasks[i]);
+        }
+    } else {
+        *n = 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return *out != NULL;
+}
+
+size_t petl_srv_registry_count(petl_srv_registry *r) {
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* ===================================================================== metrics */
+
+static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define N_LAT (sizeof lat_bounds / sizeof lat_bounds[0])
+static const double size_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+#define N_SIZE (sizeof size_bounds / sizeof size_bounds[0])
+#define N_BUCKETS_MAX 16
+
+typedef struct {
+    const double *bounds;
+    size_t nb;
+    uint64_t counts[N_BUCKETS_MAX + 1]; /* per bucket (not cumulative); last: +Inf */
+    double sum;
+    uint64_t count;
+} hist;
+
+static void hist_init(hist *h, const double *bounds, size_t nb) {
+    memset(h, 0, sizeof *h);
+    h->bounds = bounds;
+    h->nb = nb;
+}
+
+static void hist_observe(hist *h, double v) {
+    size_t i = 0;
+    while (i < h->nb && v > h->bounds[i])
+        i++;
+    h->counts[i]++;
+    h->sum += v;
+    h->count++;
+}
+
+#define MAX_CODES 12 /* distinct status codes kept per series; more fold into the last */
+
+typedef struct {
+    int code[MAX_CODES];
+    uint64_t count[MAX_CODES];
+    size_t n;
+} code_counts;
+
+static void codes_add(code_counts *c, int code) {
+    for (size_t i = 0; i < c->n; i++)
+        if (c->code[i] == code) {
+            c->count[i]++;
+            return;
+        }
+    if (c->n < MAX_CODES) {
+        c->code[c->n] = code;
+        c->count[c->n++] = 1;
+    } else {
+        c->count[MAX_CODES - 1]++;
+    }
+}
+
+typedef struct {
+    char name[PETL_SRV_NAME_MAX + 1];
+    uint64_t inputs;
+    code_counts codes;
+    hist queue, latency;
+} task_metrics;
+
+#define MAX_TASK_SERIES 4096 /* beyond: folded into task="_other", bounding the memory */
+static const char *const routes[] = {"/v1/predict", "/v1/tasks", "/v1/tasks/NAME",
+                                     "/healthz",    "/metrics",  "other"};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+struct petl_srv_metrics {
+    pthread_mutex_t mu;
+    code_counts http[N_ROUTES];
+    task_metrics *tasks; /* [n], in first-seen order */
+    size_t n, cap;
+    hist batch_rows, batch_tasks, batch_seconds;
+};
+
+petl_status petl_srv_metrics_new(petl_srv_metrics **out, petl_error *err) {
+    petl_srv_metrics *m = calloc(1, sizeof *m);
+    if (!m) return petl_fail(err, PETL_ERR_NOMEM, "metrics: out of memory");
+    pthread_mutex_init(&m->mu, NULL);
+    hist_init(&m->batch_rows, size_bounds, N_SIZE);
+    hist_init(&m->batch_tasks, size_bounds, N_SIZE);
+    hist_init(&m->batch_seconds, lat_bounds, N_LAT);
+    *out = m;
+    return PETL_OK;
+}
+
+void petl_srv_metrics_free(petl_srv_metrics *m) {
+    if (!m) return;
+    pthread_mutex_destroy(&m->mu);
+    free(m->tasks);
+    free(m);
+}
+
+void petl_srv_metrics_http(petl_srv_metrics *m, const char *route, int status) {
+    size_t i = 0;
+    while (i < N_ROUTES - 1 && strcmp(routes[i], route))
+        i++;
+    pthread_mutex_lock(&m->mu);
+    codes_add(&m->http[i], status);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* The series of task name, created on first use. Caller holds mu. NULL only without memory. */
+static task_metrics *task_series(petl_srv_metrics *m, const char *name) {
+    for (size_t i = 0; i < m->n; i++)
+        if (!strcmp(m->tasks[i].name, name)) return &m->tasks[i];
+    if (m->n >= MAX_TASK_SERIES) name = "_other";
+    for (size_t i = 0; i < m->n; i++)
+        if (!strcmp(m->tasks[i].name, name)) return &m->tasks[i];
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 16;
+        task_metrics *nt = realloc(m->tasks, cap * sizeof *nt);
+        if (!nt) return NULL;
+        m->tasks = nt;
+        m->cap = cap;
+    }
+    task_metrics *t = &m->tasks[m->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    hist_init(&t->queue, lat_bounds, N_LAT);
+    hist_init(&t->latency, lat_bounds, N_LAT);
+    return t;
+}
+
+void petl_srv_metrics_predict(petl_srv_metrics *m, const char *task, size_t inputs, int status,
+                              double queue_s, double latency_s) {
+    pthread_mutex_lock(&m->mu);
+    task_metrics *t = task_series(m, task);
+    if (t) {
+        t->inputs += inputs;
+        codes_add(&t->codes, status);
+        if (queue_s >= 0) hist_observe(&t->queue, queue_s);
+        hist_observe(&t->latency, latency_s);
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void petl_srv_metrics_batch(petl_srv_metrics *m, size_t rows, size_t tasks, double run_s) {
+    pthread_mutex_lock(&m->mu);
+    hist_observe(&m->batch_rows, (double)rows);
+    hist_observe(&m->batch_tasks, (double)tasks);
+    hist_observe(&m->batch_seconds, run_s);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* A growing string; on allocation failure it stays failed and the render returns NULL. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} strbuf;
+
+static void sb_printf(strbuf *b, const char *fmt, ...) PETL_PRINTF(2, 3);
+static void sb_printf(strbuf *b, const char *fmt, ...) {
+    if (b->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int w = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (w < 0) {
+            b->failed = true;
+            return;
+        }
+        if (b->p && b->len + (size_t)w < b->cap) {
+            b->len += (size_t)w;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap <= b->len + (size_t)w)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->failed = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+/* One histogram's _bucket / _sum / _count lines; labels is "" or `task="x",`. */
+static void render_hist(strbuf *b, const char *name, const char *labels, const hist *h) {
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= h->nb; i++) {
+        cum += h->counts[i];
+        if (i < h->nb)
+            sb_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, h->bounds[i],
+                      (unsigned long long)cum);
+        else
+            sb_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
+    }
+    const char *l = labels;
+    size_t ll = strlen(l);
+    /* The same labels without the trailing comma, for _sum and _count. */
+    if (ll)
+        sb_printf(b, "%s_sum{%.*s} %.9g\n%s_count{%.*s} %llu\n", name, (int)(ll - 1), l, h->sum,
+                  name, (int)(ll - 1), l, (unsigned long long)h->count);
+    else
+        sb_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
+                  (unsigned long long)h->count);
+}
+
+char *petl_srv_metrics_render(petl_srv_metrics *m, size_t queue_depth, size_t tasks_loaded) {
+    strbuf b = {0};
+    pthread_mutex_lock(&m->mu);
+    sb_printf(&b, "# HELP petl_http_requests_total HTTP responses by route and status code.\n"
+                  "# TYPE petl_http_requests_total counter\n");
+    for (size_t r = 0; r < N_ROUTES; r++)
+        for (size_t i = 0; i < m->http[r].n; i++)
+            sb_printf(&b, "petl_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n", routes[r],
+                      m->http[r].code[i], (unsigned long long)m->http[r].count[i]);
+    sb_printf(&b, "# HELP petl_predict_requests_total Predict requests by task and status code.\n"
+                  "# TYPE petl_predict_requests_total counter\n");
+    for (size_t t = 0; t < m->n; t++)
+        for (size_t i = 0; i < m->tasks[t].codes.n; i++)
+            sb_printf(&b, "petl_predict_requests_total{task=\"%s\",code=\"%d\"} %llu\n",
+                      m->tasks[t].name, m->tasks[t].codes.code[i],
+                      (unsigned long long)m->tasks[t].codes.count[i]);
+    sb_printf(&b, "# HELP petl_predict_inputs_total Inputs (rows) received by task.\n"
+                  "# TYPE petl_predict_inputs_total counter\n");
+    for (size_t t = 0; t < m->n; t++)
+        sb_printf(&b, "petl_predict_inputs_total{task=\"%s\"} %llu\n", m->tasks[t].name,
+                  (unsigned long long)m->tasks[t].inputs);
+    sb_printf(&b, "# HELP petl_queue_seconds Time a predict request waited for its batch.\n"
+                  "# TYPE petl_queue_seconds histogram\n");
+    char labels[PETL_SRV_NAME_MAX + 16];
+    for (size_t t = 0; t < m->n; t++) {
+        snprintf(labels, sizeof labels, "task=\"%s\",", m->tasks[t].name);
+        render_hist(&b, "petl_queue_seconds", labels, &m->tasks[t].queue);
+    }
+    sb_printf(&b, "# HELP petl_request_seconds Predict latency from the full body to the "
+                  "response.\n# TYPE petl_request_seconds histogram\n");
+    for (size_t t = 0; t < m->n; t++) {
+        snprintf(labels, sizeof labels, "task=\"%s\",", m->tasks[t].name);
+        render_hist(&b, "petl_request_seconds", labels, &m->tasks[t].latency);
+    }
+    sb_printf(&b, "# HELP petl_batch_rows Rows per batch run by the worker.\n"
+                  "# TYPE petl_batch_rows histogram\n");
+    render_hist(&b, "petl_batch_rows", "", &m->batch_rows);
+    sb_printf(&b, "# HELP petl_batch_tasks Distinct tasks per batch.\n"
+                  "# TYPE petl_batch_tasks histogram\n");
+    render_hist(&b, "petl_batch_tasks", "", &m->batch_tasks);
+    sb_printf(&b, "# HELP petl_batch_seconds Time to run one batch.\n"
+                  "# TYPE petl_batch_seconds histogram\n");
+    render_hist(&b, "petl_batch_seconds", "", &m->batch_seconds);
+    pthread_mutex_unlock(&m->mu);
+    sb_printf(&b,
+              "# HELP petl_queue_depth Requests waiting for the batch worker.\n"
+              "# TYPE petl_queue_depth gauge\npetl_queue_depth %zu\n"
+              "# HELP petl_tasks_loaded Tasks (adapters) loaded.\n"
+              "# TYPE petl_tasks_loaded gauge\npetl_tasks_loaded %zu\n",
+              queue_depth, tasks_loaded);
+    if (b.failed) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* ===================================================================== batcher */
+
+struct petl_srv_batcher {
+    petl_srv_batcher_opts o;
+    petl_srv_exec_fn exec;
+    void *user;
+    petl_srv_metrics *metrics;
+    pthread_mutex_t mu;
+    pthread_cond_t more; /* a job was queued, or stopping */
+    pthread_cond_t done; /* some job finished */
+    petl_srv_job *head, *tail;
+    size_t depth;
+    bool stopping;
+    pthread_t thread;
+    /* worker-only scratch for the rows of a batch, grown as needed */
+    petl_srv_task **r_task;
+    const petl_encoding **r_enc;
+    float **r_out;
+    size_t r_cap;
+};
+
+static bool grow_rows(petl_srv_batcher *b, size_t n) {
+    if (n <= b->r_cap) return true;
+    size_t cap = b->r_cap ? b->r_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    petl_srv_task **t = realloc(b->r_task, cap * sizeof *t);
+    if (t) b->r_task = t;
+    const petl_encoding **e = realloc(b->r_enc, cap * sizeof *e);
+    if (e) b->r_enc = e;
+    float **o = realloc(b->r_out, cap * sizeof *o);
+    if (o) b->r_out = o;
+    if (!t || !e || !o) return false;
+    b->r_cap = cap;
+    return true;
+}
+
+/* Runs the jobs first..(NULL) as one batch, on the worker, without the lock. */
+static void run_batch(petl_srv_batcher *b, petl_srv_job *first) {
+    double t0 = petl_srv_now();
+    size_t n = 0, tasks = 0;
+    for (petl_srv_job *j = first; j; j = j->next) {
+        j->t_start = t0;
+        bool seen = false;
+        for (petl_srv_job *k = first; k != j && !seen; k = k->next)
+            seen = k->task == j->task;
+        tasks += !seen;
+        n += j->n;
+    }
+    petl_error err = {0};
+    petl_status s = PETL_OK;
+    if (!grow_rows(b, n)) {
+        s = petl_fail(&err, PETL_ERR_NOMEM, "batch of %zu rows: out of memory", n);
+    } else {
+        size_t r = 0;
+        for (petl_srv_job *j = first; j; j = j->next)
+            for (size_t i = 0; i < j->n; i++, r++) {
+                b->r_task[r] = j->task;
+                b->r_enc[r] = &j->enc[i];
+                b->r_out[r] = j->out + i * (size_t)j->task->num_labels;
+            }
+        petl_srv_rows rows = {n, b->r_task, b->r_enc, b->r_out};
+        s = b->exec(b->user, &rows, &err);
+    }
+    double t1 = petl_srv_now();
+    if (b->metrics) petl_srv_metrics_batch(b->metrics, n, tasks, t1 - t0);
+    pthread_mutex_lock(&b->mu);
+    for (petl_srv_job *j = first, *next; j; j = next) {
+        next = j->next; /* the submitter may free j as soon as done is set */
+        j->status = s;
+        j->err = err;
+        j->t_done = t1;
+        j->next = NULL;
+        j->done = 1;
+    }
+    pthread_cond_broadcast(&b->done);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Takes the head job off the queue. Caller holds mu. The tail is reset with the head, at
+ * once: the worker waits (unlocking) between pops, and a submitter must never append to a
+ * job that has already left the queue. */
+static petl_srv_job *queue_pop(petl_srv_batcher *b) {
+    petl_srv_job *j = b->head;
+    b->head = j->next;
+    if (!b->head) b->tail = NULL;
+    j->next = NULL;
+    b->depth--;
+    return j;
+}
+
+static void *batch_worker(void *arg) {
+    petl_srv_batcher *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->head && !b->stopping)
+            pthread_cond_wait(&b->more, &b->mu);
+        if (!b->head) break; /* stopping and drained */
+        /* Gather: FIFO, up to max_batch rows (the first job always, even a larger one), waiting
+         * until the first job's arrival + window for more unless the batch is full. A job that
+         * does not fit ends the gathering, so that no job is overtaken. */
+        double deadline = b->head->t_submit + b->o.window_ms * 1e-3;
+        petl_srv_job *first = queue_pop(b), *last = first;
+        size_t rows = first->n;
+        for (;;) {
+            while (b->head && rows + b->head->n <= (size_t)b->o.max_batch) {
+                last->next = queue_pop(b);
+                last = last->next;
+                rows += last->n;
+            }
+            if (b->head || rows >= (size_t)b->o.max_batch || b->stopping) break;
+            double now = petl_srv_now();
+            if (now >= deadline) break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            double wait = deadline - now;
+            ts.tv_sec += (time_t)wait;
+            ts.tv_nsec += (long)((wait - floor(wait)) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&b->more, &b->mu, &ts);
+        }
+        last->next = NULL;
+        pthread_mutex_unlock(&b->mu);
+        run_batch(b, first);
+        pthread_mutex_lock(&b->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_fn exec, void *user,
+                                 petl_srv_metrics *metrics, petl_srv_batcher **out,
+                                 petl_error *err) {
+    *out = NULL;
+    if (o->max_batch < 1 || o->queue < 1 || !(o->window_ms >= 0) || o->window_ms > 10000 || !exec)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "batcher: max batch %d, queue %d, window %g ms: out of range",
+                         o->max_batch, o->queue, o->window_ms);
+    petl_srv_batcher *b = calloc(1, sizeof *b);
+    if (!b) return petl_fail(err, PETL_ERR_NOMEM, "batcher: out of memory");
+    b->o = *o;
+    b->exec = exec;
+    b->user = user;
+    b->metrics = metrics;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->more, NULL);
+    pthread_cond_init(&b->done, NULL);
+    int e = pthread_create(&b->thread, NULL, batch_worker, b);
+    if (e) {
+        pthread_cond_destroy(&b->done);
+        pthread_cond_destroy(&b->more);
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return petl_fail(err, PETL_ERR_NOMEM, "batcher: cannot start the worker: %s", strerror(e));
+    }
+    *out = b;
+    return PETL_OK;
+}
+
+void petl_srv_batcher_free(petl_srv_batcher *b) {
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    b->stopping = true;
+    pthread_cond_signal(&b->more);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->thread, NULL);
+    pthread_cond_destroy(&b->done);
+    pthread_cond_destroy(&b->more);
+    pthread_mutex_destroy(&b->mu);
+    free(b->r_task);
+    free(b->r_enc);
+    free(b->r_out);
+    free(b);
+}
+
+bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job) {
+    job->next = NULL;
+    job->done = 0;
+    job->status = PETL_OK;
+    job->err.code = PETL_OK;
+    job->err.msg[0] = '\0';
+    job->t_submit = petl_srv_now();
+    pthread_mutex_lock(&b->mu);
+    if (b->stopping || b->depth >= (size_t)b->o.queue) {
+        pthread_mutex_unlock(&b->mu);
+        return false;
+    }
+    if (b->tail)
+        b->tail->next = job;
+    else
+        b->head = job;
+    b->tail = job;
+    b->depth++;
+    pthread_cond_signal(&b->more);
+    while (!job->done)
+        pthread_cond_wait(&b->done, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+    return true;
+}
+
+size_t petl_srv_batcher_depth(petl_srv_batcher *b) {
+    pthread_mutex_lock(&b->mu);
+    size_t d = b->depth;
+    pthread_mutex_unlock(&b->mu);
+    return d;
+}
+
+/* ===================================================================== default executor */
+
+/* Per-task contexts kept, each ~max_batch x max_len activations (1-2 MB for MiniLM at 32 x 64):
+ * fewer than the tasks in traffic means a context built per batch (~2x slower mixed traffic). */
+#define EXEC_CTX_CACHE 32
+
+struct petl_srv_exec {
+    int max_batch;
+    int32_t pad_id;
+    struct {
+        petl_srv_task *task; /* a reference, so the task model outlives its context */
+        petl_train_ctx *ctx;
+        uint64_t used;
+    } cache[EXEC_CTX_CACHE];
+    uint64_t clock;
+    int32_t *ids, *types; /* [max_batch, max_len], grown */
+    int *lens;            /* [max_batch] */
+    size_t tok_cap;
+    size_t *idx;   /* [rows] row indices grouped by task */
+    bool *taken;   /* [rows] */
+    float *logits; /* [max_batch, labels], grown */
+    size_t idx_cap, logit_cap;
+};
+
+petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out, petl_error *err) {
+    *out = NULL;
+    if (max_batch < 1) return petl_fail(err, PETL_ERR_ARG, "executor: max batch %d", max_batch);
+    petl_srv_exec *e = calloc(1, sizeof *e);
+    if (!e) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
+    e->max_batch = max_batch;
+    e->pad_id = pad_id;
+    e->lens = calloc((size_t)max_batch, sizeof *e->lens);
+    if (!e->lens) {
+        free(e);
+        return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
+    }
+    *out = e;
+    return PETL_OK;
+}
+
+static void exec_evict(petl_srv_exec *e, int i) {
+    petl_train_ctx_free(e->cache[i].ctx);
+    petl_srv_task_release(e->cache[i].task);
+    e->cache[i].ctx = NULL;
+    e->cache[i].task = NULL;
+}
+
+void petl_srv_exec_free(petl_srv_exec *e) {
+    if (!e) return;
+    for (int i = 0; i < EXEC_CTX_CACHE; i++)
+        exec_evict(e, i);
+    free(e->ids);
+    free(e->types);
+    free(e->lens);
+    free(e->idx);
+    free(e->taken);
+    free(e->logits);
+    free(e);
+}
+
+/* The context of task t, from the cache or new (evicting the least recently used). */
+static petl_status exec_ctx(petl_srv_exec *e, petl_srv_task *t, petl_train_ctx **out,
+                            petl_error *err) {
+    int lru = 0;
+    for (int i = 0; i < EXEC_CTX_CACHE; i++) {
+        if (e->cache[i].task == t) {
+            e->cache[i].used = ++e->clock;
+            *out = e->cache[i].ctx;
+            return PETL_OK;
+        }
+        if (!e->cache[i].task || (e->cache[lru].task && e->cache[i].used < e->cache[lru].used))
+            lru = i;
+    }
+    exec_evict(e, lru);
+    petl_status s = petl_predict_ctx_new(t->tm, e->max_batch, t->max_len, out, err);
+    if (s != PETL_OK) return s;
+    petl_srv_task_acquire(t);
+    e->cache[lru].task = t;
+    e->cache[lru].ctx = *out;
+    e->cache[lru].used = ++e->clock;
+    return PETL_OK;
+}
+
+/* Runs rows idx[0..n) (n <= max_batch, all of task t) as one padded batch. */
+static petl_status exec_piece(petl_srv_exec *e, petl_srv_task *t, const petl_srv_rows *rows,
+                              const size_t *idx, size_t n, petl_error *err) {
+    int seq = 1;
+    for (size_t k = 0; k < n; k++)
+        if (rows->enc[idx[k]]->len > seq) seq = rows->enc[idx[k]]->len;
+    if (seq > t->max_len)
+        return petl_fail(err, PETL_ERR_ARG, "task %s: a row of %d tokens, over max_len %d", t->name,
+                         seq, t->max_len);
+    size_t need = n * (size_t)seq;
+    if (need > e->tok_cap) {
+        int32_t *ids = realloc(e->ids, need * sizeof *ids);
+        if (ids) e->ids = ids;
+        int32_t *types = realloc(e->types, need * sizeof *types);
+        if (types) e->types = types;
+        if (!ids || !types) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
+        e->tok_cap = need;
+    }
+    size_t nl = (size_t)t->num_labels;
+    if (n * nl > e->logit_cap) {
+        float *l = realloc(e->logits, n * nl * sizeof *l);
+        if (!l) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
+        e->logits = l;
+        e->logit_cap = n * nl;
+    }
+    for (size_t k = 0; k < n; k++) {
+        const petl_encoding *en = rows->enc[idx[k]];
+        int32_t *ids = e->ids + k * (size_t)seq, *types = e->types + k * (size_t)seq;
+        memcpy(ids, en->ids, (size_t)en->len * sizeof *ids);
+        memcpy(types, en->type_ids, (size_t)en->len * sizeof *types);
+        for (int p = en->len; p < seq; p++)
+            ids[p] = e->pad_id, types[p] = 0;
+        e->lens[k] = en->len;
+    }
+    petl_train_ctx *ctx;
+    petl_status s = exec_ctx(e, t, &ctx, err);
+    if (s != PETL_OK) return s;
+    petl_batch b = {(int)n, seq, e->ids, e->types, e->lens};
+    s = petl_task_predict(ctx, &b, e->logits, err);
+    if (s != PETL_OK) return s;
+    for (size_t k = 0; k < n; k++)
+        memcpy(rows->out[idx[k]], e->logits + k * nl, nl * sizeof(float));
+    return PETL_OK;
+}
+
+petl_status petl_srv_exec_run(void *user, const petl_srv_rows *rows, petl_error *err) {
+    petl_srv_exec *e = user;
+    /* Contexts of unloaded tasks go first: they hold the task model alive. */
+    for (int i = 0; i < EXEC_CTX_CACHE; i++)
+        if (e->cache[i].task && __atomic_load_n(&e->cache[i].task->removed, __ATOMIC_ACQUIRE))
+            exec_evict(e, i);
+    if (rows->n > e->idx_cap) {
+        size_t *idx = realloc(e->idx, rows->n * sizeof *idx);
+        if (idx) e->idx = idx;
+        bool *taken = realloc(e->taken, rows->n * sizeof *taken);
+        if (taken) e->taken = taken;
+        if (!idx || !taken) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
+        e->idx_cap = rows->n;
+    }
+    memset(e->taken, 0, rows->n * sizeof *e->taken);
+    /* Group by task in order of first appearance; a fused multi-task forward would take all
+     * rows at once instead (see server.h). */
+    for (size_t i = 0; i < rows->n; i++) {
+        if (e->taken[i]) continue;
+        petl_srv_task *t = rows->task[i];
+        size_t n = 0;
+        for (size_t j = i; j < rows->n; j++)
+            if (!e->taken[j] && rows->task[j] == t) {
+                e->taken[j] = true;
+                e->idx[n++] = j;
+            }
+        for (size_t k = 0; k < n; k += (size_t)e->max_batch) {
+            size_t m = n - k < (size_t)e->max_batch ? n - k : (size_t)e->max_batch;
+            petl_status s = exec_piece(e, t, rows, e->idx + k, m, err);
+            if (s != PETL_OK) return s;
+        }
+    }
+    return PETL_OK;
+}
+
+/* ===================================================================== the server */
+
+void petl_server_opts_default(petl_server_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->max_body = 1 << 20;
+    o->max_inputs = 256;
+    o->max_tasks = 10000;
+    o->max_connections = 256;
+    o->timeout_s = 30;
+    o->batch.window_ms = 2.0;
+    o->batch.max_batch = 32;
+    o->batch.queue = 256;
+}
+
+struct petl_server {
+    petl_server_opts o;
+    char *host, *admin_token, *adapters_dir; /* owned copies of the options' strings */
+    size_t admin_token_len;
+    const petl_model *base;
+    const petl_tokenizer *tok;
+    petl_base_identity id;
+    petl_srv_registry *reg;
+    petl_srv_metrics *metrics;
+    petl_srv_exec *exec;
+    petl_srv_batcher *batcher;
+    struct MHD_Daemon *daemon;
+    int port;
+    pthread_mutex_t mu; /* active, stopping, started */
+    pthread_cond_t idle;
+    int active; /* requests between their first byte and their completion */
+    bool started, stopping, stopped;
+    pthread_mutex_t log_mu;
+};
+
+static void slog(petl_server *s, const char *fmt, ...) PETL_PRINTF(2, 3);
+static void slog(petl_server *s, const char *fmt, ...) {
+    if (!s->o.log) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&s->log_mu);
+    s->o.log(s->o.log_user, line);
+    pthread_mutex_unlock(&s->log_mu);
+}
+
+static char *dup_or_null(const char *x, bool *oom) {
+    if (!x) return NULL;
+    char *d = strdup(x);
+    if (!d) *oom = true;
+    return d;
+}
+
+petl_status petl_server_new(const petl_server_opts *o, const petl_model *base,
+                            const petl_tokenizer *tok, petl_server **out, petl_error *err) {
+    *out = NULL;
+    if (o->port < 0 || o->port > 65535 || o->max_body < 16 || o->max_inputs < 1 ||
+        o->max_connections < 1 || o->max_tasks < 1)
+        return petl_fail(err, PETL_ERR_ARG, "server: options out of range");
+    petl_server *s = calloc(1, sizeof *s);
+    if (!s) return petl_fail(err, PETL_ERR_NOMEM, "server: out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->log_mu, NULL);
+    pthread_cond_init(&s->idle, NULL);
+    s->o = *o;
+    bool oom = false;
+    s->host = dup_or_null(o->host ? o->host : "127.0.0.1", &oom);
+    s->admin_token = dup_or_null(o->admin_token, &oom);
+    s->adapters_dir = dup_or_null(o->adapters_dir, &oom);
+    s->admin_token_len = s->admin_token ? strlen(s->admin_token) : 0;
+    s->base = base;
+    s->tok = tok;
+    petl_status st = PETL_OK;
+    if (oom)
+        st = petl_fail(err, PETL_ERR_NOMEM, "server: out of memory");
+    else if (s->admin_token && s->admin_token_len < 16)
+        st = petl_fail(err, PETL_ERR_ARG, "server: the admin token is shorter than 16 bytes");
+    if (st == PETL_OK) st = petl_srv_registry_new(o->max_tasks, &s->reg, err);
+    if (st == PETL_OK) st = petl_srv_metrics_new(&s->metrics, err);
+    if (st != PETL_OK) {
+        petl_server_free(s);
+        return st;
+    }
+    if (base) petl_base_identity_of(base, &s->id);
+    *out = s;
+    return PETL_OK;
+}
+
+petl_status petl_server_load(petl_server *s, const char *name, const char *dir, petl_error *err) {
+    petl_srv_task *t = NULL;
+    double t0 = petl_srv_now();
+    petl_status st = petl_srv_task_load(name, dir, s->base, &s->id, &t, err);
+    if (st != PETL_OK) return st;
+    petl_srv_reject rej;
+    if (!petl_srv_registry_add(s->reg, t, &rej)) {
+        petl_srv_task_release(t);
+        return petl_fail(err, PETL_ERR_ARG, "%s", rej.reason);
+    }
+    slog(s, "loaded task %s from %s: %s, %d labels, max_len %d, %lld params, %.0f ms", name, dir,
+         t->info.task_spec[0] ? t->info.task_spec : t->info.task_name, t->num_labels, t->max_len,
+         (long long)t->params, 1e3 * (petl_srv_now() - t0));
+    petl_srv_task_release(t);
+    return PETL_OK;
+}
+
+int petl_server_port(const petl_server *s) {
+    return s->port;
+}
+
+/* ----------------------------------------------------------------------------- responses */
+
+/* Per-request state (MHD's con_cls): the body as it arrives. */
+typedef struct {
+    char *body;
+    size_t len, cap;
+    bool too_large;
+    double t0; /* when the handler first saw the request */
+} req_state;
+
+static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type, char *text,
+                                 size_t len, const char *allow, bool retry) {
+    /* text is malloc'ed; MHD frees it with the response. */
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (retry) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == 401)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"petl admin\"");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Sends the JSON value j (stolen) with status. */
+static enum MHD_Result send_json(petl_server *s, struct MHD_Connection *c, const char *route,
+                                 int status, json_t *j, const char *allow) {
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(j);
+    petl_srv_metrics_http(s->metrics, route, text ? status : 500);
+    if (!text) {
+        static const char oom[] = "{\"error\":{\"code\":500,\"message\":\"out of memory\"}}\n";
+        char *t = strdup(oom);
+        if (!t) return MHD_NO;
+        return send_text(c, 500, "application/json", t, strlen(t), NULL, false);
+    }
+    size_t n = strlen(text);
+    char *t2 = realloc(text, n + 2); /* a final newline, for curl users */
+    if (t2) {
+        text = t2;
+        text[n++] = '\n';
+        text[n] = '\0';
+    }
+    return send_text(c, status, "application/json", text, n, allow, status == 503);
+}
+
+static enum MHD_Result send_error(petl_server *s, struct MHD_Connection *c, const char *route,
+                                  int status, const char *allow, const char *fmt, ...)
+    PETL_PRINTF(6, 7);
+static enum MHD_Result send_error(petl_server *s, struct MHD_Connection *c, const char *route,
+                                  int status, const char *allow, const char *fmt, ...) {
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", status, "message", msg);
+    return send_json(s, c, route, status, j, allow);
+}
+
+/* ---------------------------------------------------------------------------------- routes */
+
+static json_t *task_json(const petl_srv_task *t) {
+    json_t *labels = json_array();
+    for (size_t i = 0; labels && i < t->info.n_labels; i++)
+        json_array_append_new(labels, json_string(t->info.labels[i] ? t->info.labels[i] : ""));
+    return json_pack("{s:s,s:s,s:s,s:o,s:b,s:i,s:I,s:I,s:i}", "name", t->name, "task",
+                     t->info.task_name, "spec", t->info.task_spec, "labels",
+                     labels ? labels : json_null(), "regression", t->info.regression, "max_len",
+                     t->max_len, "params", (json_int_t)t->params, "bytes",
+                     (json_int_t)(t->params * (int64_t)sizeof(float)), "adapter_size",
+                     t->info.tune.adapter_size);
+}
+
+static json_t *base_json(const petl_base_identity *id) {
+    char hash[24];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)id->content_hash);
+    return json_pack("{s:s,s:i,s:i,s:i,s:i,s:I,s:s}", "model_type", id->model_type, "hidden_size",
+                     id->hidden_size, "num_layers", id->num_layers, "num_heads", id->num_heads,
+                     "vocab_size", id->vocab_size, "params", (json_int_t)id->num_params,
+                     "content_hash", hash);
+}
+
+static enum MHD_Result route_list(petl_server *s, struct MHD_Connection *c) {
+    petl_srv_task **ts;
+    size_t n;
+    if (!petl_srv_registry_list(s->reg, &ts, &n))
+        return send_error(s, c, "/v1/tasks", 500, NULL, "out of memory");
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (arr) json_array_append_new(arr, task_json(ts[i]));
+        petl_srv_task_release(ts[i]);
+    }
+    free(ts);
+    json_t *j = arr ? json_pack("{s:o,s:o}", "base", base_json(&s->id), "tasks", arr) : NULL;
+    return send_json(s, c, "/v1/tasks", 200, j, NULL);
+}
+
+/* 0 when the request carries the admin token; else the status already sent (via *ret). */
+static bool admin_ok(petl_server *s, struct MHD_Connection *c, const char *route,
+                     enum MHD_Result *ret) {
+    if (!s->admin_token) {
+        *ret = send_error(s, c, route, 403, NULL,
+                          "admin routes are disabled: start the server with --admin-token-file");
+        return false;
+    }
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncmp(h, "Bearer ", 7) != 0) {
+        *ret = send_error(s, c, route, 401, NULL, "missing 'Authorization: Bearer TOKEN' header");
+        return false;
+    }
+    const char *tok = h + 7;
+    if (!petl_srv_token_equal(tok, strlen(tok), s->admin_token, s->admin_token_len)) {
+        *ret = send_error(s, c, route, 403, NULL, "wrong admin token");
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result route_load(petl_server *s, struct MHD_Connection *c, const req_state *r) {
+    const char *route = "/v1/tasks";
+    char name[PETL_SRV_NAME_MAX + 1];
+    char *path = NULL;
+    petl_srv_reject rej;
+    if (!petl_srv_parse_load(r->body, r->len, name, &path, &rej))
+        return send_error(s, c, route, rej.status, NULL, "%s", rej.reason);
+    char *full =
+        path[0] == '/' || !s->adapters_dir ? strdup(path) : petl_path_join(s->adapters_dir, path);
+    free(path);
+    if (!full) return send_error(s, c, route, 500, NULL, "out of memory");
+    if (petl_srv_registry_count(s->reg) >= s->o.max_tasks) {
+        free(full);
+        return send_error(s, c, route, 507, NULL, "%zu tasks are loaded, the limit",
+                          s->o.max_tasks);
+    }
+    /* Loading reads and checks files for a while; requests for other tasks keep flowing. */
+    petl_srv_task *t = NULL;
+    petl_error err = {0};
+    double t0 = petl_srv_now();
+    petl_status st = petl_srv_task_load(name, full, s->base, &s->id, &t, &err);
+    if (st != PETL_OK) {
+        slog(s, "refused to load task %s: %s", name, err.msg);
+        free(full);
+        return send_error(s, c, route, st == PETL_ERR_NOMEM ? 500 : 422, NULL,
+                          "cannot load the adapter: %s", err.msg);
+    }
+    if (!petl_srv_registry_add(s->reg, t, &rej)) {
+        petl_srv_task_release(t);
+        free(full);
+        return send_error(s, c, route, rej.status, NULL, "%s", rej.reason);
+    }
+    slog(s, "loaded task %s from %s: %d labels, max_len %d, %lld params, %.0f ms", name, full,
+         t->num_labels, t->max_len, (long long)t->params, 1e3 * (petl_srv_now() - t0));
+    free(full);
+    json_t *j = task_json(t);
+    petl_srv_task_release(t);
+    return send_json(s, c, route, 201, j, NULL);
+}
+
+static enum MHD_Result route_task(petl_server *s, struct MHD_Connection *c, const char *method,
+                                  const char *name) {
+    const char *route = "/v1/tasks/NAME";
+    bool del = !strcmp(method, "DELETE");
+    if (!del && strcmp(method, "GET"))
+        return send_error(s, c, route, 405, "GET, DELETE", "%s is not allowed here", method);
+    enum MHD_Result ret;
+    if (del && !admin_ok(s, c, route, &ret)) return ret;
+    if (!petl_srv_name_valid(name, strlen(name)))
+        return send_error(s, c, route, 404, NULL, "no task of that name");
+    if (del) {
+        if (!petl_srv_registry_remove(s->reg, name))
+            return send_error(s, c, route, 404, NULL, "no task '%s' is loaded", name);
+        slog(s, "unloaded task %s", name);
+        return send_json(s, c, route, 200, json_pack("{s:s}", "unloaded", name), NULL);
+    }
+    petl_srv_task *t = petl_srv_registry_get(s->reg, name);
+    if (!t) return send_error(s, c, route, 404, NULL, "no task '%s' is loaded", name);
+    json_t *j = task_json(t);
+    petl_srv_task_release(t);
+    return send_json(s, c, route, 200, j, NULL);
+}
+
+/* A JSON number, or null for NaN / infinity (JSON has neither). */
+static json_t *num(double x) {
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
+/* One result, as `petl predict` writes it: classification {"label": NAME, "scores": [softmax
+ * in label order]} (softmax in double, shifted by the max), regression {"score": x}. */
+static json_t *result_json(const petl_srv_task *t, const float *l) {
+    if (t->info.regression) return json_pack("{s:o}", "score", num((double)l[0]));
+    int nl = t->num_labels, best = 0;
+    for (int k = 1; k < nl; k++)
+        if (l[k] > l[best]) best = k;
+    double sum = 0;
+    for (int k = 0; k < nl; k++)
+        sum += exp((double)l[k] - (double)l[best]);
+    json_t *scores = json_array();
+    for (int k = 0; scores && k < nl; k++)
+        json_array_append_new(scores, num(exp((double)l[k] - (double)l[best]) / sum));
+    return json_pack("{s:s,s:o}", "label", t->info.labels[best], "scores",
+                     scores ? scores : json_null());
+}
+
+static enum MHD_Result route_predict(petl_server *s, struct MHD_Connection *c, const req_state *r) {
+    const char *route = "/v1/predict";
+    petl_srv_request req;
+    petl_srv_reject rej;
+    if (!petl_srv_parse_predict(r->body, r->len, s->o.max_inputs, &req, &rej))
+        return send_error(s, c, route, rej.status, NULL, "%s", rej.reason);
+    petl_srv_task *t = petl_srv_registry_get(s->reg, req.task);
+    if (!t) {
+        enum MHD_Result ret =
+            send_error(s, c, route, 404, NULL, "no task '%s' is loaded", req.task);
+        petl_srv_request_free(&req);
+        return ret;
+    }
+    enum MHD_Result ret;
+    int status = 200;
+    double queue_s = -1;
+    size_t n = req.n_inputs;
+    petl_encoding *enc = calloc(n, sizeof *enc);
+    float *out = calloc(n * (size_t)t->num_labels, sizeof *out);
+    if (!enc || !out) {
+        ret = send_error(s, c, route, status = 500, NULL, "out of memory");
+        goto done;
+    }
+    /* Tokenize here, on the connection's thread: the worker only runs the model. */
+    for (size_t i = 0; i < n; i++) {
+        petl_error err = {0};
+        const petl_srv_input *in = &req.inputs[i];
+        if (petl_tokenize(s->tok, in->a, in->len_a, in->b, in->len_b, t->max_len, &enc[i], &err) !=
+            PETL_OK) {
+            ret = send_error(s, c, route, status = 400, NULL, "inputs[%zu]: %s", i, err.msg);
+            goto done;
+        }
+    }
+    petl_srv_job job;
+    memset(&job, 0, sizeof job);
+    job.task = t;
+    job.n = n;
+    job.enc = enc;
+    job.out = out;
+    if (!petl_srv_batcher_run(s->batcher, &job)) {
+        ret = send_error(s, c, route, status = 503, NULL,
+                         "the request queue is full (or the server is stopping); retry later");
+        goto done;
+    }
+    queue_s = job.t_start - job.t_submit;
+    if (job.status != PETL_OK) {
+        ret = send_error(s, c, route, status = 500, NULL, "prediction failed: %s", job.err.msg);
+        goto done;
+    }
+    json_t *results = json_array();
+    for (size_t i = 0; results && i < n; i++)
+        json_array_append_new(results, result_json(t, out + i * (size_t)t->num_labels));
+    json_t *j = results ? json_pack("{s:s,s:o}", "task", t->name, "results", results) : NULL;
+    ret = send_json(s, c, route, 200, j, NULL);
+done:
+    petl_srv_metrics_predict(s->metrics, t->name, n, status, queue_s, petl_srv_now() - r->t0);
+    if (enc)
+        for (size_t i = 0; i < n; i++)
+            petl_encoding_free(&enc[i]);
+    free(enc);
+    free(out);
+    petl_srv_task_release(t);
+    petl_srv_request_free(&req);
+    return ret;
+}
+
+static enum MHD_Result dispatch(petl_server *s, struct MHD_Connection *c, const char *url,
+                                const char *method, req_state *r) {
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    bool post = !strcmp(method, "POST");
+    if (!strcmp(url, "/v1/predict")) {
+        if (!post) return send_error(s, c, url, 405, "POST", "%s is not allowed here", method);
+        if (r->too_large)
+            return send_error(s, c, url, 413, NULL, "the body is over %zu bytes", s->o.max_body);
+        return route_predict(s, c, r);
+    }
+    if (!strcmp(url, "/v1/tasks")) {
+        if (get) return route_list(s, c);
+        if (!post) return send_error(s, c, url, 405, "GET, POST", "%s is not allowed here", method);
+        enum MHD_Result ret;
+        if (!admin_ok(s, c, url, &ret)) return ret;
+        if (r->too_large)
+            return send_error(s, c, url, 413, NULL, "the body is over %zu bytes", s->o.max_body);
+        return route_load(s, c, r);
+    }
+    if (!strncmp(url, "/v1/tasks/", 10)) return route_task(s, c, method, url + 10);
+    if (!strcmp(url, "/healthz")) {
+        if (!get) return send_error(s, c, url, 405, "GET, HEAD", "%s is not allowed here", method);
+        pthread_mutex_lock(&s->mu);
+        bool stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stopping) return send_error(s, c, url, 503, NULL, "shutting down");
+        return send_json(s, c, url, 200,
+                         json_pack("{s:s,s:I}", "status", "ok", "tasks",
+                                   (json_int_t)petl_srv_registry_count(s->reg)),
+                         NULL);
+    }
+    if (!strcmp(url, "/metrics")) {
+        if (!get) return send_error(s, c, url, 405, "GET, HEAD", "%s is not allowed here", method);
+        petl_srv_metrics_http(s->metrics, url, 200); /* counted before rendering: it shows */
+        char *text = petl_srv_metrics_render(s->metrics, petl_srv_batcher_depth(s->batcher),
+                                             petl_srv_registry_count(s->reg));
+        if (!text) return MHD_NO;
+        return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
+                         NULL, false);
+    }
+    return send_error(s, c, "other", 404, NULL, "no route %s %.100s", method, url);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+    (void)version;
+    petl_server *s = cls;
+    req_state *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->t0 = petl_srv_now();
+        *con_cls = r;
+        pthread_mutex_lock(&s->mu);
+        s->active++;
+        pthread_mutex_unlock(&s->mu);
+        /* A declared body over the cap is refused before it is read. */
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno || end == cl || v > s->o.max_body) {
+                r->too_large = true;
+                return send_error(s, c, strcmp(url, "/v1/predict") ? "other" : url, 413, NULL,
+                                  "the body is over %zu bytes", s->o.max_body);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (r->too_large || r->len + n > s->o.max_body) {
+            r->too_large = true; /* keep reading and dropping; answered at the end */
+            return MHD_YES;
+        }
+        if (r->len + n + 1 > r->cap) {
+            size_t cap = r->cap ? r->cap : 4096;
+            while (cap < r->len + n + 1)
+                cap *= 2;
+            if (cap > s->o.max_body + 1) cap = s->o.max_body + 1;
+            char *b = realloc(r->body, cap);
+            if (!b) return MHD_NO;
+            r->body = b;
+            r->cap = cap;
+        }
+        memcpy(r->body + r->len, upload, n);
+        r->len += n;
+        r->body[r->len] = '\0';
+        return MHD_YES;
+    }
+    return dispatch(s, c, url, method, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)c;
+    (void)toe;
+    petl_server *s = cls;
+    req_state *r = *con_cls;
+    if (!r) return;
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (--s->active == 0) pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
+}
+
+petl_status petl_server_start(petl_server *s, petl_error *err) {
+    if (s->started) return petl_fail(err, PETL_ERR_ARG, "server: already started");
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)s->o.port);
+    const char *host = strcmp(s->host, "localhost") ? s->host : "127.0.0.1";
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+        return petl_fail(err, PETL_ERR_ARG, "server: '%s' is not an IPv4 address", s->host);
+    petl_status st =
+        petl_srv_exec_new(s->o.batch.max_batch, petl_tokenizer_pad_id(s->tok), &s->exec, err);
+    if (st == PETL_OK)
+        st = petl_srv_batcher_new(&s->o.batch, petl_srv_exec_run, s->exec, s->metrics, &s->batcher,
+                                  err);
+    if (st != PETL_OK) return st;
+    s->daemon = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC,
+        (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        s->o.timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    if (!s->daemon) {
+        petl_srv_batcher_free(s->batcher);
+        s->batcher = NULL;
+        return petl_fail(err, PETL_ERR_IO, "server: cannot listen on %s:%d (in use?)", s->host,
+                         s->o.port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : s->o.port;
+    s->started = true;
+    slog(s,
+         "listening on http://%s:%d with %zu tasks (batch window %g ms, max batch %d, "
+         "queue %d)",
+         s->host, s->port, petl_srv_registry_count(s->reg), s->o.batch.window_ms,
+         s->o.batch.max_batch, s->o.batch.queue);
+    return PETL_OK;
+}
+
+void petl_server_stop(petl_server *s, double grace_s) {
+    pthread_mutex_lock(&s->mu);
+    if (!s->started || s->stopped) {
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    s->stopping = true;
+    pthread_mutex_unlock(&s->mu);
+    slog(s, "stopping: no new connections, finishing requests in flight");
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)grace_s;
+    pthread_mutex_lock(&s->mu);
+    int e = 0;
+    while (s->active > 0 && e != ETIMEDOUT)
+        e = pthread_cond_timedwait(&s->idle, &s->mu, &ts);
+    int left = s->active;
+    pthread_mutex_unlock(&s->mu);
+    /* Closes idle keep-alive connections and joins their threads; the batcher is still up, so
+     * a request that outlived the grace period still completes before its thread is joined. */
+    MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+    petl_srv_batcher_free(s->batcher);
+    s->batcher = NULL;
+    pthread_mutex_lock(&s->mu);
+    s->stopped = true;
+    pthread_mutex_unlock(&s->mu);
+    slog(s, "stopped%s", left ? " (some requests outlived the grace period)" : "");
+}
+
+void petl_server_free(petl_server *s) {
+    if (!s) return;
+    petl_server_stop(s, 30);
+    petl_srv_exec_free(s->exec);
+    petl_srv_registry_free(s->reg);
+    petl_srv_metrics_free(s->metrics);
+    free(s->host);
+    free(s->admin_token);
+    free(s->adapters_dir);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->log_mu);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

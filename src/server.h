@@ -1,0 +1,244 @@
+/* petl serve, the library part: one frozen base model in memory serving many task adapters
+ * over HTTP/1.1 (libmicrohttpd), with dynamic batching across requests and tasks.
+ * Public API: to be merged into include/petl.h once it settles.
+ *
+ * The pieces, each usable (and tested) on its own:
+ *   - request parsing: a pure function from a request body to a parsed request or a rejection
+ *     (HTTP status + reason). This is what fuzz/fuzz_server_request.c drives.
+ *   - the task registry: name -> loaded task (adapter + head on the shared base), reference
+ *     counted, so that unloading a task never frees it under a request still using it.
+ *   - the dynamic batcher: a bounded queue of jobs (one job = the rows of one request) and one
+ *     worker thread that gathers the jobs arriving within a window, across requests AND tasks,
+ *     into one batch of up to max_batch rows and hands the whole mixed batch to an executor
+ *     function. The default executor runs each task's rows through petl_task_predict; a fused
+ *     executor (the base's GEMMs once for all rows, each task's adapters on its own rows) can
+ *     replace it without touching the batcher, because it receives every row of the batch.
+ *   - metrics in the Prometheus text format.
+ *   - the server: the routes on top of the above.
+ *
+ * Threads: the HTTP daemon runs one thread per connection; handlers parse, look up the task and
+ * tokenize on their own thread, then block until the worker has run their job. The base model,
+ * the tokenizer and loaded task models are only read after load, so they are shared freely. */
+#ifndef PETL_SERVER_H
+#define PETL_SERVER_H
+
+#include "adapter_io.h"
+#include "petl.h"
+#include "train.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ===================================================================== request parsing */
+
+#define PETL_SRV_NAME_MAX 64 /* task names: [A-Za-z0-9_.-]{1,64}, not starting with '.' */
+
+/* Why a request is refused: the HTTP status and a one-line reason for the JSON error body. */
+typedef struct {
+    int status;
+    char reason[256];
+} petl_srv_reject;
+
+/* One input of a predict request: text_a and, for pairs, text_b (NULL otherwise). The strings
+ * point into the parsed JSON document owned by the request; they are valid UTF-8 (the JSON
+ * parser refuses anything else) and may not contain NUL. */
+typedef struct {
+    const char *a;
+    size_t len_a;
+    const char *b;
+    size_t len_b;
+} petl_srv_input;
+
+/* A parsed POST /v1/predict body: {"task": NAME, "inputs": [TEXT | [TEXT] | [TEXT, TEXT], ...]}.
+ * Owns everything: free with petl_srv_request_free (safe on a zeroed struct). */
+typedef struct {
+    char task[PETL_SRV_NAME_MAX + 1];
+    size_t n_inputs;
+    petl_srv_input *inputs; /* [n_inputs] */
+    void *root;             /* the JSON document the strings point into */
+} petl_srv_request;
+
+/* True when name is a valid task name (see PETL_SRV_NAME_MAX). */
+bool petl_srv_name_valid(const char *name, size_t len);
+
+/* Parses body[0..len) (need not be NUL-terminated). On success returns true with *out filled.
+ * On failure returns false with *rej filled (400 malformed, 413 more than max_inputs inputs,
+ * 404 never: the task's existence is the registry's business) and *out zeroed. Never reads past
+ * len, never aborts, leaks nothing. */
+bool petl_srv_parse_predict(const char *body, size_t len, size_t max_inputs, petl_srv_request *out,
+                            petl_srv_reject *rej);
+void petl_srv_request_free(petl_srv_request *r);
+
+/* Parses a POST /v1/tasks body {"name": NAME, "path": PATH} into name / path (path: malloc'ed,
+ * caller frees). False with *rej (400) on anything else. */
+bool petl_srv_parse_load(const char *body, size_t len, char name[PETL_SRV_NAME_MAX + 1],
+                         char **path, petl_srv_reject *rej);
+
+/* ===================================================================== tasks and registry */
+
+/* A loaded task. Reference counted: the registry holds one reference while the task is
+ * registered, each request or batch using it holds one more; the last release frees it. */
+typedef struct petl_srv_task {
+    char name[PETL_SRV_NAME_MAX + 1];
+    char *path;             /* the folder it was loaded from (owned) */
+    petl_task_model *tm;    /* owned; NULL in unit tests */
+    petl_adapter_info info; /* owned */
+    int num_labels;         /* 1 for regression */
+    int max_len;            /* truncation of inputs (the adapter's max_len) */
+    int64_t params;         /* floats the adapter adds to the base */
+    int refs;               /* atomic */
+    int removed;            /* atomic; set when unloaded from the registry */
+} petl_srv_task;
+
+/* Loads the adapter folder `dir` for `base` as task `name` (1 reference, caller's). */
+petl_status petl_srv_task_load(const char *name, const char *dir, const petl_model *base,
+                               const petl_base_identity *id, petl_srv_task **out, petl_error *err);
+/* A task from parts (takes ownership of tm and *info, which is zeroed); for tests and for
+ * callers that build task models themselves. */
+petl_status petl_srv_task_wrap(const char *name, const char *dir, petl_task_model *tm,
+                               petl_adapter_info *info, petl_srv_task **out, petl_error *err);
+void petl_srv_task_acquire(petl_srv_task *t);
+/* Drops one reference; frees the task at the last. NULL is a no-op. */
+void petl_srv_task_release(petl_srv_task *t);
+
+typedef struct petl_srv_registry petl_srv_registry;
+
+petl_status petl_srv_registry_new(size_t max_tasks, petl_srv_registry **out, petl_error *err);
+/* Releases the registry's references (tasks still in use live on until released). */
+void petl_srv_registry_free(petl_srv_registry *r);
+/* Adds t under t->name, taking a new reference. 409 when the name is taken, 507 when the
+ * registry is full; the reason goes to rej. */
+bool petl_srv_registry_add(petl_srv_registry *r, petl_srv_task *t, petl_srv_reject *rej);
+/* Removes name: false when absent. Requests holding the task keep it until they finish. */
+bool petl_srv_registry_remove(petl_srv_registry *r, const char *name);
+/* The task under name with a reference for the caller (petl_srv_task_release), or NULL. */
+petl_srv_task *petl_srv_registry_get(petl_srv_registry *r, const char *name);
+/* A snapshot of every task in name order, each with a reference; *n tasks in the malloc'ed
+ * array *out (caller releases each and frees the array). False only when out of memory. */
+bool petl_srv_registry_list(petl_srv_registry *r, petl_srv_task ***out, size_t *n);
+size_t petl_srv_registry_count(petl_srv_registry *r);
+
+/* ===================================================================== metrics */
+
+typedef struct petl_srv_metrics petl_srv_metrics;
+
+petl_status petl_srv_metrics_new(petl_srv_metrics **out, petl_error *err);
+void petl_srv_metrics_free(petl_srv_metrics *m);
+/* One HTTP response: route is a fixed label ("/v1/predict", "other", ...), never user input. */
+void petl_srv_metrics_http(petl_srv_metrics *m, const char *route, int status);
+/* One predict request for a registered task: its inputs, status, queue wait and end-to-end
+ * latency (seconds; queue_s < 0 when it never reached the queue). */
+void petl_srv_metrics_predict(petl_srv_metrics *m, const char *task, size_t inputs, int status,
+                              double queue_s, double latency_s);
+/* One batch run by the worker: rows and distinct tasks, and how long it ran. */
+void petl_srv_metrics_batch(petl_srv_metrics *m, size_t rows, size_t tasks, double run_s);
+/* The Prometheus text exposition (format 0.0.4), with gauges for the queue depth and loaded
+ * tasks. malloc'ed (caller frees), NULL when out of memory. */
+char *petl_srv_metrics_render(petl_srv_metrics *m, size_t queue_depth, size_t tasks_loaded);
+
+/* ===================================================================== batcher */
+
+/* The rows of one gathered batch, across requests and tasks, in arrival order. Row i belongs
+ * to task[i], its tokens are enc[i], and its num_labels logits go to out[i]. */
+typedef struct {
+    size_t n;
+    petl_srv_task *const *task;      /* [n] */
+    const petl_encoding *const *enc; /* [n] */
+    float *const *out;               /* [n] -> [task[i]->num_labels] */
+} petl_srv_rows;
+
+/* Runs a batch: fills every out[i] or fails the whole batch. Called on the worker thread only,
+ * so an executor may keep unsynchronised state in `user`. */
+typedef petl_status (*petl_srv_exec_fn)(void *user, const petl_srv_rows *rows, petl_error *err);
+
+/* One request's worth of rows. The submitter fills task (holding a reference), n, enc and out;
+ * the batcher fills status / err / times and signals done. */
+typedef struct petl_srv_job {
+    petl_srv_task *task;
+    size_t n;
+    const petl_encoding *enc; /* [n] */
+    float *out;               /* [n * task->num_labels] */
+    petl_status status;
+    petl_error err;
+    double t_submit, t_start, t_done; /* monotonic seconds */
+    /* private to the batcher */
+    struct petl_srv_job *next;
+    int done;
+} petl_srv_job;
+
+typedef struct {
+    double window_ms; /* how long to wait for more jobs after the first (2) */
+    int max_batch;    /* rows per batch (32); a larger job runs alone, in pieces */
+    int queue;        /* jobs waiting at most (256); more are refused */
+} petl_srv_batcher_opts;
+
+typedef struct petl_srv_batcher petl_srv_batcher;
+
+/* Starts the worker thread. exec / user are used on it; metrics may be NULL. */
+petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_fn exec, void *user,
+                                 petl_srv_metrics *metrics, petl_srv_batcher **out,
+                                 petl_error *err);
+/* Runs every job already queued, stops the worker and frees. New submissions are refused
+ * from the start of the call. NULL is a no-op. */
+void petl_srv_batcher_free(petl_srv_batcher *b);
+/* Queues job and waits until it has run: true with job->status set; false when the queue is
+ * full or the batcher is stopping (job not run). */
+bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job);
+size_t petl_srv_batcher_depth(petl_srv_batcher *b);
+
+/* The default executor: groups the rows by task and runs each group through
+ * petl_task_predict in padded pieces of at most max_batch rows, with per-task contexts cached
+ * (the most recently used few). pad_id is the tokenizer's. */
+typedef struct petl_srv_exec petl_srv_exec;
+petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out, petl_error *err);
+void petl_srv_exec_free(petl_srv_exec *e);
+petl_status petl_srv_exec_run(void *exec, const petl_srv_rows *rows, petl_error *err);
+
+/* ===================================================================== the server */
+
+typedef struct {
+    const char *host;    /* IPv4 address to bind ("127.0.0.1"; "localhost" is accepted) */
+    int port;            /* 0: any free port (see petl_server_port) */
+    size_t max_body;     /* bytes (1 MiB) */
+    size_t max_inputs;   /* per request (256) */
+    size_t max_tasks;    /* loaded at once (10000) */
+    int max_connections; /* concurrent connections (256) */
+    unsigned timeout_s;  /* idle connection timeout (30) */
+    petl_srv_batcher_opts batch;
+    const char *admin_token;  /* NULL: the admin routes answer 403 */
+    const char *adapters_dir; /* relative paths of POST /v1/tasks resolve against it */
+    /* One line per start / load / unload / stop (no newline); NULL: silent. Called from any
+     * thread, one line at a time. */
+    void (*log)(void *user, const char *line);
+    void *log_user;
+} petl_server_opts;
+
+void petl_server_opts_default(petl_server_opts *o);
+
+typedef struct petl_server petl_server;
+
+/* A server for `base` and `tok` (both borrowed, must outlive it). Nothing listens yet. */
+petl_status petl_server_new(const petl_server_opts *o, const petl_model *base,
+                            const petl_tokenizer *tok, petl_server **out, petl_error *err);
+/* Loads dir as task name (before or after start). */
+petl_status petl_server_load(petl_server *s, const char *name, const char *dir, petl_error *err);
+/* Starts the batch worker and the HTTP daemon. */
+petl_status petl_server_start(petl_server *s, petl_error *err);
+/* The port listened on (after start). */
+int petl_server_port(const petl_server *s);
+/* Graceful stop: stop accepting connections, let requests in flight finish (at most
+ * grace_s seconds), then stop the daemon and the worker. Idempotent. */
+void petl_server_stop(petl_server *s, double grace_s);
+/* Stops (when running) and frees. NULL is a no-op. */
+void petl_server_free(petl_server *s);
+
+/* Constant-time comparison of a presented token with the secret (time depends only on the
+ * secret's length). */
+bool petl_srv_token_equal(const char *given, size_t given_len, const char *secret,
+                          size_t secret_len);
+
+/* Monotonic seconds. */
+double petl_srv_now(void);
+
+#endif

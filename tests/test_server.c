@@ -1,0 +1,356 @@
+/* Server pieces that need no HTTP and no model: request parsing, the task registry's reference
+ * counting, the dynamic batcher (with a fake executor), metrics and the token comparison. */
+#include "check.h"
+#include "server.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------------------------- parsing */
+
+static petl_srv_reject rej;
+
+static bool parse(const char *body, size_t max_inputs, petl_srv_request *r) {
+    return petl_srv_parse_predict(body, strlen(body), max_inputs, r, &rej);
+}
+
+static void expect_reject(const char *body, int status, const char *reason_part) {
+    petl_srv_request r;
+    CHECKF(!parse(body, 4, &r), "accepted: %s", body);
+    CHECKF(rej.status == status, "%s: status %d, expected %d", body, rej.status, status);
+    CHECKF(strstr(rej.reason, reason_part), "%s: reason '%s' lacks '%s'", body, rej.reason,
+           reason_part);
+    CHECK(r.inputs == NULL && r.root == NULL && r.n_inputs == 0);
+}
+
+static void test_parse(void) {
+    petl_srv_request r;
+    CHECK(parse("{\"task\": \"sst2\", \"inputs\": [\"a b\", [\"x\", \"y\"], [\"z\"]]}", 4, &r));
+    CHECK(!strcmp(r.task, "sst2"));
+    CHECK(r.n_inputs == 3);
+    CHECK(r.inputs[0].len_a == 3 && !memcmp(r.inputs[0].a, "a b", 3) && !r.inputs[0].b);
+    CHECK(!strcmp(r.inputs[1].a, "x") && r.inputs[1].b && !strcmp(r.inputs[1].b, "y"));
+    CHECK(!strcmp(r.inputs[2].a, "z") && !r.inputs[2].b);
+    petl_srv_request_free(&r);
+    petl_srv_request_free(&r); /* twice: a zeroed request */
+    /* Not NUL-terminated: the parser reads only len bytes. */
+    char buf[64];
+    const char *ok = "{\"task\":\"t\",\"inputs\":[\"\"]}";
+    memcpy(buf, ok, strlen(ok));
+    memset(buf + strlen(ok), '}', sizeof buf - strlen(ok));
+    CHECK(petl_srv_parse_predict(buf, strlen(ok), 1, &r, &rej));
+    CHECK(r.n_inputs == 1 && r.inputs[0].len_a == 0);
+    petl_srv_request_free(&r);
+
+    expect_reject("", 400, "empty body");
+    expect_reject("{", 400, "invalid JSON");
+    expect_reject("[]", 400, "JSON object");
+    expect_reject("{\"task\": \"a\", \"task\": \"b\", \"inputs\": [\"x\"]}", 400, "invalid JSON");
+    expect_reject("{\"inputs\": [\"x\"]}", 400, "\"task\"");
+    expect_reject("{\"task\": 1, \"inputs\": [\"x\"]}", 400, "\"task\"");
+    expect_reject("{\"task\": \"\", \"inputs\": [\"x\"]}", 400, "task name");
+    expect_reject("{\"task\": \".x\", \"inputs\": [\"x\"]}", 400, "task name");
+    expect_reject("{\"task\": \"a/b\", \"inputs\": [\"x\"]}", 400, "task name");
+    expect_reject("{\"task\": \"t\"}", 400, "\"inputs\"");
+    expect_reject("{\"task\": \"t\", \"inputs\": \"x\"}", 400, "\"inputs\"");
+    expect_reject("{\"task\": \"t\", \"inputs\": []}", 400, "empty");
+    expect_reject("{\"task\": \"t\", \"inputs\": [\"1\",\"2\",\"3\",\"4\",\"5\"]}", 413,
+                  "limit is 4");
+    expect_reject("{\"task\": \"t\", \"inputs\": [null]}", 400, "inputs[0]");
+    expect_reject("{\"task\": \"t\", \"inputs\": [\"a\", []]}", 400, "inputs[1]");
+    expect_reject("{\"task\": \"t\", \"inputs\": [[\"a\", \"b\", \"c\"]]}", 400, "inputs[0]");
+    expect_reject("{\"task\": \"t\", \"inputs\": [[\"a\", 2]]}", 400, "inputs[0]");
+    expect_reject("{\"task\": \"t\", \"inputs\": [\"a\\u0000b\"]}", 400, "invalid JSON");
+    expect_reject("{\"task\": \"t\", \"inputs\": [\"\xff\"]}", 400, "invalid JSON");
+    expect_reject("{\"task\": \"t\", \"inputs\": [\"x\"], \"extra\": 1}", 400, "unknown field");
+
+    char name[PETL_SRV_NAME_MAX + 1];
+    char *path;
+    const char *lb = "{\"name\": \"my-task_1.v2\", \"path\": \"/a/b\"}";
+    CHECK(petl_srv_parse_load(lb, strlen(lb), name, &path, &rej));
+    CHECK(!strcmp(name, "my-task_1.v2") && !strcmp(path, "/a/b"));
+    free(path);
+    lb = "{\"name\": \"x\", \"path\": \"\"}";
+    CHECK(!petl_srv_parse_load(lb, strlen(lb), name, &path, &rej) && rej.status == 400);
+    CHECK(path == NULL);
+    lb = "{\"name\": \"x\", \"path\": \"p\", \"force\": true}";
+    CHECK(!petl_srv_parse_load(lb, strlen(lb), name, &path, &rej) && rej.status == 400);
+
+    char longname[PETL_SRV_NAME_MAX + 2];
+    memset(longname, 'a', sizeof longname);
+    CHECK(petl_srv_name_valid(longname, PETL_SRV_NAME_MAX));
+    CHECK(!petl_srv_name_valid(longname, PETL_SRV_NAME_MAX + 1));
+    CHECK(!petl_srv_name_valid("a b", 3) && !petl_srv_name_valid("..", 2));
+
+    CHECK(petl_srv_token_equal("secret-token", 12, "secret-token", 12));
+    CHECK(!petl_srv_token_equal("secret-tokeN", 12, "secret-token", 12));
+    CHECK(!petl_srv_token_equal("secret-token-", 13, "secret-token", 12));
+    CHECK(!petl_srv_token_equal("secret-toke", 11, "secret-token", 12));
+    CHECK(!petl_srv_token_equal("", 0, "secret-token", 12));
+}
+
+/* --------------------------------------------------------------------------------- registry */
+
+static petl_srv_task *fake_task(const char *name, int num_labels) {
+    petl_adapter_info info;
+    memset(&info, 0, sizeof info);
+    info.regression = num_labels == 1;
+    info.max_len = 16;
+    petl_srv_task *t = NULL;
+    petl_error err = {0};
+    static const char *const names[] = {"l0", "l1", "l2"};
+    if (num_labels > 1)
+        CHECK_OK(petl_adapter_info_set_labels(&info, names, (size_t)num_labels, &err), &err);
+    CHECK_OK(petl_srv_task_wrap(name, "/nowhere", NULL, &info, &t, &err), &err);
+    return t;
+}
+
+static void test_registry(void) {
+    petl_error err = {0};
+    petl_srv_registry *r;
+    CHECK_OK(petl_srv_registry_new(3, &r, &err), &err);
+    petl_srv_task *b = fake_task("b", 2), *a = fake_task("a", 3), *c = fake_task("c", 1);
+    CHECK(petl_srv_registry_add(r, b, &rej));
+    CHECK(petl_srv_registry_add(r, a, &rej));
+    CHECK(!petl_srv_registry_add(r, a, &rej) && rej.status == 409);
+    CHECK(petl_srv_registry_add(r, c, &rej));
+    petl_srv_task *d = fake_task("d", 2);
+    CHECK(!petl_srv_registry_add(r, d, &rej) && rej.status == 507);
+    petl_srv_task_release(d);
+    CHECK(petl_srv_registry_count(r) == 3);
+    petl_srv_task **list;
+    size_t n;
+    CHECK(petl_srv_registry_list(r, &list, &n) && n == 3);
+    CHECK(!strcmp(list[0]->name, "a") && !strcmp(list[1]->name, "b") &&
+          !strcmp(list[2]->name, "c"));
+    for (size_t i = 0; i < n; i++)
+        petl_srv_task_release(list[i]);
+    free(list);
+    /* A request holds b while it is unloaded: b lives until the request lets go. */
+    petl_srv_task *held = petl_srv_registry_get(r, "b");
+    CHECK(held == b && b->refs == 3); /* ours from fake_task, the registry's, the request's */
+    petl_srv_task_release(b);         /* ours */
+    CHECK(petl_srv_registry_remove(r, "b"));
+    CHECK(!petl_srv_registry_remove(r, "b"));
+    CHECK(petl_srv_registry_get(r, "b") == NULL);
+    CHECK(held->refs == 1 && held->removed == 1 && !strcmp(held->name, "b"));
+    petl_srv_task_release(held); /* freed here (ASan checks) */
+    CHECK(petl_srv_registry_get(r, "zz") == NULL);
+    petl_srv_task_release(a);
+    petl_srv_task_release(c);
+    petl_srv_registry_free(r);
+    petl_srv_registry_free(NULL);
+    petl_srv_task_release(NULL);
+}
+
+/* ---------------------------------------------------------------------------------- batcher */
+
+/* The fake executor: out[i][k] = first token id * 10 + k; records batch sizes. */
+typedef struct {
+    pthread_mutex_t mu;
+    size_t batches, max_rows, rows, mixed;
+    int sleep_us;
+    bool fail;
+} fake_exec;
+
+static petl_status fake_run(void *user, const petl_srv_rows *rows, petl_error *err) {
+    fake_exec *f = user;
+    if (f->sleep_us) usleep((useconds_t)f->sleep_us);
+    pthread_mutex_lock(&f->mu);
+    f->batches++;
+    f->rows += rows->n;
+    if (rows->n > f->max_rows) f->max_rows = rows->n;
+    for (size_t i = 1; i < rows->n; i++)
+        if (rows->task[i] != rows->task[0]) {
+            f->mixed++;
+            break;
+        }
+    pthread_mutex_unlock(&f->mu);
+    if (f->fail) {
+        err->code = PETL_ERR_ARG;
+        snprintf(err->msg, sizeof err->msg, "fake failure");
+        return PETL_ERR_ARG;
+    }
+    for (size_t i = 0; i < rows->n; i++)
+        for (int k = 0; k < rows->task[i]->num_labels; k++)
+            rows->out[i][k] = (float)(rows->enc[i]->ids[0] * 10 + k);
+    return PETL_OK;
+}
+
+typedef struct {
+    petl_srv_batcher *b;
+    petl_srv_task *task;
+    int first_id, rows, reps;
+    int ok, refused, wrong;
+} client_arg;
+
+static void *client(void *p) {
+    client_arg *c = p;
+    for (int rep = 0; rep < c->reps; rep++) {
+        petl_encoding enc[8];
+        int32_t ids[8], types[8];
+        float out[8 * 3];
+        for (int i = 0; i < c->rows; i++) {
+            ids[i] = c->first_id + i;
+            types[i] = 0;
+            enc[i] = (petl_encoding){.ids = &ids[i], .type_ids = &types[i], .len = 1, .cap = 1};
+        }
+        petl_srv_job job;
+        memset(&job, 0, sizeof job);
+        job.task = c->task;
+        job.n = (size_t)c->rows;
+        job.enc = enc;
+        job.out = out;
+        if (!petl_srv_batcher_run(c->b, &job)) {
+            c->refused++;
+            continue;
+        }
+        bool good =
+            job.status == PETL_OK && job.t_done >= job.t_start && job.t_start >= job.t_submit;
+        for (int i = 0; i < c->rows && good; i++)
+            for (int k = 0; k < c->task->num_labels; k++)
+                good = good && out[i * c->task->num_labels + k] == (float)(ids[i] * 10 + k);
+        if (good)
+            c->ok++;
+        else
+            c->wrong++;
+    }
+    return NULL;
+}
+
+static void test_batcher(void) {
+    petl_error err = {0};
+    petl_srv_metrics *m;
+    CHECK_OK(petl_srv_metrics_new(&m, &err), &err);
+    fake_exec f = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    petl_srv_batcher_opts o = {5.0, 16, 64};
+    petl_srv_batcher *b;
+    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, m, &b, &err), &err);
+    petl_srv_task *t2 = fake_task("two", 2), *t3 = fake_task("three", 3);
+    /* 8 clients over two tasks, 3 rows per request: batches mix requests and tasks, never
+     * more than max_batch rows, and every row gets its own result. */
+    enum { NC = 8, REPS = 20 };
+    pthread_t th[NC];
+    client_arg ca[NC];
+    for (int i = 0; i < NC; i++) {
+        ca[i] = (client_arg){b, i % 2 ? t3 : t2, 1000 * (i + 1), 3, REPS, 0, 0, 0};
+        pthread_create(&th[i], NULL, client, &ca[i]);
+    }
+    for (int i = 0; i < NC; i++)
+        pthread_join(th[i], NULL);
+    int ok = 0;
+    for (int i = 0; i < NC; i++) {
+        CHECKF(ca[i].wrong == 0 && ca[i].refused == 0, "client %d: %d wrong, %d refused", i,
+               ca[i].wrong, ca[i].refused);
+        ok += ca[i].ok;
+    }
+    CHECK(ok == NC * REPS);
+    CHECK(f.rows == (size_t)NC * REPS * 3);
+    CHECKF(f.max_rows <= 16, "a batch of %zu rows", f.max_rows);
+    CHECKF(f.batches < (size_t)NC * REPS, "no batching: %zu batches", f.batches);
+    CHECKF(f.mixed > 0, "no batch mixed two tasks");
+    printf("batcher: %d requests in %zu batches (largest %zu rows, %zu mixed-task)\n", ok,
+           f.batches, f.max_rows, f.mixed);
+    /* A request larger than max_batch runs alone. */
+    client_arg big = {b, t2, 7, 8, 1, 0, 0, 0};
+    o.max_batch = 4;
+    petl_srv_batcher_free(b);
+    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, m, &b, &err), &err);
+    big.b = b;
+    client(&big);
+    CHECK(big.ok == 1);
+    /* Executor failure: reported to the request, the batcher keeps going. */
+    f.fail = true;
+    petl_srv_job job;
+    memset(&job, 0, sizeof job);
+    petl_encoding enc = {.ids = (int32_t[]){1}, .type_ids = (int32_t[]){0}, .len = 1, .cap = 1};
+    float out[2];
+    job.task = t2;
+    job.n = 1;
+    job.enc = &enc;
+    job.out = out;
+    CHECK(petl_srv_batcher_run(b, &job) && job.status == PETL_ERR_ARG &&
+          strstr(job.err.msg, "fake failure"));
+    f.fail = false;
+    petl_srv_batcher_free(b);
+
+    /* A full queue refuses: one slow worker, a queue of 1, 8 concurrent clients. */
+    o = (petl_srv_batcher_opts){0.0, 1, 1};
+    f.sleep_us = 20000;
+    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, m, &b, &err), &err);
+    for (int i = 0; i < NC; i++) {
+        ca[i] = (client_arg){b, t2, 10 * (i + 1), 1, 2, 0, 0, 0};
+        pthread_create(&th[i], NULL, client, &ca[i]);
+    }
+    int refused = 0;
+    for (int i = 0; i < NC; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(ca[i].wrong == 0);
+        refused += ca[i].refused;
+    }
+    CHECKF(refused > 0, "no request refused with a queue of 1");
+    /* Stopping runs what is queued and then refuses. */
+    petl_srv_batcher_free(b);
+    petl_srv_batcher_free(NULL);
+
+    char *text = petl_srv_metrics_render(m, 0, 2);
+    CHECK(text);
+    CHECK(strstr(text, "# TYPE petl_batch_rows histogram"));
+    CHECK(strstr(text, "petl_batch_rows_bucket{le=\"+Inf\"} "));
+    CHECK(strstr(text, "petl_tasks_loaded 2"));
+    free(text);
+    petl_srv_task_release(t2);
+    petl_srv_task_release(t3);
+    petl_srv_metrics_free(m);
+}
+
+/* ---------------------------------------------------------------------------------- metrics */
+
+static void test_metrics(void) {
+    petl_error err = {0};
+    petl_srv_metrics *m;
+    CHECK_OK(petl_srv_metrics_new(&m, &err), &err);
+    petl_srv_metrics_http(m, "/v1/predict", 200);
+    petl_srv_metrics_http(m, "/v1/predict", 200);
+    petl_srv_metrics_http(m, "/v1/predict", 400);
+    petl_srv_metrics_http(m, "/some/user/path", 404); /* folded into route="other" */
+    petl_srv_metrics_predict(m, "sst2", 3, 200, 0.0007, 0.004);
+    petl_srv_metrics_predict(m, "sst2", 1, 503, -1, 0.0001);
+    petl_srv_metrics_batch(m, 5, 2, 0.003);
+    char *t = petl_srv_metrics_render(m, 7, 1);
+    CHECK(t);
+    CHECK(strstr(t, "petl_http_requests_total{route=\"/v1/predict\",code=\"200\"} 2\n"));
+    CHECK(strstr(t, "petl_http_requests_total{route=\"/v1/predict\",code=\"400\"} 1\n"));
+    CHECK(strstr(t, "petl_http_requests_total{route=\"other\",code=\"404\"} 1\n"));
+    CHECK(!strstr(t, "/some/user/path"));
+    CHECK(strstr(t, "petl_predict_requests_total{task=\"sst2\",code=\"503\"} 1\n"));
+    CHECK(strstr(t, "petl_predict_inputs_total{task=\"sst2\"} 4\n"));
+    /* Cumulative buckets: 0.0007 is in le=0.001 and above, not in le=0.0005. */
+    CHECK(strstr(t, "petl_queue_seconds_bucket{task=\"sst2\",le=\"0.0005\"} 0\n"));
+    CHECK(strstr(t, "petl_queue_seconds_bucket{task=\"sst2\",le=\"0.001\"} 1\n"));
+    CHECK(strstr(t, "petl_queue_seconds_count{task=\"sst2\"} 1\n"));
+    CHECK(strstr(t, "petl_request_seconds_count{task=\"sst2\"} 2\n"));
+    CHECK(strstr(t, "petl_request_seconds_bucket{task=\"sst2\",le=\"+Inf\"} 2\n"));
+    CHECK(strstr(t, "petl_batch_rows_bucket{le=\"4\"} 0\n"));
+    CHECK(strstr(t, "petl_batch_rows_bucket{le=\"8\"} 1\n"));
+    CHECK(strstr(t, "petl_batch_tasks_sum 2\n"));
+    CHECK(strstr(t, "petl_queue_depth 7\n") && strstr(t, "petl_tasks_loaded 1\n"));
+    /* Every line is a comment or `name{labels} value` / `name value`. */
+    for (char *line = t, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        CHECK(nl);
+        CHECK(line[0] == '#' ||
+              (line[0] >= 'a' && line[0] <= 'z' && memchr(line, ' ', (size_t)(nl - line))));
+    }
+    free(t);
+    petl_srv_metrics_free(m);
+    petl_srv_metrics_free(NULL);
+}
+
+int main(void) {
+    test_parse();
+    test_registry();
+    test_metrics();
+    test_batcher();
+    CHECK_DONE("test_server");
+}
