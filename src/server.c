@@ -695,6 +695,7 @@ struct petl_srv_batcher {
     petl_srv_task **r_task;
     const petl_encoding **r_enc;
     float **r_out;
+    petl_error *r_err;
     size_t r_cap;
 };
 
@@ -709,7 +710,9 @@ static bool grow_rows(petl_srv_batcher *b, size_t n) {
     if (e) b->r_enc = e;
     float **o = realloc(b->r_out, cap * sizeof *o);
     if (o) b->r_out = o;
-    if (!t || !e || !o) return false;
+    petl_error *re = realloc(b->r_err, cap * sizeof *re);
+    if (re) b->r_err = re;
+    if (!t || !e || !o || !re) return false;
     b->r_cap = cap;
     return true;
 }
@@ -737,17 +740,28 @@ static void run_batch(petl_srv_batcher *b, petl_srv_job *first) {
                 b->r_task[r] = j->task;
                 b->r_enc[r] = &j->enc[i];
                 b->r_out[r] = j->out + i * (size_t)j->task->num_labels;
+                b->r_err[r].code = PETL_OK;
+                b->r_err[r].msg[0] = '\0';
             }
-        petl_srv_rows rows = {n, b->r_task, b->r_enc, b->r_out};
+        petl_srv_rows rows = {n, b->r_task, b->r_enc, b->r_out, b->r_err};
         s = b->exec(b->user, &rows, &err);
     }
     double t1 = petl_srv_now();
     if (b->metrics) petl_srv_metrics_batch(b->metrics, n, tasks, t1 - t0);
     pthread_mutex_lock(&b->mu);
+    size_t r = 0;
     for (petl_srv_job *j = first, *next; j; j = next) {
         next = j->next; /* the submitter may free j as soon as done is set */
         j->status = s;
         j->err = err;
+        /* A row the executor could not compute fails its own job only. */
+        for (size_t i = 0; s == PETL_OK && i < j->n; i++)
+            if (b->r_err[r + i].code != PETL_OK) {
+                j->status = b->r_err[r + i].code;
+                j->err = b->r_err[r + i];
+                break;
+            }
+        r += j->n;
         j->t_done = t1;
         j->next = NULL;
         j->done = 1;
@@ -852,6 +866,7 @@ void petl_srv_batcher_free(petl_srv_batcher *b) {
     free(b->r_task);
     free(b->r_enc);
     free(b->r_out);
+    free(b->r_err);
     free(b);
 }
 
@@ -909,6 +924,15 @@ struct petl_srv_exec {
     bool *taken;   /* [rows] */
     float *logits; /* [max_batch, labels], grown */
     size_t idx_cap, logit_cap;
+    /* The fused path: one context for every task sharing the base, sized for the largest
+     * max_len, adapter size and label count seen so far (rebuilt larger when a task needs
+     * more; a few MB, so it is never shrunk). */
+    petl_multi_ctx *mctx;
+    const petl_model *mbase; /* the base mctx was made for */
+    int m_len, m_size, m_labels;
+    const petl_task_model **mtask; /* [max_batch] task model of each fused row */
+    size_t *fidx;                  /* [rows] rows taking the fused path */
+    size_t fidx_cap;
 };
 
 petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out, petl_error *err) {
@@ -919,7 +943,10 @@ petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out
     e->max_batch = max_batch;
     e->pad_id = pad_id;
     e->lens = calloc((size_t)max_batch, sizeof *e->lens);
-    if (!e->lens) {
+    e->mtask = calloc((size_t)max_batch, sizeof *e->mtask);
+    if (!e->lens || !e->mtask) {
+        free(e->lens);
+        free(e->mtask);
         free(e);
         return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
     }
@@ -944,6 +971,9 @@ void petl_srv_exec_free(petl_srv_exec *e) {
     free(e->idx);
     free(e->taken);
     free(e->logits);
+    petl_multi_ctx_free(e->mctx);
+    free(e->mtask);
+    free(e->fidx);
     free(e);
 }
 
@@ -970,15 +1000,14 @@ static petl_status exec_ctx(petl_srv_exec *e, petl_srv_task *t, petl_train_ctx *
     return PETL_OK;
 }
 
-/* Runs rows idx[0..n) (n <= max_batch, all of task t) as one padded batch. */
-static petl_status exec_piece(petl_srv_exec *e, petl_srv_task *t, const petl_srv_rows *rows,
-                              const size_t *idx, size_t n, petl_error *err) {
+/* Pads rows idx[0..n) (n <= max_batch) into e->ids / types / lens [n, *seq], *seq their
+ * longest, and makes room for n * nl logits. */
+static petl_status exec_fill(petl_srv_exec *e, const petl_srv_rows *rows, const size_t *idx,
+                             size_t n, size_t nl, int *seq_out, petl_error *err) {
     int seq = 1;
     for (size_t k = 0; k < n; k++)
         if (rows->enc[idx[k]]->len > seq) seq = rows->enc[idx[k]]->len;
-    if (seq > t->max_len)
-        return petl_fail(err, PETL_ERR_ARG, "task %s: a row of %d tokens, over max_len %d", t->name,
-                         seq, t->max_len);
+    *seq_out = seq;
     size_t need = n * (size_t)seq;
     if (need > e->tok_cap) {
         int32_t *ids = realloc(e->ids, need * sizeof *ids);
@@ -988,7 +1017,6 @@ static petl_status exec_piece(petl_srv_exec *e, petl_srv_task *t, const petl_srv
         if (!ids || !types) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
         e->tok_cap = need;
     }
-    size_t nl = (size_t)t->num_labels;
     if (n * nl > e->logit_cap) {
         float *l = realloc(e->logits, n * nl * sizeof *l);
         if (!l) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
@@ -1004,14 +1032,85 @@ static petl_status exec_piece(petl_srv_exec *e, petl_srv_task *t, const petl_srv
             ids[p] = e->pad_id, types[p] = 0;
         e->lens[k] = en->len;
     }
+    return PETL_OK;
+}
+
+/* Runs rows idx[0..n) (n <= max_batch, all of task t) as one padded batch. */
+static petl_status exec_piece(petl_srv_exec *e, petl_srv_task *t, const petl_srv_rows *rows,
+                              const size_t *idx, size_t n, petl_error *err) {
+    const size_t nl = (size_t)t->num_labels;
+    int seq;
+    petl_status s = exec_fill(e, rows, idx, n, nl, &seq, err);
+    if (s != PETL_OK) return s;
+    if (seq > t->max_len)
+        return petl_fail(err, PETL_ERR_ARG, "task %s: a row of %d tokens, over max_len %d", t->name,
+                         seq, t->max_len);
     petl_train_ctx *ctx;
-    petl_status s = exec_ctx(e, t, &ctx, err);
+    s = exec_ctx(e, t, &ctx, err);
     if (s != PETL_OK) return s;
     petl_batch b = {(int)n, seq, e->ids, e->types, e->lens};
     s = petl_task_predict(ctx, &b, e->logits, err);
     if (s != PETL_OK) return s;
     for (size_t k = 0; k < n; k++)
         memcpy(rows->out[idx[k]], e->logits + k * nl, nl * sizeof(float));
+    return PETL_OK;
+}
+
+/* Whether task t's rows can take the fused path: a model that reads every base weight from
+ * the base the fused context is for (the first such task fixes it; a server has one base). */
+static bool exec_fusable(petl_srv_exec *e, const petl_srv_task *t) {
+    if (!t->tm || !petl_task_model_shares_base(t->tm)) return false;
+    const petl_model *base = petl_task_model_base(t->tm);
+    if (!e->mbase) e->mbase = base;
+    return base == e->mbase;
+}
+
+/* Runs fused rows idx[0..n) (n <= max_batch, tasks sharing e->mbase) as one padded batch
+ * through petl_task_predict_multi, first growing the context when a task needs more. */
+static petl_status exec_fused(petl_srv_exec *e, const petl_srv_rows *rows, const size_t *idx,
+                              size_t n, petl_error *err) {
+    int len = e->m_len, msize = e->m_size, labels = e->m_labels;
+    for (size_t k = 0; k < n; k++) {
+        const petl_srv_task *t = rows->task[idx[k]];
+        const petl_tune_config *tc = petl_task_model_tune_config(t->tm);
+        if (rows->enc[idx[k]]->len > t->max_len)
+            return petl_fail(err, PETL_ERR_ARG, "task %s: a row of %d tokens, over max_len %d",
+                             t->name, rows->enc[idx[k]]->len, t->max_len);
+        if (t->max_len > len) len = t->max_len;
+        if (tc->tune == PETL_TUNE_ADAPTER && tc->adapter_size > msize) msize = tc->adapter_size;
+        if (t->num_labels > labels) labels = t->num_labels;
+        e->mtask[k] = t->tm;
+    }
+    if (!e->mctx || len > e->m_len || msize > e->m_size || labels > e->m_labels) {
+        petl_multi_ctx_free(e->mctx);
+        e->mctx = NULL;
+        petl_status s =
+            petl_multi_ctx_new(e->mbase, e->max_batch, len, msize, labels, &e->mctx, err);
+        if (s != PETL_OK) return s;
+        e->m_len = len, e->m_size = msize, e->m_labels = labels;
+    }
+    int seq;
+    petl_status s = exec_fill(e, rows, idx, n, (size_t)e->m_labels, &seq, err);
+    if (s != PETL_OK) return s;
+    petl_batch b = {(int)n, seq, e->ids, e->types, e->lens};
+    s = petl_task_predict_multi(e->mctx, e->mtask, &b, e->logits, e->m_labels, err);
+    if (s != PETL_OK) return s;
+    for (size_t k = 0; k < n; k++)
+        memcpy(rows->out[idx[k]], e->logits + k * (size_t)e->m_labels,
+               (size_t)rows->task[idx[k]]->num_labels * sizeof(float));
+    return PETL_OK;
+}
+
+/* A failure pinned on rows idx[0..n): into their row_err when the batcher gave one (only their
+ * jobs fail), else into err for the whole batch. Returns what exec_run should return. */
+static petl_status exec_rows_failed(const petl_srv_rows *rows, const size_t *idx, size_t n,
+                                    const petl_error *why, petl_error *err) {
+    if (!rows->row_err) {
+        if (err) *err = *why;
+        return why->code;
+    }
+    for (size_t k = 0; k < n; k++)
+        rows->row_err[idx[k]] = *why;
     return PETL_OK;
 }
 
@@ -1026,12 +1125,28 @@ petl_status petl_srv_exec_run(void *user, const petl_srv_rows *rows, petl_error 
         if (idx) e->idx = idx;
         bool *taken = realloc(e->taken, rows->n * sizeof *taken);
         if (taken) e->taken = taken;
-        if (!idx || !taken) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
+        size_t *fidx = realloc(e->fidx, rows->n * sizeof *fidx);
+        if (fidx) e->fidx = fidx;
+        if (!idx || !taken || !fidx)
+            return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
         e->idx_cap = rows->n;
     }
     memset(e->taken, 0, rows->n * sizeof *e->taken);
-    /* Group by task in order of first appearance; a fused multi-task forward would take all
-     * rows at once instead (see server.h). */
+    /* 1. Every row of a task sharing the base: one fused forward per max_batch rows (the base's
+     * GEMMs once for all of them). A piece that fails is left to step 2, which runs it task by
+     * task, so that the failure lands on the task that caused it and not on its neighbours. */
+    size_t nf = 0;
+    for (size_t i = 0; i < rows->n; i++)
+        if (exec_fusable(e, rows->task[i])) e->fidx[nf++] = i;
+    for (size_t k = 0; k < nf; k += (size_t)e->max_batch) {
+        size_t m = nf - k < (size_t)e->max_batch ? nf - k : (size_t)e->max_batch;
+        petl_error ferr = {0};
+        if (exec_fused(e, rows, e->fidx + k, m, &ferr) == PETL_OK)
+            for (size_t j = 0; j < m; j++)
+                e->taken[e->fidx[k + j]] = true;
+    }
+    /* 2. The rest, task by task in order of first appearance: tasks that tuned base weights
+     * (full, top:K) and the rows of failed fused pieces. */
     for (size_t i = 0; i < rows->n; i++) {
         if (e->taken[i]) continue;
         petl_srv_task *t = rows->task[i];
@@ -1043,7 +1158,9 @@ petl_status petl_srv_exec_run(void *user, const petl_srv_rows *rows, petl_error 
             }
         for (size_t k = 0; k < n; k += (size_t)e->max_batch) {
             size_t m = n - k < (size_t)e->max_batch ? n - k : (size_t)e->max_batch;
-            petl_status s = exec_piece(e, t, rows, e->idx + k, m, err);
+            petl_error terr = {0};
+            if (exec_piece(e, t, rows, e->idx + k, m, &terr) == PETL_OK) continue;
+            petl_status s = exec_rows_failed(rows, e->idx + k, m, &terr, err);
             if (s != PETL_OK) return s;
         }
     }

@@ -10,9 +10,10 @@
  *   - the dynamic batcher: a bounded queue of jobs (one job = the rows of one request) and one
  *     worker thread that gathers the jobs arriving within a window, across requests AND tasks,
  *     into one batch of up to max_batch rows and hands the whole mixed batch to an executor
- *     function. The default executor runs each task's rows through petl_task_predict; a fused
- *     executor (the base's GEMMs once for all rows, each task's adapters on its own rows) can
- *     replace it without touching the batcher, because it receives every row of the batch.
+ *     function. The default executor runs the rows of every task that leaves the base's
+ *     weights untouched through ONE fused forward (petl_task_predict_multi: the base's GEMMs
+ *     once for all rows, each task's adapters, LayerNorms and head on its own rows), and the
+ *     rows of full / top-K tasks through petl_task_predict, task by task.
  *   - metrics in the Prometheus text format.
  *   - the server: the routes on top of the above.
  *
@@ -146,9 +147,14 @@ typedef struct {
     petl_srv_task *const *task;      /* [n] */
     const petl_encoding *const *enc; /* [n] */
     float *const *out;               /* [n] -> [task[i]->num_labels] */
+    /* [n], each code PETL_OK on entry. An executor that cannot compute some rows (one task's
+     * model failed) sets those rows' code and message and still returns PETL_OK: the batcher
+     * then fails only the jobs holding such rows, and the other tasks' requests succeed. */
+    petl_error *row_err;
 } petl_srv_rows;
 
-/* Runs a batch: fills every out[i] or fails the whole batch. Called on the worker thread only,
+/* Runs a batch: fills every out[i] whose row_err[i] it leaves PETL_OK, or returns an error to
+ * fail the whole batch (e.g. out of memory for its scratch). Called on the worker thread only,
  * so an executor may keep unsynchronised state in `user`. */
 typedef petl_status (*petl_srv_exec_fn)(void *user, const petl_srv_rows *rows, petl_error *err);
 
@@ -187,9 +193,13 @@ void petl_srv_batcher_free(petl_srv_batcher *b);
 bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job);
 size_t petl_srv_batcher_depth(petl_srv_batcher *b);
 
-/* The default executor: groups the rows by task and runs each group through
- * petl_task_predict in padded pieces of at most max_batch rows, with per-task contexts cached
- * (the most recently used few). pad_id is the tokenizer's. */
+/* The default executor. Rows of tasks that share the base's weights (--tune adapter, layernorm,
+ * head: petl_task_model_shares_base) run together through petl_task_predict_multi in padded
+ * pieces of at most max_batch rows, on one context grown to the largest max_len, adapter size
+ * and label count seen. Rows of other tasks (full, top:K), and the rows of a fused piece that
+ * failed (so that the failure is pinned on its task), run task by task through
+ * petl_task_predict with per-task contexts cached (the most recently used few). A task whose
+ * forward fails fails only its own rows (row_err). pad_id is the tokenizer's. */
 typedef struct petl_srv_exec petl_srv_exec;
 petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out, petl_error *err);
 void petl_srv_exec_free(petl_srv_exec *e);

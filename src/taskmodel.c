@@ -61,6 +61,7 @@ struct petl_task_model {
     /* Lowest trained parameter: -1 the embeddings (tables or LayerNorm), 0..L-1 a layer,
      * L the pooler, L + 1 the classifier only. The backward computes nothing below it. */
     int lowest;
+    uint64_t adapters_off; /* bit l: layer l's adapters act as the identity (ablation) */
 };
 
 void petl_tune_config_default(petl_tune_config *tc, const petl_config *cfg) {
@@ -569,16 +570,18 @@ const float *petl_train_ctx_logits(const petl_train_ctx *ctx) {
 
 /* ------------------------------------------------------------------------------ forward */
 
-static petl_status check_batch(const petl_train_ctx *ctx, const petl_batch *b, petl_error *err) {
-    const petl_config *c = &ctx->tm->base->cfg;
+/* b fits a context of max_batch rows of max_len tokens on a base of config c, every id in
+ * range (shared by the single- and multi-task contexts). */
+static petl_status check_batch_fits(const petl_config *c, int max_batch, int max_len,
+                                    const petl_batch *b, petl_error *err) {
     if (!b || !b->ids || !b->type_ids || !b->lengths)
         return petl_fail(err, PETL_ERR_ARG, "batch or one of its arrays is NULL");
-    if (b->batch < 1 || b->batch > ctx->max_batch)
+    if (b->batch < 1 || b->batch > max_batch)
         return petl_fail(err, PETL_ERR_ARG, "batch size %d is outside 1..%d (the context's)",
-                         b->batch, ctx->max_batch);
-    if (b->seq < 1 || b->seq > ctx->max_len)
+                         b->batch, max_batch);
+    if (b->seq < 1 || b->seq > max_len)
         return petl_fail(err, PETL_ERR_ARG, "sequence length %d is outside 1..%d (the context's)",
-                         b->seq, ctx->max_len);
+                         b->seq, max_len);
     for (int r = 0; r < b->batch; r++) {
         if (b->lengths[r] < 1 || b->lengths[r] > b->seq)
             return petl_fail(err, PETL_ERR_ARG, "batch row %d: length %d is outside 1..%d", r,
@@ -597,6 +600,10 @@ static petl_status check_batch(const petl_train_ctx *ctx, const petl_batch *b, p
         }
     }
     return PETL_OK;
+}
+
+static petl_status check_batch(const petl_train_ctx *ctx, const petl_batch *b, petl_error *err) {
+    return check_batch_fits(&ctx->tm->base->cfg, ctx->max_batch, ctx->max_len, b, err);
 }
 
 /* Dropout mask of one batch row's block, from its own keyed stream (thread-count independent).
@@ -652,6 +659,20 @@ static void add_inplace(float *out, const float *a, int64_t n) {
         out[i] += a[i];
 }
 
+void petl_task_model_disable_adapters(petl_task_model *tm, uint64_t layer_mask) {
+    tm->adapters_off = layer_mask;
+}
+
+uint64_t petl_task_model_disabled_adapters(const petl_task_model *tm) {
+    return tm->adapters_off;
+}
+
+/* Whether layer l's adapter at `site` runs: it exists and is not switched off. Forward and
+ * backward both ask, so a disabled adapter is the identity in both (its gradient stays 0). */
+static bool adapter_on(const petl_task_model *tm, int l, int site) {
+    return tm->layers[l].has_adapter[site] && !(l < 64 && (tm->adapters_off >> l & 1u));
+}
+
 /* One post-LN layer with adapters (docs/method.md):
  *   h1 = dropout(W_o attention(x))    a = LayerNorm_1(x + A_1(h1))
  *   h2 = dropout(W_2 gelu(W_1 a))     y = LayerNorm_2(a + A_2(h2))
@@ -687,7 +708,7 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
                      tm->tc.hidden_dropout);
         dropout_forward(a->h1, a->h1, ctx->mask_scr, n * H);
     }
-    if (p->has_adapter[0])
+    if (adapter_on(tm, l, 0))
         adapter_forward(a->s1, a->z1, a->g1, a->h1, &p->ad[0], n, H, m, tm->tc.adapter_act);
     else
         memcpy(a->s1, a->h1, (size_t)(n * H) * sizeof(float));
@@ -702,7 +723,7 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
                      tm->tc.hidden_dropout);
         dropout_forward(a->h2, a->h2, ctx->mask_scr, n * H);
     }
-    if (p->has_adapter[1])
+    if (adapter_on(tm, l, 1))
         adapter_forward(a->s2, a->z2, a->g2, a->h2, &p->ad[1], n, H, m, tm->tc.adapter_act);
     else
         memcpy(a->s2, a->h2, (size_t)(n * H) * sizeof(float));
@@ -779,7 +800,7 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
     layernorm_backward(ds, p->d_ln2_w, p->d_ln2_b, dy, a->s2, p->ln2_w, a->mean2, a->rstd2, n, H);
     /* s2 = y1 + A_2(h2):  d y1 = d s2 (ds keeps it, the FFN adds to it below);  d A_2 = d s2 */
     memset(dh, 0, bH);
-    if (p->has_adapter[1])
+    if (adapter_on(tm, l, 1))
         adapter_backward(dh, &p->d_ad[1], ctx->dad, ds, a->h2, a->z2, a->g2, &p->ad[1], n, H, m,
                          tm->tc.adapter_act);
     else
@@ -806,7 +827,7 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
     layernorm_backward(dy, p->d_ln1_w, p->d_ln1_b, ds, a->s1, p->ln1_w, a->mean1, a->rstd1, n, H);
     /* s1 = x + A_1(h1):  d x = d s1 (kept in dy, attention adds below);  d A_1 = d s1 */
     memset(dh, 0, bH);
-    if (p->has_adapter[0])
+    if (adapter_on(tm, l, 0))
         adapter_backward(dh, &p->d_ad[0], ctx->dad, dy, a->h1, a->z1, a->g1, &p->ad[0], n, H, m,
                          tm->tc.adapter_act);
     else
@@ -943,5 +964,333 @@ petl_status petl_task_predict(petl_train_ctx *ctx, const petl_batch *b, float *l
     if (rc != PETL_OK) return rc;
     forward(ctx, b, false, 0);
     if (logits) memcpy(logits, ctx->logits, (size_t)b->batch * ctx->tm->NL * sizeof(float));
+    return PETL_OK;
+}
+
+/* -------------------------------------------------------------- fused multi-task inference */
+
+/* The frozen tensors a forward reads from the base: the view pointers ARE the base's (the
+ * builder points them there when not tuned), so comparing pointers is exact. */
+bool petl_task_model_shares_base(const petl_task_model *tm) {
+    const petl_model *b = tm->base;
+    if (tm->word_emb != b->word_emb || tm->pos_emb != b->pos_emb || tm->type_emb != b->type_emb)
+        return false;
+    for (int l = 0; l < tm->L; l++) {
+        const tm_layer *y = &tm->layers[l];
+        const petl_layer_params *p = &b->layers[l];
+        if (y->qkv_w != p->qkv_w || y->qkv_b != p->qkv_b || y->attn_out_w != p->attn_out_w ||
+            y->attn_out_b != p->attn_out_b || y->ffn_in_w != p->ffn_in_w ||
+            y->ffn_in_b != p->ffn_in_b || y->ffn_out_w != p->ffn_out_w ||
+            y->ffn_out_b != p->ffn_out_b)
+            return false;
+    }
+    return true;
+}
+
+/* Inference buffers only (one layer live at a time), N = max_batch * max_len packed rows. Row
+ * k of the packed layout is batch row order[k]; rows of one task are contiguous: group g owns
+ * reordered rows gstart[g] .. gstart[g + 1] - 1, i.e. packed tokens tstart[g] .. tstart[g + 1]. */
+struct petl_multi_ctx {
+    const petl_model *base;
+    int max_batch, max_len, max_m, max_nl, nthreads;
+    void *arena;
+    int64_t *off;                  /* [max_batch]      first packed token of reordered row k */
+    int *qlen;                     /* [max_batch]      tokens of reordered row k */
+    int *order;                    /* [max_batch]      reordered row k -> batch row */
+    int *grp;                      /* [max_batch]      batch row -> group */
+    int *gstart;                   /* [max_batch + 1]  first reordered row of group g */
+    int64_t *tstart;               /* [max_batch + 1]  first packed token of group g */
+    const petl_task_model **gtask; /* [max_batch]      task of group g */
+    float *x;                      /* [N, H]  embeddings sum, then each layer's input / output */
+    float *qkv;                    /* [N, 3H] */
+    float *att;                    /* [N, H]  attention context */
+    float *h;                      /* [N, H]  projection output (adapter input) */
+    float *s;                      /* [N, H]  residual sum (LayerNorm input) */
+    float *y1;                     /* [N, H]  LayerNorm 1 output */
+    float *f;                      /* [N, I]  FFN hidden, activated in place */
+    float *z, *g;                  /* [N, m]  adapter bottleneck */
+    float *mean, *rstd;            /* [N]     LayerNorm statistics (unused, but written) */
+    float *cls, *pooled, *pooled_d; /* [B, H] */
+    float *logits;                  /* [B, NL] group g's from row gstart[g] */
+    float *att_scr;                 /* [nthreads, 2 max_len^2] */
+};
+
+static size_t multi_layout(petl_multi_ctx *ctx, char *base) {
+    const petl_config *c = &ctx->base->cfg;
+    const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    const size_t B = (size_t)ctx->max_batch, N = B * (size_t)ctx->max_len;
+    const size_t m = (size_t)ctx->max_m, NL = (size_t)ctx->max_nl, F = sizeof(float);
+    size_t at = 0;
+#define C(field, bytes) ((void)(field = carve(base, &at, bytes)))
+    C(ctx->off, B * sizeof(int64_t));
+    C(ctx->qlen, B * sizeof(int));
+    C(ctx->order, B * sizeof(int));
+    C(ctx->grp, B * sizeof(int));
+    C(ctx->gstart, (B + 1) * sizeof(int));
+    C(ctx->tstart, (B + 1) * sizeof(int64_t));
+    C(ctx->gtask, B * sizeof(*ctx->gtask));
+    C(ctx->x, N * H * F);
+    C(ctx->qkv, N * 3 * H * F);
+    C(ctx->att, N * H * F);
+    C(ctx->h, N * H * F);
+    C(ctx->s, N * H * F);
+    C(ctx->y1, N * H * F);
+    C(ctx->f, N * I * F);
+    C(ctx->z, N * m * F);
+    C(ctx->g, N * m * F);
+    C(ctx->mean, N * F);
+    C(ctx->rstd, N * F);
+    C(ctx->cls, B * H * F);
+    C(ctx->pooled, B * H * F);
+    C(ctx->pooled_d, B * H * F);
+    C(ctx->logits, B * NL * F);
+    C(ctx->att_scr, (size_t)ctx->nthreads * 2 * ctx->max_len * ctx->max_len * F);
+#undef C
+    return at;
+}
+
+petl_status petl_multi_ctx_new(const petl_model *base, int max_batch, int max_len,
+                               int max_adapter_size, int max_labels, petl_multi_ctx **out,
+                               petl_error *err) {
+    *out = NULL;
+    if (!base) return petl_fail(err, PETL_ERR_ARG, "base model is NULL");
+    const petl_config *c = &base->cfg;
+    if (max_batch < 1 || max_len < 1 || max_adapter_size < 0 || max_labels < 1)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "max_batch %d, max_len %d, max_adapter_size %d, max_labels %d: out of "
+                         "range",
+                         max_batch, max_len, max_adapter_size, max_labels);
+    if (max_len > c->max_position_embeddings)
+        return petl_fail(err, PETL_ERR_ARG, "max_len %d is over the model's %d position embeddings",
+                         max_len, c->max_position_embeddings);
+    /* An upper bound of the float count, in double before any size_t arithmetic can overflow. */
+    const double N = (double)max_batch * max_len;
+    const double floats =
+        N * (9.0 * c->hidden_size + c->intermediate_size + 2.0 * max_adapter_size + 2.0) +
+        (double)max_batch * (3.0 * c->hidden_size + max_labels) + 64.0 * (double)max_len * max_len;
+    if (floats * sizeof(float) > (double)SIZE_MAX / 4)
+        return petl_fail(err, PETL_ERR_NOMEM,
+                         "a multi-task context for %d x %d tokens is too large", max_batch,
+                         max_len);
+    petl_multi_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    ctx->base = base;
+    ctx->max_batch = max_batch;
+    ctx->max_len = max_len;
+    ctx->max_m = max_adapter_size > 0 ? max_adapter_size : 1;
+    ctx->max_nl = max_labels;
+    ctx->nthreads = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1;
+    size_t total = multi_layout(ctx, NULL);
+    ctx->arena = aligned_alloc(64, total);
+    if (!ctx->arena) {
+        free(ctx);
+        return petl_fail(err, PETL_ERR_NOMEM, "out of memory for a %zu-byte multi-task context",
+                         total);
+    }
+    multi_layout(ctx, ctx->arena);
+    *out = ctx;
+    return PETL_OK;
+}
+
+void petl_multi_ctx_free(petl_multi_ctx *ctx) {
+    if (!ctx) return;
+    free(ctx->arena);
+    free(ctx);
+}
+
+/* Every group writes only its own rows of each buffer (z, g at t0 * max_m, statistics at t0),
+ * so groups may run in parallel. With many small groups (many tasks, a row or two each) that is
+ * what pays: one fork / join per site instead of one per kernel per task, whose cost (and that
+ * of a BLAS call on one row) would otherwise dominate; the kernels then run single-threaded
+ * (no nested parallelism). With few groups, each kernel parallelises over its rows instead. */
+static bool multi_group_parallel(const petl_multi_ctx *ctx, int ngroups) {
+    return ngroups >= 2 * ctx->nthreads;
+}
+
+/* Group g's adapter at `site` of layer l, residual and LayerNorm on its own rows:
+ *   out = LayerNorm_task(res + A_task(h))          (identity adapter where the task has none) */
+static void multi_adapter_ln_group(petl_multi_ctx *ctx, int g, int l, int site, float *out,
+                                   const float *res) {
+    const int H = ctx->base->cfg.hidden_size;
+    const float eps = ctx->base->cfg.layer_norm_eps;
+    const petl_task_model *tm = ctx->gtask[g];
+    const tm_layer *p = &tm->layers[l];
+    const int64_t t0 = ctx->tstart[g], n = ctx->tstart[g + 1] - t0;
+    const float *h = ctx->h + t0 * H;
+    float *s = ctx->s + t0 * H;
+    if (adapter_on(tm, l, site))
+        adapter_forward(s, ctx->z + t0 * ctx->max_m, ctx->g + t0 * ctx->max_m, h, &p->ad[site], n,
+                        H, tm->m, tm->tc.adapter_act);
+    else
+        memcpy(s, h, (size_t)(n * H) * sizeof(float));
+    add_inplace(s, res + t0 * H, n * H);
+    layernorm_forward_train(out + t0 * H, ctx->mean + t0, ctx->rstd + t0, s,
+                            site == 0 ? p->ln1_w : p->ln2_w, site == 0 ? p->ln1_b : p->ln2_b, n, H,
+                            eps);
+}
+
+/* Every group's adapter, residual and LayerNorm. The two loops are not one `parallel for ...
+ * if (...)`: an inactive region around the kernels makes their own parallel regions nested,
+ * and libgomp then starts fresh threads for each (measured: 2.4x slower single-task). */
+static void multi_adapter_ln(petl_multi_ctx *ctx, int ngroups, int l, int site, float *out,
+                             const float *res) {
+    if (multi_group_parallel(ctx, ngroups)) {
+#pragma omp parallel for schedule(dynamic)
+        for (int g = 0; g < ngroups; g++)
+            multi_adapter_ln_group(ctx, g, l, site, out, res);
+    } else {
+        for (int g = 0; g < ngroups; g++)
+            multi_adapter_ln_group(ctx, g, l, site, out, res);
+    }
+}
+
+/* Group g's embedding LayerNorm: x = LayerNorm_task(s) on its rows. */
+static void multi_emb_ln_group(petl_multi_ctx *ctx, int g) {
+    const int H = ctx->base->cfg.hidden_size;
+    const int64_t t0 = ctx->tstart[g];
+    layernorm_forward_train(ctx->x + t0 * H, ctx->mean + t0, ctx->rstd + t0, ctx->s + t0 * H,
+                            ctx->gtask[g]->emb_ln_w, ctx->gtask[g]->emb_ln_b,
+                            ctx->tstart[g + 1] - t0, H, ctx->base->cfg.layer_norm_eps);
+}
+
+/* Group g's head on its [CLS] rows (ctx->cls), logits to each row's place in logits[B, ld]. */
+static void multi_head_group(petl_multi_ctx *ctx, int g, float *logits, int ld) {
+    const int H = ctx->base->cfg.hidden_size;
+    const petl_task_model *tm = ctx->gtask[g];
+    const int k0 = ctx->gstart[g], cnt = ctx->gstart[g + 1] - k0;
+    const int64_t kH = (int64_t)k0 * H;
+    float *lg = ctx->logits + (int64_t)k0 * ctx->max_nl;
+    head_forward(lg, ctx->pooled + kH, ctx->pooled_d + kH, ctx->cls + kH, NULL, &tm->head, cnt, H,
+                 tm->NL);
+    for (int k = 0; k < cnt; k++)
+        memcpy(logits + (int64_t)ctx->order[k0 + k] * ld, lg + (int64_t)k * tm->NL,
+               (size_t)tm->NL * sizeof(float));
+}
+
+/* Checks the row tasks and groups the batch rows by task (order of first appearance) into
+ * *ngroups groups. */
+static petl_status multi_group(petl_multi_ctx *ctx, const petl_task_model *const *row_task, int B,
+                               int ld, int *ngroups, petl_error *err) {
+    int ng = 0;
+    for (int r = 0; r < B; r++) {
+        const petl_task_model *tm = row_task[r];
+        int g = 0;
+        while (g < ng && ctx->gtask[g] != tm)
+            g++;
+        if (g == ng) {
+            if (!tm) return petl_fail(err, PETL_ERR_ARG, "batch row %d: task model is NULL", r);
+            if (tm->base != ctx->base)
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d: the task model is on another base than the "
+                                 "context's",
+                                 r);
+            if (!petl_task_model_shares_base(tm))
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d: the task tunes base weights (full / top-K), its "
+                                 "rows cannot share the base's GEMMs",
+                                 r);
+            if (tm->NL > ctx->max_nl || tm->NL > ld)
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d: %d labels, over the context's %d or ld %d", r,
+                                 tm->NL, ctx->max_nl, ld);
+            if (tm->tc.tune == PETL_TUNE_ADAPTER && tm->m > ctx->max_m)
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d: adapter size %d, over the context's %d", r, tm->m,
+                                 ctx->max_m);
+            ctx->gtask[ng++] = tm;
+        }
+        ctx->grp[r] = g;
+    }
+    /* counting sort by group, stable: rows keep their batch order inside a group */
+    for (int g = 0; g <= ng; g++)
+        ctx->gstart[g] = 0;
+    for (int r = 0; r < B; r++)
+        ctx->gstart[ctx->grp[r] + 1]++;
+    for (int g = 0; g < ng; g++)
+        ctx->gstart[g + 1] += ctx->gstart[g];
+    for (int g = 0; g < ng; g++)
+        ctx->tstart[g] = ctx->gstart[g]; /* next free slot of group g, reset below */
+    for (int r = 0; r < B; r++)
+        ctx->order[ctx->tstart[ctx->grp[r]]++] = r;
+    *ngroups = ng;
+    return PETL_OK;
+}
+
+petl_status petl_task_predict_multi(petl_multi_ctx *ctx, const petl_task_model *const *row_task,
+                                    const petl_batch *b, float *logits, int ld, petl_error *err) {
+    if (!ctx || !row_task || !logits)
+        return petl_fail(err, PETL_ERR_ARG, "context, row tasks or logits is NULL");
+    const petl_config *c = &ctx->base->cfg;
+    petl_status rc = check_batch_fits(c, ctx->max_batch, ctx->max_len, b, err);
+    if (rc != PETL_OK) return rc;
+    const int B = b->batch;
+    int ng = 0;
+    rc = multi_group(ctx, row_task, B, ld, &ng, err);
+    if (rc != PETL_OK) return rc;
+    const int H = c->hidden_size, I = c->intermediate_size, nh = c->num_heads;
+    const petl_model *base = ctx->base;
+
+    /* packed layout in reordered row order */
+    int64_t n = 0;
+    for (int k = 0; k < B; k++) {
+        ctx->off[k] = n;
+        ctx->qlen[k] = b->lengths[ctx->order[k]];
+        n += ctx->qlen[k];
+    }
+    for (int g = 0; g <= ng; g++)
+        ctx->tstart[g] = ctx->gstart[g] < B ? ctx->off[ctx->gstart[g]] : n;
+
+    /* embeddings: base tables for every row, the embedding LayerNorm per task */
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < B; k++) {
+        const int r = ctx->order[k];
+        for (int p = 0; p < ctx->qlen[k]; p++) {
+            const int64_t at = (int64_t)r * b->seq + p;
+            const float *we = base->word_emb + (int64_t)b->ids[at] * H;
+            const float *pe = base->pos_emb + (int64_t)p * H;
+            const float *te = base->type_emb + (int64_t)b->type_ids[at] * H;
+            float *o = ctx->s + (ctx->off[k] + p) * H;
+            for (int i = 0; i < H; i++)
+                o[i] = we[i] + pe[i] + te[i];
+        }
+    }
+    const bool par = multi_group_parallel(ctx, ng); /* two loops each: see multi_adapter_ln */
+    if (par) {
+#pragma omp parallel for schedule(dynamic)
+        for (int g = 0; g < ng; g++)
+            multi_emb_ln_group(ctx, g);
+    } else {
+        for (int g = 0; g < ng; g++)
+            multi_emb_ln_group(ctx, g);
+    }
+
+    for (int l = 0; l < c->num_layers; l++) {
+        const petl_layer_params *p = &base->layers[l];
+        /* shared: QKV, attention, output projection over every row of every task */
+        matmul_forward(ctx->qkv, ctx->x, p->qkv_w, p->qkv_b, n, H, 3 * H);
+        attention_forward(ctx->att, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
+                          ctx->nthreads, ctx->qkv, ctx->off, ctx->qlen, ctx->qlen, B, H, nh);
+        matmul_forward(ctx->h, ctx->att, p->attn_out_w, p->attn_out_b, n, H, H);
+        /* per task: adapter 1, residual, LayerNorm 1 */
+        multi_adapter_ln(ctx, ng, l, 0, ctx->y1, ctx->x);
+        /* shared: the FFN */
+        matmul_forward(ctx->f, ctx->y1, p->ffn_in_w, p->ffn_in_b, n, H, I);
+        activation_forward(ctx->f, ctx->f, n * I, c->hidden_act);
+        matmul_forward(ctx->h, ctx->f, p->ffn_out_w, p->ffn_out_b, n, I, H);
+        /* per task: adapter 2, residual, LayerNorm 2 (into x: the next layer's input) */
+        multi_adapter_ln(ctx, ng, l, 1, ctx->x, ctx->y1);
+    }
+
+    /* per task: the head on its [CLS] rows */
+    for (int k = 0; k < B; k++)
+        memcpy(ctx->cls + (int64_t)k * H, ctx->x + ctx->off[k] * H, (size_t)H * sizeof(float));
+    if (par) {
+#pragma omp parallel for schedule(dynamic)
+        for (int g = 0; g < ng; g++)
+            multi_head_group(ctx, g, logits, ld);
+    } else {
+        for (int g = 0; g < ng; g++)
+            multi_head_group(ctx, g, logits, ld);
+    }
     return PETL_OK;
 }

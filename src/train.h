@@ -75,6 +75,13 @@ void petl_task_model_free(petl_task_model *tm);
 const petl_tune_config *petl_task_model_tune_config(const petl_task_model *tm);
 const petl_model *petl_task_model_base(const petl_task_model *tm);
 
+/* Ablation at inference (the paper's Figure 6): bit l of layer_mask set makes both adapters of
+ * layer l the identity (as if their weights were zero); 0 (the default) runs every adapter.
+ * Layers from 64 up cannot be switched off. Read by every forward (and backward) until changed;
+ * not thread-safe against a forward running on another thread. */
+void petl_task_model_disable_adapters(petl_task_model *tm, uint64_t layer_mask);
+uint64_t petl_task_model_disabled_adapters(const petl_task_model *tm);
+
 size_t petl_task_model_num_params(const petl_task_model *tm);
 const petl_param *petl_task_model_param(const petl_task_model *tm, size_t i);
 /* NULL when absent. */
@@ -106,6 +113,34 @@ petl_status petl_train_step(petl_train_ctx *ctx, const petl_batch *b, const int3
 /* Inference (no dropout): logits [batch, num_labels] (regression: [batch, 1]). */
 petl_status petl_task_predict(petl_train_ctx *ctx, const petl_batch *b, float *logits,
                               petl_error *err);
+
+/* Fused multi-task inference (petl serve): one batch whose rows belong to different task models
+ * on ONE shared base. The frozen base's GEMMs (QKV, attention output, FFN in / out) and the
+ * attention run once over the packed rows of every task; each task's adapters, LayerNorms
+ * (adapter and layernorm modes tune them, so they are per task) and head apply to its own rows,
+ * which the forward packs contiguously (rows grouped by task, in order of first appearance).
+ * Results equal petl_task_predict per task up to float rounding (GEMMs of other shapes).
+ *
+ * Only tasks that leave the base's weights untouched can share its GEMMs: --tune adapter,
+ * layernorm and head (petl_task_model_shares_base). Tasks tuned with full or top:K carry their
+ * own copies of base weights; the caller runs those through petl_task_predict (the server does).
+ *
+ * The context depends only on the base and on maximum sizes, not on a task: one context serves
+ * any mix of tasks whose bottleneck is at most max_adapter_size and whose label count is at most
+ * max_labels. Adapter ablation switches (petl_task_model_disable_adapters) are honoured. */
+typedef struct petl_multi_ctx petl_multi_ctx;
+/* True when tm's forward reads every embedding table and encoder weight matrix from its base
+ * (only LayerNorms, adapters and the head are its own). */
+bool petl_task_model_shares_base(const petl_task_model *tm);
+petl_status petl_multi_ctx_new(const petl_model *base, int max_batch, int max_len,
+                               int max_adapter_size, int max_labels, petl_multi_ctx **out,
+                               petl_error *err);
+void petl_multi_ctx_free(petl_multi_ctx *ctx); /* NULL: no-op */
+/* row_task[batch]: the task of each batch row (all on the context's base, all sharing it: else
+ * PETL_ERR_ARG and nothing is computed). Row r's num_labels logits go to logits + r * ld
+ * (ld >= every row's num_labels; logits [batch, ld]). Batch checks as petl_task_predict. */
+petl_status petl_task_predict_multi(petl_multi_ctx *ctx, const petl_task_model *const *row_task,
+                                    const petl_batch *b, float *logits, int ld, petl_error *err);
 
 /* Logits [batch, num_labels] of the last petl_train_step / petl_task_predict (owned by ctx,
  * valid until the next call): e.g. for training accuracy without a second forward. */
