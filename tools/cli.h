@@ -13,6 +13,9 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
+int cmd_ablate(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* Default model folder: $PETL_MODEL, else models/all-MiniLM-L6-v2 beside the binary's
  * repository (the folder scripts/fetch-model fills), else that path relative to the cwd. */
@@ -65,5 +68,15 @@ void cli_adapter_free(cli_adapter *a);
  * with the escapes JSON needs (the input is valid UTF-8). */
 void cli_json_number(FILE *f, double x);
 void cli_json_string(FILE *f, const char *s);
+
+/* ---- plots (tools/cmd_plot.c, gnuplot) ---- */
+
+/* "svg" or "png" from the file name's extension; NULL for anything else. */
+const char *cli_plot_format(const char *out);
+/* Draws the JSON at `in` into `out`: an ablation matrix (a "matrix" key) as a heatmap, or sweep
+ * results (a "runs" array) as y against x, one line per value of `series` (NULL: one line).
+ * Prints "petl plot: <why>" and returns 1 on failure. */
+int cli_plot_run(const char *in, const char *out, const char *x, const char *y,
+                 const char *series);
 
 #endif

@@ -17,6 +17,9 @@ static const struct {
     {"eval", cmd_eval, "evaluate an adapter on a task's dev set: metrics as JSON"},
     {"predict", cmd_predict, "label JSON-lines text with an adapter"},
     {"serve", cmd_serve, "serve many adapters on one base model over HTTP"},
+    {"sweep", cmd_sweep, "train a grid of settings (resumable): results table, best adapter"},
+    {"ablate", cmd_ablate, "dev score with the adapters of each span of layers removed"},
+    {"plot", cmd_plot, "draw sweep results or an ablation matrix as PNG or SVG (gnuplot)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,196 @@
+/* petl ablate: the paper's Figure 6. The dev score of a trained adapter with the adapters of
+ * every contiguous span of layers [i, j] switched off at inference (no retraining), as a JSON
+ * matrix on stdout and optionally a heatmap. */
+#include "cli.h"
+
+#include "batcher.h"
+#include "data.h"
+#include "internal.h"
+#include "trainer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: petl ablate --adapter ADAPTER_DIR --data DIR [OPTIONS]\n\n"
+        "Evaluates the adapter with the adapters of layers i..j removed (the identity) for every\n"
+        "0 <= i <= j < L and prints one JSON object:\n"
+        "  {\"layers\": L, \"metric\": \"accuracy\", \"full\": 0.71, \"matrix\": [[...], ...]}\n"
+        "matrix[i][j] is the dev score with layers i..j removed, null below the diagonal;\n"
+        "matrix[0][L-1] removes every adapter (base + trained LayerNorms + head).\n\n"
+        "  --model DIR      base model folder (default: $PETL_MODEL or models/all-MiniLM-L6-v2)\n"
+        "  --adapter DIR    adapter folder written by petl train\n"
+        "  --data DIR       task folder (GLUE layout)\n"
+        "  --task TASK      task name or generic spec (default: the adapter's)\n"
+        "  --split NAME     dev (default), train, ...\n"
+        "  --batch N        examples per batch (64)\n"
+        "  --plot FILE      also draw the matrix as a heatmap: FILE.svg or FILE.png (gnuplot)\n"
+        "  --threads N      OpenMP / OpenBLAS threads\n"
+        "  -h, --help       this help\n");
+}
+
+int cmd_ablate(int argc, char **argv) {
+    const char *model = cli_default_model(), *adapter = NULL, *data = NULL, *task_spec = NULL,
+               *split = "dev", *plot = NULL;
+    long batch = 64, threads = 0;
+    for (int i = 1; i < argc; i += 2) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "petl ablate: unknown option or missing value: '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        int bad = 0;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--adapter")) adapter = v;
+        else if (!strcmp(a, "--data")) data = v;
+        else if (!strcmp(a, "--task")) task_spec = v;
+        else if (!strcmp(a, "--split")) split = v;
+        else if (!strcmp(a, "--plot")) plot = v;
+        else if (!strcmp(a, "--batch")) bad = cli_parse_long("ablate", a, v, 1, 1 << 16, &batch);
+        else if (!strcmp(a, "--threads")) bad = cli_parse_long("ablate", a, v, 1, 1024, &threads);
+        else {
+            fprintf(stderr, "petl ablate: unknown option '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bad) return 2;
+    }
+    if (!adapter || !data) {
+        fprintf(stderr, "petl ablate: --adapter and --data are required (petl ablate --help)\n");
+        return 2;
+    }
+    if (plot && !cli_plot_format(plot)) {
+        fprintf(stderr, "petl ablate: --plot needs a .svg or .png file, got '%s'\n", plot);
+        return 2;
+    }
+    cli_set_threads((int)threads);
+    cli_adapter ad;
+    if (cli_load_adapter("ablate", model, adapter, &ad)) return 1;
+    int rc = 1;
+    petl_error err = {0};
+    petl_task task;
+    petl_dataset *ds = NULL;
+    petl_batcher *b = NULL;
+    petl_train_ctx *ctx = NULL;
+    char *path = NULL, *json_path = NULL;
+    double *score = NULL;
+    FILE *jf = NULL;
+    const int L = petl_model_config(ad.base)->num_layers;
+    if (L > 64) {
+        fprintf(stderr, "petl ablate: the model has %d layers; at most 64 can be switched off\n",
+                L);
+        goto done;
+    }
+    if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK)
+        goto fail;
+    const char *f = petl_task_split_file(&task, split);
+    if (!f) {
+        fprintf(stderr, "petl ablate: unknown split '%s' for task %s\n", split, task.name);
+        rc = 2;
+        goto done;
+    }
+    if (!(path = petl_path_join(data, f))) goto oom;
+    if (petl_dataset_load(&task, path, (const char *const *)ad.info.labels, ad.info.n_labels, &ds,
+                          &err) != PETL_OK)
+        goto fail;
+    if (petl_dataset_count(ds) == 0) {
+        fprintf(stderr, "petl ablate: %s holds no examples\n", path);
+        goto done;
+    }
+    if (petl_batcher_new(ad.tok, ad.info.max_len, &b, &err) != PETL_OK ||
+        petl_batcher_add_dataset(b, ds, &err) != PETL_OK) {
+        fprintf(stderr, "petl ablate: %s: %s\n", path, err.msg);
+        goto done;
+    }
+    /* One context for all (L + 1) L / 2 + 1 evaluations. */
+    if (petl_predict_ctx_new(ad.tm, (int)batch, petl_batcher_max_len(b), &ctx, &err) != PETL_OK)
+        goto fail;
+    if (!(score = malloc((size_t)L * (size_t)L * sizeof *score))) goto oom;
+    petl_metric_set m;
+    petl_task_model_disable_adapters(ad.tm, 0);
+    if (petl_evaluate(ad.tm, ctx, &task, b, (int)batch, NULL, &m, &err) != PETL_OK) goto fail;
+    const double full = m.score;
+    char metric[64] = "";
+    for (size_t k = 0; k < m.count; k++)
+        if (m.metric[k] != PETL_METRIC_MSE)
+            snprintf(metric + strlen(metric), sizeof metric - strlen(metric), "%s%s",
+                     metric[0] ? "+" : "", petl_metric_name(m.metric[k]));
+    fprintf(stderr, "ablate: %s on %zu %s examples, %d layers: full %s %.4f\n", task.name,
+            petl_dataset_count(ds), split, L, metric, full);
+    for (int i = 0; i < L; i++)
+        for (int j = i; j < L; j++) {
+            uint64_t mask = (j == 63 ? ~0ull : ((1ull << (j + 1)) - 1)) & ~((1ull << i) - 1);
+            petl_task_model_disable_adapters(ad.tm, mask);
+            if (petl_evaluate(ad.tm, ctx, &task, b, (int)batch, NULL, &m, &err) != PETL_OK)
+                goto fail;
+            score[i * L + j] = m.score;
+            fprintf(stderr, "ablate: layers %d..%d removed: %.4f\n", i, j, m.score);
+        }
+    petl_task_model_disable_adapters(ad.tm, 0);
+
+    /* The JSON goes to stdout, and to a file beside the plot for `petl plot` to read. */
+    if (plot) {
+        size_t n = strlen(plot) + 16;
+        if (!(json_path = malloc(n))) goto oom;
+        snprintf(json_path, n, "%s.ablate.json", plot);
+        if (!(jf = fopen(json_path, "w"))) {
+            fprintf(stderr, "petl ablate: cannot write %s\n", json_path);
+            goto done;
+        }
+    }
+    for (int pass = 0; pass < (jf ? 2 : 1); pass++) {
+        FILE *o = pass ? jf : stdout;
+        fprintf(o, "{\"task\": ");
+        cli_json_string(o, task.name);
+        fprintf(o, ", \"split\": ");
+        cli_json_string(o, split);
+        fprintf(o, ", \"n\": %zu, \"layers\": %d, \"metric\": ", petl_dataset_count(ds), L);
+        cli_json_string(o, metric);
+        fprintf(o, ", \"full\": ");
+        cli_json_number(o, full);
+        fprintf(o, ", \"matrix\": [");
+        for (int i = 0; i < L; i++) {
+            fprintf(o, "%s[", i ? ", " : "");
+            for (int j = 0; j < L; j++) {
+                if (j) fputs(", ", o);
+                if (j < i) fputs("null", o);
+                else cli_json_number(o, score[i * L + j]);
+            }
+            fputc(']', o);
+        }
+        fprintf(o, "]}\n");
+    }
+    if (fflush(stdout) != 0) goto done;
+    if (jf) {
+        bool ok = fflush(jf) == 0;
+        ok = fclose(jf) == 0 && ok;
+        jf = NULL;
+        if (!ok || cli_plot_run(json_path, plot, NULL, NULL, NULL)) goto done;
+        unlink(json_path);
+    }
+    rc = 0;
+    goto done;
+oom:
+    fprintf(stderr, "petl ablate: out of memory\n");
+    goto done;
+fail:
+    fprintf(stderr, "petl ablate: %s\n", err.msg);
+done:
+    if (jf) fclose(jf);
+    free(json_path);
+    free(score);
+    petl_train_ctx_free(ctx);
+    petl_batcher_free(b);
+    petl_dataset_free(ds);
+    free(path);
+    cli_adapter_free(&ad);
+    return rc;
+}
