@@ -207,38 +207,8 @@ static void mean_forward(float *mean, const float *x, const int64_t *off, const 
 }
 
 static petl_status check_batch(const petl_ctx *ctx, const petl_batch *b, petl_error *err) {
-    const petl_config *c = &ctx->m->cfg;
-    if (!b || !b->ids || !b->type_ids || !b->lengths)
-        return petl_fail(err, PETL_ERR_ARG, "batch or one of its arrays is NULL");
-    if (b->batch < 1 || b->batch > ctx->max_batch)
-        return petl_fail(err, PETL_ERR_ARG, "batch size %d is outside 1..%d (the context's)",
-                         b->batch, ctx->max_batch);
-    if (b->seq < 1 || b->seq > c->max_position_embeddings)
-        return petl_fail(err, PETL_ERR_ARG,
-                         "sequence length %d is outside 1..%d (the model's position embeddings)",
-                         b->seq, c->max_position_embeddings);
-    if (b->seq > ctx->max_len)
-        return petl_fail(err, PETL_ERR_ARG, "sequence length %d is over the context's %d", b->seq,
-                         ctx->max_len);
-    for (int r = 0; r < b->batch; r++) {
-        if (b->lengths[r] < 1 || b->lengths[r] > b->seq)
-            return petl_fail(err, PETL_ERR_ARG, "batch row %d: length %d is outside 1..%d", r,
-                             b->lengths[r], b->seq);
-        /* Padding positions too: they are computed when last_hidden is asked for. */
-        for (int p = 0; p < b->seq; p++) {
-            int64_t at = (int64_t)r * b->seq + p;
-            if (b->ids[at] < 0 || b->ids[at] >= c->vocab_size)
-                return petl_fail(err, PETL_ERR_ARG,
-                                 "batch row %d, position %d: token id %d is outside the "
-                                 "vocabulary 0..%d",
-                                 r, p, (int)b->ids[at], c->vocab_size - 1);
-            if (b->type_ids[at] < 0 || b->type_ids[at] >= c->type_vocab_size)
-                return petl_fail(err, PETL_ERR_ARG,
-                                 "batch row %d, position %d: token type %d is outside 0..%d", r, p,
-                                 (int)b->type_ids[at], c->type_vocab_size - 1);
-        }
-    }
-    return PETL_OK;
+    /* Padding positions too: they are computed when last_hidden is asked for. */
+    return petl_batch_check(&ctx->m->cfg, ctx->max_batch, ctx->max_len, b, true, err);
 }
 
 petl_status petl_encode(petl_ctx *ctx, const petl_batch *b, float *last_hidden, float *pooled,

@@ -262,3 +262,38 @@ bool petl_model_has_pooler(const petl_model *m) {
 int64_t petl_model_num_params(const petl_model *m) {
     return m->num_params;
 }
+
+petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len,
+                             const petl_batch *b, bool check_padding, petl_error *err) {
+    if (!b || !b->ids || !b->type_ids || !b->lengths)
+        return petl_fail(err, PETL_ERR_ARG, "batch or one of its arrays is NULL");
+    if (b->batch < 1 || b->batch > max_batch)
+        return petl_fail(err, PETL_ERR_ARG, "batch size %d is outside 1..%d (the context's)",
+                         b->batch, max_batch);
+    if (b->seq < 1 || b->seq > c->max_position_embeddings)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "sequence length %d is outside 1..%d (the model's position embeddings)",
+                         b->seq, c->max_position_embeddings);
+    if (b->seq > max_len)
+        return petl_fail(err, PETL_ERR_ARG, "sequence length %d is over the context's %d", b->seq,
+                         max_len);
+    for (int r = 0; r < b->batch; r++) {
+        if (b->lengths[r] < 1 || b->lengths[r] > b->seq)
+            return petl_fail(err, PETL_ERR_ARG, "batch row %d: length %d is outside 1..%d", r,
+                             b->lengths[r], b->seq);
+        const int n = check_padding ? b->seq : b->lengths[r];
+        for (int p = 0; p < n; p++) {
+            int64_t at = (int64_t)r * b->seq + p;
+            if (b->ids[at] < 0 || b->ids[at] >= c->vocab_size)
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d, position %d: token id %d is outside the "
+                                 "vocabulary 0..%d",
+                                 r, p, (int)b->ids[at], c->vocab_size - 1);
+            if (b->type_ids[at] < 0 || b->type_ids[at] >= c->type_vocab_size)
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d, position %d: token type %d is outside 0..%d", r, p,
+                                 (int)b->type_ids[at], c->type_vocab_size - 1);
+        }
+    }
+    return PETL_OK;
+}

@@ -39,4 +39,12 @@ struct petl_model {
     float *pool_b;             /* [H] */
 };
 
+/* Checks a padded batch against a model's config and a context's limits (max_batch rows of at
+ * most max_len positions): arrays present, sizes in range, 1 <= lengths[r] <= seq, every id and
+ * token type in range for the real tokens, and for the padding too when check_padding (callers
+ * that compute every position read them). PETL_ERR_ARG naming the row and position. Shared by
+ * the inference encoder and the task model. */
+petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len,
+                             const petl_batch *b, bool check_padding, petl_error *err);
+
 #endif

@@ -574,32 +574,8 @@ const float *petl_train_ctx_logits(const petl_train_ctx *ctx) {
  * range (shared by the single- and multi-task contexts). */
 static petl_status check_batch_fits(const petl_config *c, int max_batch, int max_len,
                                     const petl_batch *b, petl_error *err) {
-    if (!b || !b->ids || !b->type_ids || !b->lengths)
-        return petl_fail(err, PETL_ERR_ARG, "batch or one of its arrays is NULL");
-    if (b->batch < 1 || b->batch > max_batch)
-        return petl_fail(err, PETL_ERR_ARG, "batch size %d is outside 1..%d (the context's)",
-                         b->batch, max_batch);
-    if (b->seq < 1 || b->seq > max_len)
-        return petl_fail(err, PETL_ERR_ARG, "sequence length %d is outside 1..%d (the context's)",
-                         b->seq, max_len);
-    for (int r = 0; r < b->batch; r++) {
-        if (b->lengths[r] < 1 || b->lengths[r] > b->seq)
-            return petl_fail(err, PETL_ERR_ARG, "batch row %d: length %d is outside 1..%d", r,
-                             b->lengths[r], b->seq);
-        for (int p = 0; p < b->lengths[r]; p++) {
-            int64_t at = (int64_t)r * b->seq + p;
-            if (b->ids[at] < 0 || b->ids[at] >= c->vocab_size)
-                return petl_fail(err, PETL_ERR_ARG,
-                                 "batch row %d, position %d: token id %d is outside the "
-                                 "vocabulary 0..%d",
-                                 r, p, (int)b->ids[at], c->vocab_size - 1);
-            if (b->type_ids[at] < 0 || b->type_ids[at] >= c->type_vocab_size)
-                return petl_fail(err, PETL_ERR_ARG,
-                                 "batch row %d, position %d: token type %d is outside 0..%d", r, p,
-                                 (int)b->type_ids[at], c->type_vocab_size - 1);
-        }
-    }
-    return PETL_OK;
+    /* Only the real tokens are computed here: padding ids are never read. */
+    return petl_batch_check(c, max_batch, max_len, b, false, err);
 }
 
 static petl_status check_batch(const petl_train_ctx *ctx, const petl_batch *b, petl_error *err) {
