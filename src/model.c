@@ -263,8 +263,8 @@ int64_t petl_model_num_params(const petl_model *m) {
     return m->num_params;
 }
 
-petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len,
-                             const petl_batch *b, bool check_padding, petl_error *err) {
+petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len, const petl_batch *b,
+                             bool check_padding, petl_error *err) {
     if (!b || !b->ids || !b->type_ids || !b->lengths)
         return petl_fail(err, PETL_ERR_ARG, "batch or one of its arrays is NULL");
     if (b->batch < 1 || b->batch > max_batch)

@@ -44,7 +44,7 @@ struct petl_model {
  * token type in range for the real tokens, and for the padding too when check_padding (callers
  * that compute every position read them). PETL_ERR_ARG naming the row and position. Shared by
  * the inference encoder and the task model. */
-petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len,
-                             const petl_batch *b, bool check_padding, petl_error *err);
+petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len, const petl_batch *b,
+                             bool check_padding, petl_error *err);
 
 #endif
