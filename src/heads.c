@@ -96,3 +96,54 @@ void mse_backward(float *dpred, const float *pred, const float *targets, int B) 
     for (int b = 0; b < B; b++)
         dpred[b] += (float)(2.0 * ((double)pred[b] - targets[b]) / B);
 }
+
+void span_head_forward(float *logits, const float *x, const float *w, const float *b, int64_t n,
+                       int H) {
+    matmul_forward(logits, x, w, b, n, H, 2); /* [n, 2] */
+}
+
+void span_head_backward(float *dx, float *dw, float *db, const float *dlogits, const float *x,
+                        const float *w, int64_t n, int H) {
+    /* logits = x W_qa^T + b_qa:  d x += dlogits W_qa,  d W_qa += dlogits^T x,  d b_qa += sum */
+    matmul_backward(dx, dw, db, dlogits, x, w, n, H, 2);
+}
+
+/* -log softmax(v[0..len) with stride 2)[target] in double, and the softmax's max / sum for the
+ * backward. */
+static double strided_ce(const float *v, int len, int target, double *mx_out, double *sum_out) {
+    double mx = v[0], sum = 0.0;
+    for (int p = 1; p < len; p++)
+        mx = v[2 * p] > mx ? v[2 * p] : mx;
+    for (int p = 0; p < len; p++)
+        sum += exp((double)v[2 * p] - mx);
+    *mx_out = mx;
+    *sum_out = sum;
+    return mx + log(sum) - v[2 * target];
+}
+
+double span_loss_forward(const float *logits, const int64_t *off, const int *len,
+                         const int32_t *start, const int32_t *end, int B) {
+    double total = 0.0, mx, sum;
+    for (int r = 0; r < B; r++) {
+        const float *l = logits + 2 * off[r]; /* row r: start logits at l[2p], end at l[2p + 1] */
+        total += strided_ce(l, len[r], start[r], &mx, &sum);
+        total += strided_ce(l + 1, len[r], end[r], &mx, &sum);
+    }
+    return total / (2.0 * B);
+}
+
+void span_loss_backward(float *dlogits, const float *logits, const int64_t *off, const int *len,
+                        const int32_t *start, const int32_t *end, int B) {
+    for (int r = 0; r < B; r++)
+        for (int k = 0; k < 2; k++) { /* k = 0: start, 1: end */
+            const float *l = logits + 2 * off[r] + k;
+            float *d = dlogits + 2 * off[r] + k;
+            const int target = k == 0 ? start[r] : end[r];
+            double mx, sum;
+            strided_ce(l, len[r], target, &mx, &sum);
+            /* d loss / d logit_p = (softmax_p - [p == target]) / (2 B): the mean over the batch
+             * of the mean of the two cross-entropies */
+            for (int p = 0; p < len[r]; p++)
+                d[2 * p] += (float)((exp((double)l[2 * p] - mx) / sum - (p == target)) / (2.0 * B));
+        }
+}

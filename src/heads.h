@@ -45,4 +45,30 @@ void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *
 double mse_forward(const float *pred, const float *targets, int B);
 void mse_backward(float *dpred, const float *pred, const float *targets, int B);
 
+/* The span head of extractive question answering (transformers' BertForQuestionAnswering
+ * `qa_outputs`, Google's run_squad.py output weights): on every token of the packed last hidden
+ * states x[n, H],
+ *   logits[n, 2] = x W_qa^T + b_qa          W_qa [2, H]; column 0 start, column 1 end
+ * no dropout before it (neither reference has any). */
+void span_head_forward(float *logits, const float *x, const float *w, const float *b, int64_t n,
+                       int H);
+/* Backward, accumulating: dx[n, H] += dlogits W_qa (NULL: nothing below the head is trained),
+ * dw[2, H] += dlogits^T x, db[2] += column sums (each NULL when frozen). */
+void span_head_backward(float *dx, float *dw, float *db, const float *dlogits, const float *x,
+                        const float *w, int64_t n, int H);
+
+/* The span loss over packed logits[n, 2] (row r's tokens are off[r] .. off[r] + len[r] - 1):
+ *   loss = mean over the B rows of (CE(start logits of the row, start[r]) +
+ *                                   CE(end logits of the row, end[r])) / 2
+ * with each cross-entropy over the row's REAL tokens only: padding is not a candidate position
+ * (as if its logits were -inf). transformers computes logits at padded positions too and puts
+ * them in the softmax, so its loss depends on how far a batch is padded; here it does not
+ * (identical to transformers on unpadded rows, and to transformers with the padded logits
+ * masked to -inf). start[r], end[r] in [0, len[r]) (the caller checks). Returns the loss in
+ * double; the backward adds (softmax - onehot) / (2 B) into dlogits. */
+double span_loss_forward(const float *logits, const int64_t *off, const int *len,
+                         const int32_t *start, const int32_t *end, int B);
+void span_loss_backward(float *dlogits, const float *logits, const int64_t *off, const int *len,
+                        const int32_t *start, const int32_t *end, int B);
+
 #endif

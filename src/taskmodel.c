@@ -56,8 +56,10 @@ struct petl_task_model {
     tm_layer *layers;                    /* [L] */
     const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b;
     float *d_word_emb, *d_pos_emb, *d_type_emb, *d_emb_ln_w, *d_emb_ln_b;
-    petl_head_weights head;
+    petl_head_weights head; /* PETL_HEAD_CLASSIFY */
     petl_head_grads d_head;
+    const float *qa_w, *qa_b; /* PETL_HEAD_SPAN: [2, H], [2] */
+    float *d_qa_w, *d_qa_b;
     /* Lowest trained parameter: -1 the embeddings (tables or LayerNorm), 0..L-1 a layer,
      * L the pooler, L + 1 the classifier only. The backward computes nothing below it. */
     int lowest;
@@ -234,18 +236,35 @@ static void build(builder *bd) {
         }
     }
 
-    const bool pool = b->has_pooler && (full || tc->tune == PETL_TUNE_TOP);
-    if (b->has_pooler) {
+    const bool span = tc->head == PETL_HEAD_SPAN;
+    if (span) {
+        /* BertForQuestionAnswering: no pooler; qa_outputs on every token, BERT's init. */
+        const int64_t before = bd->at;
+        float *qw = add_param(bd, "qa_outputs.weight", 2, 2, H, true, NULL, &tm->d_qa_w);
+        float *qb = add_param(bd, "qa_outputs.bias", 1, 2, 0, false, NULL, &tm->d_qa_b);
+        tm->head_floats = bd->at - before;
+        if (bd->assign && bd->rc == PETL_OK) {
+            tm->qa_w = qw;
+            tm->qa_b = qb;
+            petl_rng r = petl_rng_stream(bd->init.s[0], PETL_RNG_INIT, (uint64_t)L + 1000, 0);
+            petl_rng_fill_normal(&r, qw, (size_t)2 * H, 0.0f, INITIALIZER_RANGE);
+        }
+    }
+    const bool pool = !span && b->has_pooler && (full || tc->tune == PETL_TUNE_TOP);
+    if (b->has_pooler && !span) {
         tensor(bd, "bert.pooler.dense.weight", 2, H, H, true, pool, b->pool_w, &tm->head.pool_w,
                &tm->d_head.pool_w);
         tensor(bd, "bert.pooler.dense.bias", 1, H, 0, false, pool, b->pool_b, &tm->head.pool_b,
                &tm->d_head.pool_b);
     }
     const int64_t before = bd->at;
-    float *cw = add_param(bd, "classifier.weight", 2, tm->NL, H, true, NULL, &tm->d_head.cls_w);
-    float *cb = add_param(bd, "classifier.bias", 1, tm->NL, 0, false, NULL, &tm->d_head.cls_b);
-    tm->head_floats = bd->at - before;
-    if (bd->assign && bd->rc == PETL_OK) {
+    float *cw = NULL, *cb = NULL;
+    if (!span) {
+        cw = add_param(bd, "classifier.weight", 2, tm->NL, H, true, NULL, &tm->d_head.cls_w);
+        cb = add_param(bd, "classifier.bias", 1, tm->NL, 0, false, NULL, &tm->d_head.cls_b);
+        tm->head_floats = bd->at - before;
+    }
+    if (!span && bd->assign && bd->rc == PETL_OK) {
         tm->head.cls_w = cw;
         tm->head.cls_b = cb;
         petl_rng r = petl_rng_stream(bd->init.s[0], PETL_RNG_INIT, (uint64_t)L + 1000, 0);
@@ -266,7 +285,9 @@ petl_status petl_task_model_new(const petl_model *base, const petl_tune_config *
     *out = NULL;
     if (!base || !tc) return petl_fail(err, PETL_ERR_ARG, "base model or tune config is NULL");
     const petl_config *c = &base->cfg;
-    if (tc->num_labels < 1 || tc->num_labels > 1000000)
+    if (tc->head != PETL_HEAD_CLASSIFY && tc->head != PETL_HEAD_SPAN)
+        return petl_fail(err, PETL_ERR_ARG, "unknown head kind %d", (int)tc->head);
+    if (tc->head == PETL_HEAD_CLASSIFY && (tc->num_labels < 1 || tc->num_labels > 1000000))
         return petl_fail(err, PETL_ERR_ARG, "num_labels %d must be 1 (regression) or more",
                          tc->num_labels);
     if (tc->tune == PETL_TUNE_ADAPTER && (tc->adapter_size < 1 || tc->adapter_size > 1 << 20))
@@ -285,10 +306,11 @@ petl_status petl_task_model_new(const petl_model *base, const petl_tune_config *
     if (!tm) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
     tm->base = base;
     tm->tc = *tc;
+    if (tc->head == PETL_HEAD_SPAN) tm->tc.num_labels = 2; /* start, end */
     tm->H = c->hidden_size;
     tm->I = c->intermediate_size;
     tm->L = c->num_layers;
-    tm->NL = tc->num_labels;
+    tm->NL = tm->tc.num_labels;
     tm->m = tc->tune == PETL_TUNE_ADAPTER ? tc->adapter_size : 0;
     tm->layers = calloc((size_t)tm->L, sizeof *tm->layers);
     if (!tm->layers) {
@@ -393,6 +415,7 @@ struct petl_train_ctx {
     float *pooled, *pooled_d;   /* [B, H] */
     float *head_mask;           /* [B, H] */
     float *logits;              /* [B, NL] */
+    float *span_logits;         /* [N, 2]  span head: start, end per packed token */
     float *mask_scr;            /* [max(P, N H)]  the dropout mask in use */
     float *fg_scr;              /* [N, I]  GELU output, recomputed in the backward when needed */
     bool dropout;               /* the last forward used dropout masks */
@@ -403,6 +426,7 @@ struct petl_train_ctx {
     float *dfg, *df;            /* [N, I] */
     float *dad;                 /* [2, N, m] */
     float *dlogits;             /* [B, NL] */
+    float *dspan;               /* [N, 2]  span head */
     float *dcls;                /* [B, H] */
     float *head_scr;            /* [2, B, H] */
     float *att_scr;             /* [nthreads, 2 * max_len^2] */
@@ -487,6 +511,9 @@ static size_t layout(petl_train_ctx *ctx, char *base) {
     C(ctx->pooled_d, B * H * F);
     C(ctx->head_mask, B * H * F);
     C(ctx->logits, B * NL * F);
+    const size_t SP = tm->tc.head == PETL_HEAD_SPAN ? N * 2 : 0; /* span head only */
+    C(ctx->span_logits, SP * F);
+    C(ctx->dspan, T * SP * F);
     C(ctx->dy, T * N * H * F);
     C(ctx->ds, T * N * H * F);
     C(ctx->dh, T * N * H * F);
@@ -565,7 +592,7 @@ int petl_train_ctx_lowest_computed(const petl_train_ctx *ctx) {
 }
 
 const float *petl_train_ctx_logits(const petl_train_ctx *ctx) {
-    return ctx->logits;
+    return ctx->tm->tc.head == PETL_HEAD_SPAN ? ctx->span_logits : ctx->logits;
 }
 
 /* ------------------------------------------------------------------------------ forward */
@@ -742,6 +769,11 @@ static void forward(petl_train_ctx *ctx, const petl_batch *b, bool train, uint64
             layer_forward(ctx, l, &ctx->acts[L], ctx->xs, ctx->xs, false, 0);
     }
     const float *top = train ? ctx->xs + L * NH : ctx->xs;
+    if (tm->tc.head == PETL_HEAD_SPAN) {
+        /* start / end logits of every packed token (no pooler, no head dropout) */
+        span_head_forward(ctx->span_logits, top, tm->qa_w, tm->qa_b, n, H);
+        return;
+    }
     for (int r = 0; r < b->batch; r++)
         memcpy(ctx->cls_rows + (int64_t)r * H, top + ctx->off[r] * H, (size_t)H * sizeof(float));
     const float *hmask = NULL;
@@ -870,18 +902,28 @@ static void backward(petl_train_ctx *ctx, const petl_batch *b) {
     const int H = tm->H, L = tm->L, B = b->batch;
     const int lowest = tm->lowest;
     const bool below_head = lowest < L; /* an encoder layer or the embeddings are trained */
-    float *dcls = below_head ? ctx->dcls : NULL;
-    if (dcls) memset(dcls, 0, (size_t)B * H * sizeof(float));
-    head_backward(dcls, &tm->d_head, ctx->head_scr, ctx->dlogits, ctx->cls_rows, ctx->pooled,
-                  ctx->pooled_d, ctx->dropout && tm->tc.head_dropout > 0.0f ? ctx->head_mask : NULL,
-                  &tm->head, B, H, tm->NL);
-    ctx->lowest_computed = L;
-    if (!below_head) return;
-    /* d xs[L]: only the [CLS] rows receive gradient */
     float *dy = ctx->dy;
-    memset(dy, 0, (size_t)(ctx->n * H) * sizeof(float));
-    for (int r = 0; r < B; r++)
-        memcpy(dy + ctx->off[r] * H, dcls + (int64_t)r * H, (size_t)H * sizeof(float));
+    ctx->lowest_computed = L;
+    if (tm->tc.head == PETL_HEAD_SPAN) {
+        /* d xs[L] = dspan W_qa on every token (when anything below is trained) */
+        const int64_t NH = (int64_t)ctx->max_batch * ctx->max_len * H;
+        if (below_head) memset(dy, 0, (size_t)(ctx->n * H) * sizeof(float));
+        span_head_backward(below_head ? dy : NULL, tm->d_qa_w, tm->d_qa_b, ctx->dspan,
+                           ctx->xs + L * NH, tm->qa_w, ctx->n, H);
+        if (!below_head) return;
+    } else {
+        float *dcls = below_head ? ctx->dcls : NULL;
+        if (dcls) memset(dcls, 0, (size_t)B * H * sizeof(float));
+        head_backward(dcls, &tm->d_head, ctx->head_scr, ctx->dlogits, ctx->cls_rows, ctx->pooled,
+                      ctx->pooled_d,
+                      ctx->dropout && tm->tc.head_dropout > 0.0f ? ctx->head_mask : NULL,
+                      &tm->head, B, H, tm->NL);
+        if (!below_head) return;
+        /* d xs[L]: only the [CLS] rows receive gradient */
+        memset(dy, 0, (size_t)(ctx->n * H) * sizeof(float));
+        for (int r = 0; r < B; r++)
+            memcpy(dy + ctx->off[r] * H, dcls + (int64_t)r * H, (size_t)H * sizeof(float));
+    }
     const int stop = lowest < 0 ? 0 : lowest;
     for (int l = L - 1; l >= stop; l--) {
         layer_backward(ctx, l, dy, l > stop || lowest < 0);
@@ -902,6 +944,9 @@ petl_status petl_train_step(petl_train_ctx *ctx, const petl_batch *b, const int3
     if (ctx->predict_only)
         return petl_fail(err, PETL_ERR_ARG,
                          "petl_train_step on a context made by petl_predict_ctx_new");
+    if (ctx->tm->tc.head == PETL_HEAD_SPAN)
+        return petl_fail(err, PETL_ERR_ARG, "petl_train_step on a span head: use "
+                                            "petl_train_step_span");
     petl_status rc = check_batch(ctx, b, err);
     if (rc != PETL_OK) return rc;
     const petl_task_model *tm = ctx->tm;
@@ -936,10 +981,64 @@ petl_status petl_train_step(petl_train_ctx *ctx, const petl_batch *b, const int3
 petl_status petl_task_predict(petl_train_ctx *ctx, const petl_batch *b, float *logits,
                               petl_error *err) {
     if (!ctx) return petl_fail(err, PETL_ERR_ARG, "training context is NULL");
+    if (ctx->tm->tc.head == PETL_HEAD_SPAN)
+        return petl_fail(err, PETL_ERR_ARG, "petl_task_predict on a span head: use "
+                                            "petl_task_predict_span");
     petl_status rc = check_batch(ctx, b, err);
     if (rc != PETL_OK) return rc;
     forward(ctx, b, false, 0);
     if (logits) memcpy(logits, ctx->logits, (size_t)b->batch * ctx->tm->NL * sizeof(float));
+    return PETL_OK;
+}
+
+petl_status petl_train_step_span(petl_train_ctx *ctx, const petl_batch *b,
+                                 const int32_t *start_pos, const int32_t *end_pos,
+                                 uint64_t dropout_seed, float *loss, petl_error *err) {
+    if (!ctx) return petl_fail(err, PETL_ERR_ARG, "training context is NULL");
+    if (ctx->predict_only)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "petl_train_step_span on a context made by petl_predict_ctx_new");
+    if (ctx->tm->tc.head != PETL_HEAD_SPAN)
+        return petl_fail(err, PETL_ERR_ARG, "petl_train_step_span on a classification head");
+    petl_status rc = check_batch(ctx, b, err);
+    if (rc != PETL_OK) return rc;
+    if (!start_pos || !end_pos) return petl_fail(err, PETL_ERR_ARG, "span targets are NULL");
+    for (int r = 0; r < b->batch; r++)
+        if (start_pos[r] < 0 || start_pos[r] >= b->lengths[r] || end_pos[r] < 0 ||
+            end_pos[r] >= b->lengths[r])
+            return petl_fail(err, PETL_ERR_ARG,
+                             "batch row %d: span %d..%d outside its %d tokens (a window without "
+                             "the answer points both at [CLS], 0)",
+                             r, (int)start_pos[r], (int)end_pos[r], b->lengths[r]);
+    forward(ctx, b, true, dropout_seed);
+    memset(ctx->dspan, 0, (size_t)ctx->n * 2 * sizeof(float));
+    double l = span_loss_forward(ctx->span_logits, ctx->off, ctx->qlen, start_pos, end_pos,
+                                 b->batch);
+    span_loss_backward(ctx->dspan, ctx->span_logits, ctx->off, ctx->qlen, start_pos, end_pos,
+                       b->batch);
+    if (loss) *loss = (float)l;
+    backward(ctx, b);
+    return PETL_OK;
+}
+
+petl_status petl_task_predict_span(petl_train_ctx *ctx, const petl_batch *b, float *start_logits,
+                                   float *end_logits, petl_error *err) {
+    if (!ctx) return petl_fail(err, PETL_ERR_ARG, "training context is NULL");
+    if (ctx->tm->tc.head != PETL_HEAD_SPAN)
+        return petl_fail(err, PETL_ERR_ARG, "petl_task_predict_span on a classification head");
+    petl_status rc = check_batch(ctx, b, err);
+    if (rc != PETL_OK) return rc;
+    forward(ctx, b, false, 0);
+    /* packed [n, 2] -> padded [batch, seq] each, -inf where there is no token */
+    for (int r = 0; r < b->batch; r++) {
+        const float *l = ctx->span_logits + 2 * ctx->off[r];
+        const int64_t row = (int64_t)r * b->seq;
+        for (int p = 0; p < b->seq; p++) {
+            const bool real = p < b->lengths[r];
+            if (start_logits) start_logits[row + p] = real ? l[2 * p] : -INFINITY;
+            if (end_logits) end_logits[row + p] = real ? l[2 * p + 1] : -INFINITY;
+        }
+    }
     return PETL_OK;
 }
 
@@ -1164,6 +1263,11 @@ static petl_status multi_group(petl_multi_ctx *ctx, const petl_task_model *const
                 return petl_fail(err, PETL_ERR_ARG,
                                  "batch row %d: the task tunes base weights (full / top-K), its "
                                  "rows cannot share the base's GEMMs",
+                                 r);
+            if (tm->tc.head != PETL_HEAD_CLASSIFY)
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "batch row %d: a span (question answering) head has no "
+                                 "fused multi-task predict: use petl_task_predict_span",
                                  r);
             if (tm->NL > ctx->max_nl || tm->NL > ld)
                 return petl_fail(err, PETL_ERR_ARG,

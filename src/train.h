@@ -36,6 +36,15 @@ typedef enum {
 
 typedef enum { PETL_ADAPTER_GELU, PETL_ADAPTER_RELU, PETL_ADAPTER_SWISH } petl_adapter_act;
 
+/* The task head. */
+typedef enum {
+    PETL_HEAD_CLASSIFY, /* pooled [CLS] -> dropout -> classifier [num_labels, H] (default):
+                           BertForSequenceClassification, tensors classifier.weight / .bias */
+    PETL_HEAD_SPAN,     /* every token -> qa_outputs [2, H]: start / end logits, no pooler, no
+                           head dropout (BertForQuestionAnswering, tensors qa_outputs.weight /
+                           .bias); trained with petl_train_step_span */
+} petl_head_kind;
+
 typedef struct {
     petl_tune tune;
     int top_k;                        /* PETL_TUNE_TOP: number of top layers tuned */
@@ -44,10 +53,12 @@ typedef struct {
     float adapter_init_sd;            /* truncated normal (cut at 2 sd), default 1e-3 */
     petl_adapter_placement placement; /* default PETL_PLACE_BOTH */
     uint64_t adapter_layers;          /* bit l set: layer l carries adapters; default all */
-    int num_labels;                   /* >= 2: classification (cross-entropy); 1: regression */
+    int num_labels;                   /* >= 2: classification (cross-entropy); 1: regression;
+                                         PETL_HEAD_SPAN: 2 (start, end) */
+    petl_head_kind head;              /* default PETL_HEAD_CLASSIFY */
     float hidden_dropout;             /* default: the config's hidden_dropout_prob */
     float attention_dropout;          /* default: the config's attention_probs_dropout_prob */
-    float head_dropout;               /* before the classifier, default 0.1 */
+    float head_dropout;               /* before the classifier, default 0.1 (unused by spans) */
 } petl_tune_config;
 
 /* Defaults above, for a base with config cfg (dropouts from cfg). */
@@ -114,6 +125,25 @@ petl_status petl_train_step(petl_train_ctx *ctx, const petl_batch *b, const int3
 petl_status petl_task_predict(petl_train_ctx *ctx, const petl_batch *b, float *logits,
                               petl_error *err);
 
+/* The span head (PETL_HEAD_SPAN models only; the two calls above refuse them, and these refuse
+ * classification models, with PETL_ERR_ARG).
+ *
+ * Forward + backward on one batch of question / context windows: *loss = mean over the rows of
+ * (CE(start) + CE(end)) / 2, each cross-entropy over the row's real tokens (b->lengths[r]):
+ * padding is never a candidate position (see span_loss_forward in heads.h for how that differs
+ * from transformers on padded batches). start_pos[r], end_pos[r] in [0, lengths[r]) (Google's
+ * run_squad.py points both at [CLS], position 0, for a window without the answer), else
+ * PETL_ERR_ARG naming the row. Gradients accumulate; dropout as petl_train_step. */
+petl_status petl_train_step_span(petl_train_ctx *ctx, const petl_batch *b, const int32_t *start_pos,
+                                 const int32_t *end_pos, uint64_t dropout_seed, float *loss,
+                                 petl_error *err);
+/* Inference (no dropout): start_logits and end_logits [batch, b->seq] in the padded layout of
+ * the batch (petl_squad_decode's), -INFINITY at the padded positions p >= lengths[r]: padding
+ * never takes one of the decoder's n-best candidate slots from a real token (in Google's
+ * run_squad.py padded positions have finite logits and can). */
+petl_status petl_task_predict_span(petl_train_ctx *ctx, const petl_batch *b, float *start_logits,
+                                   float *end_logits, petl_error *err);
+
 /* Fused multi-task inference (petl serve): one batch whose rows belong to different task models
  * on ONE shared base. The frozen base's GEMMs (QKV, attention output, FFN in / out) and the
  * attention run once over the packed rows of every task; each task's adapters, LayerNorms
@@ -136,14 +166,16 @@ petl_status petl_multi_ctx_new(const petl_model *base, int max_batch, int max_le
                                int max_adapter_size, int max_labels, petl_multi_ctx **out,
                                petl_error *err);
 void petl_multi_ctx_free(petl_multi_ctx *ctx); /* NULL: no-op */
-/* row_task[batch]: the task of each batch row (all on the context's base, all sharing it: else
- * PETL_ERR_ARG and nothing is computed). Row r's num_labels logits go to logits + r * ld
- * (ld >= every row's num_labels; logits [batch, ld]). Batch checks as petl_task_predict. */
+/* row_task[batch]: the task of each batch row (all on the context's base, all sharing it, all
+ * with a classification / regression head: else PETL_ERR_ARG and nothing is computed). Row r's
+ * num_labels logits go to logits + r * ld (ld >= every row's num_labels; logits [batch, ld]). Batch
+ * checks as petl_task_predict. */
 petl_status petl_task_predict_multi(petl_multi_ctx *ctx, const petl_task_model *const *row_task,
                                     const petl_batch *b, float *logits, int ld, petl_error *err);
 
 /* Logits [batch, num_labels] of the last petl_train_step / petl_task_predict (owned by ctx,
- * valid until the next call): e.g. for training accuracy without a second forward. */
+ * valid until the next call): e.g. for training accuracy without a second forward. After a span
+ * step or predict: the packed span logits [real tokens, 2] (start, end) instead. */
 const float *petl_train_ctx_logits(const petl_train_ctx *ctx);
 /* The lowest part of the model the last petl_train_step's backward computed: -1 the
  * embeddings, l in 0..L-1 encoder layer l, L nothing below the head (the test that "nothing is

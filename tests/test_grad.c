@@ -553,6 +553,73 @@ static void test_head(void) {
     }
 }
 
+/* ------------------------------------------------------------- span head and its loss */
+
+typedef struct {
+    double *x, *w, *b;
+    const int64_t *off;
+    const int *len;
+    const int32_t *start, *end;
+    int B, H;
+} span_ctx;
+
+/* out[0] = the span loss (R = {1}): per row, (CE over its tokens' start logits + the same for
+ * the end logits) / 2, mean over the rows. */
+static void span_ref(double *out, void *vc) {
+    span_ctx *c = vc;
+    double total = 0.0;
+    for (int r = 0; r < c->B; r++)
+        for (int k = 0; k < 2; k++) {
+            double l[16], mx = -INFINITY, s = 0.0;
+            for (int p = 0; p < c->len[r]; p++) {
+                const double *x = c->x + (c->off[r] + p) * c->H;
+                l[p] = c->b[k];
+                for (int i = 0; i < c->H; i++)
+                    l[p] += c->w[k * c->H + i] * x[i];
+                mx = fmax(mx, l[p]);
+            }
+            for (int p = 0; p < c->len[r]; p++)
+                s += exp(l[p] - mx);
+            total += mx + log(s) - l[k == 0 ? c->start[r] : c->end[r]];
+        }
+    out[0] = total / (2.0 * c->B);
+}
+
+static void test_span_head(void) {
+    printf("span_head_backward, span loss\n");
+    const int B = 3, H = 6;
+    const int len[3] = {5, 1, 7};
+    const int64_t off[3] = {0, 5, 6}, n = 13;
+    const int32_t start[3] = {3, 0, 2}, end[3] = {4, 0, 6};
+    const float one = 1.0f;
+    float *x = rand_vec(n * H, 1), *w = rand_vec(2 * H, 1), *b = rand_vec(2, 1);
+    float *logits = zeros(n * 2), *dl = zeros(n * 2);
+    span_head_forward(logits, x, w, b, n, H);
+    double loss = span_loss_forward(logits, off, len, start, end, B);
+    span_ctx c = {
+        to_double(x, n * H), to_double(w, 2 * H), to_double(b, 2), off, len, start, end, B, H};
+    double ref;
+    span_ref(&ref, &c);
+    CHECKF(fabs(loss - ref) <= 1e-6 * fmax(1.0, fabs(ref)), "loss %.9g vs %.9g", loss, ref);
+    span_loss_backward(dl, logits, off, len, start, end, B);
+    /* a one-token row has a certain answer: no gradient at all */
+    CHECK(dl[2 * 5] == 0.0f && dl[2 * 5 + 1] == 0.0f);
+    float *dx = rand_vec(n * H, 1), *dx0 = malloc(n * H * sizeof *dx0);
+    float *dw = zeros(2 * H), *db = zeros(2);
+    CHECK(dx0);
+    memcpy(dx0, dx, n * H * sizeof *dx0); /* starts non-zero: the backward must accumulate */
+    span_head_backward(dx, dw, db, dl, x, w, n, H);
+    for (int64_t i = 0; i < n * H; i++)
+        dx[i] -= dx0[i];
+    fd_check("d hidden (every token)", span_ref, &c, c.x, n * H, dx, 1, &one);
+    fd_check("d qa_outputs.weight", span_ref, &c, c.w, 2 * H, dw, 1, &one);
+    fd_check("d qa_outputs.bias", span_ref, &c, c.b, 2, db, 1, &one);
+    /* NULL outputs (frozen / nothing below) are skipped */
+    span_head_backward(NULL, NULL, NULL, dl, x, w, n, H);
+    free(x), free(w), free(b), free(logits), free(dl), free(dx), free(dx0), free(dw), free(db);
+    free(c.x), free(c.w), free(c.b);
+}
+
 int main(void) {
     test_matmul();
     test_layernorm();
@@ -560,5 +627,6 @@ int main(void) {
     test_attention();
     test_adapter();
     test_head();
+    test_span_head();
     CHECK_DONE("test_grad");
 }

@@ -4,13 +4,17 @@
  * on the real default checkpoint (loss, per-tensor gradient norms and sampled entries); 20
  * AdamW steps of loss; plus: nothing computed below the lowest trained parameter, predict ==
  * training forward without dropout, dropout deterministic whatever the thread count.
+ * The same for the span head (scripts/reference/gen-squad-grad-golden.py: transformers'
+ * BertForQuestionAnswering with the same adapters; padded positions masked out of the loss),
+ * plus its start / end logits at every real token against torch's.
  *
  * Tolerances. Loss: 1e-5 relative (float forward vs float forward, measured ~1e-7). Gradients:
  * max |ours - torch| <= 1e-4 * max(1e-2, max |g_torch|) per tensor: the two float32
  * computations differ only by summation order (GEMM blocking, LayerNorm in double here), which
  * stays far below 1e-4 of a tensor's largest entry; a wrong term of the chain rule is off by
- * O(max |g|). Norms: 1e-4 relative. AdamW losses: 1e-4 relative after 20 steps (rounding
- * differences compound through the updates). */
+ * O(max |g|). Norms: 1e-4 relative (of max(norm, 1e-2)).
+ * Span logits: 1e-4 * max(1, max |logit|) (measured: 6e-7 tiny, 6e-6 MiniLM). AdamW losses: 1e-4
+ * relative after 20 steps (rounding differences compound through the updates). */
 #include "check.h"
 #include "optimiser.h"
 #include "petl.h"
@@ -98,10 +102,13 @@ typedef struct {
     int32_t *ids, *types, *labels;
     int *lengths;
     float *targets;
+    bool span;              /* a span-head case: starts / ends instead of labels / targets */
+    int32_t *starts, *ends; /* [B] */
 } golden_case;
 
 static void case_free(golden_case *c) {
     free(c->ids), free(c->types), free(c->labels), free(c->lengths), free(c->targets);
+    free(c->starts), free(c->ends);
     memset(c, 0, sizeof *c);
 }
 
@@ -146,6 +153,62 @@ static void compare_grad(grad_stats *st, const petl_param *p, const float *ref, 
     st->tensors++;
 }
 
+/* One training step of the case's head. */
+static petl_status train_step(petl_train_ctx *ctx, const petl_batch *b, const golden_case *c,
+                              uint64_t seed, float *loss, petl_error *err) {
+    if (c->span) return petl_train_step_span(ctx, b, c->starts, c->ends, seed, loss, err);
+    return petl_train_step(ctx, b, c->labels, c->targets, seed, loss, err);
+}
+
+/* Span head: predict's padded start / end logits equal the training forward's packed ones (on
+ * the training context and on an inference-only one), -inf at the padding; the classification
+ * entry points refuse a span model and the span ones a training call on a predict context. */
+static void check_predict_span(petl_train_ctx *ctx, const petl_task_model *tm, const golden_case *c,
+                               const petl_batch *b) {
+    petl_error err = {0};
+    int64_t n = 0;
+    for (int r = 0; r < c->B; r++)
+        n += c->lengths[r];
+    float *packed = malloc((size_t)n * 2 * sizeof(float));
+    float *st = malloc((size_t)c->B * c->seq * sizeof(float));
+    float *en = malloc((size_t)c->B * c->seq * sizeof(float));
+    CHECK(packed && st && en);
+    memcpy(packed, petl_train_ctx_logits(ctx), (size_t)n * 2 * sizeof(float));
+    petl_train_ctx *pc = NULL;
+    CHECK_OK(petl_predict_ctx_new(tm, c->B, c->seq, &pc, &err), &err);
+    for (int which = 0; which < 2; which++) {
+        CHECK_OK(petl_task_predict_span(which ? pc : ctx, b, st, en, &err), &err);
+        int64_t k = 0;
+        for (int r = 0; r < c->B; r++)
+            for (int p = 0; p < c->seq; p++) {
+                const int64_t at = (int64_t)r * c->seq + p;
+                if (p >= c->lengths[r]) {
+                    CHECKF(isinf(st[at]) && st[at] < 0 && isinf(en[at]) && en[at] < 0,
+                           "%s: padding logit is not -inf", c->name);
+                    continue;
+                }
+                CHECKF(fabsf(st[at] - packed[2 * k]) <= 1e-6f &&
+                           fabsf(en[at] - packed[2 * k + 1]) <= 1e-6f,
+                       "%s: predict differs from the training forward (%s context)", c->name,
+                       which ? "predict" : "training");
+                k++;
+            }
+    }
+    float loss, lg[8];
+    CHECK(petl_train_step_span(pc, b, c->starts, c->ends, 0, &loss, &err) == PETL_ERR_ARG);
+    CHECK(petl_train_step(ctx, b, c->starts, NULL, 0, &loss, &err) == PETL_ERR_ARG);
+    CHECK(petl_task_predict(ctx, b, lg, &err) == PETL_ERR_ARG);
+    /* a target outside its row is refused, naming the row */
+    int32_t bad[64];
+    CHECK(c->B <= 64);
+    memcpy(bad, c->ends, (size_t)c->B * sizeof *bad);
+    bad[c->B - 1] = c->lengths[c->B - 1];
+    CHECK(petl_train_step_span(ctx, b, c->starts, bad, 0, &loss, &err) == PETL_ERR_ARG);
+    CHECKF(strstr(err.msg, "batch row") != NULL, "%s", err.msg);
+    petl_train_ctx_free(pc);
+    free(packed), free(st), free(en);
+}
+
 /* After a step without dropout: the backward went exactly down to the lowest trained
  * parameter, and predict gives the training forward's logits. */
 static void check_lowest_and_predict(petl_train_ctx *ctx, const petl_task_model *tm,
@@ -157,6 +220,10 @@ static void check_lowest_and_predict(petl_train_ctx *ctx, const petl_task_model 
     int lowest = petl_train_ctx_lowest_computed(ctx);
     int want = tc->tune == PETL_TUNE_HEAD ? L : tc->tune == PETL_TUNE_TOP ? L - tc->top_k : -1;
     CHECKF(lowest == want, "%s: backward went down to %d, expected %d", c->name, lowest, want);
+    if (c->span) {
+        check_predict_span(ctx, tm, c, b);
+        return;
+    }
     /* predict == the training forward without dropout */
     const int nl = c->nl;
     float *train_logits = malloc((size_t)c->B * nl * sizeof(float));
@@ -192,6 +259,7 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
                                                : PETL_ADAPTER_SWISH;
     tc.placement = !strcmp(c->place, "ffn") ? PETL_PLACE_FFN : PETL_PLACE_BOTH;
     tc.num_labels = c->nl;
+    tc.head = c->span ? PETL_HEAD_SPAN : PETL_HEAD_CLASSIFY;
     petl_task_model *tm = NULL;
     CHECK_OK(petl_task_model_new(m, &tc, 1, &tm, &err), &err);
     petl_train_ctx *ctx = NULL;
@@ -221,11 +289,24 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
         } else if (!strcmp(kind, "loss")) {
             loss_ref = dbl(&s);
             petl_task_model_zero_grad(tm);
-            CHECK_OK(petl_train_step(ctx, &b, c->labels, c->targets, 0, &loss, &err), &err);
+            CHECK_OK(train_step(ctx, &b, c, 0, &loss, &err), &err);
             CHECKF(fabs(loss - loss_ref) <= 1e-5 * fabs(loss_ref), "%s: loss %.9g, torch %.9g",
                    c->name, loss, loss_ref);
             first_loss = loss;
             check_lowest_and_predict(ctx, tm, &tc, cfg, c, &b);
+        } else if (!strcmp(kind, "logits")) {
+            /* torch's start / end logits of every real token vs the step's (packed [n, 2]) */
+            long long n = ll(&s);
+            const float *lg = petl_train_ctx_logits(ctx);
+            double worst = 0.0, lmax = 0.0;
+            for (long long i = 0; i < n; i++) {
+                double v = dbl(&s);
+                lmax = fmax(lmax, fabs(v));
+                worst = fmax(worst, fabs(lg[i] - v));
+            }
+            CHECKF(worst <= 1e-4 * fmax(1.0, lmax), "%s: span logits off by %.3g (max %.3g)",
+                   c->name, worst, lmax);
+            printf("  span logits: %lld values, worst |ours - torch| %.3g\n", n, worst);
         } else if (!strcmp(kind, "grad")) {
             char *name = word(&s);
             long long n = ll(&s);
@@ -251,7 +332,10 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
                 gmax = fmax(gmax, fabs(p->grad[i]));
             }
             norm = sqrt(norm);
-            double d = fabs(norm - norm_ref) / fmax(norm_ref, 1e-12);
+            /* relative, with the floor of compare_grad: a gradient that is analytically 0
+             * (with the span head, the top LayerNorm's bias: its tokens' d logits sum to 0 per
+             * row) has norms of pure rounding noise, ~1e-8 on both sides */
+            double d = fabs(norm - norm_ref) / fmax(norm_ref, 1e-2);
             CHECKF(d <= 1e-4, "%s: %s gradient norm %.9g, torch %.9g", c->name, name, norm,
                    norm_ref);
             double worst = 0.0;
@@ -296,7 +380,7 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
             for (int k = 0; k < n; k++) {
                 double ref = dbl(&s);
                 petl_task_model_zero_grad(tm);
-                CHECK_OK(petl_train_step(ctx, &b, c->labels, c->targets, 0, &loss, &err), &err);
+                CHECK_OK(train_step(ctx, &b, c, 0, &loss, &err), &err);
                 worst = fmax(worst, fabs(loss - ref) / fabs(ref));
                 if (k == 0) first = loss;
                 last = loss;
@@ -343,6 +427,7 @@ static void run_file(const char *model_dir, const char *golden) {
         snprintf(c.act, sizeof c.act, "%s", word(&s));
         snprintf(c.place, sizeof c.place, "%s", word(&s));
         c.nl = (int)ll(&s);
+        c.span = !strcmp(word(&s), "span"); /* optional 9th field: the head kind */
         s = next_line(&r);
         CHECK(s && !strcmp(word(&s), "batch"));
         c.B = (int)ll(&s);
@@ -365,7 +450,15 @@ static void run_file(const char *model_dir, const char *golden) {
             c.lengths[i] = (int)ll(&s);
         s = next_line(&r);
         char *k = word(&s);
-        if (!strcmp(k, "labels")) {
+        if (!strcmp(k, "spans")) {
+            CHECK(c.span);
+            c.starts = calloc((size_t)c.B, 4), c.ends = calloc((size_t)c.B, 4);
+            CHECK(c.starts && c.ends);
+            for (int i = 0; i < c.B; i++) {
+                c.starts[i] = (int32_t)ll(&s);
+                c.ends[i] = (int32_t)ll(&s);
+            }
+        } else if (!strcmp(k, "labels")) {
             c.labels = calloc((size_t)c.B, 4);
             CHECK(c.labels);
             for (int i = 0; i < c.B; i++)
@@ -515,10 +608,12 @@ static void test_dropout_fd(const char *model_dir, petl_tune tune) {
 int main(void) {
     const char *dir = tiny_model_dir();
     run_file(dir, "tiny.golden");
+    run_file(dir, "span_tiny.golden");
     test_dropout(dir);
     test_dropout_fd(dir, PETL_TUNE_ADAPTER);
     test_dropout_fd(dir, PETL_TUNE_FULL);
     tiny_model_dir_remove();
     run_file(test_model_dir(), "minilm.golden");
+    run_file(test_model_dir(), "span_minilm.golden");
     CHECK_DONE("test_train");
 }
