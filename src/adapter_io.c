@@ -183,6 +183,20 @@ static json_t *info_to_json(const petl_adapter_info *info) {
         b->num_heads, "intermediate_size", b->intermediate_size, "max_position_embeddings",
         b->max_position_embeddings, "type_vocab_size", b->type_vocab_size, "num_params",
         (json_int_t)b->num_params, "content_hash", hash);
+    if (root) {
+        const bool span = t->head == PETL_HEAD_SPAN;
+        json_object_set_new(json_object_get(root, "tune"), "head",
+                            json_string(span ? "span" : "classify"));
+        if (span) {
+            const petl_squad_params *q = &info->squad;
+            json_object_set_new(root, "squad",
+                                json_pack("{s:i, s:i, s:i, s:i, s:i, s:s}", "max_seq_len",
+                                          q->max_seq_len, "doc_stride", q->doc_stride,
+                                          "max_query_len", q->max_query_len, "max_answer_len",
+                                          q->max_answer_len, "n_best", q->n_best, "eval_articles",
+                                          info->squad_eval_articles));
+        }
+    }
     if (root && info->training_json) {
         json_t *tr = json_loads(info->training_json, 0, NULL);
         if (tr) json_object_set_new(root, "training", tr);
@@ -286,12 +300,36 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
     json_t *tune = jget(&c, root, "tune", JSON_OBJECT);
     json_t *base = jget(&c, root, "base", JSON_OBJECT);
     if (c.st != PETL_OK) return c.st;
+    static const char *const heads[] = {"classify", "span"};
+    if (json_object_get(tune, "head")) /* absent in files from before span heads */
+        info->tune.head = (petl_head_kind)jenum(&c, tune, "head", heads, 2);
+    const bool span = info->tune.head == PETL_HEAD_SPAN;
+    if (span) {
+        json_t *sq = jget(&c, root, "squad", JSON_OBJECT);
+        petl_squad_params *q = &info->squad;
+        q->max_seq_len = jint(&c, sq, "max_seq_len", 5, 1 << 20);
+        q->doc_stride = jint(&c, sq, "doc_stride", 1, 1 << 20);
+        q->max_query_len = jint(&c, sq, "max_query_len", 1, 1 << 20);
+        q->max_answer_len = jint(&c, sq, "max_answer_len", 1, 1 << 20);
+        q->n_best = jint(&c, sq, "n_best", 1, 1 << 20);
+        snprintf(info->squad_eval_articles, sizeof info->squad_eval_articles, "%s",
+                 jstr(&c, sq, "eval_articles", sizeof info->squad_eval_articles));
+        if (c.st != PETL_OK) return c.st;
+        if (q->max_seq_len != info->max_len)
+            return petl_fail(err, PETL_ERR_FORMAT,
+                             "%s: squad.max_seq_len %d differs from max_len %d", path,
+                             q->max_seq_len, info->max_len);
+    }
 
     size_t nl = json_array_size(labels);
-    if (info->regression ? (nl != 0 || num_labels != 1) : (nl < 2 || nl != (size_t)num_labels))
-        return petl_fail(err, PETL_ERR_FORMAT,
-                         "%s: task.num_labels = %d does not fit %zu labels%s", path, num_labels,
-                         nl, info->regression ? " of a regression task" : "");
+    if (span               ? (nl != 0 || num_labels != 2 || info->regression)
+        : info->regression ? (nl != 0 || num_labels != 1)
+                           : (nl < 2 || nl != (size_t)num_labels))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: task.num_labels = %d does not fit %zu labels%s",
+                         path, num_labels, nl,
+                         span               ? " of a span head (2 and none)"
+                         : info->regression ? " of a regression task"
+                                            : "");
     info->labels = calloc(nl ? nl : 1, sizeof *info->labels);
     if (!info->labels) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < nl; i++) {

@@ -3,8 +3,11 @@
  *
  *   adapter_config.json  petl version, task (name, spec for petl_task_lookup, labels in class
  *                        order, regression), max_len, the petl_tune_config that rebuilds the
- *                        task model's parameter list, the base model's identity (architecture,
- *                        shapes, parameter count, content hash) and free-form training notes.
+ *                        task model's parameter list (tune.head "classify" or "span"; files
+ *                        without it are "classify"), for a span head the "squad" settings
+ *                        (window step, query and answer lengths, n-best, the held-out
+ *                        articles), the base model's identity (architecture, shapes, parameter
+ *                        count, content hash) and free-form training notes.
  *   adapter.safetensors  every petl_param of the task model by its (AdapterHub-style) name,
  *                        F32, with a hash of all the tensors' bytes in the metadata so that a
  *                        file damaged in place is refused rather than silently used.
@@ -22,6 +25,7 @@
 
 #include "data.h"
 #include "petl.h"
+#include "squad.h"
 #include "train.h"
 
 #define PETL_ADAPTER_CONFIG "adapter_config.json"
@@ -56,8 +60,13 @@ typedef struct {
     size_t n_labels;       /* 0 for regression */
     char **labels;         /* [n_labels] class names in index order */
     bool regression;
-    int max_len;           /* the truncation used in training; eval / predict default to it */
-    petl_tune_config tune; /* num_labels = n_labels, or 1 for regression */
+    int max_len;             /* the truncation used in training; eval / predict default to it
+                                (a span head: the window length, squad.max_seq_len) */
+    petl_tune_config tune;   /* num_labels = n_labels, or 1 for regression, or 2 for a span head
+                                (then no labels) */
+    petl_squad_params squad; /* tune.head == PETL_HEAD_SPAN: windowing and decoding */
+    char squad_eval_articles[48]; /* the articles held out in training ("38:48", "all"): what
+                                     petl eval scores by default */
     petl_base_identity base;
     char *training_json;   /* a JSON object (text) with training notes, or NULL */
 } petl_adapter_info;

@@ -19,6 +19,7 @@ struct petl_batcher {
     int *len;        /* [cap] */
     int32_t *label;  /* [cap] */
     float *target;   /* [cap] */
+    int32_t *span;   /* [cap, 2] start / end positions (pre-tokenized span examples); -1 */
     int32_t *ids;    /* [tok_cap] */
     int32_t *types;  /* [tok_cap] */
     size_t n_tok, tok_cap;
@@ -47,6 +48,7 @@ void petl_batcher_free(petl_batcher *b) {
     free(b->len);
     free(b->label);
     free(b->target);
+    free(b->span);
     free(b->ids);
     free(b->types);
     free(b);
@@ -70,7 +72,9 @@ static petl_status reserve(petl_batcher *b, size_t more, petl_error *err) {
         if (label) b->label = label;
         float *target = realloc(b->target, nc * sizeof *target);
         if (target) b->target = target;
-        if (!off || !len || !label || !target)
+        int32_t *span = realloc(b->span, 2 * nc * sizeof *span);
+        if (span) b->span = span;
+        if (!off || !len || !label || !target || !span)
             return petl_fail(err, PETL_ERR_NOMEM, "batcher: out of memory for %zu examples", nc);
         b->cap = nc;
     }
@@ -102,9 +106,34 @@ petl_status petl_batcher_add(petl_batcher *b, const char *text_a, size_t len_a,
     b->len[b->n] = (int)L;
     b->label[b->n] = label;
     b->target[b->n] = target;
+    b->span[2 * b->n] = b->span[2 * b->n + 1] = -1;
     b->n++;
     b->n_tok += L;
     if ((int)L > b->longest) b->longest = (int)L;
+    return PETL_OK;
+}
+
+petl_status petl_batcher_add_encoded(petl_batcher *b, const int32_t *ids, const int32_t *type_ids,
+                                     int len, int32_t start, int32_t end, petl_error *err) {
+    if (len < 1 || len > b->max_len)
+        return petl_fail(err, PETL_ERR_ARG, "batcher: an example of %d tokens (max_len %d)", len,
+                         b->max_len);
+    if (start < -1 || start >= len || end < -1 || end >= len)
+        return petl_fail(err, PETL_ERR_ARG, "batcher: span %d..%d outside %d tokens", (int)start,
+                         (int)end, len);
+    petl_status s = reserve(b, (size_t)len, err);
+    if (s != PETL_OK) return s;
+    memcpy(b->ids + b->n_tok, ids, (size_t)len * sizeof(int32_t));
+    memcpy(b->types + b->n_tok, type_ids, (size_t)len * sizeof(int32_t));
+    b->off[b->n] = b->n_tok;
+    b->len[b->n] = len;
+    b->label[b->n] = -1;
+    b->target[b->n] = 0.0f;
+    b->span[2 * b->n] = start;
+    b->span[2 * b->n + 1] = end;
+    b->n++;
+    b->n_tok += (size_t)len;
+    if (len > b->longest) b->longest = len;
     return PETL_OK;
 }
 
@@ -132,6 +161,8 @@ int petl_batcher_max_len(const petl_batcher *b) { return b->max_len; }
 int petl_batcher_length(const petl_batcher *b, size_t i) { return b->len[i]; }
 int32_t petl_batcher_label(const petl_batcher *b, size_t i) { return b->label[i]; }
 float petl_batcher_target(const petl_batcher *b, size_t i) { return b->target[i]; }
+int32_t petl_batcher_span_start(const petl_batcher *b, size_t i) { return b->span[2 * i]; }
+int32_t petl_batcher_span_end(const petl_batcher *b, size_t i) { return b->span[2 * i + 1]; }
 int64_t petl_batcher_total_tokens(const petl_batcher *b) { return (int64_t)b->n_tok; }
 
 /* ------------------------------------------------------------------------------------ plans */
@@ -250,7 +281,10 @@ petl_status petl_batch_buf_init(petl_batch_buf *buf, int max_batch, int max_len,
     buf->lengths = malloc((size_t)max_batch * sizeof *buf->lengths);
     buf->labels = malloc((size_t)max_batch * sizeof *buf->labels);
     buf->targets = malloc((size_t)max_batch * sizeof *buf->targets);
-    if (!buf->ids || !buf->type_ids || !buf->lengths || !buf->labels || !buf->targets) {
+    buf->starts = malloc((size_t)max_batch * sizeof *buf->starts);
+    buf->ends = malloc((size_t)max_batch * sizeof *buf->ends);
+    if (!buf->ids || !buf->type_ids || !buf->lengths || !buf->labels || !buf->targets ||
+        !buf->starts || !buf->ends) {
         petl_batch_buf_free(buf);
         return petl_fail(err, PETL_ERR_NOMEM, "batch buffer: out of memory");
     }
@@ -266,6 +300,8 @@ void petl_batch_buf_free(petl_batch_buf *buf) {
     free(buf->lengths);
     free(buf->labels);
     free(buf->targets);
+    free(buf->starts);
+    free(buf->ends);
     memset(buf, 0, sizeof *buf);
 }
 
@@ -295,6 +331,8 @@ petl_status petl_batcher_fill(const petl_batcher *b, const int64_t *idx, size_t 
         buf->lengths[r] = (int)L;
         buf->labels[r] = b->label[i];
         buf->targets[r] = b->target[i];
+        buf->starts[r] = b->span[2 * i];
+        buf->ends[r] = b->span[2 * i + 1];
         buf->tokens += (int64_t)L;
     }
     buf->batch = (petl_batch){(int)n, seq, buf->ids, buf->type_ids, buf->lengths};

@@ -39,6 +39,11 @@ void petl_batcher_free(petl_batcher *b);
 petl_status petl_batcher_add(petl_batcher *b, const char *text_a, size_t len_a,
                              const char *text_b, size_t len_b, int32_t label, float target,
                              petl_error *err);
+/* Appends one example tokenized already (a SQuAD window: [CLS] question [SEP] context [SEP]):
+ * ids / type_ids [len], 1 <= len <= max_len (no truncation: PETL_ERR_ARG), with span targets
+ * start / end (sequence positions in [0, len), or -1 when unknown). Label -1, target 0. */
+petl_status petl_batcher_add_encoded(petl_batcher *b, const int32_t *ids, const int32_t *type_ids,
+                                     int len, int32_t start, int32_t end, petl_error *err);
 /* Appends every example of a dataset, in order; errors name the file line of the example. */
 petl_status petl_batcher_add_dataset(petl_batcher *b, const petl_dataset *ds, petl_error *err);
 /* Forgets the examples (keeps the memory): used to batch a stream chunk by chunk. */
@@ -50,6 +55,9 @@ int petl_batcher_max_len(const petl_batcher *b);
 int petl_batcher_length(const petl_batcher *b, size_t i);
 int32_t petl_batcher_label(const petl_batcher *b, size_t i);
 float petl_batcher_target(const petl_batcher *b, size_t i);
+/* Span targets of example i (-1 for examples added by petl_batcher_add). */
+int32_t petl_batcher_span_start(const petl_batcher *b, size_t i);
+int32_t petl_batcher_span_end(const petl_batcher *b, size_t i);
 /* Sum of the lengths of all examples. */
 int64_t petl_batcher_total_tokens(const petl_batcher *b);
 
@@ -76,6 +84,7 @@ typedef struct {
     int *lengths;            /* [max_batch] */
     int32_t *labels;         /* [max_batch] */
     float *targets;          /* [max_batch] */
+    int32_t *starts, *ends;  /* [max_batch] span targets (petl_batcher_add_encoded) */
     int64_t tokens;          /* real (unpadded) tokens of the batch */
     int max_batch, max_len;
 } petl_batch_buf;

@@ -17,6 +17,8 @@ const char *petl_metric_name(petl_metric m) {
     case PETL_METRIC_PEARSON: return "pearson";
     case PETL_METRIC_SPEARMAN: return "spearman";
     case PETL_METRIC_MSE: return "mse";
+    case PETL_METRIC_EXACT_MATCH: return "exact_match";
+    case PETL_METRIC_SQUAD_F1: return "f1";
     }
     return "unknown";
 }

@@ -31,11 +31,14 @@ typedef enum {
     PETL_METRIC_PEARSON,
     PETL_METRIC_SPEARMAN,
     PETL_METRIC_MSE,
+    PETL_METRIC_EXACT_MATCH, /* SQuAD v1.1 official exact match, as a fraction (0-1) */
+    PETL_METRIC_SQUAD_F1,    /* SQuAD v1.1 official token F1, as a fraction (0-1); key "f1" */
 } petl_metric;
 
 #define PETL_MAX_METRICS 4 /* most metrics one task reports */
 
-/* "accuracy", "f1", "mcc", "pearson", "spearman", "mse": the keys of `petl eval`'s JSON. */
+/* "accuracy", "f1", "mcc", "pearson", "spearman", "mse", "exact_match" (SQuAD; its F1 is "f1"
+ * too): the keys of `petl eval`'s JSON. */
 const char *petl_metric_name(petl_metric m);
 
 /* Classification metrics of predicted vs gold class indices [n]. f1 and mcc are binary: class 1

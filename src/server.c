@@ -262,6 +262,14 @@ petl_status petl_srv_task_load(const char *name, const char *dir, const petl_mod
         petl_adapter_info_free(&info);
         return s;
     }
+    if (info.tune.head != PETL_HEAD_CLASSIFY) {
+        petl_task_model_free(tm);
+        petl_adapter_info_free(&info);
+        return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                         "%s: a span (question answering) adapter cannot be served; use petl "
+                         "predict",
+                         dir);
+    }
     if ((!info.regression && info.n_labels < 2) || info.max_len < 3) {
         petl_task_model_free(tm);
         petl_adapter_info_free(&info);

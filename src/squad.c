@@ -82,6 +82,11 @@ void petl_squad_opts_default(petl_squad_opts *o) {
     o->article_begin = 0;
     o->article_end = -1;
     o->allow_unanswered = false;
+    o->max_questions = 0;
+}
+
+bool petl_squad_is_blank(const char *s, size_t len) {
+    return blank(s, len);
 }
 
 petl_status petl_squad_parse_range(const char *spec, petl_squad_opts *o, petl_error *err) {
@@ -229,6 +234,11 @@ static petl_status read_answer(json_t *an, const char *ctx, size_t ctx_len, cons
     return PETL_OK;
 }
 
+/* Whether another question of the range is kept (opts.max_questions). */
+static bool room(const petl_squad *ds, const petl_squad_opts *o) {
+    return o->max_questions <= 0 || ds->n_qs < (size_t)o->max_questions;
+}
+
 static petl_status read_file_body(petl_squad *ds, json_t *data, const char *what,
                                   const petl_squad_opts *o, id_set *ids, petl_error *err) {
     size_t a_end = o->article_end < 0 ? SIZE_MAX : (size_t)o->article_end;
@@ -256,7 +266,7 @@ static petl_status read_file_body(petl_squad *ds, json_t *data, const char *what
                                            "over 2 GiB",
                                  WHERE_ARGS(&w), p);
             size_t ci = ds->n_ctxs;
-            if (keep && json_array_size(qas) > 0)
+            if (keep && json_array_size(qas) > 0 && room(ds, o))
                 ds->ctxs[ds->n_ctxs++] = (petl_squad_context){ctx, ctx_len, a};
             for (size_t q = 0; q < json_array_size(qas); q++) {
                 json_t *qa = json_array_get(qas, q), *jq = json_object_get(qa, "question");
@@ -279,9 +289,9 @@ static petl_status read_file_body(petl_squad *ds, json_t *data, const char *what
                     petl_squad_answer tmp;
                     st = read_answer(json_array_get(ans, k), ctx, ctx_len, &w, k, &tmp, err);
                     if (st != PETL_OK) return st;
-                    if (keep) ds->answers[ds->n_answers++] = tmp;
+                    if (keep && room(ds, o)) ds->answers[ds->n_answers++] = tmp;
                 }
-                if (keep)
+                if (keep && room(ds, o))
                     ds->qs[ds->n_qs++] = (petl_squad_question){
                         .id = w.qid,
                         .question = json_string_value(jq),

@@ -74,9 +74,15 @@ typedef struct {
     int64_t article_begin; /* first article kept (default 0) */
     int64_t article_end;   /* one past the last article kept; -1: to the end (default) */
     bool allow_unanswered; /* keep questions without answers (default false) */
+    int64_t max_questions; /* keep only the first N questions of the range (quick runs, as
+                              run_qa.py's max_*_samples); 0: all (default) */
 } petl_squad_opts;
 
 void petl_squad_opts_default(petl_squad_opts *o);
+
+/* True when s[len] holds nothing but Python whitespace (str.isspace): what the reader calls an
+ * empty context or question. */
+bool petl_squad_is_blank(const char *s, size_t len);
 
 /* Parses "B:E", "B:" or ":E" (article indices, E exclusive) into opts; "train" and "eval"
  * name the documented split of the dev file (0:38 and 38:); "all" is everything. */

@@ -81,6 +81,96 @@ petl_status petl_predict_all(petl_task_model *tm, petl_train_ctx *ctx, const pet
     return s;
 }
 
+petl_status petl_predict_spans_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
+                                   int batch, int seq, float *start_logits, float *end_logits,
+                                   petl_error *err) {
+    const size_t n = petl_batcher_count(b);
+    const int max_len = petl_batcher_max_len(b);
+    if (n == 0) return PETL_OK;
+    if (seq < max_len)
+        return petl_fail(err, PETL_ERR_ARG, "span logits rows of %d for examples of up to %d", seq,
+                         max_len);
+    petl_train_ctx *own = NULL;
+    petl_batch_plan plan = {0};
+    petl_batch_buf buf = {0};
+    /* [batch, max_len] each: the padded logits of one batch (its own, shorter, seq) */
+    float *st = malloc((size_t)batch * (size_t)max_len * 2 * sizeof *st);
+    float *en = st ? st + (size_t)batch * (size_t)max_len : NULL;
+    petl_status s = st ? PETL_OK : petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    if (s == PETL_OK && !ctx) {
+        s = petl_predict_ctx_new(tm, batch, max_len, &own, err);
+        ctx = own;
+    }
+    if (s == PETL_OK) s = petl_batcher_plan_eval(b, batch, &plan, err);
+    if (s == PETL_OK) s = petl_batch_buf_init(&buf, batch, max_len, err);
+    for (size_t k = 0; s == PETL_OK && k < plan.n_batches; k++) {
+        const int64_t *rows = plan.order + plan.start[k];
+        size_t nr = plan.start[k + 1] - plan.start[k];
+        s = petl_batcher_fill(b, rows, nr, false, &buf, err);
+        if (s == PETL_OK) s = petl_task_predict_span(ctx, &buf.batch, st, en, err);
+        if (s != PETL_OK) break;
+        const size_t bs = (size_t)buf.batch.seq;
+        for (size_t r = 0; r < nr; r++) {
+            float *os = start_logits + (size_t)rows[r] * (size_t)seq;
+            float *oe = end_logits + (size_t)rows[r] * (size_t)seq;
+            memcpy(os, st + r * bs, bs * sizeof *os);
+            memcpy(oe, en + r * bs, bs * sizeof *oe);
+            for (size_t p = bs; p < (size_t)seq; p++)
+                os[p] = oe[p] = -INFINITY;
+        }
+    }
+    petl_batch_buf_free(&buf);
+    petl_batch_plan_free(&plan);
+    petl_train_ctx_free(own);
+    free(st);
+    return s;
+}
+
+petl_status petl_squad_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_squad *ds,
+                                const petl_squad_features *f, const petl_batcher *b,
+                                const petl_squad_params *p, int batch, petl_squad_prediction *preds,
+                                petl_metric_set *out, petl_error *err) {
+    const size_t nq = petl_squad_count(ds), n = f->n, seq = (size_t)f->max_seq_len;
+    if (nq == 0) return petl_fail(err, PETL_ERR_ARG, "evaluation set is empty");
+    if (petl_batcher_count(b) != n || petl_batcher_max_len(b) > f->max_seq_len)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "squad evaluation: %zu batched examples for %zu windows of %zu tokens",
+                         petl_batcher_count(b), n, seq);
+    float *logits = malloc(2 * n * seq * sizeof *logits);
+    petl_squad_prediction *own = preds ? NULL : malloc(nq * sizeof *own);
+    const char **texts = malloc(nq * sizeof *texts);
+    size_t *lens = malloc(nq * sizeof *lens);
+    petl_status s = logits && (preds || own) && texts && lens
+                        ? PETL_OK
+                        : petl_fail(err, PETL_ERR_NOMEM, "out of memory for %zu windows", n);
+    if (!preds) preds = own;
+    if (s == PETL_OK)
+        s = petl_predict_spans_all(tm, ctx, b, batch, (int)seq, logits, logits + n * seq, err);
+    if (s == PETL_OK) s = petl_squad_decode(ds, f, logits, logits + n * seq, p, preds, err);
+    double em = 0, f1 = 0;
+    if (s == PETL_OK) {
+        for (size_t q = 0; q < nq; q++) {
+            texts[q] = preds[q].text;
+            lens[q] = preds[q].len;
+        }
+        s = petl_squad_score(ds, texts, lens, NULL, NULL, &em, &f1, err);
+    }
+    if (s == PETL_OK) {
+        memset(out, 0, sizeof *out);
+        out->count = 2;
+        out->metric[0] = PETL_METRIC_EXACT_MATCH;
+        out->value[0] = em / 100.0;
+        out->metric[1] = PETL_METRIC_SQUAD_F1;
+        out->value[1] = f1 / 100.0;
+        out->score = f1 / 100.0;
+    }
+    free(logits);
+    free(own);
+    free(texts);
+    free(lens);
+    return s;
+}
+
 petl_status petl_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_task *task,
                           const petl_batcher *b, int batch, double *preds, petl_metric_set *out,
                           petl_error *err) {
@@ -136,15 +226,16 @@ static json_t *fingerprint(const run_state *rs, const petl_train_opts *o, const 
                            const petl_batcher *dev) {
     char seed[24];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    return json_pack("{s:f, s:i, s:i, s:s, s:f, s:f, s:f, s:b, s:b, s:I, s:I, s:I, s:I, s:I}",
-                     "lr", o->lr, "epochs", o->epochs, "batch", o->batch, "seed", seed, "warmup",
-                     o->warmup, "weight_decay", o->weight_decay, "max_grad_norm",
-                     o->max_grad_norm, "bias_correction", o->bias_correction, "pad_to_max",
-                     o->pad_to_max, "n_train", (json_int_t)petl_batcher_count(tr),
-                     "train_tokens", (json_int_t)petl_batcher_total_tokens(tr), "n_dev",
-                     (json_int_t)(dev ? petl_batcher_count(dev) : 0), "trainable",
-                     (json_int_t)petl_task_model_trainable_count(rs->tm), "tensors",
-                     (json_int_t)rs->n_params);
+    json_t *fp = json_pack(
+        "{s:f, s:i, s:i, s:s, s:f, s:f, s:f, s:b, s:b, s:I, s:I, s:I, s:I, s:I}", "lr", o->lr,
+        "epochs", o->epochs, "batch", o->batch, "seed", seed, "warmup", o->warmup, "weight_decay",
+        o->weight_decay, "max_grad_norm", o->max_grad_norm, "bias_correction", o->bias_correction,
+        "pad_to_max", o->pad_to_max, "n_train", (json_int_t)petl_batcher_count(tr), "train_tokens",
+        (json_int_t)petl_batcher_total_tokens(tr), "n_dev",
+        (json_int_t)(dev ? petl_batcher_count(dev) : 0), "trainable",
+        (json_int_t)petl_task_model_trainable_count(rs->tm), "tensors", (json_int_t)rs->n_params);
+    if (fp && o->resume_key) json_object_set_new(fp, "key", json_string(o->resume_key));
+    return fp;
 }
 
 static char *tensor_name(const char *prefix, const char *name) {
@@ -368,6 +459,10 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                             : petl_batcher_max_len(dev);
     const int eval_batch = o->eval_batch > 0 ? o->eval_batch : o->batch;
     const int max_batch = o->batch > eval_batch ? o->batch : eval_batch;
+    const bool span = petl_task_model_tune_config(tm)->head == PETL_HEAD_SPAN;
+    if (dev && !task && !o->evaluate)
+        return petl_fail(err, PETL_ERR_ARG, "training: a dev set but no task (metrics) and no "
+                                            "evaluator");
 
     run_state rs = {.tm = tm, .n_params = petl_task_model_num_params(tm), .best_epoch = -1};
     rs.best_metrics.score = NAN;
@@ -432,8 +527,12 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                 goto done;
             petl_task_model_zero_grad(tm);
             float loss = 0;
-            s = petl_train_step(ctx, &buf.batch, buf.labels, buf.targets,
-                                dropout_seed(o->seed, rs.global), &loss, err);
+            if (span)
+                s = petl_train_step_span(ctx, &buf.batch, buf.starts, buf.ends,
+                                         dropout_seed(o->seed, rs.global), &loss, err);
+            else
+                s = petl_train_step(ctx, &buf.batch, buf.labels, buf.targets,
+                                    dropout_seed(o->seed, rs.global), &loss, err);
             if (s != PETL_OK) goto done;
             tokens += buf.tokens;
             double norm = petl_adamw_clip(rs.opt), lr = petl_adamw_lr(rs.opt);
@@ -489,8 +588,11 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
             pr.kind = PETL_PROGRESS_EVAL_START;
             if (cb) cb(&pr, user);
             petl_metric_set m;
-            if ((s = petl_evaluate(tm, ctx, task, dev, eval_batch, NULL, &m, err)) !=
-                PETL_OK) {
+            if (o->evaluate)
+                s = o->evaluate(tm, ctx, o->evaluate_user, &m, err);
+            else
+                s = petl_evaluate(tm, ctx, task, dev, eval_batch, NULL, &m, err);
+            if (s != PETL_OK) {
                 json_decref(ej);
                 goto done;
             }

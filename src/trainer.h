@@ -20,7 +20,13 @@
 
 #include "batcher.h"
 #include "data.h"
+#include "squad.h"
 #include "train.h"
+
+/* A dev evaluation other than petl_evaluate's (SQuAD: decode the spans and score them): fills
+ * *out for the model as it is now. ctx is the training context, usable for inference. */
+typedef petl_status (*petl_eval_fn)(petl_task_model *tm, petl_train_ctx *ctx, void *user,
+                                    petl_metric_set *out, petl_error *err);
 
 typedef struct {
     double lr;             /* peak learning rate */
@@ -38,6 +44,10 @@ typedef struct {
     bool resume;           /* continue from checkpoint_path when it exists */
     const char *log_path;  /* JSON-lines log (appended); NULL: none */
     int log_every;         /* steps between log lines (10); the first and last steps always */
+    petl_eval_fn evaluate; /* NULL: petl_evaluate(dev) with the task's metrics */
+    void *evaluate_user;
+    const char *resume_key; /* more settings a resume must match (SQuAD's windowing and
+                               decoding); NULL: none */
 } petl_train_opts;
 
 void petl_train_opts_default(petl_train_opts *o);
@@ -77,10 +87,12 @@ typedef struct {
     double train_seconds;    /* in this process */
 } petl_train_result;
 
-/* Trains tm on `train` (labels / targets filled). After each epoch evaluates on `dev` (may be
- * NULL) with the task's metrics and remembers the best epoch (by petl_metric_set.score). On
- * return tm holds the best epoch's parameters (the last epoch's without a dev set).
- * petl_train_ctx for max_batch x max_len is created inside. */
+/* Trains tm on `train` (labels / targets filled; a span head: span targets, with
+ * petl_train_step_span). After each epoch evaluates on `dev` (may be NULL) with the task's
+ * metrics, or with o->evaluate when set (task may then be NULL; `dev` still sizes the context
+ * and names the dev set in checkpoints), and remembers the best epoch (by
+ * petl_metric_set.score). On return tm holds the best epoch's parameters (the last epoch's
+ * without a dev set). petl_train_ctx for max_batch x max_len is created inside. */
 petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_batcher *train,
                        const petl_batcher *dev, const petl_train_opts *o, petl_progress_fn cb,
                        void *user, petl_train_result *res, petl_error *err);
@@ -96,5 +108,22 @@ petl_status petl_predict_all(petl_task_model *tm, petl_train_ctx *ctx, const pet
 petl_status petl_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_task *task,
                           const petl_batcher *b, int batch, double *preds, petl_metric_set *out,
                           petl_error *err);
+
+/* The span head over every example of b (no dropout), in length-sorted batches: start / end
+ * logits [count, seq] in the INPUT order of b, each row padded with -INFINITY after its tokens
+ * (petl_squad_decode's layout; seq >= petl_batcher_max_len(b)). ctx may be NULL. */
+petl_status petl_predict_spans_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
+                                   int batch, int seq, float *start_logits, float *end_logits,
+                                   petl_error *err);
+
+/* SQuAD evaluation of a span model: b holds the windows of f in order (petl_batcher_add_encoded
+ * of each feature), which are run, decoded (petl_squad_decode with p) and scored against ds's
+ * gold answers. *out: exact_match and f1 as fractions (the official script's percentages / 100,
+ * like every petl metric), score = f1 (the best epoch is the best F1). preds (optional,
+ * [petl_squad_count(ds)]) receives the predictions; their texts point into ds. */
+petl_status petl_squad_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_squad *ds,
+                                const petl_squad_features *f, const petl_batcher *b,
+                                const petl_squad_params *p, int batch, petl_squad_prediction *preds,
+                                petl_metric_set *out, petl_error *err);
 
 #endif

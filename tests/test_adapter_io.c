@@ -269,6 +269,69 @@ int main(void) {
     free(ents);
     rm_rf(ad2);
 
+    /* A span head (SQuAD): qa_outputs instead of classifier and pooler, no labels, the squad
+     * settings and held-out articles round trip; a span config without its "squad" settings is
+     * refused; a config from before span heads (no tune.head) is a classification head. */
+    {
+        petl_tune_config sc = tc;
+        sc.head = PETL_HEAD_SPAN;
+        sc.tune = PETL_TUNE_FULL; /* the pooler would be trained for classification */
+        petl_task_model *sm = NULL, *sm2 = NULL;
+        CHECK_OK(petl_task_model_new(m, &sc, 1, &sm, &err), &err);
+        CHECK(petl_task_model_find(sm, "qa_outputs.weight") != NULL);
+        CHECK(petl_task_model_find(sm, "qa_outputs.bias")->numel == 2);
+        CHECK(!petl_task_model_find(sm, "classifier.weight"));
+        CHECK(!petl_task_model_find(sm, "bert.pooler.dense.weight"));
+        CHECK(petl_task_model_tune_config(sm)->num_labels == 2);
+        scribble(sm, 0.125f);
+        petl_adapter_info si = {0};
+        snprintf(si.task_name, sizeof si.task_name, "squad");
+        snprintf(si.task_spec, sizeof si.task_spec, "squad");
+        si.max_len = 96;
+        si.tune = *petl_task_model_tune_config(sm);
+        si.base = id;
+        si.squad = (petl_squad_params){96, 20, 40, 7, 11};
+        snprintf(si.squad_eval_articles, sizeof si.squad_eval_articles, "38:48");
+        snprintf(ad2, sizeof ad2, "%s/squad", out_parent);
+        CHECK_OK(petl_adapter_save(ad2, sm, &si, false, &err), &err);
+        CHECK_OK(petl_adapter_load(ad2, m, &id, &got, &sm2, &err), &err);
+        check_same(sm, sm2);
+        CHECK(got.tune.head == PETL_HEAD_SPAN && got.n_labels == 0 && got.tune.num_labels == 2);
+        CHECK(got.squad.max_seq_len == 96 && got.squad.max_query_len == 20 &&
+              got.squad.doc_stride == 40 && got.squad.n_best == 7 &&
+              got.squad.max_answer_len == 11);
+        CHECK(!strcmp(got.squad_eval_articles, "38:48"));
+        petl_adapter_info_free(&got);
+        petl_task_model_free(sm2);
+        /* without "squad": refused, naming the key */
+        snprintf(q, sizeof q, "%s/%s", ad2, PETL_ADAPTER_CONFIG);
+        char *text = NULL;
+        size_t len = 0;
+        CHECK_OK(petl_read_file(q, 1 << 20, &text, &len, &err), &err);
+        char *at = strstr(text, "\"squad\": {");
+        CHECK(at != NULL);
+        memcpy(at, "\"sqvad", 6);
+        write_file(q, text, len);
+        expect_load_fail(ad2, m, &id, PETL_ERR_FORMAT, "\"squad\" is missing");
+        free(text);
+        rm_rf(ad2);
+        petl_adapter_info_free(&si);
+        petl_task_model_free(sm);
+        /* the classification adapter saved above, its "head" key removed */
+        copy_dir2(ad, ad2);
+        CHECK_OK(petl_read_file(q, 1 << 20, &text, &len, &err), &err);
+        at = strstr(text, "\"head\": \"classify\"");
+        CHECK(at != NULL);
+        memcpy(at, "\"hexd\"", 6);
+        write_file(q, text, len);
+        CHECK_OK(petl_adapter_load(ad2, m, &id, &got, &sm2, &err), &err);
+        CHECK(got.tune.head == PETL_HEAD_CLASSIFY && got.n_labels == 3);
+        petl_adapter_info_free(&got);
+        petl_task_model_free(sm2);
+        free(text);
+        rm_rf(ad2);
+    }
+
     petl_adapter_info_free(&info);
     petl_task_model_free(old);
     petl_task_model_free(tm);

@@ -151,6 +151,29 @@ int main(void) {
     petl_batcher_clear(b);
     CHECK(petl_batcher_count(b) == 0 && petl_batcher_total_tokens(b) == 0);
 
+    /* Pre-tokenized examples with span targets (SQuAD windows): kept as given, the targets
+     * travel with their rows; too long or a target outside the row is refused. */
+    {
+        int32_t ids[48], types[48];
+        for (int t = 0; t < 48; t++)
+            ids[t] = 1000 + t, types[t] = t >= 5;
+        CHECK_OK(petl_batcher_add_encoded(b, ids, types, 12, 6, 9, &err), &err);
+        CHECK_OK(petl_batcher_add_encoded(b, ids, types, 30, 0, 0, &err), &err);
+        CHECK_OK(petl_batcher_add_encoded(b, ids, types, 7, -1, -1, &err), &err);
+        CHECK(petl_batcher_add_encoded(b, ids, types, 49, 0, 0, &err) == PETL_ERR_ARG);
+        CHECK(petl_batcher_add_encoded(b, ids, types, 7, 2, 7, &err) == PETL_ERR_ARG);
+        CHECK(petl_batcher_count(b) == 3 && petl_batcher_span_end(b, 0) == 9);
+        const int64_t rows3[3] = {2, 0, 1};
+        CHECK_OK(petl_batcher_fill(b, rows3, 3, false, &buf, &err), &err);
+        CHECK(buf.batch.seq == 30 && buf.lengths[1] == 12 && buf.tokens == 49);
+        CHECK(buf.starts[0] == -1 && buf.starts[1] == 6 && buf.ends[1] == 9 && buf.ends[2] == 0);
+        CHECK(buf.ids[30 + 11] == 1011 && buf.type_ids[30 + 5] == 1 && buf.ids[30 + 12] == pad);
+        /* text examples get no span */
+        CHECK_OK(petl_batcher_add(b, "a film", 6, NULL, 0, 1, 0.0f, &err), &err);
+        CHECK(petl_batcher_span_start(b, 3) == -1 && petl_batcher_span_end(b, 3) == -1);
+        petl_batcher_clear(b);
+    }
+
     petl_batch_buf_free(&buf);
     petl_batch_plan_free(&p1);
     petl_batch_plan_free(&p2);

@@ -547,7 +547,17 @@ static void test_dev_split(void) {
     /* Same questions, same order as the whole file. */
     CHECK(!strcmp(petl_squad_at(ev, 0)->id, petl_squad_at(dev, nt)->id));
     petl_squad_free(tr);
+    /* max_questions: the first N of the range, and only their contexts (still validating the
+     * whole file) */
+    o.max_questions = 7;
+    CHECK_OK(petl_squad_load(path, &o, &tr, &err), &err);
+    CHECK(petl_squad_count(tr) == 7 && !strcmp(petl_squad_at(tr, 6)->id, petl_squad_at(ev, 6)->id));
+    CHECK(petl_squad_num_contexts(tr) == petl_squad_at(tr, 6)->context + 1);
+    petl_squad_free(tr);
     petl_squad_free(ev);
+    /* blank as the reader means it: Python whitespace only */
+    CHECK(petl_squad_is_blank(" \t\n\xc2\xa0\xe3\x80\x80", 8) && petl_squad_is_blank("", 0));
+    CHECK(!petl_squad_is_blank(" x ", 3));
 }
 
 int main(void) {
