@@ -69,6 +69,45 @@ void cli_adapter_free(cli_adapter *a);
 void cli_json_number(FILE *f, double x);
 void cli_json_string(FILE *f, const char *s);
 
+/* ---- SQuAD v1.1 (tools/cli_squad.c): petl train / eval / predict with a span head ---- */
+
+#include "batcher.h"
+#include "squad.h"
+
+#define CLI_SQUAD_TRAIN_FILE "train-v1.1.json"
+#define CLI_SQUAD_DEV_FILE "dev-v1.1.json"
+
+/* Questions of one SQuAD file, their windows and the windows batched (example i of b is
+ * window i of f). */
+typedef struct {
+    petl_squad *ds;
+    petl_squad_features *f;
+    petl_batcher *b;
+    char articles[48]; /* the range read, resolved: "38:48" */
+} cli_squad_set;
+
+/* Reads the articles `range` ("B:E", "train", "eval", "all") of the SQuAD file `path`, at most
+ * max_questions of them (0: all), and makes their windows with p. Prints "petl CMD: <why>" and
+ * returns 1 on failure (also when the range holds no question). */
+int cli_squad_load(const char *cmd, const char *path, const char *range, long max_questions,
+                   const petl_tokenizer *tok, const petl_squad_params *p, cli_squad_set *out);
+void cli_squad_free(cli_squad_set *s);
+
+/* The files behind petl train --task squad --data DATA: a folder with train-v1.1.json trains on
+ * it (and evaluates on its dev-v1.1.json when present); a folder with only dev-v1.1.json, or a
+ * file, is split by article (*split true: one file, two ranges). *train and *dev are malloc'ed
+ * (*dev NULL: no dev set). Prints and returns 1 when neither is found. */
+int cli_squad_data(const char *cmd, const char *data, char **train, char **dev, bool *split);
+
+/* True when range a and range b (resolved "B:E" strings) share an article. */
+bool cli_squad_ranges_overlap(const char *a, const char *b);
+
+/* petl eval / petl predict for an adapter with a span head (the commands call these when
+ * ad->info.tune.head is PETL_HEAD_SPAN). max_len 0: the adapter's window length. */
+int cli_squad_eval(cli_adapter *ad, const char *data, const char *articles, long max_questions,
+                   int batch, int max_len);
+int cli_squad_predict(cli_adapter *ad, int batch, int max_len);
+
 /* ---- plots (tools/cmd_plot.c, gnuplot) ---- */
 
 /* "svg" or "png" from the file name's extension; NULL for anything else. */

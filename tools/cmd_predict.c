@@ -19,6 +19,12 @@ static void usage(FILE *f) {
         "Reads one JSON object per line, {\"text\": ...} or {\"text_a\": ..., \"text_b\": ...},\n"
         "and writes per line {\"label\": \"...\", \"scores\": [...]} (softmax probabilities in\n"
         "the adapter's label order) or, for a regression adapter, {\"score\": x}.\n\n"
+        "A SQuAD adapter (petl train --task squad) reads {\"question\": ..., \"context\": ...}\n"
+        "(optional \"id\": string or integer, echoed) and writes {\"id\": ..., \"answer\": text,\n"
+        "\"start\": s, \"end\": e, \"score\": x}: the answer is context[s:e] with s, e in code\n"
+        "points (Python str indices, SQuAD's answer_start convention), the score its start +\n"
+        "end logit; contexts longer than a window are read in overlapping windows. With no\n"
+        "valid span: \"answer\": \"\" and nulls. --max-len is then the window length.\n\n"
         "  --model DIR      base model folder (default: $PETL_MODEL or models/all-MiniLM-L6-v2)\n"
         "  --adapter DIR    adapter folder written by petl train\n"
         "  --batch N        lines per batch (64)\n"
@@ -99,6 +105,11 @@ int cmd_predict(int argc, char **argv) {
     cli_set_threads((int)threads);
     cli_adapter ad;
     if (cli_load_adapter("predict", model, adapter, &ad)) return 1;
+    if (ad.info.tune.head == PETL_HEAD_SPAN) {
+        int src = cli_squad_predict(&ad, (int)batch, (int)max_len);
+        cli_adapter_free(&ad);
+        return src;
+    }
     int rc = 1;
     petl_error err = {0};
     petl_batcher *b = NULL;

@@ -6,6 +6,7 @@
 #include "batcher.h"
 #include "data.h"
 #include "internal.h"
+#include "squad.h"
 #include "trainer.h"
 
 #include <jansson.h>
@@ -23,8 +24,9 @@ static void usage(FILE *f) {
         "saves the best epoch as ADAPTER_DIR (adapter_config.json + adapter.safetensors).\n\n"
         "  --model DIR          base model folder (default: $PETL_MODEL or\n"
         "                       models/all-MiniLM-L6-v2)\n"
-        "  --task TASK          cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or a generic\n"
-        "                       spec such as tsv:text=0,label=1 or jsonl:text=review,label=stars\n"
+        "  --task TASK          cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad (see\n"
+        "                       below), or a generic spec such as tsv:text=0,label=1 or\n"
+        "                       jsonl:text=review,label=stars\n"
         "  --data DIR           task folder: train and dev files (train.tsv, dev.tsv; MNLI\n"
         "                       dev_matched.tsv; generic: train.EXT, dev.EXT)\n"
         "  --out DIR            adapter folder to write\n"
@@ -38,7 +40,8 @@ static void usage(FILE *f) {
         "                       3e-5 for full / top:K, as BERT)\n"
         "  --epochs N           (3)\n"
         "  --batch N            (32)\n"
-        "  --max-len N          truncate to N tokens, special tokens included (128)\n"
+        "  --max-len N          truncate to N tokens, special tokens included (128; squad:\n"
+        "                       the window length, 384)\n"
         "  --seed N             initialisation, batch order and dropout (42)\n"
         "  --warmup X           fraction of the steps with a linear warmup (0.1)\n"
         "  --weight-decay X     decoupled, not on LayerNorms or biases (0.01)\n"
@@ -57,7 +60,24 @@ static void usage(FILE *f) {
         "  --threads N          OpenMP / OpenBLAS threads (default: OMP_NUM_THREADS or all)\n"
         "  -h, --help           this help\n\n"
         "Prints the trained-parameter count, a progress bar (plain lines when stderr is not a\n"
-        "terminal) and, on stdout, one JSON object with the best epoch's dev metrics.\n");
+        "terminal) and, on stdout, one JSON object with the best epoch's dev metrics.\n\n"
+        "SQuAD v1.1 (--task squad): a span head (start / end logits of every token) on the\n"
+        "question + context windows of Google's run_squad.py; dev metrics exact_match and f1\n"
+        "(official script, as fractions: x 100 for its percentages), best epoch by f1.\n"
+        "  --data PATH          a folder with train-v1.1.json (trains on it, evaluates on its\n"
+        "                       dev-v1.1.json when present), or a SQuAD file / a folder with\n"
+        "                       only dev-v1.1.json, split by article: trains on --train-articles,\n"
+        "                       evaluates on --eval-articles (no article in both)\n"
+        "  --train-articles R   B:E (0-based, E exclusive), B:, :E, train (0:38), eval (38:),\n"
+        "                       all (default: train for a split file, else all)\n"
+        "  --eval-articles R    (default: eval for a split file, else all)\n"
+        "  --max-train-questions N, --max-eval-questions N\n"
+        "                       only the first N questions of the range (quick runs)\n"
+        "  --doc-stride N       step between the starts of a context's windows, tokens (128)\n"
+        "  --max-query-len N    question tokens kept (64)\n"
+        "  --max-answer-len N   longest answer decoded, tokens (30)\n"
+        "  --n-best N           start / end candidates per window in decoding (20)\n"
+        "These settings are recorded in adapter_config.json; eval and predict use them.\n");
 }
 
 typedef struct {
@@ -65,6 +85,10 @@ typedef struct {
     petl_tune tune;
     int top_k, adapter_size, act, placement, epochs, batch, max_len, threads, log_every;
     long ckpt_every;
+    /* squad */
+    const char *train_articles, *eval_articles; /* NULL: the defaults of the data layout */
+    int doc_stride, max_query_len, max_answer_len, n_best;
+    long max_train_q, max_eval_q;
     double lr, init_sd, warmup, wd;
     unsigned long long seed;
     bool resume, force, bias_correction, pad_to_max, keep_ckpt;
@@ -101,9 +125,10 @@ static int pick(const char *opt, const char *v, const char *const *names, int n,
 
 static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
     *o = (train_opts){.model = cli_default_model(), .tune = PETL_TUNE_ADAPTER,
-                      .adapter_size = 64, .epochs = 3, .batch = 32, .max_len = 128,
+                      .adapter_size = 64, .epochs = 3, .batch = 32, .max_len = 0,
                       .log_every = 10, .lr = -1, .init_sd = 1e-3, .warmup = 0.1, .wd = 0.01,
-                      .seed = 42};
+                      .seed = 42, .doc_stride = 128, .max_query_len = 64, .max_answer_len = 30,
+                      .n_best = 20};
     *help = false;
     static const char *const acts[] = {"gelu", "relu", "swish"};
     static const char *const places[] = {"both", "ffn"};
@@ -154,6 +179,20 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
             bad = cli_parse_long("train", a, v, 1, 1L << 30, &x), o->log_every = (int)x;
         else if (!strcmp(a, "--checkpoint-every"))
             bad = cli_parse_long("train", a, v, 0, 1L << 40, &o->ckpt_every);
+        else if (!strcmp(a, "--train-articles")) o->train_articles = v;
+        else if (!strcmp(a, "--eval-articles")) o->eval_articles = v;
+        else if (!strcmp(a, "--max-train-questions"))
+            bad = cli_parse_long("train", a, v, 1, 1L << 40, &o->max_train_q);
+        else if (!strcmp(a, "--max-eval-questions"))
+            bad = cli_parse_long("train", a, v, 1, 1L << 40, &o->max_eval_q);
+        else if (!strcmp(a, "--doc-stride"))
+            bad = cli_parse_long("train", a, v, 1, 1 << 20, &x), o->doc_stride = (int)x;
+        else if (!strcmp(a, "--max-query-len"))
+            bad = cli_parse_long("train", a, v, 1, 1 << 20, &x), o->max_query_len = (int)x;
+        else if (!strcmp(a, "--max-answer-len"))
+            bad = cli_parse_long("train", a, v, 1, 1 << 20, &x), o->max_answer_len = (int)x;
+        else if (!strcmp(a, "--n-best"))
+            bad = cli_parse_long("train", a, v, 1, 1 << 20, &x), o->n_best = (int)x;
         else if (!strcmp(a, "--seed")) {
             bad = cli_parse_long("train", a, v, 0, 0x7fffffffL, &x);
             o->seed = (unsigned long long)x;
@@ -169,6 +208,13 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
         return 2;
     }
     if (o->lr < 0) o->lr = (o->tune == PETL_TUNE_FULL || o->tune == PETL_TUNE_TOP) ? 3e-5 : 3e-4;
+    const bool squad = !strcmp(o->task, "squad");
+    if (!o->max_len) o->max_len = squad ? 384 : 128;
+    if (!squad && (o->train_articles || o->eval_articles || o->max_train_q || o->max_eval_q)) {
+        fprintf(stderr, "petl train: --train-articles, --eval-articles and --max-*-questions are "
+                        "for --task squad\n");
+        return 2;
+    }
     return 0;
 }
 
@@ -265,7 +311,121 @@ static bool nonempty_path(const char *p) {
     return has;
 }
 
-static char *training_notes(const train_opts *o, const petl_train_result *r, size_t n_train) {
+/* What a run trains and evaluates on: a GLUE / generic task's files, or SQuAD windows. */
+typedef struct {
+    bool squad;
+    petl_task task; /* GLUE / generic */
+    petl_dataset *train, *dev;
+    char *train_path, *dev_path;
+    bool regression;
+    size_t n_labels;
+    cli_squad_set sq_train, sq_dev; /* squad: the questions, windows and their batchers */
+    petl_squad_params sp;
+    int eval_batch;
+    petl_batcher *btrain, *bdev; /* GLUE: owned; squad: sq_train.b, sq_dev.b */
+} train_data;
+
+static void train_data_free(train_data *d) {
+    if (!d->squad) {
+        petl_batcher_free(d->btrain);
+        petl_batcher_free(d->bdev);
+    }
+    cli_squad_free(&d->sq_train);
+    cli_squad_free(&d->sq_dev);
+    petl_dataset_free(d->train);
+    petl_dataset_free(d->dev);
+    free(d->train_path);
+    free(d->dev_path);
+}
+
+/* GLUE layout: DIR/train.* and the dev file, tokenized into batchers. */
+static int load_glue(const train_opts *o, const petl_tokenizer *tok, train_data *d) {
+    petl_error err = {0};
+    const petl_task *task = &d->task;
+    const char *dev_file = petl_task_split_file(task, "dev");
+    d->train_path = petl_path_join(o->data, task->train_file);
+    d->dev_path = dev_file ? petl_path_join(o->data, dev_file) : NULL;
+    if (!d->train_path) {
+        fprintf(stderr, "petl train: out of memory\n");
+        return 1;
+    }
+    if (petl_dataset_load(task, d->train_path, NULL, 0, &d->train, &err) != PETL_OK) goto fail;
+    if (petl_dataset_count(d->train) == 0) {
+        fprintf(stderr, "petl train: %s holds no examples\n", d->train_path);
+        return 1;
+    }
+    d->regression = petl_dataset_is_regression(d->train);
+    d->n_labels = petl_dataset_num_labels(d->train);
+    if (!d->regression && d->n_labels < 2) {
+        fprintf(stderr, "petl train: %s: a classification task needs at least 2 labels, found "
+                        "%zu\n", d->train_path, d->n_labels);
+        return 1;
+    }
+    if (d->dev_path && access(d->dev_path, F_OK) == 0) {
+        if (petl_dataset_load(task, d->dev_path, petl_dataset_labels(d->train), d->n_labels,
+                              &d->dev, &err) != PETL_OK)
+            goto fail;
+    } else {
+        fprintf(stderr, "petl train: no dev set at %s: keeping the last epoch\n",
+                d->dev_path ? d->dev_path : "(none)");
+    }
+    if (petl_batcher_new(tok, o->max_len, &d->btrain, &err) != PETL_OK ||
+        petl_batcher_add_dataset(d->btrain, d->train, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s: %s\n", d->train_path, err.msg);
+        return 1;
+    }
+    if (d->dev && (petl_batcher_new(tok, o->max_len, &d->bdev, &err) != PETL_OK ||
+                   petl_batcher_add_dataset(d->bdev, d->dev, &err) != PETL_OK)) {
+        fprintf(stderr, "petl train: %s: %s\n", d->dev_path, err.msg);
+        return 1;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "petl train: %s\n", err.msg);
+    return 1;
+}
+
+/* SQuAD: the training and evaluation questions (see the usage), windowed. */
+static int load_squad(const train_opts *o, const petl_tokenizer *tok, train_data *d) {
+    d->sp = (petl_squad_params){.max_seq_len = o->max_len,
+                                .max_query_len = o->max_query_len,
+                                .doc_stride = o->doc_stride,
+                                .n_best = o->n_best,
+                                .max_answer_len = o->max_answer_len};
+    bool split;
+    if (cli_squad_data("train", o->data, &d->train_path, &d->dev_path, &split)) return 1;
+    const char *tr = o->train_articles ? o->train_articles : split ? "train" : "all";
+    const char *ev = o->eval_articles ? o->eval_articles : split ? "eval" : "all";
+    if (cli_squad_load("train", d->train_path, tr, o->max_train_q, tok, &d->sp, &d->sq_train))
+        return 1;
+    d->btrain = d->sq_train.b;
+    if (!d->dev_path) {
+        fprintf(stderr, "petl train: no %s beside %s: keeping the last epoch\n",
+                CLI_SQUAD_DEV_FILE, d->train_path);
+        return 0;
+    }
+    if (cli_squad_load("train", d->dev_path, ev, o->max_eval_q, tok, &d->sp, &d->sq_dev))
+        return 1;
+    d->bdev = d->sq_dev.b;
+    if (split && cli_squad_ranges_overlap(d->sq_train.articles, d->sq_dev.articles)) {
+        fprintf(stderr, "petl train: %s: training articles %s and evaluation articles %s "
+                        "overlap; no article may be in both\n",
+                d->train_path, d->sq_train.articles, d->sq_dev.articles);
+        return 1;
+    }
+    return 0;
+}
+
+/* The trainer's dev evaluation for SQuAD: decode the dev windows, official EM / F1. */
+static petl_status squad_dev_eval(petl_task_model *tm, petl_train_ctx *ctx, void *user,
+                                  petl_metric_set *out, petl_error *err) {
+    const train_data *d = user;
+    return petl_squad_evaluate(tm, ctx, d->sq_dev.ds, d->sq_dev.f, d->sq_dev.b, &d->sp,
+                               d->eval_batch, NULL, out, err);
+}
+
+static char *training_notes(const train_opts *o, const petl_train_result *r,
+                            const train_data *d) {
     json_t *dev = json_object();
     for (size_t i = 0; i < r->best.count; i++) {
         double v = r->best.value[i];
@@ -276,9 +436,21 @@ static char *training_notes(const train_opts *o, const petl_train_result *r, siz
                           "lr", o->lr, "epochs", o->epochs, "batch", o->batch, "seed",
                           (json_int_t)o->seed, "warmup", o->warmup, "weight_decay", o->wd,
                           "bias_correction", o->bias_correction, "max_len", o->max_len,
-                          "n_train", (json_int_t)n_train, "steps", (json_int_t)r->steps,
-                          "best_epoch", r->best_epoch + 1, "dev", dev, "seconds",
-                          r->train_seconds);
+                          "n_train", (json_int_t)petl_batcher_count(d->btrain), "steps",
+                          (json_int_t)r->steps, "best_epoch", r->best_epoch + 1, "dev", dev,
+                          "seconds", r->train_seconds);
+    if (j && d->squad) { /* n_train counts windows; which questions they come from */
+        json_object_set_new(j, "train_file", json_string(d->train_path));
+        json_object_set_new(j, "train_articles", json_string(d->sq_train.articles));
+        json_object_set_new(j, "train_questions",
+                            json_integer((json_int_t)petl_squad_count(d->sq_train.ds)));
+        if (d->sq_dev.ds) {
+            json_object_set_new(j, "dev_file", json_string(d->dev_path));
+            json_object_set_new(j, "dev_articles", json_string(d->sq_dev.articles));
+            json_object_set_new(j, "dev_questions",
+                                json_integer((json_int_t)petl_squad_count(d->sq_dev.ds)));
+        }
+    }
     char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     return s;
@@ -295,11 +467,12 @@ int cmd_train(int argc, char **argv) {
     }
     cli_set_threads(o.threads);
     petl_error err = {0};
-    petl_task task;
-    if (petl_task_lookup(o.task, &task, &err) != PETL_OK) {
+    train_data d = {.squad = !strcmp(o.task, "squad"), .eval_batch = o.batch};
+    if (!d.squad && petl_task_lookup(o.task, &d.task, &err) != PETL_OK) {
         fprintf(stderr, "petl train: %s\n", err.msg);
         return 2;
     }
+    const char *task_name = d.squad ? "squad" : d.task.name;
     if (nonempty_path(o.out) && !o.force) {
         fprintf(stderr, "petl train: %s already exists; pass --force to replace it\n", o.out);
         return 1;
@@ -314,16 +487,9 @@ int cmd_train(int argc, char **argv) {
 
     petl_tokenizer *tok = NULL;
     petl_model *base = NULL;
-    petl_dataset *train = NULL, *dev = NULL;
-    petl_batcher *btrain = NULL, *bdev = NULL;
     petl_task_model *tm = NULL;
     petl_adapter_info info = {0};
-    char *train_path = NULL, *dev_path = NULL;
     rc = 1;
-    const char *dev_file = petl_task_split_file(&task, "dev");
-    train_path = petl_path_join(o.data, task.train_file);
-    dev_path = dev_file ? petl_path_join(o.data, dev_file) : NULL;
-    if (!train_path) goto oom;
     if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
         petl_model_load(o.model, &base, &err) != PETL_OK)
         goto fail;
@@ -333,36 +499,7 @@ int cmd_train(int argc, char **argv) {
                 cfg->max_position_embeddings);
         goto done;
     }
-    if (petl_dataset_load(&task, train_path, NULL, 0, &train, &err) != PETL_OK) goto fail;
-    if (petl_dataset_count(train) == 0) {
-        fprintf(stderr, "petl train: %s holds no examples\n", train_path);
-        goto done;
-    }
-    const bool regression = petl_dataset_is_regression(train);
-    const size_t n_labels = petl_dataset_num_labels(train);
-    if (!regression && n_labels < 2) {
-        fprintf(stderr, "petl train: %s: a classification task needs at least 2 labels, found "
-                        "%zu\n", train_path, n_labels);
-        goto done;
-    }
-    if (dev_path && access(dev_path, F_OK) == 0) {
-        if (petl_dataset_load(&task, dev_path, petl_dataset_labels(train), n_labels, &dev,
-                              &err) != PETL_OK)
-            goto fail;
-    } else {
-        fprintf(stderr, "petl train: no dev set at %s: keeping the last epoch\n",
-                dev_path ? dev_path : "(none)");
-    }
-    if (petl_batcher_new(tok, o.max_len, &btrain, &err) != PETL_OK ||
-        petl_batcher_add_dataset(btrain, train, &err) != PETL_OK) {
-        fprintf(stderr, "petl train: %s: %s\n", train_path, err.msg);
-        goto done;
-    }
-    if (dev && (petl_batcher_new(tok, o.max_len, &bdev, &err) != PETL_OK ||
-                petl_batcher_add_dataset(bdev, dev, &err) != PETL_OK)) {
-        fprintf(stderr, "petl train: %s: %s\n", dev_path, err.msg);
-        goto done;
-    }
+    if (d.squad ? load_squad(&o, tok, &d) : load_glue(&o, tok, &d)) goto done;
 
     petl_tune_config tc;
     petl_tune_config_default(&tc, cfg);
@@ -372,7 +509,8 @@ int cmd_train(int argc, char **argv) {
     tc.adapter_act = (petl_adapter_act)o.act;
     tc.adapter_init_sd = (float)o.init_sd;
     tc.placement = (petl_adapter_placement)o.placement;
-    tc.num_labels = regression ? 1 : (int)n_labels;
+    tc.head = d.squad ? PETL_HEAD_SPAN : PETL_HEAD_CLASSIFY;
+    tc.num_labels = d.squad ? 2 : d.regression ? 1 : (int)d.n_labels;
     if (o.tune == PETL_TUNE_TOP && o.top_k > cfg->num_layers) {
         fprintf(stderr, "petl train: --tune top:%d but the model has %d layers\n", o.top_k,
                 cfg->num_layers);
@@ -380,9 +518,17 @@ int cmd_train(int argc, char **argv) {
     }
     if (petl_task_model_new(base, &tc, o.seed, &tm, &err) != PETL_OK) goto fail;
     int64_t trained = petl_task_model_trainable_count(tm), total = petl_task_model_total_count(tm);
-    fprintf(stderr, "%s: %zu train / %zu dev examples, %s, %zu labels\n", task.name,
-            petl_dataset_count(train), dev ? petl_dataset_count(dev) : 0,
-            regression ? "regression" : "classification", regression ? 0 : n_labels);
+    if (d.squad)
+        fprintf(stderr,
+                "squad: %zu train questions (%zu windows, articles %s of %s), %zu dev questions "
+                "(%zu windows, articles %s), span head\n",
+                petl_squad_count(d.sq_train.ds), d.sq_train.f->n, d.sq_train.articles,
+                d.train_path, d.sq_dev.ds ? petl_squad_count(d.sq_dev.ds) : 0,
+                d.sq_dev.f ? d.sq_dev.f->n : 0, d.sq_dev.ds ? d.sq_dev.articles : "-");
+    else
+        fprintf(stderr, "%s: %zu train / %zu dev examples, %s, %zu labels\n", task_name,
+                petl_dataset_count(d.train), d.dev ? petl_dataset_count(d.dev) : 0,
+                d.regression ? "regression" : "classification", d.regression ? 0 : d.n_labels);
     fprintf(stderr, "trainable parameters: %lld of %lld (%.2f%% of the model)\n",
             (long long)trained, (long long)total, 100.0 * (double)trained / (double)total);
 
@@ -401,28 +547,50 @@ int cmd_train(int argc, char **argv) {
     to.resume = o.resume;
     to.log_path = o.log;
     to.log_every = o.log_every;
+    char key[160];
+    if (d.squad) {
+        /* the windows are in n_train / train_tokens already; decoding and the ranges pick the
+         * best epoch */
+        snprintf(key, sizeof key, "squad %d %d %d %d %d %s %s", d.sp.max_seq_len,
+                 d.sp.max_query_len, d.sp.doc_stride, d.sp.n_best, d.sp.max_answer_len,
+                 d.sq_train.articles, d.sq_dev.ds ? d.sq_dev.articles : "-");
+        to.resume_key = key;
+    }
+    if (d.squad && d.bdev) {
+        to.evaluate = squad_dev_eval;
+        to.evaluate_user = &d;
+    }
     if (o.resume && access(o.ckpt, F_OK) != 0)
         fprintf(stderr, "no checkpoint at %s: starting from the beginning\n", o.ckpt);
-    int64_t steps = (int64_t)petl_batcher_epoch_batches(petl_dataset_count(train), o.batch);
+    int64_t steps = (int64_t)petl_batcher_epoch_batches(petl_batcher_count(d.btrain), o.batch);
     progress pg = {.tty = isatty(2) != 0, .every = steps * o.epochs / 20};
     if (pg.every < 1) pg.every = 1;
     petl_train_result res;
-    if (petl_train(tm, &task, btrain, bdev, &to, on_progress, &pg, &res, &err) != PETL_OK) {
+    if (petl_train(tm, d.squad ? NULL : &d.task, d.btrain, d.bdev, &to, on_progress, &pg, &res,
+                   &err) != PETL_OK) {
         if (pg.bar_open) fputc('\n', stderr);
         goto fail;
     }
     if (pg.bar_open) fputc('\n', stderr);
 
-    snprintf(info.task_name, sizeof info.task_name, "%s", task.name);
+    snprintf(info.task_name, sizeof info.task_name, "%s", task_name);
     snprintf(info.task_spec, sizeof info.task_spec, "%s", o.task);
-    info.regression = regression;
+    info.regression = d.regression;
     info.max_len = o.max_len;
     info.tune = tc;
+    info.tune.num_labels = petl_task_model_tune_config(tm)->num_labels;
+    if (d.squad) {
+        info.squad = d.sp;
+        /* what petl eval scores by default: the held-out articles of a split file */
+        snprintf(info.squad_eval_articles, sizeof info.squad_eval_articles, "%s",
+                 d.sq_dev.ds && !strcmp(d.train_path, d.dev_path) ? d.sq_dev.articles : "all");
+    }
     petl_base_identity_of(base, &info.base);
-    if (!regression && petl_adapter_info_set_labels(&info, petl_dataset_labels(train), n_labels,
-                                                    &err) != PETL_OK)
+    if (!d.squad && !d.regression &&
+        petl_adapter_info_set_labels(&info, petl_dataset_labels(d.train), d.n_labels, &err) !=
+            PETL_OK)
         goto fail;
-    info.training_json = training_notes(&o, &res, petl_dataset_count(train));
+    info.training_json = training_notes(&o, &res, &d);
     if (petl_adapter_save(o.out, tm, &info, o.force, &err) != PETL_OK) goto fail;
     if (!o.keep_ckpt) unlink(o.ckpt);
     fprintf(stderr, "saved %s (best epoch %d) in %.1f s\n", o.out, res.best_epoch + 1,
@@ -430,7 +598,7 @@ int cmd_train(int argc, char **argv) {
 
     /* The summary on stdout. */
     printf("{\"task\": ");
-    cli_json_string(stdout, task.name);
+    cli_json_string(stdout, task_name);
     printf(", \"adapter\": ");
     cli_json_string(stdout, o.out);
     printf(", \"trainable\": %lld, \"trainable_pct\": %.4f, \"steps\": %lld, \"best_epoch\": %d",
@@ -443,21 +611,13 @@ int cmd_train(int argc, char **argv) {
     printf(", \"seconds\": %.1f}\n", res.train_seconds);
     rc = 0;
     goto done;
-oom:
-    fprintf(stderr, "petl train: out of memory\n");
-    goto done;
 fail:
     fprintf(stderr, "petl train: %s\n", err.msg);
 done:
     petl_adapter_info_free(&info);
     petl_task_model_free(tm);
-    petl_batcher_free(btrain);
-    petl_batcher_free(bdev);
-    petl_dataset_free(train);
-    petl_dataset_free(dev);
+    train_data_free(&d);
     petl_model_free(base);
     petl_tokenizer_free(tok);
-    free(train_path);
-    free(dev_path);
     return rc;
 }
