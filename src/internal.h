@@ -21,6 +21,13 @@ petl_status petl_fail(petl_error *err, petl_status code, const char *fmt, ...) P
 petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            petl_error *err);
 
+/* Drops from the process's resident set the mapped file pages that lie wholly inside tensor
+ * t's data (petl_st_open maps the file; a tensor copied out is not read from the map again).
+ * Without it, loading a model holds the file and its float copy at once: a peak resident set
+ * of twice the model. Re-reading t afterwards still works (the pages fault in again). No-op
+ * for a safetensors parsed from memory. */
+void petl_st_drop_pages(const petl_safetensors *st, const petl_st_tensor *t);
+
 /* Joins dir and name with one '/' into a malloc'ed string (caller frees); NULL on no memory. */
 char *petl_path_join(const char *dir, const char *name);
 

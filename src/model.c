@@ -208,8 +208,10 @@ static petl_status load_weights(petl_model *m, const char *dir, petl_error *err)
         if (specs[i].dst_off == 0) *specs[i].dst = m->mem + off;
         off += specs[i].numel;
     }
-    for (size_t i = 0; i < n && rc == PETL_OK; i++)
+    for (size_t i = 0; i < n && rc == PETL_OK; i++) {
         rc = petl_st_read_f32(specs[i].t, *specs[i].dst + specs[i].dst_off, err);
+        petl_st_drop_pages(st, specs[i].t); /* peak memory: the file is not held beside its copy */
+    }
 
 done:
     free(specs);

@@ -546,6 +546,14 @@ petl_status petl_st_read_f32(const petl_st_tensor *t, float *dst, petl_error *er
     }
 }
 
+void petl_st_drop_pages(const petl_safetensors *st, const petl_st_tensor *t) {
+    if (!st || !st->map || !t) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)t->data + page - 1) / page * page;
+    const uintptr_t hi = ((uintptr_t)t->data + (t->end - t->begin)) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* --------------------------------------------------------------------------------- write */
 
 /* Byte size of one entry, or an error naming it. */
