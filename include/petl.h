@@ -66,13 +66,13 @@ typedef enum {
 #define PETL_ST_MAX_RANK 8
 
 typedef struct {
-    const char *name;                 /* NUL-terminated, owned by the file object */
-    petl_dtype dtype;                 /* element type as stored */
-    int rank;                         /* 0 (scalar) .. PETL_ST_MAX_RANK */
-    int64_t shape[PETL_ST_MAX_RANK];  /* shape[0..rank) */
-    int64_t numel;                    /* product of shape (1 for a scalar) */
-    uint64_t begin, end;              /* byte offsets in the data buffer, end exclusive */
-    const void *data;                 /* begin of the bytes (unaligned!) */
+    const char *name;                /* NUL-terminated, owned by the file object */
+    petl_dtype dtype;                /* element type as stored */
+    int rank;                        /* 0 (scalar) .. PETL_ST_MAX_RANK */
+    int64_t shape[PETL_ST_MAX_RANK]; /* shape[0..rank) */
+    int64_t numel;                   /* product of shape (1 for a scalar) */
+    uint64_t begin, end;             /* byte offsets in the data buffer, end exclusive */
+    const void *data;                /* begin of the bytes (unaligned!) */
 } petl_st_tensor;
 
 typedef struct petl_safetensors petl_safetensors;
@@ -205,8 +205,8 @@ petl_status petl_tokenize(const petl_tokenizer *tok, const char *text_a, size_t 
  * (NFD, CJK) spans all of it; a literal special token in the text spans its text; an [UNK]
  * word spans the whole word. Texts are limited to INT32_MAX bytes. */
 petl_status petl_tokenize_offsets(const petl_tokenizer *tok, const char *text_a, size_t len_a,
-                                  const char *text_b, size_t len_b, int max_len,
-                                  petl_encoding *enc, petl_error *err);
+                                  const char *text_b, size_t len_b, int max_len, petl_encoding *enc,
+                                  petl_error *err);
 void petl_encoding_free(petl_encoding *enc);
 
 /* ======================================================= model and encoder (src/model.c, ...) */
@@ -222,6 +222,26 @@ const petl_config *petl_model_config(const petl_model *m);
 bool petl_model_has_pooler(const petl_model *m);
 /* Number of parameters (floats) of the encoder. */
 int64_t petl_model_num_params(const petl_model *m);
+
+/* Arithmetic of the frozen base's linear layers (QKV, attention output, feed-forward in and
+ * out; everything else stays fp32):
+ *   PETL_FP32  float32 GEMMs (OpenBLAS): the default, the one the parity tests hold to the
+ *              reference within 1e-4;
+ *   PETL_BF16  weights rounded once to bfloat16, activations rounded per product, sums in fp32
+ *              (AVX512-BF16); about twice the GEMM throughput on CPUs that have it, outputs
+ *              within about 1e-2 relative of fp32 (docs/performance.md gives the measured
+ *              effect on GLUE dev scores).
+ * With PETL_BF16 and `training`, the transposed weights are packed too (the input gradients of
+ * adapter, LayerNorm and head tuning run through the frozen layers in bf16). Weights a task
+ * tunes (--tune full, top:K) keep fp32 arithmetic. Setting it again replaces the packs; call it
+ * before any context is used on another thread. PETL_ERR_UNSUPPORTED when the CPU (or the
+ * build) lacks AVX512-BF16. */
+typedef enum { PETL_FP32, PETL_BF16 } petl_precision;
+petl_status petl_model_set_precision(petl_model *m, petl_precision p, bool training,
+                                     petl_error *err);
+petl_precision petl_model_precision(const petl_model *m);
+/* "fp32" / "bf16" -> *p; PETL_ERR_ARG naming the text otherwise. */
+petl_status petl_precision_parse(const char *text, petl_precision *p, petl_error *err);
 
 /* Per-thread work buffers (one arena) for batches up to max_batch x max_len (max_len at most
  * the model's max_position_embeddings). The attention scratch is sized for the OpenMP thread

@@ -141,9 +141,13 @@ static void embeddings_forward(float *x, const petl_model *m, const petl_batch *
         }
 }
 
+/* A frozen linear layer: fp32 (w), or bf16 when the model packed it (bw != NULL). */
 static void matmul(const petl_ctx *ctx, float *out, const float *inp, const float *w,
-                   const float *b, int64_t N, int IC, int OC) {
-    (ctx->naive ? matmul_naive : matmul_forward)(out, inp, w, b, N, IC, OC);
+                   const petl_bf16_mat *bw, const float *b, int64_t N, int IC, int OC) {
+    if (bw)
+        (ctx->naive ? matmul_bf16_naive : matmul_bf16)(out, inp, bw, b, N, false);
+    else
+        (ctx->naive ? matmul_naive : matmul_forward)(out, inp, w, b, N, IC, OC);
 }
 
 static void layernorm(const petl_ctx *ctx, float *out, const float *inp, const float *res,
@@ -157,24 +161,27 @@ static void layernorm(const petl_ctx *ctx, float *out, const float *inp, const f
  *   a = LayerNorm(x + W_o attention(x))      y = LayerNorm(a + W_2 act(W_1 a))
  * The adapters of the method (docs/method.md) will transform ctx->proj at the two marked
  * points: after each output projection, before its residual add + LayerNorm. */
-static void layer_forward(petl_ctx *ctx, const petl_layer_params *p, int B, int64_t n) {
+static void layer_forward(petl_ctx *ctx, const petl_layer_params *p, const petl_layer_bf16 *bf,
+                          int B, int64_t n) {
     const petl_config *c = &ctx->m->cfg;
     const int H = c->hidden_size, I = c->intermediate_size;
     float *x = ctx->x, *qkv = ctx->work, *ffn = ctx->work;
 
-    matmul(ctx, qkv, x, p->qkv_w, p->qkv_b, n, H, 3 * H); /* [n, 3H] */
+    matmul(ctx, qkv, x, p->qkv_w, bf ? &bf->qkv : NULL, p->qkv_b, n, H, 3 * H); /* [n, 3H] */
     if (ctx->naive)
         attention_naive(ctx->attn, qkv, ctx->off, ctx->qlen, ctx->klen, B, H, c->num_heads);
     else
         attention_forward(ctx->attn, ctx->scratch, (int64_t)ctx->max_len * ctx->max_len,
                           ctx->nthreads, qkv, ctx->off, ctx->qlen, ctx->klen, B, H, c->num_heads);
-    matmul(ctx, ctx->proj, ctx->attn, p->attn_out_w, p->attn_out_b, n, H, H); /* [n, H] */
+    matmul(ctx, ctx->proj, ctx->attn, p->attn_out_w, bf ? &bf->attn_out : NULL, p->attn_out_b, n, H,
+           H); /* [n, H] */
     /* (adapter 1 on ctx->proj goes here) */
     layernorm(ctx, x, x, ctx->proj, p->ln1_w, p->ln1_b, n);
 
-    matmul(ctx, ffn, x, p->ffn_in_w, p->ffn_in_b, n, H, I); /* [n, I] */
+    matmul(ctx, ffn, x, p->ffn_in_w, bf ? &bf->ffn_in : NULL, p->ffn_in_b, n, H, I); /* [n, I] */
     (ctx->naive ? activation_naive : activation_forward)(ffn, ffn, n * I, c->hidden_act);
-    matmul(ctx, ctx->proj, ffn, p->ffn_out_w, p->ffn_out_b, n, I, H); /* [n, H] */
+    matmul(ctx, ctx->proj, ffn, p->ffn_out_w, bf ? &bf->ffn_out : NULL, p->ffn_out_b, n, I,
+           H); /* [n, H] */
     /* (adapter 2 on ctx->proj goes here) */
     layernorm(ctx, x, x, ctx->proj, p->ln2_w, p->ln2_b, n);
 }
@@ -183,7 +190,7 @@ static void layer_forward(petl_ctx *ctx, const petl_layer_params *p, int B, int6
 static void pooler_forward(const petl_ctx *ctx, float *pooled, const float *cls_rows, int B) {
     const petl_model *m = ctx->m;
     const int H = m->cfg.hidden_size;
-    matmul(ctx, pooled, cls_rows, m->pool_w, m->pool_b, B, H, H);
+    matmul(ctx, pooled, cls_rows, m->pool_w, NULL, m->pool_b, B, H, H);
     for (int64_t i = 0; i < (int64_t)B * H; i++)
         pooled[i] = tanhf(pooled[i]);
 }
@@ -234,7 +241,7 @@ petl_status petl_encode(petl_ctx *ctx, const petl_batch *b, float *last_hidden, 
     embeddings_forward(ctx->x, m, b, ctx->off, ctx->qlen);
     layernorm(ctx, ctx->x, ctx->x, NULL, m->emb_ln_w, m->emb_ln_b, n);
     for (int l = 0; l < m->cfg.num_layers; l++)
-        layer_forward(ctx, &m->layers[l], B, n);
+        layer_forward(ctx, &m->layers[l], m->bf16 ? &m->bf16[l] : NULL, B, n);
 
     for (int r = 0; r < B; r++)
         memcpy(ctx->cls_rows + (int64_t)r * H, ctx->x + ctx->off[r] * H, (size_t)H * sizeof(float));

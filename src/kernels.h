@@ -12,6 +12,7 @@
 
 #include "petl.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* out[N, OC] = inp[N, IC] . w[OC, IC]^T + b[OC]   (b may be NULL; out must not alias inp) */
@@ -30,6 +31,27 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
 void matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *w, int64_t N, int IC, int OC);
 
+/* bf16 linear layers (src/gemm_bf16.c, --precision bf16): a matrix B[N, K] packed once as bf16
+ * (round to nearest even) in the kernel's panel layout; C = A . B^T with A rounded to bf16 and
+ * fp32 accumulation. */
+typedef struct {
+    int N, K;
+    uint32_t *data; /* [ceil(N/32), ceil(K/2), 32] bf16 pairs; owned (petl_bf16_free) */
+} petl_bf16_mat;
+/* Packs B[n][k] = src[n * rs + k * cs]: (rs, cs) = (K, 1) for a Linear weight [out = N, in = K]
+ * (the forward), (1, N_w) for its transpose (input gradients: N = in, K = out = N_w). */
+petl_status petl_bf16_pack(petl_bf16_mat *out, const float *src, int N, int K, int64_t rs,
+                           int64_t cs, petl_error *err);
+void petl_bf16_free(petl_bf16_mat *m); /* NULL data: no-op */
+uint16_t petl_bf16_round(float f);
+float petl_bf16_to_f32(uint16_t h);
+/* c[M, N] (=, or += when accumulate) a[M, K] . B^T + bias[N] (bias may be NULL); c must not
+ * alias a. Without AVX512-BF16 at build time this is the naive twin. */
+void matmul_bf16(float *c, const float *a, const petl_bf16_mat *b, const float *bias, int64_t M,
+                 bool accumulate);
+void matmul_bf16_naive(float *c, const float *a, const petl_bf16_mat *b, const float *bias,
+                       int64_t M, bool accumulate);
+
 /* out[N, C] = LayerNorm(inp + res) * w + b over each row; res may be NULL; out may alias inp
  * or res. */
 void layernorm_forward(float *out, const float *inp, const float *res, const float *w,
@@ -39,8 +61,8 @@ void layernorm_naive(float *out, const float *inp, const float *res, const float
 /* Training variant: out[N, C] = LayerNorm(inp) * w + b, and saves mean[N], rstd[N] for the
  * backward pass (the caller keeps inp). out must not alias inp. Same arithmetic as
  * layernorm_forward (double accumulators), so a training forward matches inference. */
-void layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp,
-                             const float *w, const float *b, int64_t N, int C, float eps);
+void layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                             const float *b, int64_t N, int C, float eps);
 /* Backward, accumulating: dinp[N, C] +=, dweight[C] +=, dbias[C] += (each may be NULL), from
  * dout[N, C], the forward's inp[N, C], w[C], mean[N], rstd[N]. */
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,

@@ -246,8 +246,79 @@ petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error 
     return PETL_OK;
 }
 
+static void free_bf16(petl_model *m) {
+    if (!m->bf16) return;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        petl_bf16_mat *all[] = {&m->bf16[l].qkv,      &m->bf16[l].attn_out, &m->bf16[l].ffn_in,
+                                &m->bf16[l].ffn_out,  &m->bf16[l].qkv_t,    &m->bf16[l].attn_out_t,
+                                &m->bf16[l].ffn_in_t, &m->bf16[l].ffn_out_t};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            petl_bf16_free(all[i]);
+    }
+    free(m->bf16);
+    m->bf16 = NULL;
+}
+
+petl_status petl_model_set_precision(petl_model *m, petl_precision p, bool training,
+                                     petl_error *err) {
+    if (p != PETL_FP32 && p != PETL_BF16)
+        return petl_fail(err, PETL_ERR_ARG, "unknown precision %d", (int)p);
+    if (p == PETL_BF16) {
+#if defined(__AVX512BF16__)
+        __builtin_cpu_init();
+        if (!__builtin_cpu_supports("avx512bf16"))
+            return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                             "--precision bf16 needs a CPU with AVX512-BF16 (this one has none)");
+#else
+        return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                         "--precision bf16: this build has no AVX512-BF16 kernels (build with "
+                         "-march set to a CPU that has them)");
+#endif
+    }
+    free_bf16(m);
+    if (p == PETL_FP32) return PETL_OK;
+    const int L = m->cfg.num_layers, H = m->cfg.hidden_size, I = m->cfg.intermediate_size;
+    m->bf16 = calloc((size_t)L, sizeof *m->bf16);
+    if (!m->bf16) return petl_fail(err, PETL_ERR_NOMEM, "bf16 weights: out of memory");
+    petl_status s = PETL_OK;
+    for (int l = 0; l < L && s == PETL_OK; l++) {
+        const petl_layer_params *w = &m->layers[l];
+        petl_layer_bf16 *b = &m->bf16[l];
+        /* forward: W [out, in] as is */
+        if ((s = petl_bf16_pack(&b->qkv, w->qkv_w, 3 * H, H, H, 1, err)) ||
+            (s = petl_bf16_pack(&b->attn_out, w->attn_out_w, H, H, H, 1, err)) ||
+            (s = petl_bf16_pack(&b->ffn_in, w->ffn_in_w, I, H, H, 1, err)) ||
+            (s = petl_bf16_pack(&b->ffn_out, w->ffn_out_w, H, I, I, 1, err)))
+            break;
+        if (!training) continue;
+        /* backward: d inp [n, in] = d out [n, out] . W, i.e. B = W^T [in, out] */
+        if ((s = petl_bf16_pack(&b->qkv_t, w->qkv_w, H, 3 * H, 1, H, err)) ||
+            (s = petl_bf16_pack(&b->attn_out_t, w->attn_out_w, H, H, 1, H, err)) ||
+            (s = petl_bf16_pack(&b->ffn_in_t, w->ffn_in_w, H, I, 1, H, err)) ||
+            (s = petl_bf16_pack(&b->ffn_out_t, w->ffn_out_w, I, H, 1, I, err)))
+            break;
+    }
+    if (s != PETL_OK) free_bf16(m);
+    return s;
+}
+
+petl_precision petl_model_precision(const petl_model *m) {
+    return m->bf16 ? PETL_BF16 : PETL_FP32;
+}
+
+petl_status petl_precision_parse(const char *text, petl_precision *p, petl_error *err) {
+    if (!strcmp(text, "fp32"))
+        *p = PETL_FP32;
+    else if (!strcmp(text, "bf16"))
+        *p = PETL_BF16;
+    else
+        return petl_fail(err, PETL_ERR_ARG, "unknown precision '%s' (fp32 or bf16)", text);
+    return PETL_OK;
+}
+
 void petl_model_free(petl_model *m) {
     if (!m) return;
+    free_bf16(m);
     free(m->mem);
     free(m->layers);
     free(m);

@@ -3,6 +3,7 @@
 #ifndef PETL_MODEL_H
 #define PETL_MODEL_H
 
+#include "kernels.h"
 #include "petl.h"
 
 /* One transformer layer (post-LN BERT). H = hidden, I = intermediate. Linear weights are kept
@@ -24,6 +25,13 @@ typedef struct {
     float *ln2_b;      /* [H] */
 } petl_layer_params;
 
+/* A layer's weights packed as bf16 (petl_model_set_precision): the forward packs (W as
+ * [out, in]) and, for training, the backward packs (W^T, for input gradients). */
+typedef struct {
+    petl_bf16_mat qkv, attn_out, ffn_in, ffn_out;         /* forward */
+    petl_bf16_mat qkv_t, attn_out_t, ffn_in_t, ffn_out_t; /* backward: data NULL when unpacked */
+} petl_layer_bf16;
+
 struct petl_model {
     petl_config cfg;
     bool has_pooler;
@@ -37,6 +45,7 @@ struct petl_model {
     petl_layer_params *layers; /* [num_layers] */
     float *pool_w;             /* [H, H]  NULL without a pooler */
     float *pool_b;             /* [H] */
+    petl_layer_bf16 *bf16;     /* [num_layers] with PETL_BF16, else NULL */
 };
 
 /* Checks a padded batch against a model's config and a context's limits (max_batch rows of at

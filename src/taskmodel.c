@@ -676,6 +676,32 @@ static bool adapter_on(const petl_task_model *tm, int l, int site) {
     return tm->layers[l].has_adapter[site] && !(l < 64 && (tm->adapters_off >> l & 1u));
 }
 
+/* Frozen linear layers in the base's precision: with bf16 packs (petl_model_set_precision)
+ * the products of a weight the task reads from its base run in bf16; a tuned copy (w is not
+ * the base's weight: full, top:K) stays fp32. */
+static const petl_layer_bf16 *layer_bf16(const petl_task_model *tm, int l) {
+    return tm->base->bf16 ? &tm->base->bf16[l] : NULL;
+}
+
+static void linear_forward(float *out, const float *inp, const float *w, const float *base_w,
+                           const petl_bf16_mat *bw, const float *b, int64_t n, int IC, int OC) {
+    if (bw && w == base_w)
+        matmul_bf16(out, inp, bw, b, n, false);
+    else
+        matmul_forward(out, inp, w, b, n, IC, OC);
+}
+
+/* matmul_backward with the input gradient from the transposed bf16 pack when there is one. */
+static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const float *base_w, const petl_bf16_mat *bwt,
+                            int64_t n, int IC, int OC) {
+    if (dinp && bwt && bwt->data && w == base_w) {
+        matmul_bf16(dinp, dout, bwt, NULL, n, true);
+        dinp = NULL;
+    }
+    matmul_backward(dinp, dw, db, dout, inp, w, n, IC, OC);
+}
+
 /* One post-LN layer with adapters (docs/method.md):
  *   h1 = dropout(W_o attention(x))    a = LayerNorm_1(x + A_1(h1))
  *   h2 = dropout(W_2 gelu(W_1 a))     y = LayerNorm_2(a + A_2(h2))
@@ -690,7 +716,10 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     const bool drop = train && seed != 0;
     const float eps = c->layer_norm_eps;
 
-    matmul_forward(a->qkv, x, p->qkv_w, p->qkv_b, n, H, 3 * H); /* [n, 3H] */
+    const petl_layer_bf16 *bf = layer_bf16(tm, l);
+    const petl_layer_params *bw = &tm->base->layers[l];
+    linear_forward(a->qkv, x, p->qkv_w, bw->qkv_w, bf ? &bf->qkv : NULL, p->qkv_b, n, H,
+                   3 * H); /* [n, 3H] */
     if (train) {
         const float *pmask = NULL;
         if (drop && tm->tc.attention_dropout > 0.0f) {
@@ -705,7 +734,8 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
                           ctx->nthreads, a->qkv, ctx->off, ctx->qlen, ctx->qlen, ctx->B, H, nh);
     }
     /* attention output projection, dropout, adapter 1, residual, LayerNorm 1 */
-    matmul_forward(a->h1, a->ctx, p->attn_out_w, p->attn_out_b, n, H, H);
+    linear_forward(a->h1, a->ctx, p->attn_out_w, bw->attn_out_w, bf ? &bf->attn_out : NULL,
+                   p->attn_out_b, n, H, H);
     if (drop && tm->tc.hidden_dropout > 0.0f) {
         hidden_masks(ctx, ctx->mask_scr, seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2,
                      tm->tc.hidden_dropout);
@@ -718,9 +748,11 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     add_inplace(a->s1, x, n * H);
     layernorm_forward_train(a->y1, a->mean1, a->rstd1, a->s1, p->ln1_w, p->ln1_b, n, H, eps);
     /* feed-forward, dropout, adapter 2, residual, LayerNorm 2 */
-    matmul_forward(a->f, a->y1, p->ffn_in_w, p->ffn_in_b, n, H, I); /* [n, I] */
+    linear_forward(a->f, a->y1, p->ffn_in_w, bw->ffn_in_w, bf ? &bf->ffn_in : NULL, p->ffn_in_b, n,
+                   H, I); /* [n, I] */
     activation_forward(ctx->fg_scr, a->f, n * I, c->hidden_act);
-    matmul_forward(a->h2, ctx->fg_scr, p->ffn_out_w, p->ffn_out_b, n, I, H);
+    linear_forward(a->h2, ctx->fg_scr, p->ffn_out_w, bw->ffn_out_w, bf ? &bf->ffn_out : NULL,
+                   p->ffn_out_b, n, I, H);
     if (drop && tm->tc.hidden_dropout > 0.0f) {
         hidden_masks(ctx, ctx->mask_scr, seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1,
                      tm->tc.hidden_dropout);
@@ -823,13 +855,16 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
     /* W_2:  d fg = dh W_2,  d W_2 += dh^T fg (when tuned: fg recomputed from f for it) */
     if (p->d_ffn_out_w) activation_forward(ctx->fg_scr, a->f, n * I, c->hidden_act);
     memset(ctx->dfg, 0, (size_t)(n * I) * sizeof(float));
-    matmul_backward(ctx->dfg, p->d_ffn_out_w, p->d_ffn_out_b, dh, ctx->fg_scr, p->ffn_out_w, n, I,
-                    H);
+    const petl_layer_bf16 *bf = layer_bf16(tm, l);
+    const petl_layer_params *bw = &tm->base->layers[l];
+    linear_backward(ctx->dfg, p->d_ffn_out_w, p->d_ffn_out_b, dh, ctx->fg_scr, p->ffn_out_w,
+                    bw->ffn_out_w, bf ? &bf->ffn_out_t : NULL, n, I, H);
     /* fg = gelu(f):  d f = gelu'(f) d fg */
     memset(ctx->df, 0, (size_t)(n * I) * sizeof(float));
     activation_backward(ctx->df, ctx->dfg, a->f, n * I, c->hidden_act);
     /* f = W_1 y1 + b_1:  d y1 += df W_1 */
-    matmul_backward(ds, p->d_ffn_in_w, p->d_ffn_in_b, ctx->df, a->y1, p->ffn_in_w, n, H, I);
+    linear_backward(ds, p->d_ffn_in_w, p->d_ffn_in_b, ctx->df, a->y1, p->ffn_in_w, bw->ffn_in_w,
+                    bf ? &bf->ffn_in_t : NULL, n, H, I);
     /* y1 = LN_1(s1):  d s1 into dy (d y is spent) */
     memset(dy, 0, bH);
     layernorm_backward(dy, p->d_ln1_w, p->d_ln1_b, ds, a->s1, p->ln1_w, a->mean1, a->rstd1, n, H);
@@ -848,8 +883,8 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
     }
     /* W_o:  d ctx = dh W_o */
     memset(ctx->dctx, 0, bH);
-    matmul_backward(ctx->dctx, p->d_attn_out_w, p->d_attn_out_b, dh, a->ctx, p->attn_out_w, n, H,
-                    H);
+    linear_backward(ctx->dctx, p->d_attn_out_w, p->d_attn_out_b, dh, a->ctx, p->attn_out_w,
+                    bw->attn_out_w, bf ? &bf->attn_out_t : NULL, n, H, H);
     /* attention:  d qkv */
     memset(ctx->dqkv, 0, 3 * bH);
     const bool pdrop = ctx->dropout && tm->tc.attention_dropout > 0.0f;
@@ -858,8 +893,8 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
                        ctx->nthreads, ctx->dctx, a->qkv, a->probs, pdrop ? ctx->mask_scr : NULL,
                        ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh);
     /* qkv = W_qkv x + b:  d x += dqkv W_qkv (only when something below is trained) */
-    matmul_backward(need_dx ? dy : NULL, p->d_qkv_w, p->d_qkv_b, ctx->dqkv, x, p->qkv_w, n, H,
-                    3 * H);
+    linear_backward(need_dx ? dy : NULL, p->d_qkv_w, p->d_qkv_b, ctx->dqkv, x, p->qkv_w, bw->qkv_w,
+                    bf ? &bf->qkv_t : NULL, n, H, 3 * H);
 }
 
 /* Embeddings backward from dx0 = d loss / d xs[0] (overwritten). */
@@ -916,8 +951,8 @@ static void backward(petl_train_ctx *ctx, const petl_batch *b) {
         if (dcls) memset(dcls, 0, (size_t)B * H * sizeof(float));
         head_backward(dcls, &tm->d_head, ctx->head_scr, ctx->dlogits, ctx->cls_rows, ctx->pooled,
                       ctx->pooled_d,
-                      ctx->dropout && tm->tc.head_dropout > 0.0f ? ctx->head_mask : NULL,
-                      &tm->head, B, H, tm->NL);
+                      ctx->dropout && tm->tc.head_dropout > 0.0f ? ctx->head_mask : NULL, &tm->head,
+                      B, H, tm->NL);
         if (!below_head) return;
         /* d xs[L]: only the [CLS] rows receive gradient */
         memset(dy, 0, (size_t)(ctx->n * H) * sizeof(float));
@@ -945,8 +980,9 @@ petl_status petl_train_step(petl_train_ctx *ctx, const petl_batch *b, const int3
         return petl_fail(err, PETL_ERR_ARG,
                          "petl_train_step on a context made by petl_predict_ctx_new");
     if (ctx->tm->tc.head == PETL_HEAD_SPAN)
-        return petl_fail(err, PETL_ERR_ARG, "petl_train_step on a span head: use "
-                                            "petl_train_step_span");
+        return petl_fail(err, PETL_ERR_ARG,
+                         "petl_train_step on a span head: use "
+                         "petl_train_step_span");
     petl_status rc = check_batch(ctx, b, err);
     if (rc != PETL_OK) return rc;
     const petl_task_model *tm = ctx->tm;
@@ -982,8 +1018,9 @@ petl_status petl_task_predict(petl_train_ctx *ctx, const petl_batch *b, float *l
                               petl_error *err) {
     if (!ctx) return petl_fail(err, PETL_ERR_ARG, "training context is NULL");
     if (ctx->tm->tc.head == PETL_HEAD_SPAN)
-        return petl_fail(err, PETL_ERR_ARG, "petl_task_predict on a span head: use "
-                                            "petl_task_predict_span");
+        return petl_fail(err, PETL_ERR_ARG,
+                         "petl_task_predict on a span head: use "
+                         "petl_task_predict_span");
     petl_status rc = check_batch(ctx, b, err);
     if (rc != PETL_OK) return rc;
     forward(ctx, b, false, 0);
@@ -991,9 +1028,9 @@ petl_status petl_task_predict(petl_train_ctx *ctx, const petl_batch *b, float *l
     return PETL_OK;
 }
 
-petl_status petl_train_step_span(petl_train_ctx *ctx, const petl_batch *b,
-                                 const int32_t *start_pos, const int32_t *end_pos,
-                                 uint64_t dropout_seed, float *loss, petl_error *err) {
+petl_status petl_train_step_span(petl_train_ctx *ctx, const petl_batch *b, const int32_t *start_pos,
+                                 const int32_t *end_pos, uint64_t dropout_seed, float *loss,
+                                 petl_error *err) {
     if (!ctx) return petl_fail(err, PETL_ERR_ARG, "training context is NULL");
     if (ctx->predict_only)
         return petl_fail(err, PETL_ERR_ARG,
@@ -1012,8 +1049,8 @@ petl_status petl_train_step_span(petl_train_ctx *ctx, const petl_batch *b,
                              r, (int)start_pos[r], (int)end_pos[r], b->lengths[r]);
     forward(ctx, b, true, dropout_seed);
     memset(ctx->dspan, 0, (size_t)ctx->n * 2 * sizeof(float));
-    double l = span_loss_forward(ctx->span_logits, ctx->off, ctx->qlen, start_pos, end_pos,
-                                 b->batch);
+    double l =
+        span_loss_forward(ctx->span_logits, ctx->off, ctx->qlen, start_pos, end_pos, b->batch);
     span_loss_backward(ctx->dspan, ctx->span_logits, ctx->off, ctx->qlen, start_pos, end_pos,
                        b->batch);
     if (loss) *loss = (float)l;
@@ -1069,22 +1106,22 @@ struct petl_multi_ctx {
     const petl_model *base;
     int max_batch, max_len, max_m, max_nl, nthreads;
     void *arena;
-    int64_t *off;                  /* [max_batch]      first packed token of reordered row k */
-    int *qlen;                     /* [max_batch]      tokens of reordered row k */
-    int *order;                    /* [max_batch]      reordered row k -> batch row */
-    int *grp;                      /* [max_batch]      batch row -> group */
-    int *gstart;                   /* [max_batch + 1]  first reordered row of group g */
-    int64_t *tstart;               /* [max_batch + 1]  first packed token of group g */
-    const petl_task_model **gtask; /* [max_batch]      task of group g */
-    float *x;                      /* [N, H]  embeddings sum, then each layer's input / output */
-    float *qkv;                    /* [N, 3H] */
-    float *att;                    /* [N, H]  attention context */
-    float *h;                      /* [N, H]  projection output (adapter input) */
-    float *s;                      /* [N, H]  residual sum (LayerNorm input) */
-    float *y1;                     /* [N, H]  LayerNorm 1 output */
-    float *f;                      /* [N, I]  FFN hidden, activated in place */
-    float *z, *g;                  /* [N, m]  adapter bottleneck */
-    float *mean, *rstd;            /* [N]     LayerNorm statistics (unused, but written) */
+    int64_t *off;                   /* [max_batch]      first packed token of reordered row k */
+    int *qlen;                      /* [max_batch]      tokens of reordered row k */
+    int *order;                     /* [max_batch]      reordered row k -> batch row */
+    int *grp;                       /* [max_batch]      batch row -> group */
+    int *gstart;                    /* [max_batch + 1]  first reordered row of group g */
+    int64_t *tstart;                /* [max_batch + 1]  first packed token of group g */
+    const petl_task_model **gtask;  /* [max_batch]      task of group g */
+    float *x;                       /* [N, H]  embeddings sum, then each layer's input / output */
+    float *qkv;                     /* [N, 3H] */
+    float *att;                     /* [N, H]  attention context */
+    float *h;                       /* [N, H]  projection output (adapter input) */
+    float *s;                       /* [N, H]  residual sum (LayerNorm input) */
+    float *y1;                      /* [N, H]  LayerNorm 1 output */
+    float *f;                       /* [N, I]  FFN hidden, activated in place */
+    float *z, *g;                   /* [N, m]  adapter bottleneck */
+    float *mean, *rstd;             /* [N]     LayerNorm statistics (unused, but written) */
     float *cls, *pooled, *pooled_d; /* [B, H] */
     float *logits;                  /* [B, NL] group g's from row gstart[g] */
     float *att_scr;                 /* [nthreads, 2 max_len^2] */
@@ -1320,7 +1357,7 @@ petl_status petl_task_predict_multi(petl_multi_ctx *ctx, const petl_task_model *
     for (int g = 0; g <= ng; g++)
         ctx->tstart[g] = ctx->gstart[g] < B ? ctx->off[ctx->gstart[g]] : n;
 
-    /* embeddings: base tables for every row, the embedding LayerNorm per task */
+        /* embeddings: base tables for every row, the embedding LayerNorm per task */
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < B; k++) {
         const int r = ctx->order[k];
@@ -1346,17 +1383,22 @@ petl_status petl_task_predict_multi(petl_multi_ctx *ctx, const petl_task_model *
 
     for (int l = 0; l < c->num_layers; l++) {
         const petl_layer_params *p = &base->layers[l];
+        const petl_layer_bf16 *bf = base->bf16 ? &base->bf16[l] : NULL;
         /* shared: QKV, attention, output projection over every row of every task */
-        matmul_forward(ctx->qkv, ctx->x, p->qkv_w, p->qkv_b, n, H, 3 * H);
+        linear_forward(ctx->qkv, ctx->x, p->qkv_w, p->qkv_w, bf ? &bf->qkv : NULL, p->qkv_b, n, H,
+                       3 * H);
         attention_forward(ctx->att, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
                           ctx->nthreads, ctx->qkv, ctx->off, ctx->qlen, ctx->qlen, B, H, nh);
-        matmul_forward(ctx->h, ctx->att, p->attn_out_w, p->attn_out_b, n, H, H);
+        linear_forward(ctx->h, ctx->att, p->attn_out_w, p->attn_out_w, bf ? &bf->attn_out : NULL,
+                       p->attn_out_b, n, H, H);
         /* per task: adapter 1, residual, LayerNorm 1 */
         multi_adapter_ln(ctx, ng, l, 0, ctx->y1, ctx->x);
         /* shared: the FFN */
-        matmul_forward(ctx->f, ctx->y1, p->ffn_in_w, p->ffn_in_b, n, H, I);
+        linear_forward(ctx->f, ctx->y1, p->ffn_in_w, p->ffn_in_w, bf ? &bf->ffn_in : NULL,
+                       p->ffn_in_b, n, H, I);
         activation_forward(ctx->f, ctx->f, n * I, c->hidden_act);
-        matmul_forward(ctx->h, ctx->f, p->ffn_out_w, p->ffn_out_b, n, I, H);
+        linear_forward(ctx->h, ctx->f, p->ffn_out_w, p->ffn_out_w, bf ? &bf->ffn_out : NULL,
+                       p->ffn_out_b, n, I, H);
         /* per task: adapter 2, residual, LayerNorm 2 (into x: the next layer's input) */
         multi_adapter_ln(ctx, ng, l, 1, ctx->x, ctx->y1);
     }

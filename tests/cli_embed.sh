@@ -65,6 +65,24 @@ grep -q '^petl embed: .*line 3' "$tmp/bad.err" || fail "malformed line: $(cat "$
 echo '{"text_a": 1}' | "$PETL" embed --model "$PETL_MODEL_DIR" > /dev/null 2> "$tmp/err"
 [ $? -eq 1 ] && grep -q 'line 1' "$tmp/err" || fail "a non-string text: $(cat "$tmp/err")"
 
+# --precision bf16: the same vectors to ~1e-2 (test_encoder bounds it against transformers);
+# an unknown precision is an error naming it. A CPU without AVX512-BF16 must say so.
+"$PETL" embed --model "$PETL_MODEL_DIR" --output cls < "$in" > "$tmp/f32.out" || fail "fp32 run"
+if "$PETL" embed --model "$PETL_MODEL_DIR" --output cls --precision bf16 < "$in" \
+    > "$tmp/bf16.out" 2> "$tmp/err"; then
+    [ "$(wc -l < "$tmp/bf16.out")" -eq "$(wc -l < "$tmp/f32.out")" ] || fail "bf16: line count"
+    paste -d '\n' "$tmp/f32.out" "$tmp/bf16.out" | sed 's/[^0-9eE.+-]/ /g' | awk '
+        NR % 2 == 1 { n = split($0, a, " ") }
+        NR % 2 == 0 { split($0, b, " "); for (i = 1; i <= n; i++) { d = a[i] - b[i]; if (d < 0) d = -d;
+                      if (d > m) m = d; if (a[i] != b[i]) diff = 1 } }
+        END { printf "cli_embed: bf16 vs fp32 [CLS]: max abs diff %g\n", m;
+              exit !(m < 0.02 && diff) }' || fail "bf16 outputs not within 2e-2 of fp32 (or identical)"
+else
+    grep -q 'AVX512-BF16' "$tmp/err" || fail "bf16 refused without the reason: $(cat "$tmp/err")"
+fi
+"$PETL" embed --model "$PETL_MODEL_DIR" --precision fp8 < "$in" > /dev/null 2> "$tmp/err"
+[ $? -eq 1 ] && grep -q "unknown precision 'fp8'" "$tmp/err" || fail "--precision fp8: $(cat "$tmp/err")"
+
 # Usage.
 "$PETL" embed --help > "$tmp/help" || fail "--help exited $?"
 grep -q 'usage: petl embed' "$tmp/help" || fail "--help printed no usage"

@@ -55,6 +55,27 @@ echo '{"text": 3}' | "$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$tmp/a
     > /dev/null 2> "$tmp/err"
 [ $? -eq 1 ] && grep -q 'line 1' "$tmp/err" || fail "bad predict input: $(cat "$tmp/err")"
 
+# --precision bf16: training and eval run (the kernel's accuracy is test_encoder's and
+# test_precision's); the same seed gives a different adapter than fp32 (bf16 really ran) and a
+# dev accuracy close to it; an unknown precision is a clear error. A CPU without AVX512-BF16
+# must refuse, saying so.
+if "$PETL" train "${common[@]}" --out "$tmp/ad16" --epochs 1 --precision bf16 \
+    > "$tmp/sum16.json" 2> "$tmp/train16.err"; then
+    ! cmp -s "$tmp/ad/adapter.safetensors" "$tmp/ad16/adapter.safetensors" ||
+        fail "bf16 training gave the fp32 adapter bit for bit"
+    "$PETL" eval --model "$PETL_MODEL_DIR" --adapter "$tmp/ad16" --data "$tmp/sst" --threads 2 \
+        --precision bf16 > "$tmp/eval16.json" 2> "$tmp/err" || fail "bf16 eval: $(cat "$tmp/err")"
+    a32=$(sed 's/.*"accuracy": \([0-9.]*\).*/\1/' "$tmp/eval.json")
+    a16=$(sed 's/.*"accuracy": \([0-9.]*\).*/\1/' "$tmp/eval16.json")
+    awk -v a="$a32" -v b="$a16" 'BEGIN { d = a - b; exit !(d < 0.1 && d > -0.1) }' ||
+        fail "bf16 dev accuracy $a16 far from fp32 $a32"
+else
+    grep -q 'AVX512-BF16' "$tmp/train16.err" || fail "bf16 train: $(cat "$tmp/train16.err")"
+fi
+"$PETL" eval --model "$PETL_MODEL_DIR" --adapter "$tmp/ad" --data "$tmp/sst" --precision fp8 \
+    > /dev/null 2> "$tmp/err"
+[ $? -eq 1 ] && grep -q "unknown precision 'fp8'" "$tmp/err" || fail "--precision fp8: $(cat "$tmp/err")"
+
 # --force is needed to replace an adapter; the old one is untouched when refused.
 cp "$tmp/ad/adapter.safetensors" "$tmp/before.st"
 "$PETL" train "${common[@]}" --out "$tmp/ad" --epochs 1 --seed 1 > /dev/null 2> "$tmp/err"

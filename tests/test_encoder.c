@@ -258,6 +258,41 @@ static void test_minilm(void) {
         CHECK(petl_ctx_new(m, 0, 8, &bad, &err) == PETL_ERR_ARG && bad == NULL);
     }
 
+    /* --precision bf16: the frozen linear layers in bf16 with fp32 sums. Not the reference's
+     * arithmetic, so a looser bound (measured: pooled 1.1e-3, [CLS] 5.2e-3, mean 6.7e-3 off
+     * transformers' fp32 outputs, whose entries are O(0.1-1); the check allows 2e-2), and the same
+     * sentence alone or in a batch still agrees to float rounding. Then back to fp32: the goldens
+     * again. */
+    {
+        petl_error e2 = {0};
+        if (petl_model_set_precision(m, PETL_BF16, false, &e2) == PETL_OK) {
+            CHECK(petl_model_precision(m) == PETL_BF16);
+            outputs b8 = outputs_new(&g), b1 = outputs_new(&g);
+            run_all(ctx, &g, 8, &b8);
+            run_all(ctx, &g, 1, &b1);
+            float d = compare_golden("MiniLM bf16, padded batches of 8:", &g, &b8);
+            CHECK(d <= 2e-2f);
+            float da = compare_outputs(&g, &b1, &b8);
+            printf("MiniLM bf16, alone vs padded batches: max abs diff %.3g\n", da);
+            CHECK(da <= 1e-5f);
+            outputs_free(&b8);
+            outputs_free(&b1);
+            CHECK_OK(petl_model_set_precision(m, PETL_FP32, false, &err), &err);
+            outputs f8 = outputs_new(&g);
+            run_all(ctx, &g, 8, &f8);
+            CHECK(compare_golden("MiniLM back to fp32, padded batches of 8:", &g, &f8) <= 1e-4f);
+            outputs_free(&f8);
+        } else {
+            /* only a CPU without AVX512-BF16 may refuse, and it must say so */
+            CHECKF(strstr(e2.msg, "AVX512-BF16"), "%s", e2.msg);
+            printf("MiniLM bf16: not run: %s\n", e2.msg);
+        }
+        petl_precision pr;
+        CHECK(petl_precision_parse("bf16", &pr, &err) == PETL_OK && pr == PETL_BF16);
+        CHECK(petl_precision_parse("fp16", &pr, &err) == PETL_ERR_ARG);
+        CHECKF(strstr(err.msg, "fp16"), "%s", err.msg);
+    }
+
     petl_ctx_free(ctx);
     petl_model_free(m);
     outputs_free(&o8);
@@ -354,6 +389,7 @@ static float *rand_buf(size_t n, float scale) {
 }
 
 static void test_kernels(void) {
+    petl_error err = {0};
     /* exp / erf polynomials against libm in double. */
     double e_exp = 0.0, e_erf = 0.0;
     for (float x = -87.0f; x < 88.0f; x += 0.00731f) {
@@ -383,6 +419,77 @@ static void test_kernels(void) {
         matmul_naive(o2, x, w, NULL, N, IC, OC);
         CHECK(max_abs_diff(o1, o2, (size_t)(N * OC)) < 1e-6f * IC);
         free(x), free(w), free(b), free(o1), free(o2);
+    }
+    /* bf16 GEMM against its naive twin: the same rounded operands, fp32 sums in blocks vs a
+     * double sum, so within float rounding of the sum (1e-6 x K of the O(1) terms); row counts
+     * around the 12-row micro-tile and 96-row tile, widths off the 32-column panel, odd K and K
+     * over the 256 block; with and without bias, overwriting and accumulating. */
+    {
+        CHECK(petl_bf16_round(1.0f) == 0x3F80 && petl_bf16_round(-2.0f) == 0xC000);
+        CHECK(petl_bf16_round(1.00390625f) == 0x3F80); /* 1 + 2^-8: halfway, to even (down) */
+        CHECK(petl_bf16_round(1.01171875f) == 0x3F82); /* 1 + 3 x 2^-8: halfway, to even (up) */
+        CHECK(petl_bf16_round(1.0f + 0.00390625f * 1.5f) == 0x3F81);
+        CHECK(petl_bf16_to_f32(0x3F81) == 1.0078125f);
+        const int64_t rows[] = {1, 11, 12, 13, 95, 97, 200};
+        const int ks[] = {768, 67, 1, 257, 513, 33, 300};
+        const int ns[] = {2304, 45, 33, 31, 64, 100, 7};
+        for (int t = 0; t < 7; t++) {
+            const int64_t M = rows[t];
+            const int K = ks[t], N = ns[t];
+            float *a = rand_buf(M * K, 1.0f), *w = rand_buf((size_t)N * K, 0.5f),
+                  *b = rand_buf(N, 1.0f), *o1 = rand_buf(M * N, 1.0f), *o2 = malloc(M * N * 4),
+                  *o3 = malloc(M * N * 4);
+            memcpy(o2, o1, M * N * 4);
+            petl_bf16_mat bw;
+            CHECK_OK(petl_bf16_pack(&bw, w, N, K, K, 1, &err), &err);
+            for (int acc = 0; acc < 2; acc++) {
+                matmul_bf16(o1, a, &bw, t % 2 ? NULL : b, M, acc);
+                matmul_bf16_naive(o2, a, &bw, t % 2 ? NULL : b, M, acc);
+                float d = max_abs_diff(o1, o2, (size_t)(M * N));
+                CHECKF(d < 1e-6f * (K + 8), "bf16 M %d N %d K %d acc %d: %g", (int)M, N, K, acc, d);
+            }
+            /* and against fp32: bf16 keeps 8 significant bits, so each rounding is off by at
+             * most 2^-8 relative and each product by 2^-7 + 2^-16: |error| <= 0.0079 sum_k |a w|
+             * (+ fp32 rounding of the sums) */
+            matmul_bf16(o1, a, &bw, b, M, false);
+            matmul_forward(o3, a, w, b, M, K, N);
+            for (int64_t i = 0; i < M; i++)
+                for (int n = 0; n < N; n++) {
+                    double bound = 0.0;
+                    for (int k = 0; k < K; k++)
+                        bound += fabs((double)a[i * K + k] * w[(size_t)n * K + k]);
+                    CHECKF(fabs(o1[i * N + n] - o3[i * N + n]) <= 0.0079 * bound + 1e-5,
+                           "M %d N %d K %d (%d, %d): %.9g vs %.9g, bound %.3g", (int)M, N, K,
+                           (int)i, n, o1[i * N + n], o3[i * N + n], bound);
+                }
+            /* the transposed pack (input gradients) equals packing the transpose */
+            float *wt = malloc((size_t)N * K * 4);
+            for (int n = 0; n < N; n++)
+                for (int k = 0; k < K; k++)
+                    wt[(size_t)k * N + n] = w[(size_t)n * K + k];
+            petl_bf16_mat bt1, bt2;
+            CHECK_OK(petl_bf16_pack(&bt1, w, K, N, 1, K, &err), &err);
+            CHECK_OK(petl_bf16_pack(&bt2, wt, K, N, N, 1, &err), &err);
+            CHECK(!memcmp(bt1.data, bt2.data, (size_t)((K + 31) / 32) * ((N + 1) / 2) * 32 * 4));
+            petl_bf16_free(&bt1), petl_bf16_free(&bt2), petl_bf16_free(&bw);
+            free(a), free(w), free(b), free(o1), free(o2), free(o3), free(wt);
+        }
+        /* the vector rounding of the activations is the scalar one, ties included: one-hot
+         * weights make every output an activation as rounded, exactly */
+        const int K = 40, N = 40;
+        float *a = malloc(K * 4), *w = calloc((size_t)N * K, 4), *o1 = malloc(N * 4);
+        for (int k = 0; k < K; k++) {
+            a[k] = (1.0f + 0.00390625f * (float)(k % 8)) * (k % 3 ? 1.0f : -3.0f);
+            w[(size_t)k * K + k] = 1.0f;
+        }
+        petl_bf16_mat bw;
+        CHECK_OK(petl_bf16_pack(&bw, w, N, K, K, 1, &err), &err);
+        matmul_bf16(o1, a, &bw, NULL, 1, false);
+        for (int k = 0; k < K; k++)
+            CHECKF(o1[k] == petl_bf16_to_f32(petl_bf16_round(a[k])), "k %d: %.9g vs %.9g", k, o1[k],
+                   petl_bf16_to_f32(petl_bf16_round(a[k])));
+        petl_bf16_free(&bw);
+        free(a), free(w), free(o1);
     }
     /* layernorm with and without residual, in place too; rows with a large offset. */
     {

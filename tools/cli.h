@@ -35,8 +35,8 @@ typedef struct {
  * filled (free with cli_text_free), 0 at end of input, -1 with a message in errbuf that names
  * the line number. JSON with invalid UTF-8 is refused by the JSON parser. */
 #include <stdio.h>
-int cli_read_text_line(FILE *in, long lineno, char **line, size_t *cap, cli_text *out,
-                       char *errbuf, size_t errlen);
+int cli_read_text_line(FILE *in, long lineno, char **line, size_t *cap, cli_text *out, char *errbuf,
+                       size_t errlen);
 void cli_text_free(cli_text *t);
 
 /* ---- shared by train / eval / predict (tools/cli_adapter.c) ---- */
@@ -48,6 +48,14 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
                      double *out);
 /* OpenMP and OpenBLAS threads (n <= 0: leave the defaults). Call before creating contexts. */
 void cli_set_threads(int n);
+/* --precision: text NULL or "fp32" leaves m as loaded; "bf16" packs its frozen linear layers
+ * (for training too when `training`). Prints "petl CMD: ..." and returns 1 on failure. */
+int cli_set_precision(const char *cmd, petl_model *m, const char *text, bool training);
+/* The --help line for it. */
+#define CLI_PRECISION_HELP                                                                         \
+    "  --precision P    fp32 (default) or bf16: the frozen base's linear layers with bf16\n"       \
+    "                   inputs and fp32 sums, about twice as fast on AVX512-BF16 CPUs;\n"          \
+    "                   scores move by a fraction of a point (docs/performance.md)\n"
 
 #include "adapter_io.h"
 
@@ -115,7 +123,6 @@ const char *cli_plot_format(const char *out);
 /* Draws the JSON at `in` into `out`: an ablation matrix (a "matrix" key) as a heatmap, or sweep
  * results (a "runs" array) as y against x, one line per value of `series` (NULL: one line).
  * Prints "petl plot: <why>" and returns 1 on failure. */
-int cli_plot_run(const char *in, const char *out, const char *x, const char *y,
-                 const char *series);
+int cli_plot_run(const char *in, const char *out, const char *x, const char *y, const char *series);
 
 #endif

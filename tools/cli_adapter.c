@@ -46,6 +46,17 @@ void cli_set_threads(int n) {
     }
 }
 
+int cli_set_precision(const char *cmd, petl_model *m, const char *text, bool training) {
+    petl_error err = {0};
+    petl_precision p;
+    if (petl_precision_parse(text ? text : "fp32", &p, &err) != PETL_OK ||
+        petl_model_set_precision(m, p, training, &err) != PETL_OK) {
+        fprintf(stderr, "petl %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter_dir,
                      cli_adapter *out) {
     memset(out, 0, sizeof *out);

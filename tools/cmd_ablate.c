@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: petl ablate --adapter ADAPTER_DIR --data DIR [OPTIONS]\n\n"
         "Evaluates the adapter with the adapters of layers i..j removed (the identity) for every\n"
         "0 <= i <= j < L and prints one JSON object:\n"
@@ -28,11 +29,12 @@ static void usage(FILE *f) {
         "  --split NAME     dev (default), train, ...\n"
         "  --batch N        examples per batch (64)\n"
         "  --plot FILE      also draw the matrix as a heatmap: FILE.svg or FILE.png (gnuplot)\n"
-        "  --threads N      OpenMP / OpenBLAS threads\n"
+        "  --threads N      OpenMP / OpenBLAS threads\n" CLI_PRECISION_HELP
         "  -h, --help       this help\n");
 }
 
 int cmd_ablate(int argc, char **argv) {
+    const char *precision = NULL;
     const char *model = cli_default_model(), *adapter = NULL, *data = NULL, *task_spec = NULL,
                *split = "dev", *plot = NULL;
     long batch = 64, threads = 0;
@@ -48,14 +50,24 @@ int cmd_ablate(int argc, char **argv) {
             return 2;
         }
         int bad = 0;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--adapter")) adapter = v;
-        else if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--task")) task_spec = v;
-        else if (!strcmp(a, "--split")) split = v;
-        else if (!strcmp(a, "--plot")) plot = v;
-        else if (!strcmp(a, "--batch")) bad = cli_parse_long("ablate", a, v, 1, 1 << 16, &batch);
-        else if (!strcmp(a, "--threads")) bad = cli_parse_long("ablate", a, v, 1, 1024, &threads);
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--adapter"))
+            adapter = v;
+        else if (!strcmp(a, "--data"))
+            data = v;
+        else if (!strcmp(a, "--task"))
+            task_spec = v;
+        else if (!strcmp(a, "--split"))
+            split = v;
+        else if (!strcmp(a, "--plot"))
+            plot = v;
+        else if (!strcmp(a, "--batch"))
+            bad = cli_parse_long("ablate", a, v, 1, 1 << 16, &batch);
+        else if (!strcmp(a, "--threads"))
+            bad = cli_parse_long("ablate", a, v, 1, 1024, &threads);
+        else if (!strcmp(a, "--precision"))
+            precision = v;
         else {
             fprintf(stderr, "petl ablate: unknown option '%s'\n\n", a);
             usage(stderr);
@@ -74,6 +86,10 @@ int cmd_ablate(int argc, char **argv) {
     cli_set_threads((int)threads);
     cli_adapter ad;
     if (cli_load_adapter("ablate", model, adapter, &ad)) return 1;
+    if (cli_set_precision("ablate", ad.base, precision, false)) {
+        cli_adapter_free(&ad);
+        return 1;
+    }
     int rc = 1;
     petl_error err = {0};
     petl_task task;
@@ -161,8 +177,10 @@ int cmd_ablate(int argc, char **argv) {
             fprintf(o, "%s[", i ? ", " : "");
             for (int j = 0; j < L; j++) {
                 if (j) fputs(", ", o);
-                if (j < i) fputs("null", o);
-                else cli_json_number(o, score[i * L + j]);
+                if (j < i)
+                    fputs("null", o);
+                else
+                    cli_json_number(o, score[i * L + j]);
             }
             fputc(']', o);
         }

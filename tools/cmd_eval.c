@@ -11,7 +11,8 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: petl eval --adapter ADAPTER_DIR --data DIR [OPTIONS]\n\n"
         "Evaluates an adapter on a split of a task folder and prints one JSON object, e.g.\n"
         "  {\"task\": \"rte\", \"split\": \"dev\", \"n\": 277, \"accuracy\": 0.712}\n"
@@ -25,7 +26,7 @@ static void usage(FILE *f) {
         "  --file PATH      evaluate this file instead of --data / --split\n"
         "  --batch N        examples per batch (64)\n"
         "  --max-len N      truncation (default: the adapter's training --max-len)\n"
-        "  --threads N      OpenMP / OpenBLAS threads\n"
+        "  --threads N      OpenMP / OpenBLAS threads\n" CLI_PRECISION_HELP
         "  -h, --help       this help\n\n"
         "SQuAD adapters (petl train --task squad): --data is a SQuAD v1.1 file or a folder\n"
         "with dev-v1.1.json, and prints\n"
@@ -40,6 +41,7 @@ static void usage(FILE *f) {
 }
 
 int cmd_eval(int argc, char **argv) {
+    const char *precision = NULL;
     const char *model = cli_default_model(), *adapter = NULL, *data = NULL, *task_spec = NULL,
                *split = "dev", *file = NULL, *articles = NULL;
     long batch = 64, max_len = 0, threads = 0, max_questions = 0;
@@ -55,18 +57,30 @@ int cmd_eval(int argc, char **argv) {
             return 2;
         }
         int bad = 0;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--adapter")) adapter = v;
-        else if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--task")) task_spec = v;
-        else if (!strcmp(a, "--split")) split = v;
-        else if (!strcmp(a, "--file")) file = v;
-        else if (!strcmp(a, "--articles")) articles = v;
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--adapter"))
+            adapter = v;
+        else if (!strcmp(a, "--data"))
+            data = v;
+        else if (!strcmp(a, "--task"))
+            task_spec = v;
+        else if (!strcmp(a, "--split"))
+            split = v;
+        else if (!strcmp(a, "--file"))
+            file = v;
+        else if (!strcmp(a, "--articles"))
+            articles = v;
         else if (!strcmp(a, "--max-questions"))
             bad = cli_parse_long("eval", a, v, 1, 1L << 40, &max_questions);
-        else if (!strcmp(a, "--batch")) bad = cli_parse_long("eval", a, v, 1, 1 << 16, &batch);
-        else if (!strcmp(a, "--max-len")) bad = cli_parse_long("eval", a, v, 3, 1 << 20, &max_len);
-        else if (!strcmp(a, "--threads")) bad = cli_parse_long("eval", a, v, 1, 1024, &threads);
+        else if (!strcmp(a, "--batch"))
+            bad = cli_parse_long("eval", a, v, 1, 1 << 16, &batch);
+        else if (!strcmp(a, "--max-len"))
+            bad = cli_parse_long("eval", a, v, 3, 1 << 20, &max_len);
+        else if (!strcmp(a, "--threads"))
+            bad = cli_parse_long("eval", a, v, 1, 1024, &threads);
+        else if (!strcmp(a, "--precision"))
+            precision = v;
         else {
             fprintf(stderr, "petl eval: unknown option '%s'\n\n", a);
             usage(stderr);
@@ -82,6 +96,10 @@ int cmd_eval(int argc, char **argv) {
     cli_set_threads((int)threads);
     cli_adapter ad;
     if (cli_load_adapter("eval", model, adapter, &ad)) return 1;
+    if (cli_set_precision("eval", ad.base, precision, false)) {
+        cli_adapter_free(&ad);
+        return 1;
+    }
     if (ad.info.tune.head == PETL_HEAD_SPAN) {
         int src = cli_squad_eval(&ad, file ? file : data, articles, max_questions, (int)batch,
                                  (int)max_len);
@@ -102,8 +120,8 @@ int cmd_eval(int argc, char **argv) {
     if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK)
         goto fail;
     if (task.regression != ad.info.regression) {
-        fprintf(stderr, "petl eval: task %s is %s but the adapter was trained for %s\n",
-                task.name, task.regression ? "regression" : "classification",
+        fprintf(stderr, "petl eval: task %s is %s but the adapter was trained for %s\n", task.name,
+                task.regression ? "regression" : "classification",
                 ad.info.regression ? "regression" : "classification");
         goto done;
     }

@@ -14,7 +14,8 @@
 #define CHUNK 1024 /* lines tokenized and run together (sorted by length inside the chunk) */
 
 static void usage(FILE *f) {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: petl predict --adapter ADAPTER_DIR [OPTIONS] < input.jsonl > output.jsonl\n\n"
         "Reads one JSON object per line, {\"text\": ...} or {\"text_a\": ..., \"text_b\": ...},\n"
         "and writes per line {\"label\": \"...\", \"scores\": [...]} (softmax probabilities in\n"
@@ -29,7 +30,7 @@ static void usage(FILE *f) {
         "  --adapter DIR    adapter folder written by petl train\n"
         "  --batch N        lines per batch (64)\n"
         "  --max-len N      truncation (default: the adapter's training --max-len)\n"
-        "  --threads N      OpenMP / OpenBLAS threads\n"
+        "  --threads N      OpenMP / OpenBLAS threads\n" CLI_PRECISION_HELP
         "  -h, --help       this help\n");
 }
 
@@ -56,7 +57,8 @@ static int flush_chunk(cli_adapter *ad, petl_batcher *b, int batch, float *logit
         for (size_t c = 1; c < C; c++)
             if (l[c] > l[best]) best = c;
         double sum = 0;
-        for (size_t c = 0; c < C; c++) sum += exp((double)l[c] - (double)l[best]);
+        for (size_t c = 0; c < C; c++)
+            sum += exp((double)l[c] - (double)l[best]);
         printf("{\"label\": ");
         cli_json_string(stdout, ad->info.labels[best]);
         printf(", \"scores\": [");
@@ -71,6 +73,7 @@ static int flush_chunk(cli_adapter *ad, petl_batcher *b, int batch, float *logit
 }
 
 int cmd_predict(int argc, char **argv) {
+    const char *precision = NULL;
     const char *model = cli_default_model(), *adapter = NULL;
     long batch = 64, max_len = 0, threads = 0;
     for (int i = 1; i < argc; i += 2) {
@@ -85,12 +88,18 @@ int cmd_predict(int argc, char **argv) {
             return 2;
         }
         int bad = 0;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--adapter")) adapter = v;
-        else if (!strcmp(a, "--batch")) bad = cli_parse_long("predict", a, v, 1, 1 << 16, &batch);
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--adapter"))
+            adapter = v;
+        else if (!strcmp(a, "--batch"))
+            bad = cli_parse_long("predict", a, v, 1, 1 << 16, &batch);
         else if (!strcmp(a, "--max-len"))
             bad = cli_parse_long("predict", a, v, 3, 1 << 20, &max_len);
-        else if (!strcmp(a, "--threads")) bad = cli_parse_long("predict", a, v, 1, 1024, &threads);
+        else if (!strcmp(a, "--threads"))
+            bad = cli_parse_long("predict", a, v, 1, 1024, &threads);
+        else if (!strcmp(a, "--precision"))
+            precision = v;
         else {
             fprintf(stderr, "petl predict: unknown option '%s'\n\n", a);
             usage(stderr);
@@ -105,6 +114,10 @@ int cmd_predict(int argc, char **argv) {
     cli_set_threads((int)threads);
     cli_adapter ad;
     if (cli_load_adapter("predict", model, adapter, &ad)) return 1;
+    if (cli_set_precision("predict", ad.base, precision, false)) {
+        cli_adapter_free(&ad);
+        return 1;
+    }
     if (ad.info.tune.head == PETL_HEAD_SPAN) {
         int src = cli_squad_predict(&ad, (int)batch, (int)max_len);
         cli_adapter_free(&ad);
@@ -145,8 +158,7 @@ int cmd_predict(int argc, char **argv) {
             rc = 1;
             break;
         }
-        if (petl_batcher_count(b) == CHUNK && (rc = flush_chunk(&ad, b, (int)batch, logits)))
-            break;
+        if (petl_batcher_count(b) == CHUNK && (rc = flush_chunk(&ad, b, (int)batch, logits))) break;
     }
     if (rc == 0) rc = flush_chunk(&ad, b, (int)batch, logits);
     if (ferror(stdin)) {

@@ -32,6 +32,8 @@ static void usage(FILE *f) {
            "  --host ADDR            IPv4 address to listen on (127.0.0.1)\n"
            "  --port N               port; 0 picks a free one, printed in the log (8080)\n"
            "  --threads N            OpenMP / OpenBLAS threads for the model (default: all)\n"
+           "  --precision P          fp32 (default) or bf16 for the shared base's linear\n"
+           "                         layers (AVX512-BF16 CPUs; see docs/performance.md)\n"
            "  --batch-window-ms X    wait this long for more requests to batch (2)\n"
            "  --max-batch N          rows per batch (32)\n"
            "  --queue N              requests waiting at most; more get 503 (256)\n"
@@ -44,14 +46,25 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    const char *model, *adapters, *host, *token_file;
+    const char *model, *adapters, *host, *token_file, *precision;
     long port, threads, max_batch, queue, max_body, max_inputs, max_conn;
     double window_ms;
 } serve_opts;
 
 static int parse_args(int argc, char **argv, serve_opts *o, bool *help) {
-    *o = (serve_opts){
-        cli_default_model(), NULL, "127.0.0.1", NULL, 8080, 0, 32, 256, 1 << 20, 256, 256, 2.0};
+    *o = (serve_opts){cli_default_model(),
+                      NULL,
+                      "127.0.0.1",
+                      NULL,
+                      "fp32",
+                      8080,
+                      0,
+                      32,
+                      256,
+                      1 << 20,
+                      256,
+                      256,
+                      2.0};
     *help = false;
     for (int i = 1; i < argc; i += 2) { /* every option takes one value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -69,6 +82,8 @@ static int parse_args(int argc, char **argv, serve_opts *o, bool *help) {
             o->adapters = v;
         } else if (!strcmp(a, "--host")) {
             o->host = v;
+        } else if (!strcmp(a, "--precision")) {
+            o->precision = v;
         } else if (!strcmp(a, "--admin-token-file")) {
             o->token_file = v;
         } else if (!strcmp(a, "--port")) {
@@ -250,8 +265,11 @@ int cmd_serve(int argc, char **argv) {
     petl_server *srv = NULL;
     rc = 1;
     double t0 = petl_srv_now();
-    if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
-        petl_model_load(o.model, &base, &err) != PETL_OK) {
+    petl_precision prec;
+    if (petl_precision_parse(o.precision, &prec, &err) != PETL_OK ||
+        petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
+        petl_model_load(o.model, &base, &err) != PETL_OK ||
+        petl_model_set_precision(base, prec, false, &err) != PETL_OK) {
         fprintf(stderr, "petl serve: %s\n", err.msg);
         goto done;
     }

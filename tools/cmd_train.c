@@ -18,46 +18,52 @@
 #include <unistd.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
-        "usage: petl train --task TASK --data DIR --out ADAPTER_DIR [OPTIONS]\n\n"
-        "Trains on DIR/train.tsv (GLUE layout), evaluates on the dev set after every epoch and\n"
-        "saves the best epoch as ADAPTER_DIR (adapter_config.json + adapter.safetensors).\n\n"
-        "  --model DIR          base model folder (default: $PETL_MODEL or\n"
-        "                       models/all-MiniLM-L6-v2)\n"
-        "  --task TASK          cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad (see\n"
-        "                       below), or a generic spec such as tsv:text=0,label=1 or\n"
-        "                       jsonl:text=review,label=stars\n"
-        "  --data DIR           task folder: train and dev files (train.tsv, dev.tsv; MNLI\n"
-        "                       dev_matched.tsv; generic: train.EXT, dev.EXT)\n"
-        "  --out DIR            adapter folder to write\n"
-        "  --tune WHAT          adapter (default: adapters + LayerNorms + head), full, top:K,\n"
-        "                       layernorm, head\n"
-        "  --adapter-size M     bottleneck size (64)\n"
-        "  --adapter-act F      gelu (default), relu, swish\n"
-        "  --init-sd X          adapter weight init sd, truncated normal (1e-3)\n"
-        "  --placement P        both (default: after attention and feed-forward) or ffn\n"
-        "  --lr X               peak learning rate (3e-4 for adapter / layernorm / head,\n"
-        "                       3e-5 for full / top:K, as BERT)\n"
-        "  --epochs N           (3)\n"
-        "  --batch N            (32)\n"
-        "  --max-len N          truncate to N tokens, special tokens included (128; squad:\n"
-        "                       the window length, 384)\n"
-        "  --seed N             initialisation, batch order and dropout (42)\n"
-        "  --warmup X           fraction of the steps with a linear warmup (0.1)\n"
-        "  --weight-decay X     decoupled, not on LayerNorms or biases (0.01)\n"
-        "  --bias-correction    Adam with bias correction (torch AdamW); default: BERT-style\n"
-        "                       without, as the paper\n"
-        "  --pad-to-max         pad every batch to --max-len (default: to its longest row)\n"
-        "  --log FILE           JSON-lines log: loss, lr, grad norm, tokens/s; dev metrics per\n"
-        "                       epoch (appended)\n"
-        "  --log-every N        steps between log lines (10)\n"
-        "  --checkpoint FILE    checkpoint file (default: OUT.checkpoint.safetensors)\n"
-        "  --checkpoint-every N also checkpoint every N steps (default: at epoch ends only)\n"
-        "  --keep-checkpoint    keep the checkpoint after a successful run (default: removed)\n"
-        "  --resume             continue from the checkpoint when it exists (same options and\n"
-        "                       --threads give the same result as an uninterrupted run)\n"
-        "  --force              replace an existing ADAPTER_DIR\n"
-        "  --threads N          OpenMP / OpenBLAS threads (default: OMP_NUM_THREADS or all)\n"
+    fprintf(
+        f, "usage: petl train --task TASK --data DIR --out ADAPTER_DIR [OPTIONS]\n\n"
+           "Trains on DIR/train.tsv (GLUE layout), evaluates on the dev set after every epoch and\n"
+           "saves the best epoch as ADAPTER_DIR (adapter_config.json + adapter.safetensors).\n\n"
+           "  --model DIR          base model folder (default: $PETL_MODEL or\n"
+           "                       models/all-MiniLM-L6-v2)\n"
+           "  --task TASK          cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, squad (see\n"
+           "                       below), or a generic spec such as tsv:text=0,label=1 or\n"
+           "                       jsonl:text=review,label=stars\n"
+           "  --data DIR           task folder: train and dev files (train.tsv, dev.tsv; MNLI\n"
+           "                       dev_matched.tsv; generic: train.EXT, dev.EXT)\n"
+           "  --out DIR            adapter folder to write\n"
+           "  --tune WHAT          adapter (default: adapters + LayerNorms + head), full, top:K,\n"
+           "                       layernorm, head\n"
+           "  --adapter-size M     bottleneck size (64)\n"
+           "  --adapter-act F      gelu (default), relu, swish\n"
+           "  --init-sd X          adapter weight init sd, truncated normal (1e-3)\n"
+           "  --placement P        both (default: after attention and feed-forward) or ffn\n"
+           "  --lr X               peak learning rate (3e-4 for adapter / layernorm / head,\n"
+           "                       3e-5 for full / top:K, as BERT)\n"
+           "  --epochs N           (3)\n"
+           "  --batch N            (32)\n"
+           "  --max-len N          truncate to N tokens, special tokens included (128; squad:\n"
+           "                       the window length, 384)\n"
+           "  --seed N             initialisation, batch order and dropout (42)\n"
+           "  --warmup X           fraction of the steps with a linear warmup (0.1)\n"
+           "  --weight-decay X     decoupled, not on LayerNorms or biases (0.01)\n"
+           "  --bias-correction    Adam with bias correction (torch AdamW); default: BERT-style\n"
+           "                       without, as the paper\n"
+           "  --pad-to-max         pad every batch to --max-len (default: to its longest row)\n"
+           "  --log FILE           JSON-lines log: loss, lr, grad norm, tokens/s; dev metrics per\n"
+           "                       epoch (appended)\n"
+           "  --log-every N        steps between log lines (10)\n"
+           "  --checkpoint FILE    checkpoint file (default: OUT.checkpoint.safetensors)\n"
+           "  --checkpoint-every N also checkpoint every N steps (default: at epoch ends only)\n"
+           "  --keep-checkpoint    keep the checkpoint after a successful run (default: removed)\n"
+           "  --resume             continue from the checkpoint when it exists (same options and\n"
+           "                       --threads give the same result as an uninterrupted run)\n"
+           "  --force              replace an existing ADAPTER_DIR\n"
+           "  --threads N          OpenMP / OpenBLAS threads (default: OMP_NUM_THREADS or all)\n");
+    fprintf(
+        f,
+        "  --precision P        fp32 (default) or bf16: the frozen base's linear layers with\n"
+        "                       bf16 inputs and fp32 sums (forward and input gradients), about\n"
+        "                       twice as fast on AVX512-BF16 CPUs; tuned weights stay fp32\n"
+        "                       (docs/performance.md has the effect on GLUE dev scores)\n"
         "  -h, --help           this help\n\n"
         "Prints the trained-parameter count, a progress bar (plain lines when stderr is not a\n"
         "terminal) and, on stdout, one JSON object with the best epoch's dev metrics.\n\n"
@@ -81,7 +87,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    const char *model, *task, *data, *out, *log, *ckpt;
+    const char *model, *task, *data, *out, *log, *ckpt, *precision;
     petl_tune tune;
     int top_k, adapter_size, act, placement, epochs, batch, max_len, threads, log_every;
     long ckpt_every;
@@ -96,18 +102,24 @@ typedef struct {
 
 static int parse_tune(const char *v, train_opts *o) {
     if (!v) return -1;
-    if (!strcmp(v, "adapter")) o->tune = PETL_TUNE_ADAPTER;
-    else if (!strcmp(v, "full")) o->tune = PETL_TUNE_FULL;
-    else if (!strcmp(v, "layernorm")) o->tune = PETL_TUNE_LAYERNORM;
-    else if (!strcmp(v, "head")) o->tune = PETL_TUNE_HEAD;
+    if (!strcmp(v, "adapter"))
+        o->tune = PETL_TUNE_ADAPTER;
+    else if (!strcmp(v, "full"))
+        o->tune = PETL_TUNE_FULL;
+    else if (!strcmp(v, "layernorm"))
+        o->tune = PETL_TUNE_LAYERNORM;
+    else if (!strcmp(v, "head"))
+        o->tune = PETL_TUNE_HEAD;
     else if (!strncmp(v, "top:", 4)) {
         long k;
         if (cli_parse_long("train", "--tune top:K", v + 4, 1, 64, &k)) return -1;
         o->tune = PETL_TUNE_TOP;
         o->top_k = (int)k;
     } else {
-        fprintf(stderr, "petl train: --tune takes adapter, full, top:K, layernorm or head; "
-                        "got '%s'\n", v);
+        fprintf(stderr,
+                "petl train: --tune takes adapter, full, top:K, layernorm or head; "
+                "got '%s'\n",
+                v);
         return -1;
     }
     return 0;
@@ -124,10 +136,21 @@ static int pick(const char *opt, const char *v, const char *const *names, int n,
 }
 
 static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
-    *o = (train_opts){.model = cli_default_model(), .tune = PETL_TUNE_ADAPTER,
-                      .adapter_size = 64, .epochs = 3, .batch = 32, .max_len = 0,
-                      .log_every = 10, .lr = -1, .init_sd = 1e-3, .warmup = 0.1, .wd = 0.01,
-                      .seed = 42, .doc_stride = 128, .max_query_len = 64, .max_answer_len = 30,
+    *o = (train_opts){.model = cli_default_model(),
+                      .tune = PETL_TUNE_ADAPTER,
+                      .adapter_size = 64,
+                      .epochs = 3,
+                      .batch = 32,
+                      .max_len = 0,
+                      .log_every = 10,
+                      .lr = -1,
+                      .init_sd = 1e-3,
+                      .warmup = 0.1,
+                      .wd = 0.01,
+                      .seed = 42,
+                      .doc_stride = 128,
+                      .max_query_len = 64,
+                      .max_answer_len = 30,
                       .n_best = 20};
     *help = false;
     static const char *const acts[] = {"gelu", "relu", "swish"};
@@ -141,46 +164,78 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
             return 0;
         }
         /* Flags without a value. */
-        if (!strcmp(a, "--resume")) { o->resume = true; continue; }
-        if (!strcmp(a, "--force")) { o->force = true; continue; }
-        if (!strcmp(a, "--bias-correction")) { o->bias_correction = true; continue; }
-        if (!strcmp(a, "--pad-to-max")) { o->pad_to_max = true; continue; }
-        if (!strcmp(a, "--keep-checkpoint")) { o->keep_ckpt = true; continue; }
+        if (!strcmp(a, "--resume")) {
+            o->resume = true;
+            continue;
+        }
+        if (!strcmp(a, "--force")) {
+            o->force = true;
+            continue;
+        }
+        if (!strcmp(a, "--bias-correction")) {
+            o->bias_correction = true;
+            continue;
+        }
+        if (!strcmp(a, "--pad-to-max")) {
+            o->pad_to_max = true;
+            continue;
+        }
+        if (!strcmp(a, "--keep-checkpoint")) {
+            o->keep_ckpt = true;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "petl train: unknown option or missing value: '%s'\n\n", a);
             usage(stderr);
             return 2;
         }
         i++;
-        if (!strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--task")) o->task = v;
-        else if (!strcmp(a, "--data")) o->data = v;
-        else if (!strcmp(a, "--out")) o->out = v;
-        else if (!strcmp(a, "--log")) o->log = v;
-        else if (!strcmp(a, "--checkpoint")) o->ckpt = v;
-        else if (!strcmp(a, "--tune")) bad = parse_tune(v, o);
+        if (!strcmp(a, "--model"))
+            o->model = v;
+        else if (!strcmp(a, "--task"))
+            o->task = v;
+        else if (!strcmp(a, "--data"))
+            o->data = v;
+        else if (!strcmp(a, "--out"))
+            o->out = v;
+        else if (!strcmp(a, "--log"))
+            o->log = v;
+        else if (!strcmp(a, "--checkpoint"))
+            o->ckpt = v;
+        else if (!strcmp(a, "--tune"))
+            bad = parse_tune(v, o);
         else if (!strcmp(a, "--adapter-size"))
             bad = cli_parse_long("train", a, v, 1, 1 << 16, &x), o->adapter_size = (int)x;
-        else if (!strcmp(a, "--adapter-act")) bad = pick(a, v, acts, 3, &o->act);
-        else if (!strcmp(a, "--placement")) bad = pick(a, v, places, 2, &o->placement);
-        else if (!strcmp(a, "--init-sd")) bad = cli_parse_double("train", a, v, 0, 1, &o->init_sd);
-        else if (!strcmp(a, "--lr")) bad = cli_parse_double("train", a, v, 0, 10, &o->lr);
-        else if (!strcmp(a, "--warmup")) bad = cli_parse_double("train", a, v, 0, 1, &o->warmup);
-        else if (!strcmp(a, "--weight-decay")) bad = cli_parse_double("train", a, v, 0, 10, &o->wd);
+        else if (!strcmp(a, "--adapter-act"))
+            bad = pick(a, v, acts, 3, &o->act);
+        else if (!strcmp(a, "--placement"))
+            bad = pick(a, v, places, 2, &o->placement);
+        else if (!strcmp(a, "--init-sd"))
+            bad = cli_parse_double("train", a, v, 0, 1, &o->init_sd);
+        else if (!strcmp(a, "--lr"))
+            bad = cli_parse_double("train", a, v, 0, 10, &o->lr);
+        else if (!strcmp(a, "--warmup"))
+            bad = cli_parse_double("train", a, v, 0, 1, &o->warmup);
+        else if (!strcmp(a, "--weight-decay"))
+            bad = cli_parse_double("train", a, v, 0, 10, &o->wd);
         else if (!strcmp(a, "--epochs"))
             bad = cli_parse_long("train", a, v, 1, 100000, &x), o->epochs = (int)x;
         else if (!strcmp(a, "--batch"))
             bad = cli_parse_long("train", a, v, 1, 1 << 16, &x), o->batch = (int)x;
         else if (!strcmp(a, "--max-len"))
             bad = cli_parse_long("train", a, v, 3, 1 << 20, &x), o->max_len = (int)x;
+        else if (!strcmp(a, "--precision"))
+            o->precision = v;
         else if (!strcmp(a, "--threads"))
             bad = cli_parse_long("train", a, v, 1, 1024, &x), o->threads = (int)x;
         else if (!strcmp(a, "--log-every"))
             bad = cli_parse_long("train", a, v, 1, 1L << 30, &x), o->log_every = (int)x;
         else if (!strcmp(a, "--checkpoint-every"))
             bad = cli_parse_long("train", a, v, 0, 1L << 40, &o->ckpt_every);
-        else if (!strcmp(a, "--train-articles")) o->train_articles = v;
-        else if (!strcmp(a, "--eval-articles")) o->eval_articles = v;
+        else if (!strcmp(a, "--train-articles"))
+            o->train_articles = v;
+        else if (!strcmp(a, "--eval-articles"))
+            o->eval_articles = v;
         else if (!strcmp(a, "--max-train-questions"))
             bad = cli_parse_long("train", a, v, 1, 1L << 40, &o->max_train_q);
         else if (!strcmp(a, "--max-eval-questions"))
@@ -265,7 +320,8 @@ static void on_progress(const petl_train_progress *p, void *user) {
         if (pg->tty) {
             int width = 24, fill = (int)(width * p->step / (p->total_steps ? p->total_steps : 1));
             char bar[32];
-            for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+            for (int i = 0; i < width; i++)
+                bar[i] = i < fill ? '#' : '.';
             bar[width] = '\0';
             fprintf(stderr,
                     "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s",
@@ -273,8 +329,9 @@ static void on_progress(const petl_train_progress *p, void *user) {
                     p->mean_loss, p->lr, p->tokens_per_s, eta);
             pg->bar_open = true;
         } else if (p->step % pg->every == 0 || p->step == p->total_steps) {
-            fprintf(stderr, "step %lld/%lld epoch %d loss %.4f lr %.2e grad_norm %.3f %.0f tok/s "
-                            "ETA %s\n",
+            fprintf(stderr,
+                    "step %lld/%lld epoch %d loss %.4f lr %.2e grad_norm %.3f %.0f tok/s "
+                    "ETA %s\n",
                     (long long)p->step, (long long)p->total_steps, p->epoch + 1, p->mean_loss,
                     p->lr, p->grad_norm, p->tokens_per_s, eta);
         }
@@ -284,13 +341,11 @@ static void on_progress(const petl_train_progress *p, void *user) {
         if (pg->bar_open) fputc('\n', stderr), pg->bar_open = false;
         break;
     case PETL_PROGRESS_EPOCH:
-        fprintf(stderr, "epoch %d/%d: train loss %.4f, dev", p->epoch + 1, p->epochs,
-                p->mean_loss);
+        fprintf(stderr, "epoch %d/%d: train loss %.4f, dev", p->epoch + 1, p->epochs, p->mean_loss);
         print_metrics(p->dev);
         fprintf(stderr, "%s (%.0f s)\n", p->best ? " (best so far)" : "", p->elapsed_s);
         break;
-    case PETL_PROGRESS_CHECKPOINT:
-        break;
+    case PETL_PROGRESS_CHECKPOINT: break;
     }
 }
 
@@ -357,8 +412,10 @@ static int load_glue(const train_opts *o, const petl_tokenizer *tok, train_data 
     d->regression = petl_dataset_is_regression(d->train);
     d->n_labels = petl_dataset_num_labels(d->train);
     if (!d->regression && d->n_labels < 2) {
-        fprintf(stderr, "petl train: %s: a classification task needs at least 2 labels, found "
-                        "%zu\n", d->train_path, d->n_labels);
+        fprintf(stderr,
+                "petl train: %s: a classification task needs at least 2 labels, found "
+                "%zu\n",
+                d->train_path, d->n_labels);
         return 1;
     }
     if (d->dev_path && access(d->dev_path, F_OK) == 0) {
@@ -400,16 +457,16 @@ static int load_squad(const train_opts *o, const petl_tokenizer *tok, train_data
         return 1;
     d->btrain = d->sq_train.b;
     if (!d->dev_path) {
-        fprintf(stderr, "petl train: no %s beside %s: keeping the last epoch\n",
-                CLI_SQUAD_DEV_FILE, d->train_path);
+        fprintf(stderr, "petl train: no %s beside %s: keeping the last epoch\n", CLI_SQUAD_DEV_FILE,
+                d->train_path);
         return 0;
     }
-    if (cli_squad_load("train", d->dev_path, ev, o->max_eval_q, tok, &d->sp, &d->sq_dev))
-        return 1;
+    if (cli_squad_load("train", d->dev_path, ev, o->max_eval_q, tok, &d->sp, &d->sq_dev)) return 1;
     d->bdev = d->sq_dev.b;
     if (split && cli_squad_ranges_overlap(d->sq_train.articles, d->sq_dev.articles)) {
-        fprintf(stderr, "petl train: %s: training articles %s and evaluation articles %s "
-                        "overlap; no article may be in both\n",
+        fprintf(stderr,
+                "petl train: %s: training articles %s and evaluation articles %s "
+                "overlap; no article may be in both\n",
                 d->train_path, d->sq_train.articles, d->sq_dev.articles);
         return 1;
     }
@@ -424,21 +481,19 @@ static petl_status squad_dev_eval(petl_task_model *tm, petl_train_ctx *ctx, void
                                d->eval_batch, NULL, out, err);
 }
 
-static char *training_notes(const train_opts *o, const petl_train_result *r,
-                            const train_data *d) {
+static char *training_notes(const train_opts *o, const petl_train_result *r, const train_data *d) {
     json_t *dev = json_object();
     for (size_t i = 0; i < r->best.count; i++) {
         double v = r->best.value[i];
         json_object_set_new(dev, petl_metric_name(r->best.metric[i]),
                             isfinite(v) ? json_real(v) : json_null());
     }
-    json_t *j = json_pack("{s:f, s:i, s:i, s:I, s:f, s:f, s:b, s:i, s:I, s:I, s:i, s:o, s:f}",
-                          "lr", o->lr, "epochs", o->epochs, "batch", o->batch, "seed",
+    json_t *j = json_pack("{s:f, s:i, s:i, s:I, s:f, s:f, s:b, s:i, s:I, s:I, s:i, s:o, s:f}", "lr",
+                          o->lr, "epochs", o->epochs, "batch", o->batch, "seed",
                           (json_int_t)o->seed, "warmup", o->warmup, "weight_decay", o->wd,
-                          "bias_correction", o->bias_correction, "max_len", o->max_len,
-                          "n_train", (json_int_t)petl_batcher_count(d->btrain), "steps",
-                          (json_int_t)r->steps, "best_epoch", r->best_epoch + 1, "dev", dev,
-                          "seconds", r->train_seconds);
+                          "bias_correction", o->bias_correction, "max_len", o->max_len, "n_train",
+                          (json_int_t)petl_batcher_count(d->btrain), "steps", (json_int_t)r->steps,
+                          "best_epoch", r->best_epoch + 1, "dev", dev, "seconds", r->train_seconds);
     if (j && d->squad) { /* n_train counts windows; which questions they come from */
         json_object_set_new(j, "train_file", json_string(d->train_path));
         json_object_set_new(j, "train_articles", json_string(d->sq_train.articles));
@@ -480,7 +535,8 @@ int cmd_train(int argc, char **argv) {
     char ckpt_buf[4096];
     if (!o.ckpt) {
         size_t n = strlen(o.out);
-        while (n > 1 && o.out[n - 1] == '/') n--;
+        while (n > 1 && o.out[n - 1] == '/')
+            n--;
         snprintf(ckpt_buf, sizeof ckpt_buf, "%.*s.checkpoint.safetensors", (int)n, o.out);
         o.ckpt = ckpt_buf;
     }
@@ -493,6 +549,7 @@ int cmd_train(int argc, char **argv) {
     if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
         petl_model_load(o.model, &base, &err) != PETL_OK)
         goto fail;
+    if (cli_set_precision("train", base, o.precision, true)) goto done;
     const petl_config *cfg = petl_model_config(base);
     if (o.max_len > cfg->max_position_embeddings) {
         fprintf(stderr, "petl train: --max-len %d is over the model's %d positions\n", o.max_len,
@@ -522,9 +579,9 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr,
                 "squad: %zu train questions (%zu windows, articles %s of %s), %zu dev questions "
                 "(%zu windows, articles %s), span head\n",
-                petl_squad_count(d.sq_train.ds), d.sq_train.f->n, d.sq_train.articles,
-                d.train_path, d.sq_dev.ds ? petl_squad_count(d.sq_dev.ds) : 0,
-                d.sq_dev.f ? d.sq_dev.f->n : 0, d.sq_dev.ds ? d.sq_dev.articles : "-");
+                petl_squad_count(d.sq_train.ds), d.sq_train.f->n, d.sq_train.articles, d.train_path,
+                d.sq_dev.ds ? petl_squad_count(d.sq_dev.ds) : 0, d.sq_dev.f ? d.sq_dev.f->n : 0,
+                d.sq_dev.ds ? d.sq_dev.articles : "-");
     else
         fprintf(stderr, "%s: %zu train / %zu dev examples, %s, %zu labels\n", task_name,
                 petl_dataset_count(d.train), d.dev ? petl_dataset_count(d.dev) : 0,
