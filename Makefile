@@ -50,6 +50,7 @@ fuzz:
 bench: deps model build
 	@[ -x .venv-ref/bin/python ] || scripts/reference/setup-venv
 	bench/embed-bench
+	bench/train-bench
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

@@ -197,6 +197,10 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--bias-correction", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="also evaluate on dev every N steps (JSON lines on stderr: step, train_s, metrics)")
+    ap.add_argument("--stop-at", type=float, default=None,
+                    help="stop once the primary dev metric reaches this (with --eval-every): time to accuracy")
     a = ap.parse_args()
 
     t_start = time.time()
@@ -280,8 +284,12 @@ def main():
     t_train = time.time()
     per_epoch, best, best_epoch = [], None, 0
     step = 0
+    eval_s = 0.0  # time spent in the periodic evaluations, not counted as training
+    reached = None  # (step, train seconds, metrics) of the first evaluation at --stop-at
     model.train()
     for ep in range(a.epochs):
+        if reached:
+            break
         tokens, t0, losses = 0, time.time(), []
         for b in batches(train, a.batch, rng):
             ids, tt, am, y = collate([train[i] for i in b])
@@ -294,9 +302,20 @@ def main():
             step += 1
             tokens += int(am.sum())
             losses.append(float(out.loss.detach()))
+            if a.eval_every and step % a.eval_every == 0:
+                t_e = time.time()
+                m = evaluate()
+                eval_s += time.time() - t_e
+                line = {"step": step, "train_s": round(time.time() - t_train - eval_s, 3), "dev": m}
+                print(json.dumps(line), file=sys.stderr, flush=True)
+                if a.stop_at is not None and m[PRIMARY[a.task]] >= a.stop_at:
+                    reached = line
+                    break
             if step % 20 == 0:
                 print("step %d/%d epoch %d loss %.4f %.0f tok/s" % (step, total_steps, ep + 1, np.mean(losses[-20:]),
                                                                   tokens / (time.time() - t0)), file=sys.stderr, flush=True)
+        if reached:
+            break
         m = evaluate()
         per_epoch.append(m)
         print("epoch %d/%d: train loss %.4f, dev %s (%.0f s)" % (ep + 1, a.epochs, np.mean(losses), json.dumps(m),
@@ -307,7 +326,7 @@ def main():
                lr=a.lr, epochs=a.epochs, batch=a.batch, seed=a.seed, max_len=a.max_len,
                n_train=len(train), steps=step, best_epoch=best_epoch, dev=best, per_epoch=per_epoch,
                trained_params=trained, total_params=total, train_seconds=time.time() - t_train,
-               seconds=time.time() - t_start,
+               seconds=time.time() - t_start, eval_every=a.eval_every, stop_at=a.stop_at, reached=reached,
                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     try:
         import transformers
