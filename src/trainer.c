@@ -28,6 +28,7 @@ void petl_train_opts_default(petl_train_opts *o) {
     o->max_grad_norm = 1.0;
     o->eval_batch = 0; /* the training batch: a larger one would enlarge the work buffers */
     o->log_every = 10;
+    o->stop_at = NAN;
 }
 
 static double now_s(void) {
@@ -37,7 +38,9 @@ static double now_s(void) {
 }
 
 /* JSON has no NaN / infinity: those become null. */
-static json_t *jreal(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+static json_t *jreal(double x) {
+    return isfinite(x) ? json_real(x) : json_null();
+}
 
 static json_t *metrics_json(const petl_metric_set *m) {
     json_t *o = json_object();
@@ -210,14 +213,14 @@ typedef struct {
     petl_task_model *tm;
     petl_adamw *opt;
     size_t n_params;
-    float *best;     /* [trainable floats] parameters of the best epoch, in param order */
+    float *best; /* [trainable floats] parameters of the best epoch, in param order */
     bool have_best;
     int best_epoch;
     petl_metric_set best_metrics;
     int epoch, batch; /* position: next batch to run */
     int64_t global;   /* batches run since the start of the run (dropout key) */
     int64_t skipped;
-    double loss_sum;  /* of the epoch in progress */
+    double loss_sum; /* of the epoch in progress */
     int64_t loss_count;
 } run_state;
 
@@ -279,14 +282,13 @@ static petl_status save_checkpoint(const run_state *rs, const petl_train_opts *o
     for (size_t i = 0; i < rs->best_metrics.count; i++)
         json_array_append_new(bm, json_pack("[i, o]", (int)rs->best_metrics.metric[i],
                                             jreal(rs->best_metrics.value[i])));
-    meta = json_pack("{s:i, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:o, s:o, s:f, s:I, s:o}",
-                     "version", CKPT_VERSION, "epoch", rs->epoch, "batch", rs->batch,
-                     "adam_step", (json_int_t)petl_adamw_step_count(rs->opt), "global",
-                     (json_int_t)rs->global, "skipped", (json_int_t)rs->skipped, "have_best",
-                     rs->have_best, "best_epoch", rs->best_epoch, "best_metrics", bm,
-                     "best_score", jreal(rs->best_metrics.score), "loss_sum", rs->loss_sum,
-                     "loss_count", (json_int_t)rs->loss_count, "options",
-                     fingerprint(rs, o, tr, dev));
+    meta = json_pack("{s:i, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:o, s:o, s:f, s:I, s:o}", "version",
+                     CKPT_VERSION, "epoch", rs->epoch, "batch", rs->batch, "adam_step",
+                     (json_int_t)petl_adamw_step_count(rs->opt), "global", (json_int_t)rs->global,
+                     "skipped", (json_int_t)rs->skipped, "have_best", rs->have_best, "best_epoch",
+                     rs->best_epoch, "best_metrics", bm, "best_score",
+                     jreal(rs->best_metrics.score), "loss_sum", rs->loss_sum, "loss_count",
+                     (json_int_t)rs->loss_count, "options", fingerprint(rs, o, tr, dev));
     text = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (!text) {
         s = petl_fail(err, PETL_ERR_NOMEM, "checkpoint: out of memory");
@@ -296,7 +298,8 @@ static petl_status save_checkpoint(const run_state *rs, const petl_train_opts *o
     s = petl_st_write(o->checkpoint_path, ents, n * per, kv, 1, err);
 done:
     if (names)
-        for (size_t i = 0; i < n * per; i++) free(names[i]);
+        for (size_t i = 0; i < n * per; i++)
+            free(names[i]);
     free(names);
     free(ents);
     free(text);
@@ -323,9 +326,8 @@ static petl_status ckpt_tensor(const petl_safetensors *st, const char *path, con
     return s;
 }
 
-static petl_status load_checkpoint(run_state *rs, const petl_train_opts *o,
-                                   const petl_batcher *tr, const petl_batcher *dev,
-                                   petl_error *err) {
+static petl_status load_checkpoint(run_state *rs, const petl_train_opts *o, const petl_batcher *tr,
+                                   const petl_batcher *dev, petl_error *err) {
     const char *path = o->checkpoint_path;
     petl_safetensors *st = NULL;
     petl_status s = petl_st_open(path, &st, err);
@@ -342,16 +344,13 @@ static petl_status load_checkpoint(run_state *rs, const petl_train_opts *o,
     json_int_t adam_step = 0, global = 0, skipped = 0, loss_count = 0;
     json_t *bm = NULL, *opts = NULL;
     double loss_sum = 0;
-    if (json_unpack_ex(meta, &je, 0,
-                       "{s:i, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:o, s:F, s:I, s:o}",
-                       "version", &version, "epoch", &rs->epoch, "batch", &rs->batch,
-                       "adam_step", &adam_step, "global", &global, "skipped", &skipped,
-                       "have_best", &have_best, "best_epoch", &rs->best_epoch, "best_metrics",
-                       &bm, "loss_sum", &loss_sum, "loss_count", &loss_count, "options",
-                       &opts) != 0 ||
-        version != CKPT_VERSION || !json_is_array(bm) ||
-        json_array_size(bm) > PETL_MAX_METRICS || rs->epoch < 0 || rs->epoch > o->epochs ||
-        rs->batch < 0 || adam_step < 0 || global < 0) {
+    if (json_unpack_ex(meta, &je, 0, "{s:i, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:o, s:F, s:I, s:o}",
+                       "version", &version, "epoch", &rs->epoch, "batch", &rs->batch, "adam_step",
+                       &adam_step, "global", &global, "skipped", &skipped, "have_best", &have_best,
+                       "best_epoch", &rs->best_epoch, "best_metrics", &bm, "loss_sum", &loss_sum,
+                       "loss_count", &loss_count, "options", &opts) != 0 ||
+        version != CKPT_VERSION || !json_is_array(bm) || json_array_size(bm) > PETL_MAX_METRICS ||
+        rs->epoch < 0 || rs->epoch > o->epochs || rs->batch < 0 || adam_step < 0 || global < 0) {
         s = petl_fail(err, PETL_ERR_FORMAT, "%s: malformed checkpoint state: %s", path,
                       je.text[0] ? je.text : "values out of range");
         goto done;
@@ -376,8 +375,7 @@ static petl_status load_checkpoint(run_state *rs, const petl_train_opts *o,
         s = ckpt_tensor(st, path, "param/", p, p->data, err);
         if (s == PETL_OK) s = ckpt_tensor(st, path, "adam_m/", p, groups[i].m, err);
         if (s == PETL_OK) s = ckpt_tensor(st, path, "adam_v/", p, groups[i].v, err);
-        if (s == PETL_OK && have_best)
-            s = ckpt_tensor(st, path, "best/", p, rs->best + off, err);
+        if (s == PETL_OK && have_best) s = ckpt_tensor(st, path, "best/", p, rs->best + off, err);
         off += (size_t)p->numel;
     }
     if (s != PETL_OK) goto done;
@@ -461,8 +459,9 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
     const int max_batch = o->batch > eval_batch ? o->batch : eval_batch;
     const bool span = petl_task_model_tune_config(tm)->head == PETL_HEAD_SPAN;
     if (dev && !task && !o->evaluate)
-        return petl_fail(err, PETL_ERR_ARG, "training: a dev set but no task (metrics) and no "
-                                            "evaluator");
+        return petl_fail(err, PETL_ERR_ARG,
+                         "training: a dev set but no task (metrics) and no "
+                         "evaluator");
 
     run_state rs = {.tm = tm, .n_params = petl_task_model_num_params(tm), .best_epoch = -1};
     rs.best_metrics.score = NAN;
@@ -508,6 +507,8 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                                 (json_int_t)rs.global, "epoch", rs.epoch, "batch", rs.batch));
 
     const double t0 = now_s();
+    double eval_s = 0; /* spent in periodic evaluations (eval_every) */
+    bool stopped = false;
     int64_t tokens = 0;
     petl_train_progress pr = {.total_steps = total, .epochs = o->epochs};
     pr.kind = PETL_PROGRESS_START;
@@ -515,7 +516,7 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
     pr.epoch = rs.epoch;
     if (cb) cb(&pr, user);
 
-    for (; rs.epoch < o->epochs; rs.epoch++, rs.batch = 0) {
+    for (; rs.epoch < o->epochs && !stopped; rs.epoch++, rs.batch = 0) {
         petl_batch_plan_free(&plan);
         if ((s = petl_batcher_plan_train(train, o->batch, o->seed, rs.epoch, &plan, err)) !=
             PETL_OK)
@@ -562,11 +563,42 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
             if (cb) cb(&pr, user);
             if (log && (o->log_every <= 1 || rs.global % o->log_every == 0 || rs.global == 1 ||
                         rs.global == total || skip))
-                log_line(log, json_pack("{s:I, s:i, s:o, s:o, s:o, s:f, s:f, s:b}", "step",
-                                        (json_int_t)rs.global, "epoch", rs.epoch, "loss",
-                                        jreal(loss), "lr", jreal(lr), "grad_norm", jreal(norm),
-                                        "tokens_per_s", pr.tokens_per_s, "elapsed_s", el,
-                                        "skipped", skip));
+                log_line(log,
+                         json_pack("{s:I, s:i, s:o, s:o, s:o, s:f, s:f, s:b}", "step",
+                                   (json_int_t)rs.global, "epoch", rs.epoch, "loss", jreal(loss),
+                                   "lr", jreal(lr), "grad_norm", jreal(norm), "tokens_per_s",
+                                   pr.tokens_per_s, "elapsed_s", el, "skipped", skip));
+            /* Periodic evaluation (time to accuracy): logged with the training time so far,
+             * evaluations excluded; reaching stop_at ends the run with this model. */
+            if (o->eval_every > 0 && rs.global % o->eval_every == 0 && dev &&
+                petl_batcher_count(dev) > 0) {
+                const double te = now_s();
+                petl_metric_set m;
+                s = o->evaluate ? o->evaluate(tm, ctx, o->evaluate_user, &m, err)
+                                : petl_evaluate(tm, ctx, task, dev, eval_batch, NULL, &m, err);
+                if (s != PETL_OK) goto done;
+                eval_s += now_s() - te;
+                const double train_s = now_s() - t0 - eval_s;
+                const bool reached =
+                    !isnan(o->stop_at) && isfinite(m.score) && m.score >= o->stop_at;
+                json_t *pj =
+                    json_pack("{s:s, s:I, s:i, s:f}", "event", "eval", "step",
+                              (json_int_t)rs.global, "epoch", rs.epoch, "train_s", train_s);
+                json_object_set_new(pj, "dev", metrics_json(&m));
+                json_object_set_new(pj, "score", jreal(m.score));
+                if (reached) json_object_set_new(pj, "stop_at_reached", json_true());
+                log_line(log, pj);
+                if (reached) {
+                    copy_params(&rs, true);
+                    rs.have_best = true;
+                    rs.best_epoch = rs.epoch;
+                    rs.best_metrics = m;
+                    res->stopped_step = rs.global;
+                    res->stopped_train_s = train_s;
+                    stopped = true;
+                    break;
+                }
+            }
             /* Mid-epoch checkpoint (the epoch's last batch is covered by the one below). The
              * position saved is the NEXT batch. */
             if (o->checkpoint_path && o->checkpoint_every > 0 &&
@@ -580,9 +612,10 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                 if (cb) cb(&pr, user);
             }
         }
+        if (stopped) break;
         double mean_loss = rs.loss_count ? rs.loss_sum / (double)rs.loss_count : NAN;
-        json_t *ej = json_pack("{s:I, s:i, s:o}", "step", (json_int_t)rs.global, "epoch",
-                               rs.epoch, "train_loss", jreal(mean_loss));
+        json_t *ej = json_pack("{s:I, s:i, s:o}", "step", (json_int_t)rs.global, "epoch", rs.epoch,
+                               "train_loss", jreal(mean_loss));
         bool best = false;
         if (dev && petl_batcher_count(dev) > 0) {
             pr.kind = PETL_PROGRESS_EVAL_START;
@@ -598,9 +631,8 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
             }
             /* The first epoch is always the best so far; later ones must beat it (a NaN score
              * never does). */
-            best = !rs.have_best ||
-                   (isfinite(m.score) &&
-                    (!isfinite(rs.best_metrics.score) || m.score > rs.best_metrics.score));
+            best = !rs.have_best || (isfinite(m.score) && (!isfinite(rs.best_metrics.score) ||
+                                                           m.score > rs.best_metrics.score));
             if (best) {
                 copy_params(&rs, true);
                 rs.have_best = true;

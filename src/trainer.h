@@ -29,25 +29,30 @@ typedef petl_status (*petl_eval_fn)(petl_task_model *tm, petl_train_ctx *ctx, vo
                                     petl_metric_set *out, petl_error *err);
 
 typedef struct {
-    double lr;             /* peak learning rate */
-    int epochs;            /* >= 1 */
-    int batch;             /* >= 1 */
-    uint64_t seed;         /* batch order, dropout (the task model's init uses its own seed) */
-    double warmup;         /* fraction of the steps with a linear warmup (0.1) */
-    double weight_decay;   /* 0.01, on petl_param.decay tensors only */
-    double max_grad_norm;  /* 1.0 */
-    bool bias_correction;  /* false: BERT-style Adam as the paper; true: torch AdamW */
-    bool pad_to_max;       /* pad every batch to max_len instead of its longest row */
-    int eval_batch;        /* batch size for dev evaluation (0: the training batch) */
+    double lr;                /* peak learning rate */
+    int epochs;               /* >= 1 */
+    int batch;                /* >= 1 */
+    uint64_t seed;            /* batch order, dropout (the task model's init uses its own seed) */
+    double warmup;            /* fraction of the steps with a linear warmup (0.1) */
+    double weight_decay;      /* 0.01, on petl_param.decay tensors only */
+    double max_grad_norm;     /* 1.0 */
+    bool bias_correction;     /* false: BERT-style Adam as the paper; true: torch AdamW */
+    bool pad_to_max;          /* pad every batch to max_len instead of its longest row */
+    int eval_batch;           /* batch size for dev evaluation (0: the training batch) */
     int64_t checkpoint_every; /* steps between checkpoints (0: only at epoch ends) */
     const char *checkpoint_path; /* NULL: no checkpoints */
-    bool resume;           /* continue from checkpoint_path when it exists */
-    const char *log_path;  /* JSON-lines log (appended); NULL: none */
-    int log_every;         /* steps between log lines (10); the first and last steps always */
-    petl_eval_fn evaluate; /* NULL: petl_evaluate(dev) with the task's metrics */
+    bool resume;                 /* continue from checkpoint_path when it exists */
+    const char *log_path;        /* JSON-lines log (appended); NULL: none */
+    int log_every;               /* steps between log lines (10); the first and last steps always */
+    petl_eval_fn evaluate;       /* NULL: petl_evaluate(dev) with the task's metrics */
     void *evaluate_user;
     const char *resume_key; /* more settings a resume must match (SQuAD's windowing and
                                decoding); NULL: none */
+    int64_t eval_every;     /* also evaluate on dev every N steps (0: only after each epoch); logged
+                               with "train_s", the training time without evaluations */
+    double stop_at;         /* with eval_every: stop at the first evaluation whose score (the task's
+                               main metric) is >= stop_at, keeping that model (time to accuracy);
+                               NAN: never */
 } petl_train_opts;
 
 void petl_train_opts_default(petl_train_opts *o);
@@ -63,13 +68,13 @@ typedef enum {
 
 typedef struct {
     petl_progress_kind kind;
-    int64_t step, total_steps; /* completed optimiser steps */
-    int epoch, epochs;         /* 0-based epoch in progress */
-    double loss;               /* this step's loss */
-    double mean_loss;          /* mean loss of the epoch so far */
-    double lr, grad_norm;      /* of this step (grad_norm before clipping) */
-    double tokens_per_s;       /* real tokens through forward + backward, since the start */
-    double elapsed_s;          /* since this process started training */
+    int64_t step, total_steps;  /* completed optimiser steps */
+    int epoch, epochs;          /* 0-based epoch in progress */
+    double loss;                /* this step's loss */
+    double mean_loss;           /* mean loss of the epoch so far */
+    double lr, grad_norm;       /* of this step (grad_norm before clipping) */
+    double tokens_per_s;        /* real tokens through forward + backward, since the start */
+    double elapsed_s;           /* since this process started training */
     const petl_metric_set *dev; /* PETL_PROGRESS_EPOCH: the epoch's dev metrics */
     bool best;                  /* PETL_PROGRESS_EPOCH: a new best epoch */
     const char *path;           /* PETL_PROGRESS_CHECKPOINT */
@@ -78,13 +83,15 @@ typedef struct {
 typedef void (*petl_progress_fn)(const petl_train_progress *p, void *user);
 
 typedef struct {
-    int best_epoch;          /* 0-based; -1 without a dev set (the last epoch is kept) */
-    petl_metric_set best;    /* dev metrics of the best epoch */
-    int64_t steps;           /* optimiser steps of the whole run */
-    int64_t skipped;         /* steps skipped for a non-finite gradient norm */
-    bool resumed;            /* started from a checkpoint */
+    int best_epoch;       /* 0-based; -1 without a dev set (the last epoch is kept) */
+    petl_metric_set best; /* dev metrics of the best epoch */
+    int64_t steps;        /* optimiser steps of the whole run */
+    int64_t skipped;      /* steps skipped for a non-finite gradient norm */
+    bool resumed;         /* started from a checkpoint */
     int64_t resumed_step;
-    double train_seconds;    /* in this process */
+    double train_seconds;   /* in this process */
+    int64_t stopped_step;   /* stop_at reached after this many steps (0: ran to the end) */
+    double stopped_train_s; /* training seconds (evaluations excluded) when it was reached */
 } petl_train_result;
 
 /* Trains tm on `train` (labels / targets filled; a span head: span targets, with

@@ -76,6 +76,21 @@ fi
     > /dev/null 2> "$tmp/err"
 [ $? -eq 1 ] && grep -q "unknown precision 'fp8'" "$tmp/err" || fail "--precision fp8: $(cat "$tmp/err")"
 
+# --eval-every / --stop-at (time to accuracy): periodic dev evaluations in the log with the
+# training time; a target any model reaches stops the run at the first one and says so.
+"$PETL" train "${common[@]}" --out "$tmp/ad-stop" --epochs 2 --eval-every 3 --stop-at 0 \
+    --log "$tmp/stop.jsonl" > "$tmp/stop.json" 2> "$tmp/err" || fail "--stop-at: $(cat "$tmp/err")"
+grep -q '"stopped_at_step": 3, "stopped_train_s": [0-9.]*' "$tmp/stop.json" ||
+    fail "--stop-at summary: $(cat "$tmp/stop.json")"
+grep -q '"event":"eval","step":3,.*"stop_at_reached":true' "$tmp/stop.jsonl" ||
+    fail "--stop-at log: $(grep eval "$tmp/stop.jsonl")"
+"$PETL" train "${common[@]}" --out "$tmp/ad-ev" --epochs 1 --eval-every 4 --stop-at 1.01 \
+    --log "$tmp/ev.jsonl" > "$tmp/ev.json" 2> "$tmp/err" || fail "--eval-every: $(cat "$tmp/err")"
+[ "$(grep -c '"event":"eval"' "$tmp/ev.jsonl")" -eq 1 ] || fail "7 steps / 4: one periodic eval"
+! grep -q stopped_at_step "$tmp/ev.json" || fail "an unreachable --stop-at stopped the run"
+"$PETL" train "${common[@]}" --out "$tmp/ad-x" --stop-at 0.5 > /dev/null 2>&1
+[ $? -eq 2 ] || fail "--stop-at without --eval-every should be a usage error"
+
 # --force is needed to replace an adapter; the old one is untouched when refused.
 cp "$tmp/ad/adapter.safetensors" "$tmp/before.st"
 "$PETL" train "${common[@]}" --out "$tmp/ad" --epochs 1 --seed 1 > /dev/null 2> "$tmp/err"

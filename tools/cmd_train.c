@@ -51,6 +51,11 @@ static void usage(FILE *f) {
            "  --log FILE           JSON-lines log: loss, lr, grad norm, tokens/s; dev metrics per\n"
            "                       epoch (appended)\n"
            "  --log-every N        steps between log lines (10)\n"
+           "  --eval-every N       also evaluate on dev every N steps, logged with the training\n"
+           "                       time without evaluations (\"train_s\")\n"
+           "  --stop-at X          with --eval-every: stop at the first evaluation whose main\n"
+           "                       metric (accuracy, F1, MCC, Spearman) is >= X and keep that\n"
+           "                       model (time to accuracy)\n"
            "  --checkpoint FILE    checkpoint file (default: OUT.checkpoint.safetensors)\n"
            "  --checkpoint-every N also checkpoint every N steps (default: at epoch ends only)\n"
            "  --keep-checkpoint    keep the checkpoint after a successful run (default: removed)\n"
@@ -90,7 +95,8 @@ typedef struct {
     const char *model, *task, *data, *out, *log, *ckpt, *precision;
     petl_tune tune;
     int top_k, adapter_size, act, placement, epochs, batch, max_len, threads, log_every;
-    long ckpt_every;
+    long ckpt_every, eval_every;
+    double stop_at; /* NAN: none */
     /* squad */
     const char *train_articles, *eval_articles; /* NULL: the defaults of the data layout */
     int doc_stride, max_query_len, max_answer_len, n_best;
@@ -137,6 +143,7 @@ static int pick(const char *opt, const char *v, const char *const *names, int n,
 
 static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
     *o = (train_opts){.model = cli_default_model(),
+                      .stop_at = NAN,
                       .tune = PETL_TUNE_ADAPTER,
                       .adapter_size = 64,
                       .epochs = 3,
@@ -230,6 +237,10 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
             bad = cli_parse_long("train", a, v, 1, 1024, &x), o->threads = (int)x;
         else if (!strcmp(a, "--log-every"))
             bad = cli_parse_long("train", a, v, 1, 1L << 30, &x), o->log_every = (int)x;
+        else if (!strcmp(a, "--eval-every"))
+            bad = cli_parse_long("train", a, v, 1, 1L << 40, &o->eval_every);
+        else if (!strcmp(a, "--stop-at"))
+            bad = cli_parse_double("train", a, v, -1e9, 1e9, &o->stop_at);
         else if (!strcmp(a, "--checkpoint-every"))
             bad = cli_parse_long("train", a, v, 0, 1L << 40, &o->ckpt_every);
         else if (!strcmp(a, "--train-articles"))
@@ -268,6 +279,10 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
     if (!squad && (o->train_articles || o->eval_articles || o->max_train_q || o->max_eval_q)) {
         fprintf(stderr, "petl train: --train-articles, --eval-articles and --max-*-questions are "
                         "for --task squad\n");
+        return 2;
+    }
+    if (!isnan(o->stop_at) && !o->eval_every) {
+        fprintf(stderr, "petl train: --stop-at needs --eval-every\n");
         return 2;
     }
     return 0;
@@ -604,6 +619,8 @@ int cmd_train(int argc, char **argv) {
     to.resume = o.resume;
     to.log_path = o.log;
     to.log_every = o.log_every;
+    to.eval_every = o.eval_every;
+    to.stop_at = o.stop_at;
     char key[160];
     if (d.squad) {
         /* the windows are in n_train / train_tokens already; decoding and the ranges pick the
@@ -665,6 +682,9 @@ int cmd_train(int argc, char **argv) {
         printf(", \"%s\": ", petl_metric_name(res.best.metric[i]));
         cli_json_number(stdout, res.best.value[i]);
     }
+    if (res.stopped_step > 0)
+        printf(", \"stopped_at_step\": %lld, \"stopped_train_s\": %.1f",
+               (long long)res.stopped_step, res.stopped_train_s);
     printf(", \"seconds\": %.1f}\n", res.train_seconds);
     rc = 0;
     goto done;
