@@ -51,6 +51,7 @@ bench: deps model build
 	@[ -x .venv-ref/bin/python ] || scripts/reference/setup-venv
 	bench/embed-bench
 	bench/train-bench
+	bench/time-to-accuracy
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz
