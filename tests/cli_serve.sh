@@ -316,4 +316,17 @@ sleep 0.2
 stop_server
 for p in "${cpids[@]}"; do wait "$p"; done
 grep -hv '^\(200\|503\|000\)$' "$tmp"/inflight.* && fail "in-flight requests failed at SIGTERM"
+
+# --- --precision bf16: the server's answers are petl predict --precision bf16's ---------------
+if OMP_NUM_THREADS=2 "$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$tmp/ads/sst2" \
+    --precision bf16 < "$tmp/sst.jsonl" > "$tmp/sst16.want" 2> "$tmp/err"; then
+    start_server "$tmp/serve3.log" --precision bf16
+    expect 200 POST /v1/predict --data-binary @"$tmp/sst.req"
+    cp "$tmp/body" "$tmp/sst16.got"
+    d=$(compare "$tmp/sst16.want" "$tmp/sst16.got") || fail "bf16 sst2 vs petl predict: $d"
+    cmp -s "$tmp/sst16.want" "$tmp/sst.want" && fail "bf16 predictions equal fp32's bit for bit"
+    stop_server
+else
+    grep -q 'AVX512-BF16' "$tmp/err" || fail "bf16 predict: $(cat "$tmp/err")"
+fi
 echo "cli_serve: ok"
