@@ -1266,14 +1266,19 @@ static void multi_emb_ln_group(petl_multi_ctx *ctx, int g) {
 }
 
 /* Group g's head on its [CLS] rows (ctx->cls), logits to each row's place in logits[B, ld]. */
-static void multi_head_group(petl_multi_ctx *ctx, int g, float *logits, int ld) {
+/* Group g's head on its [CLS] rows; with pooled_done the rows' pooled vectors are already in
+ * ctx->pooled (the base's pooler, run once for the whole batch) and only the classifier runs. */
+static void multi_head_group(petl_multi_ctx *ctx, int g, float *logits, int ld, bool pooled_done) {
     const int H = ctx->base->cfg.hidden_size;
     const petl_task_model *tm = ctx->gtask[g];
     const int k0 = ctx->gstart[g], cnt = ctx->gstart[g + 1] - k0;
     const int64_t kH = (int64_t)k0 * H;
     float *lg = ctx->logits + (int64_t)k0 * ctx->max_nl;
-    head_forward(lg, ctx->pooled + kH, ctx->pooled_d + kH, ctx->cls + kH, NULL, &tm->head, cnt, H,
-                 tm->NL);
+    if (pooled_done)
+        matmul_forward(lg, ctx->pooled + kH, tm->head.cls_w, tm->head.cls_b, cnt, H, tm->NL);
+    else
+        head_forward(lg, ctx->pooled + kH, ctx->pooled_d + kH, ctx->cls + kH, NULL, &tm->head, cnt,
+                     H, tm->NL);
     for (int k = 0; k < cnt; k++)
         memcpy(logits + (int64_t)ctx->order[k0 + k] * ld, lg + (int64_t)k * tm->NL,
                (size_t)tm->NL * sizeof(float));
@@ -1403,16 +1408,26 @@ petl_status petl_task_predict_multi(petl_multi_ctx *ctx, const petl_task_model *
         multi_adapter_ln(ctx, ng, l, 1, ctx->x, ctx->y1);
     }
 
-    /* per task: the head on its [CLS] rows */
+    /* per task: the head on its [CLS] rows. The pooler is the base's in every task that can be
+     * fused (only full / top:K tune it), so it runs once over all rows: one GEMM instead of one
+     * per task (100 tasks in a batch of 32 rows: ~28 single-row GEMMs). */
     for (int k = 0; k < B; k++)
         memcpy(ctx->cls + (int64_t)k * H, ctx->x + ctx->off[k] * H, (size_t)H * sizeof(float));
+    bool shared_pool = base->pool_w != NULL;
+    for (int g = 0; g < ng && shared_pool; g++)
+        shared_pool = ctx->gtask[g]->head.pool_w == base->pool_w &&
+                      ctx->gtask[g]->head.pool_b == base->pool_b;
+    if (shared_pool) {
+        matmul_forward(ctx->pooled, ctx->cls, base->pool_w, base->pool_b, B, H, H);
+        tanh_forward(ctx->pooled, ctx->pooled, (int64_t)B * H);
+    }
     if (par) {
 #pragma omp parallel for schedule(dynamic)
         for (int g = 0; g < ng; g++)
-            multi_head_group(ctx, g, logits, ld);
+            multi_head_group(ctx, g, logits, ld, shared_pool);
     } else {
         for (int g = 0; g < ng; g++)
-            multi_head_group(ctx, g, logits, ld);
+            multi_head_group(ctx, g, logits, ld, shared_pool);
     }
     return PETL_OK;
 }
