@@ -180,6 +180,49 @@ class AdamW(torch.optim.Optimizer):
                     p.add_(p, alpha=-g["lr"] * g["weight_decay"])
 
 
+def setup_torch(threads, seed):
+    """`threads` threads, no inter-op pool, every generator seeded (shared with
+    squad-reference.py)."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def add_houlsby_adapters(model, size, sd):
+    """The adapters library's Houlsby configuration (DoubleSeqBnConfig, GELU) of bottleneck
+    `size`, re-initialised as petl does: truncated normal weights (sd, cut at 2 sd), zero
+    biases (the library has no setting for the sd)."""
+    import adapters
+    from adapters import DoubleSeqBnConfig
+    adapters.init(model)
+    H = model.config.hidden_size
+    model.add_adapter("task", config=DoubleSeqBnConfig(reduction_factor=H / size, non_linearity="gelu",
+                                                       init_weights="houlsby"))
+    model.set_active_adapters("task")
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if ".adapters." in n:
+                if n.endswith("weight"):
+                    torch.nn.init.trunc_normal_(p, mean=0.0, std=sd, a=-2 * sd, b=2 * sd)
+                else:
+                    p.zero_()
+
+
+def make_optimiser(model, lr, weight_decay, bias_correction=False):
+    """AdamW over the trainable parameters, no weight decay on LayerNorms and biases."""
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if ("LayerNorm" in n or n.endswith("bias")) else decay).append(p)
+    return AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                 lr=lr, eps=1e-6, bias_correction=bias_correction)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -204,14 +247,7 @@ def main():
     a = ap.parse_args()
 
     t_start = time.time()
-    torch.set_num_threads(a.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    random.seed(a.seed)
-    np.random.seed(a.seed)
-    torch.manual_seed(a.seed)
+    setup_torch(a.threads, a.seed)
     from transformers import AutoTokenizer, BertForSequenceClassification, get_linear_schedule_with_warmup
 
     tok = AutoTokenizer.from_pretrained(a.model)
@@ -220,23 +256,8 @@ def main():
     nl = 1 if a.task == "stsb" else 2
     model = BertForSequenceClassification.from_pretrained(
         a.model, num_labels=nl, problem_type="regression" if nl == 1 else "single_label_classification")
-    H = model.config.hidden_size
     if a.tune == "adapter":
-        import adapters
-        from adapters import DoubleSeqBnConfig
-        adapters.init(model)
-        cfg = DoubleSeqBnConfig(reduction_factor=H / a.adapter_size, non_linearity="gelu",
-                                init_weights="houlsby")
-        model.add_adapter("task", config=cfg)
-        model.set_active_adapters("task")
-        sd = a.init_sd
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if ".adapters." in n:
-                    if n.endswith("weight"):
-                        torch.nn.init.trunc_normal_(p, mean=0.0, std=sd, a=-2 * sd, b=2 * sd)
-                    else:
-                        p.zero_()
+        add_houlsby_adapters(model, a.adapter_size, a.init_sd)
     for n, p in model.named_parameters():
         if a.tune == "full":
             p.requires_grad = True
@@ -255,12 +276,7 @@ def main():
         print("adapter tensors: %d, e.g. %s; active: %s" % (len(ad), ad[:4], model.active_adapters),
               file=sys.stderr)
 
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if ("LayerNorm" in n or n.endswith("bias")) else decay).append(p)
-    opt = AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                lr=a.lr, eps=1e-6, bias_correction=a.bias_correction)
+    opt = make_optimiser(model, a.lr, a.weight_decay, a.bias_correction)
     steps_per_epoch = math.ceil(len(train) / a.batch)
     total_steps = steps_per_epoch * a.epochs
     sched = get_linear_schedule_with_warmup(opt, int(a.warmup * total_steps), total_steps)

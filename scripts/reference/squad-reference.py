@@ -89,14 +89,7 @@ def main():
     a = ap.parse_args()
 
     t_start = time.time()
-    torch.set_num_threads(a.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    random.seed(a.seed)
-    np.random.seed(a.seed)
-    torch.manual_seed(a.seed)
+    glue.setup_torch(a.threads, a.seed)
     from transformers import AutoTokenizer, BertForQuestionAnswering, get_linear_schedule_with_warmup
 
     tok = AutoTokenizer.from_pretrained(a.model)
@@ -129,22 +122,8 @@ def main():
           % (len(train_q), len(train_f), len(eval_q), len(eval_f)), file=sys.stderr, flush=True)
 
     model = BertForQuestionAnswering.from_pretrained(a.model)
-    H = model.config.hidden_size
     if a.tune == "adapter":
-        import adapters
-        from adapters import DoubleSeqBnConfig
-        adapters.init(model)
-        model.add_adapter("task", config=DoubleSeqBnConfig(reduction_factor=H / a.adapter_size,
-                                                           non_linearity="gelu", init_weights="houlsby"))
-        model.set_active_adapters("task")
-        sd = a.init_sd
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if ".adapters." in n:
-                    if n.endswith("weight"):
-                        torch.nn.init.trunc_normal_(p, mean=0.0, std=sd, a=-2 * sd, b=2 * sd)
-                    else:
-                        p.zero_()
+        glue.add_houlsby_adapters(model, a.adapter_size, a.init_sd)
     for n, p in model.named_parameters():
         head = n.startswith("qa_outputs.")
         p.requires_grad = {"full": True, "adapter": ".adapters." in n or "LayerNorm" in n or head,
@@ -154,12 +133,7 @@ def main():
     print("trainable parameters: %d of %d (%.2f%% of the model)" % (trained, total, 100.0 * trained / total),
           file=sys.stderr, flush=True)
 
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if ("LayerNorm" in n or n.endswith("bias")) else decay).append(p)
-    opt = glue.AdamW([{"params": decay, "weight_decay": a.weight_decay},
-                      {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, eps=1e-6)
+    opt = glue.make_optimiser(model, a.lr, a.weight_decay)
     enc = [(f["ids"], f["type_ids"], 0) for f in train_f]
     steps_per_epoch = math.ceil(len(enc) / a.batch)
     total_steps = steps_per_epoch * a.epochs
