@@ -67,9 +67,10 @@ typedef struct {
     petl_task_model *tm;
 } cli_adapter;
 
-/* Loads model_dir and adapter_dir; prints "petl CMD: <why>" and returns 1 on failure. */
+/* Loads model_dir and adapter_dir, in `precision` (--precision; NULL: fp32, for inference);
+ * prints "petl CMD: <why>" and returns 1 on failure. */
 int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter_dir,
-                     cli_adapter *out);
+                     const char *precision, cli_adapter *out);
 void cli_adapter_free(cli_adapter *a);
 
 /* JSON output helpers: a number with 9 significant digits (null when not finite), and a string

@@ -58,7 +58,7 @@ int cli_set_precision(const char *cmd, petl_model *m, const char *text, bool tra
 }
 
 int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter_dir,
-                     cli_adapter *out) {
+                     const char *precision, cli_adapter *out) {
     memset(out, 0, sizeof *out);
     petl_error err = {0};
     if (petl_tokenizer_load(model_dir, &out->tok, &err) != PETL_OK ||
@@ -71,6 +71,10 @@ int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter
     petl_base_identity_of(out->base, &id);
     if (petl_adapter_load(adapter_dir, out->base, &id, &out->info, &out->tm, &err) != PETL_OK) {
         fprintf(stderr, "petl %s: %s\n", cmd, err.msg);
+        cli_adapter_free(out);
+        return 1;
+    }
+    if (cli_set_precision(cmd, out->base, precision, false)) {
         cli_adapter_free(out);
         return 1;
     }

@@ -85,11 +85,7 @@ int cmd_ablate(int argc, char **argv) {
     }
     cli_set_threads((int)threads);
     cli_adapter ad;
-    if (cli_load_adapter("ablate", model, adapter, &ad)) return 1;
-    if (cli_set_precision("ablate", ad.base, precision, false)) {
-        cli_adapter_free(&ad);
-        return 1;
-    }
+    if (cli_load_adapter("ablate", model, adapter, precision, &ad)) return 1;
     int rc = 1;
     petl_error err = {0};
     petl_task task;

@@ -95,11 +95,7 @@ int cmd_eval(int argc, char **argv) {
     }
     cli_set_threads((int)threads);
     cli_adapter ad;
-    if (cli_load_adapter("eval", model, adapter, &ad)) return 1;
-    if (cli_set_precision("eval", ad.base, precision, false)) {
-        cli_adapter_free(&ad);
-        return 1;
-    }
+    if (cli_load_adapter("eval", model, adapter, precision, &ad)) return 1;
     if (ad.info.tune.head == PETL_HEAD_SPAN) {
         int src = cli_squad_eval(&ad, file ? file : data, articles, max_questions, (int)batch,
                                  (int)max_len);

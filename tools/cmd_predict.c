@@ -113,11 +113,7 @@ int cmd_predict(int argc, char **argv) {
     }
     cli_set_threads((int)threads);
     cli_adapter ad;
-    if (cli_load_adapter("predict", model, adapter, &ad)) return 1;
-    if (cli_set_precision("predict", ad.base, precision, false)) {
-        cli_adapter_free(&ad);
-        return 1;
-    }
+    if (cli_load_adapter("predict", model, adapter, precision, &ad)) return 1;
     if (ad.info.tune.head == PETL_HEAD_SPAN) {
         int src = cli_squad_predict(&ad, (int)batch, (int)max_len);
         cli_adapter_free(&ad);
