@@ -172,6 +172,10 @@ petl_status petl_tokenizer_from_vocab(const char *vocab, size_t len, const char 
 void petl_tokenizer_free(petl_tokenizer *tok);
 
 int petl_tokenizer_vocab_size(const petl_tokenizer *tok);
+/* The options in effect (strip_accents resolved to 0 or 1). */
+void petl_tokenizer_get_opts(const petl_tokenizer *tok, petl_tokenizer_opts *out);
+/* A 64-bit hash of the vocabulary (every token in id order): tells vocabularies apart. */
+uint64_t petl_tokenizer_vocab_hash(const petl_tokenizer *tok);
 /* Id of a token string, or -1. */
 int32_t petl_tokenizer_token_to_id(const petl_tokenizer *tok, const char *token);
 /* Token string of an id, or NULL. */

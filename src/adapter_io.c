@@ -80,6 +80,17 @@ void petl_base_identity_of(const petl_model *m, petl_base_identity *id) {
     id->content_hash = petl_model_content_hash(m);
 }
 
+void petl_base_identity_set_tokenizer(petl_base_identity *id, const petl_tokenizer *tok) {
+    petl_tokenizer_opts o;
+    petl_tokenizer_get_opts(tok, &o);
+    id->has_tokenizer = true;
+    id->lowercase = o.lowercase;
+    id->strip_accents = o.strip_accents > 0;
+    id->clean_text = o.clean_text;
+    id->handle_chinese_chars = o.handle_chinese_chars;
+    id->vocab_hash = petl_tokenizer_vocab_hash(tok);
+}
+
 petl_status petl_adapter_check_base(const char *dir, const petl_base_identity *have,
                                     const petl_base_identity *want, petl_error *err) {
     char diff[400] = "";
@@ -101,10 +112,25 @@ petl_status petl_adapter_check_base(const char *dir, const petl_base_identity *h
     DIFF(type_vocab_size, "%d")
     DIFF(num_params, "%" PRId64)
     DIFF(content_hash, "%016" PRIx64)
+#define TDIFF(field)                                                                           \
+    if (have->field != want->field && used < sizeof diff)                                     \
+        used += (size_t)snprintf(diff + used, sizeof diff - used,                              \
+                                 "%stokenizer " #field " %s (adapter) vs %s (model)",          \
+                                 used ? "; " : "", have->field ? "true" : "false",             \
+                                 want->field ? "true" : "false");
+    if (have->has_tokenizer && want->has_tokenizer) {
+        TDIFF(lowercase)
+        TDIFF(strip_accents)
+        TDIFF(clean_text)
+        TDIFF(handle_chinese_chars)
+        DIFF(vocab_hash, "%016" PRIx64)
+    }
+#undef TDIFF
 #undef DIFF
     if (!used) return PETL_OK;
     return petl_fail(err, PETL_ERR_ARG,
-                     "%s: adapter was trained on a different base model: %s", dir, diff);
+                     "%s: adapter was trained on a different base model or tokenizer: %s", dir,
+                     diff);
 }
 
 /* ----------------------------------------------------------------------------------- info */
@@ -196,6 +222,15 @@ static json_t *info_to_json(const petl_adapter_info *info) {
                                           q->max_answer_len, "n_best", q->n_best, "eval_articles",
                                           info->squad_eval_articles));
         }
+    }
+    if (root && b->has_tokenizer) {
+        char vh[17];
+        snprintf(vh, sizeof vh, "%016" PRIx64, b->vocab_hash);
+        json_object_set_new(json_object_get(root, "base"), "tokenizer",
+                            json_pack("{s:b, s:b, s:b, s:b, s:s}", "lowercase", b->lowercase,
+                                      "strip_accents", b->strip_accents, "clean_text",
+                                      b->clean_text, "handle_chinese_chars",
+                                      b->handle_chinese_chars, "vocab_hash", vh));
     }
     if (root && info->training_json) {
         json_t *tr = json_loads(info->training_json, 0, NULL);
@@ -378,6 +413,23 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
     if (strlen(hash) != 16 || *end || errno)
         return petl_fail(err, PETL_ERR_FORMAT, "%s: base.content_hash \"%s\" is not 16 hex digits",
                          path, hash);
+    json_t *tk = json_object_get(base, "tokenizer"); /* absent in files from before it */
+    if (tk) {
+        if (!json_is_object(tk))
+            return petl_fail(err, PETL_ERR_FORMAT, "%s: base.tokenizer is not an object", path);
+        b->has_tokenizer = true;
+        b->lowercase = json_is_true(jget(&c, tk, "lowercase", JSON_TRUE));
+        b->strip_accents = json_is_true(jget(&c, tk, "strip_accents", JSON_TRUE));
+        b->clean_text = json_is_true(jget(&c, tk, "clean_text", JSON_TRUE));
+        b->handle_chinese_chars = json_is_true(jget(&c, tk, "handle_chinese_chars", JSON_TRUE));
+        const char *vh = jstr(&c, tk, "vocab_hash", 17);
+        if (c.st != PETL_OK) return c.st;
+        errno = 0;
+        b->vocab_hash = strtoull(vh, &end, 16);
+        if (strlen(vh) != 16 || *end || errno)
+            return petl_fail(err, PETL_ERR_FORMAT,
+                             "%s: base.tokenizer.vocab_hash \"%s\" is not 16 hex digits", path, vh);
+    }
     for (size_t i = 0; i < json_array_size(layers); i++) {
         json_t *l = json_array_get(layers, i);
         if (!json_is_integer(l) || json_integer_value(l) < 0 ||

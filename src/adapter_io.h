@@ -40,6 +40,12 @@ typedef struct {
     int max_position_embeddings, type_vocab_size;
     int64_t num_params;
     uint64_t content_hash; /* petl_model_content_hash */
+    /* The tokenizer the adapter was trained with (the same weights under another vocabulary
+     * or casing see different ids). Adapters from before petl recorded it: has_tokenizer
+     * false, and nothing to compare. */
+    bool has_tokenizer;
+    bool lowercase, strip_accents, clean_text, handle_chinese_chars;
+    uint64_t vocab_hash; /* petl_tokenizer_vocab_hash */
 } petl_base_identity;
 
 /* A 64-bit hash of every float of the model's parameter block. Hand-written rather than a
@@ -50,6 +56,8 @@ typedef struct {
 uint64_t petl_model_content_hash(const petl_model *m);
 /* Architecture from the config plus the content hash (computes the hash: ~10 ms per 100 MB). */
 void petl_base_identity_of(const petl_model *m, petl_base_identity *id);
+/* Adds the tokenizer's settings and vocabulary hash to *id. */
+void petl_base_identity_set_tokenizer(petl_base_identity *id, const petl_tokenizer *tok);
 
 /* The contents of adapter_config.json. Strings and arrays are owned by the struct:
  * petl_adapter_info_free (safe on a zeroed struct). */
@@ -91,7 +99,7 @@ petl_status petl_adapter_load(const char *dir, const petl_model *base, const pet
                               petl_adapter_info *info, petl_task_model **out, petl_error *err);
 
 /* Checks that info was made for a base with identity `id`: PETL_ERR_ARG naming every field
- * that differs. */
+ * that differs (the tokenizer's only when both sides record one). */
 petl_status petl_adapter_check_base(const char *dir, const petl_base_identity *have,
                                     const petl_base_identity *want, petl_error *err);
 

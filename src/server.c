@@ -1261,7 +1261,10 @@ petl_status petl_server_new(const petl_server_opts *o, const petl_model *base,
         petl_server_free(s);
         return st;
     }
-    if (base) petl_base_identity_of(base, &s->id);
+    if (base) {
+        petl_base_identity_of(base, &s->id);
+        if (tok) petl_base_identity_set_tokenizer(&s->id, tok);
+    }
     *out = s;
     return PETL_OK;
 }

@@ -374,6 +374,28 @@ int petl_tokenizer_vocab_size(const petl_tokenizer *tok) {
     return tok ? tok->n_vocab : 0;
 }
 
+void petl_tokenizer_get_opts(const petl_tokenizer *tok, petl_tokenizer_opts *out) {
+    if (tok)
+        *out = tok->opts;
+    else
+        petl_tokenizer_opts_default(out);
+}
+
+/* FNV-1a over each token followed by a newline: the vocabulary is small (bert-base's 30,522
+ * tokens, 232 kB, hash once per process), the value must be stable across petl versions, and
+ * it only has to tell vocabularies apart, so the simplest well-known 64-bit hash will do. */
+uint64_t petl_tokenizer_vocab_hash(const petl_tokenizer *tok) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int32_t id = 0; tok && id < tok->n_vocab; id++) {
+        const unsigned char *t = (const unsigned char *)tok->tokens[id];
+        for (uint32_t i = 0; i <= tok->token_len[id]; i++) {
+            h ^= i < tok->token_len[id] ? t[i] : (unsigned char)'\n';
+            h *= 0x100000001b3ULL;
+        }
+    }
+    return h;
+}
+
 int32_t petl_tokenizer_token_to_id(const petl_tokenizer *tok, const char *token) {
     if (!tok || !token) return -1;
     return vocab_find(tok, token, strlen(token));

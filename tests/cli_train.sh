@@ -109,11 +109,20 @@ printf 'a fine film\t7\n' >> "$tmp/bad/dev.tsv"
     2> "$tmp/err"
 [ $? -eq 1 ] && grep -q 'dev.tsv.*102' "$tmp/err" || fail "unknown dev label: $(cat "$tmp/err")"
 [ ! -e "$tmp/ad-bad" ] || fail "a failed run wrote an adapter"
+# The same weights under a tokenizer that does not lowercase: the adapter saw other ids.
+mkdir "$tmp/cased"
+for f in "$PETL_MODEL_DIR"/*; do ln -s "$f" "$tmp/cased/"; done
+rm "$tmp/cased/tokenizer_config.json"
+printf '{"do_lower_case": false}\n' > "$tmp/cased/tokenizer_config.json"
+"$PETL" eval --model "$tmp/cased" --adapter "$tmp/ad" --data "$tmp/sst" > /dev/null 2> "$tmp/err"
+[ $? -eq 1 ] && grep -q 'tokenizer lowercase true (adapter) vs false (model)' "$tmp/err" ||
+    fail "tokenizer mismatch: $(cat "$tmp/err")"
+grep -q '"vocab_hash"' "$tmp/ad/adapter_config.json" || fail "no tokenizer in adapter_config.json"
 sed -i 's/"content_hash": "[0-9a-f]*"/"content_hash": "0123456789abcdef"/' \
     "$tmp/ad/adapter_config.json"
 "$PETL" eval --model "$PETL_MODEL_DIR" --adapter "$tmp/ad" --data "$tmp/sst" > /dev/null \
     2> "$tmp/err"
-[ $? -eq 1 ] && grep -q 'different base model: content_hash' "$tmp/err" ||
+[ $? -eq 1 ] && grep -q 'different base model or tokenizer: content_hash' "$tmp/err" ||
     fail "base mismatch: $(cat "$tmp/err")"
 
 # Kill -9 after a checkpoint, resume, compare with an uninterrupted run byte for byte.

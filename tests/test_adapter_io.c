@@ -221,6 +221,57 @@ int main(void) {
     other.hidden_size *= 2;
     expect_load_fail(ad, m, &other, PETL_ERR_ARG, "hidden_size");
 
+    /* The tokenizer is part of the identity: recorded on save, compared on load when both sides
+     * know it (an adapter from before it was recorded, or a caller without a tokenizer, skips
+     * the comparison). */
+    {
+        static const char vocab[] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\ncat\n";
+        static const char vocab2[] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\ndog\n";
+        petl_tokenizer_opts cased;
+        petl_tokenizer_opts_default(&cased);
+        cased.lowercase = false;
+        petl_tokenizer *t1 = NULL, *t2 = NULL, *t3 = NULL;
+        CHECK_OK(petl_tokenizer_from_vocab(vocab, sizeof vocab - 1, "v1", NULL, &t1, &err), &err);
+        CHECK_OK(petl_tokenizer_from_vocab(vocab, sizeof vocab - 1, "v1", &cased, &t2, &err), &err);
+        CHECK_OK(petl_tokenizer_from_vocab(vocab2, sizeof vocab2 - 1, "v2", NULL, &t3, &err), &err);
+        CHECK(petl_tokenizer_vocab_hash(t1) == petl_tokenizer_vocab_hash(t2));
+        CHECK(petl_tokenizer_vocab_hash(t1) != petl_tokenizer_vocab_hash(t3));
+        petl_base_identity idt = id, idcased = id, idv2 = id;
+        petl_base_identity_set_tokenizer(&idt, t1);
+        petl_base_identity_set_tokenizer(&idcased, t2);
+        petl_base_identity_set_tokenizer(&idv2, t3);
+        CHECK(idt.lowercase && idt.strip_accents && !idcased.lowercase && !idcased.strip_accents);
+        snprintf(ad2, sizeof ad2, "%s/with-tokenizer", tmp_root);
+        info.base = idt;
+        CHECK_OK(petl_adapter_save(ad2, tm, &info, false, &err), &err);
+        info.base = id;
+        char cfg[4200];
+        snprintf(cfg, sizeof cfg, "%s/%s", ad2, PETL_ADAPTER_CONFIG);
+        char *text = NULL;
+        size_t tn = 0;
+        CHECK_OK(petl_read_file(cfg, 1 << 20, &text, &tn, &err), &err);
+        CHECK(strstr(text, "\"tokenizer\"") && strstr(text, "\"vocab_hash\""));
+        free(text);
+        CHECK_OK(petl_adapter_load(ad2, m, &idt, &got, &tm2, &err), &err);
+        CHECK(got.base.has_tokenizer && got.base.vocab_hash == idt.vocab_hash &&
+              got.base.lowercase && got.base.strip_accents && got.base.clean_text);
+        petl_adapter_info_free(&got);
+        petl_task_model_free(tm2);
+        CHECK_OK(petl_adapter_load(ad2, m, &id, &got, &tm2, &err), &err); /* caller without */
+        petl_adapter_info_free(&got);
+        petl_task_model_free(tm2);
+        CHECK_OK(petl_adapter_load(ad, m, &idt, &got, &tm2, &err), &err); /* adapter without */
+        CHECK(!got.base.has_tokenizer);
+        petl_adapter_info_free(&got);
+        petl_task_model_free(tm2);
+        expect_load_fail(ad2, m, &idcased, PETL_ERR_ARG, "tokenizer lowercase true (adapter)");
+        expect_load_fail(ad2, m, &idv2, PETL_ERR_ARG, "vocab_hash");
+        rm_rf(ad2);
+        petl_tokenizer_free(t1);
+        petl_tokenizer_free(t2);
+        petl_tokenizer_free(t3);
+    }
+
     /* Damaged files. */
     char p[4200], q[4200];
     snprintf(ad2, sizeof ad2, "%s/damaged", tmp_root);

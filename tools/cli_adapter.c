@@ -69,6 +69,7 @@ int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter
     }
     petl_base_identity id;
     petl_base_identity_of(out->base, &id);
+    petl_base_identity_set_tokenizer(&id, out->tok);
     if (petl_adapter_load(adapter_dir, out->base, &id, &out->info, &out->tm, &err) != PETL_OK) {
         fprintf(stderr, "petl %s: %s\n", cmd, err.msg);
         cli_adapter_free(out);

@@ -660,6 +660,7 @@ int cmd_train(int argc, char **argv) {
                  d.sq_dev.ds && !strcmp(d.train_path, d.dev_path) ? d.sq_dev.articles : "all");
     }
     petl_base_identity_of(base, &info.base);
+    petl_base_identity_set_tokenizer(&info.base, tok);
     if (!d.squad && !d.regression &&
         petl_adapter_info_set_labels(&info, petl_dataset_labels(d.train), d.n_labels, &err) !=
             PETL_OK)
