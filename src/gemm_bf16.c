@@ -16,7 +16,16 @@
  *
  * Blocking (Zen 4: 32 KB L1d, 1 MB L2 per core): micro-tile 12 rows x 32 columns (24 zmm
  * accumulators); K in blocks of 256 (a 16 KB slice of a panel stays in L1 while every row group
- * of the tile passes over it); tiles of 96 rows x 128 columns, spread over the OpenMP threads. */
+ * of the tile passes over it); tiles of 96 rows x 128 columns, spread over the OpenMP threads.
+ *
+ * gemm_bf16 is the same kernel for products whose operands both change every call (attention
+ * scores and context, the adapters' projections and their gradients), autocast-style: any fp32
+ * A[M, K] and B[K, N] given by strides, both rounded to bf16 while they are packed into stack
+ * buffers (the B slice of a K block into the panel layout above, the A tile into pairs), fp32
+ * sums, C = beta C + alpha A.B (+ bias). Unit-stride operands are read with vector loads either
+ * way round: a row-major B or column-major A pairs two k rows with a 16-bit interleave; a
+ * row-major A needs nothing more; a column-major B (B^T stored, as Q K^T or x W^T) is converted
+ * 16 columns x 32 k at a time and transposed in registers. */
 #include "internal.h"
 #include "kernels.h"
 
@@ -171,6 +180,241 @@ static void micro_any(int mr, const uint32_t *apk, const uint32_t *bp, int kp, f
 #undef CASE
     }
 }
+
+/* ---------------------------------------------------------------- gemm_bf16: both operands */
+
+/* 16-bit lane order that interleaves the two halves of cvtne2ps_pbh(hi, lo): word i = (lo[i],
+ * hi[i]), i.e. a pair of two k rows (even k in the low half) for 16 columns. */
+static inline __m512i pair_index(void) {
+    return _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                            6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+}
+
+static inline __mmask16 mask_upto(int n) { /* the first min(max(n, 0), 16) lanes */
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* Pairs of the k rows lo and hi (hi NULL: zero, past an odd K) at 16 columns, m valid. */
+static inline __m512i pair_rows(const float *lo, const float *hi, __mmask16 m, __m512i idx) {
+    const __m512 l = _mm512_maskz_loadu_ps(m, lo);
+    const __m512 h = hi ? _mm512_maskz_loadu_ps(m, hi) : _mm512_setzero_ps();
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(h, l));
+}
+
+/* Transposes a 16 x 16 matrix of 32-bit words held as 16 rows. */
+static inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    /* now 128-bit lane L of r[4g + c] holds rows 4g..4g+3 at column 4L + c */
+    for (int c = 0; c < 4; c++) {
+        t[c] = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x88);     /* lanes 0, 2 */
+        t[4 + c] = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xDD); /* lanes 1, 3 */
+        t[8 + c] = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x88);
+        t[12 + c] = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xDD);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);           /* column c */
+        r[8 + c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xDD);       /* column 8 + c */
+        r[4 + c] = _mm512_shuffle_i32x4(t[4 + c], t[12 + c], 0x88);  /* column 4 + c */
+        r[12 + c] = _mm512_shuffle_i32x4(t[4 + c], t[12 + c], 0xDD); /* column 12 + c */
+    }
+}
+
+/* A tile for gemm_bf16, rows [0, mb) x k [0, kc), element (i, k) at a[i * rs + k * cs], into
+ * pairs: layout ROWS apk[i * KC/2 + kk] (a row-major A, convert_a; or any strides), COLS
+ * apk[kk * MB + i] (a column-major A, cs the distance between k rows). Returns the layout. */
+enum { A_ROWS = 0, A_COLS = 1 };
+static int convert_a_any(uint32_t *apk, const float *a, int64_t rs, int64_t cs, int mb, int kc) {
+    const int kp = (kc + 1) / 2;
+    if (cs == 1) {
+        convert_a(apk, a, rs, mb, kc);
+        return A_ROWS;
+    }
+    if (rs == 1) {
+        const __m512i idx = pair_index();
+        for (int kk = 0; kk < kp; kk++) {
+            const float *lo = a + (int64_t)(2 * kk) * cs;
+            const float *hi = 2 * kk + 1 < kc ? lo + cs : NULL;
+            for (int i = 0; i < mb; i += 16)
+                _mm512_store_si512((void *)(apk + (size_t)kk * MB + i),
+                                   pair_rows(lo + i, hi ? hi + i : NULL, mask_upto(mb - i), idx));
+        }
+        return A_COLS;
+    }
+    for (int i = 0; i < mb; i++)
+        for (int kk = 0; kk < kp; kk++) {
+            const float *s = a + (int64_t)i * rs + (int64_t)(2 * kk) * cs;
+            const uint16_t hi = 2 * kk + 1 < kc ? petl_bf16_round(s[cs]) : 0;
+            apk[(size_t)i * (KC / 2) + kk] = (uint32_t)petl_bf16_round(s[0]) | (uint32_t)hi << 16;
+        }
+    return A_ROWS;
+}
+
+/* The B slice k [0, kc) x columns [0, nb) of gemm_bf16, element (k, j) at b[k * rs + j * cs],
+ * into panels bpk[(j / 32) * KC/2 * 32 + kk * 32 + j % 32] (columns past nb zero). */
+static void convert_b_any(uint32_t *bpk, const float *b, int64_t rs, int64_t cs, int nb, int kc) {
+    const int kp = (kc + 1) / 2;
+    const __m512i idx = pair_index();
+    for (int p = 0; p < nb; p += NR) {
+        uint32_t *dst = bpk + (size_t)(p / NR) * (KC / 2) * NR;
+        if (cs == 1) { /* row-major: two k rows, 32 columns, interleaved */
+            for (int kk = 0; kk < kp; kk++) {
+                const float *lo = b + (int64_t)(2 * kk) * rs + p;
+                const float *hi = 2 * kk + 1 < kc ? lo + rs : NULL;
+                _mm512_store_si512((void *)(dst + (size_t)kk * NR),
+                                   pair_rows(lo, hi, mask_upto(nb - p), idx));
+                _mm512_store_si512(
+                    (void *)(dst + (size_t)kk * NR + 16),
+                    pair_rows(lo + 16, hi ? hi + 16 : NULL, mask_upto(nb - p - 16), idx));
+            }
+        } else if (rs == 1) { /* column-major: 32 k of a column are 16 pairs; 16 columns at once,
+                                 transposed */
+            for (int k = 0; k < kc; k += 32) {
+                const __mmask16 m0 = mask_upto(kc - k), m1 = mask_upto(kc - k - 16);
+                for (int h = 0; h < NR; h += 16) {
+                    __m512i r[16];
+                    for (int jj = 0; jj < 16; jj++) {
+                        const int j = p + h + jj;
+                        if (j < nb) {
+                            const float *s = b + (int64_t)j * cs + k;
+                            r[jj] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, s + 16),
+                                                                 _mm512_maskz_loadu_ps(m0, s));
+                        } else {
+                            r[jj] = _mm512_setzero_si512();
+                        }
+                    }
+                    transpose16(r);
+                    for (int t = 0; t < 16; t++)
+                        _mm512_store_si512((void *)(dst + (size_t)(k / 2 + t) * NR + h), r[t]);
+                }
+            }
+        } else {
+            for (int kk = 0; kk < kp; kk++)
+                for (int j = 0; j < NR; j++) {
+                    uint32_t w = 0;
+                    if (p + j < nb) {
+                        const float *s = b + (int64_t)(2 * kk) * rs + (int64_t)(p + j) * cs;
+                        const uint16_t hi = 2 * kk + 1 < kc ? petl_bf16_round(s[rs]) : 0;
+                        w = (uint32_t)petl_bf16_round(s[0]) | (uint32_t)hi << 16;
+                    }
+                    dst[(size_t)kk * NR + j] = w;
+                }
+        }
+    }
+}
+
+/* What gemm_bf16's micro-tile does with its sums: c = alpha sums + (first K block: beta c, not
+ * read when beta is 0, + bias; later blocks: c). */
+typedef struct {
+    float alpha, beta;
+    const float *bias; /* at the tile's first column; NULL: none */
+    bool first;
+} gemm_epi;
+
+/* The micro-tile of gemm_bf16: rows [0, mr) of the A pairs (layout acol, from ap) x one panel
+ * slice (kp pairs), summed from zero, then the epilogue e into c (row stride ldc), ncols <= 32
+ * valid columns. */
+static inline __attribute__((always_inline)) void micro_g(const int mr, const int acol,
+                                                          const uint32_t *ap, const uint32_t *bp,
+                                                          int kp, float *c, int64_t ldc, int ncols,
+                                                          const gemm_epi *e) {
+    const size_t ars = acol ? 1 : KC / 2, aks = acol ? MB : 1;
+    const __mmask16 k0 = mask_upto(ncols), k1 = mask_upto(ncols - 16);
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int kk = 0; kk < kp; kk++) {
+        const __m512bh v0 = (__m512bh)_mm512_load_si512((const void *)(bp + (size_t)kk * NR));
+        const __m512bh v1 = (__m512bh)_mm512_load_si512((const void *)(bp + (size_t)kk * NR + 16));
+#pragma GCC unroll 12
+        for (int i = 0; i < mr; i++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[i * ars + kk * aks]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, v0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, v1);
+        }
+    }
+    const __m512 al = _mm512_set1_ps(e->alpha), be = _mm512_set1_ps(e->beta);
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    if (e->first && e->bias) {
+        b0 = _mm512_maskz_loadu_ps(k0, e->bias);
+        b1 = _mm512_maskz_loadu_ps(k1, e->bias + 16);
+    }
+    const bool keep = !e->first, scale = e->first && e->beta != 0.0f;
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++) {
+        __m512 c0 = b0, c1 = b1;
+        if (keep) {
+            c0 = _mm512_maskz_loadu_ps(k0, c + i * ldc);
+            c1 = _mm512_maskz_loadu_ps(k1, c + i * ldc + 16);
+        } else if (scale) {
+            c0 = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(k0, c + i * ldc), b0);
+            c1 = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(k1, c + i * ldc + 16), b1);
+        }
+        _mm512_mask_storeu_ps(c + i * ldc, k0, _mm512_fmadd_ps(al, acc[i][0], c0));
+        _mm512_mask_storeu_ps(c + i * ldc + 16, k1, _mm512_fmadd_ps(al, acc[i][1], c1));
+    }
+}
+
+static void micro_g_any(int mr, int acol, const uint32_t *ap, const uint32_t *bp, int kp, float *c,
+                        int64_t ldc, int ncols, const gemm_epi *e) {
+    switch (mr + MR * acol) {
+#define CASE(R)                                                                                    \
+    case R: micro_g(R, A_ROWS, ap, bp, kp, c, ldc, ncols, e); break;                               \
+    case R + MR: micro_g(R, A_COLS, ap, bp, kp, c, ldc, ncols, e); break;
+        CASE(1)
+        CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
+#undef CASE
+    }
+}
+
+typedef struct {
+    int M, N, K;
+    float alpha, beta;
+    const float *A, *B, *bias;
+    int64_t a_rs, a_cs, b_rs, b_cs, ldc;
+    float *C;
+} gemm_args;
+
+/* Rows [m0, m1) x columns [n0, n1) of C, one thread: for each 128-column tile and K block the
+ * B slice is converted once, then each 96-row tile of A and its micro-tiles. */
+static void gemm_block(const gemm_args *g, int m0, int m1, int n0, int n1) {
+    _Alignas(64) uint32_t apk[MB * (KC / 2)];
+    _Alignas(64) uint32_t bpk[(NB / NR) * (KC / 2) * NR];
+    for (int n = n0; n < n1; n += NB) {
+        const int nb = n1 - n < NB ? n1 - n : NB;
+        for (int k0 = 0; k0 < g->K; k0 += KC) {
+            const int kc = g->K - k0 < KC ? g->K - k0 : KC, kp = (kc + 1) / 2;
+            convert_b_any(bpk, g->B + (int64_t)k0 * g->b_rs + (int64_t)n * g->b_cs, g->b_rs,
+                          g->b_cs, nb, kc);
+            for (int m = m0; m < m1; m += MB) {
+                const int mb = m1 - m < MB ? m1 - m : MB;
+                const int acol =
+                    convert_a_any(apk, g->A + (int64_t)m * g->a_rs + (int64_t)k0 * g->a_cs, g->a_rs,
+                                  g->a_cs, mb, kc);
+                for (int p = 0; p < nb; p += NR) {
+                    const gemm_epi e = {g->alpha, g->beta, g->bias ? g->bias + n + p : NULL,
+                                        k0 == 0};
+                    const uint32_t *bp = bpk + (size_t)(p / NR) * (KC / 2) * NR;
+                    const int ncols = nb - p < NR ? nb - p : NR;
+                    for (int i = 0; i < mb; i += MR)
+                        micro_g_any(mb - i < MR ? mb - i : MR, acol,
+                                    apk + (acol ? (size_t)i : (size_t)i * (KC / 2)), bp, kp,
+                                    g->C + (int64_t)(m + i) * g->ldc + n + p, g->ldc, ncols, &e);
+                }
+            }
+        }
+    }
+}
 #endif
 
 void matmul_bf16(float *c, const float *a, const petl_bf16_mat *b, const float *bias, int64_t M,
@@ -202,5 +446,66 @@ void matmul_bf16(float *c, const float *a, const petl_bf16_mat *b, const float *
         }
 #else
     matmul_bf16_naive(c, a, b, bias, M, accumulate);
+#endif
+}
+
+void gemm_bf16_naive(int M, int N, int K, float alpha, const float *A, int64_t a_rs, int64_t a_cs,
+                     const float *B, int64_t b_rs, int64_t b_cs, float beta, float *C, int64_t ldc,
+                     const float *bias) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++)
+                s += (double)petl_bf16_to_f32(petl_bf16_round(A[i * a_rs + k * a_cs])) *
+                     petl_bf16_to_f32(petl_bf16_round(B[k * b_rs + j * b_cs]));
+            double v = (double)alpha * s + (bias ? bias[j] : 0.0);
+            if (beta != 0.0f) v += (double)beta * C[i * ldc + j];
+            C[i * ldc + j] = (float)v;
+        }
+}
+
+void gemm_bf16(int M, int N, int K, float alpha, const float *A, int64_t a_rs, int64_t a_cs,
+               const float *B, int64_t b_rs, int64_t b_cs, float beta, float *C, int64_t ldc,
+               const float *bias) {
+#if defined(__AVX512BF16__)
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* no products: the epilogue alone */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float *c = C + (int64_t)i * ldc + j;
+                *c = (beta != 0.0f ? beta * *c : 0.0f) + (bias ? bias[j] : 0.0f);
+            }
+        return;
+    }
+    const gemm_args g = {M, N, K, alpha, beta, A, B, bias, a_rs, a_cs, b_rs, b_cs, ldc, C};
+    /* Inside any parallel region (attention's loop over heads, even a one-thread team) the
+     * caller owns the threads: run on this one. */
+    const int nthreads = omp_get_level() > 0 ? 1 : omp_get_max_threads();
+    if (nthreads == 1 || (int64_t)M * N * K <= (1 << 18)) {
+        gemm_block(&g, 0, M, 0, N);
+        return;
+    }
+    /* Work items of about 2 per thread: strips of nw columns (128, narrower when there are too
+     * few rows) x chunks of whole 96-row tiles, as long as possible (each item converts its B
+     * slices once). Every element's sum is the same whatever the split. */
+    const int want = 2 * nthreads, mtiles = (M + MB - 1) / MB;
+    int nw = NB, ntiles = (N + NB - 1) / NB;
+    int chunks = (want + ntiles - 1) / ntiles;
+    if (chunks > mtiles) chunks = mtiles;
+    if (chunks * ntiles < want && N > NR) {
+        const int strips = (want + chunks - 1) / chunks;
+        nw = ((N + strips - 1) / strips + NR - 1) / NR * NR;
+        ntiles = (N + nw - 1) / nw;
+    }
+    const int per = (mtiles + chunks - 1) / chunks, items = ((mtiles + per - 1) / per) * ntiles;
+#pragma omp parallel for schedule(dynamic, 1) if (items > 1)
+    for (int it = 0; it < items; it++) {
+        const int mc = it / ntiles, nt = it % ntiles;
+        const int m0 = mc * per * MB, m1 = m0 + per * MB < M ? m0 + per * MB : M;
+        const int n0 = nt * nw, n1 = n0 + nw < N ? n0 + nw : N;
+        gemm_block(&g, m0, m1, n0, n1);
+    }
+#else
+    gemm_bf16_naive(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, ldc, bias);
 #endif
 }

@@ -51,6 +51,22 @@ void matmul_bf16(float *c, const float *a, const petl_bf16_mat *b, const float *
                  bool accumulate);
 void matmul_bf16_naive(float *c, const float *a, const petl_bf16_mat *b, const float *bias,
                        int64_t M, bool accumulate);
+/* Autocast-style GEMM of two fp32 operands that change every call (attention, adapters):
+ *   C[i][j] = beta C[i][j] + alpha sum_k bf16(A[i a_rs + k a_cs]) bf16(B[k b_rs + j b_cs])
+ *             (+ bias[j] when bias is non-NULL)
+ * for i < M, j < N, k < K: A is [M, K] and B [K, N] given by strides, so a transposed operand is
+ * just swapped strides; bf16() rounds to nearest even (petl_bf16_round), the sums are fp32.
+ * beta 0: C is not read (may hold NaN). C (row stride ldc) must not alias A, B or bias. Unit
+ * strides (a_cs or a_rs, b_cs or b_rs equal to 1) are the fast paths. Outside any OpenMP parallel
+ * region a large product spreads over the threads; inside one it runs on the calling thread.
+ * The result does not depend on the thread count or on which operands are transposed. Without
+ * AVX512-BF16 at build time this is the naive twin, which sums in double. */
+void gemm_bf16(int M, int N, int K, float alpha, const float *A, int64_t a_rs, int64_t a_cs,
+               const float *B, int64_t b_rs, int64_t b_cs, float beta, float *C, int64_t ldc,
+               const float *bias);
+void gemm_bf16_naive(int M, int N, int K, float alpha, const float *A, int64_t a_rs, int64_t a_cs,
+                     const float *B, int64_t b_rs, int64_t b_cs, float beta, float *C, int64_t ldc,
+                     const float *bias);
 
 /* out[N, C] = LayerNorm(inp + res) * w + b over each row; res may be NULL; out may alias inp
  * or res. */
