@@ -3,13 +3,14 @@
 #include "heads.h"
 
 #include "kernels.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
-void head_forward(float *logits, float *pooled, float *pooled_d, const float *cls_rows,
-                  const float *mask, const petl_head_weights *w, int B, int H, int NL) {
+void head_forward(float *logits, float *pooled, float *pooled_d, const float *cls_rows, float p,
+                  const uint64_t *keys, const petl_head_weights *w, int B, int H, int NL) {
     const int64_t n = (int64_t)B * H;
     if (w->pool_w) {
         matmul_forward(pooled, cls_rows, w->pool_w, w->pool_b, B, H, H); /* [B, H] */
@@ -17,16 +18,18 @@ void head_forward(float *logits, float *pooled, float *pooled_d, const float *cl
     } else {
         memcpy(pooled, cls_rows, (size_t)n * sizeof *pooled);
     }
-    if (mask)
-        dropout_forward(pooled_d, pooled, mask, n);
+    if (keys && p > 0.0f)
+        for (int b = 0; b < B; b++)
+            petl_dropout_apply(pooled_d + (int64_t)b * H, pooled + (int64_t)b * H, (size_t)H, p,
+                               keys[b], 0);
     else if (pooled_d != pooled)
         memcpy(pooled_d, pooled, (size_t)n * sizeof *pooled_d);
     matmul_forward(logits, pooled_d, w->cls_w, w->cls_b, B, H, NL); /* [B, NL] */
 }
 
 void head_backward(float *dcls, const petl_head_grads *dw, float *scratch, const float *dlogits,
-                   const float *cls_rows, const float *pooled, const float *pooled_d,
-                   const float *mask, const petl_head_weights *w, int B, int H, int NL) {
+                   const float *cls_rows, const float *pooled, const float *pooled_d, float p,
+                   const uint64_t *keys, const petl_head_weights *w, int B, int H, int NL) {
     const int64_t n = (int64_t)B * H;
     const bool need_below = dcls || (w->pool_w && (dw->pool_w || dw->pool_b));
     float *dpd = need_below ? scratch : NULL; /* [B, H] */
@@ -35,10 +38,11 @@ void head_backward(float *dcls, const petl_head_grads *dw, float *scratch, const
     /* logits = pooled_d W_cls^T + b_cls:  d W_cls += dlogits^T pooled_d,  d pooled_d = dl W */
     matmul_backward(dpd, dw->cls_w, dw->cls_b, dlogits, pooled_d, w->cls_w, B, H, NL);
     if (!dpd) return;
-    /* pooled_d = pooled * mask:  d pooled = d pooled_d * mask (in place: element-wise) */
-    if (mask)
-        for (int64_t i = 0; i < n; i++)
-            dpd[i] *= mask[i];
+    /* pooled_d = pooled * mask:  d pooled = d pooled_d * mask (in place, the mask regenerated) */
+    if (keys && p > 0.0f)
+        for (int b = 0; b < B; b++)
+            petl_dropout_apply(dpd + (int64_t)b * H, dpd + (int64_t)b * H, (size_t)H, p, keys[b],
+                               0);
     if (!w->pool_w) {
         /* no pooler: pooled is the [CLS] row */
         for (int64_t i = 0; i < n; i++)

@@ -23,16 +23,17 @@ typedef struct {
 } petl_head_grads;
 
 /* logits[B, NL] from cls_rows[B, H]; saves pooled[B, H] (tanh output) and pooled_d[B, H] (after
- * dropout with mask[B, H]; mask NULL: no dropout, pooled_d may then equal pooled). */
-void head_forward(float *logits, float *pooled, float *pooled_d, const float *cls_rows,
-                  const float *mask, const petl_head_weights *w, int B, int H, int NL);
+ * dropout with probability p, row b by petl_dropout_apply with key keys[b] from element 0;
+ * keys NULL or p <= 0: no dropout, pooled_d may then equal pooled). */
+void head_forward(float *logits, float *pooled, float *pooled_d, const float *cls_rows, float p,
+                  const uint64_t *keys, const petl_head_weights *w, int B, int H, int NL);
 
 /* Backward, accumulating: dcls[B, H] += (NULL: nothing below the head is trained), weight
- * gradients += where non-NULL, from dlogits[B, NL] and the forward's saved tensors. scratch
- * [2, B, H] is overwritten. */
+ * gradients += where non-NULL, from dlogits[B, NL], the forward's saved tensors and its dropout
+ * (p, keys: the same arguments). scratch [2, B, H] is overwritten. */
 void head_backward(float *dcls, const petl_head_grads *dw, float *scratch, const float *dlogits,
-                   const float *cls_rows, const float *pooled, const float *pooled_d,
-                   const float *mask, const petl_head_weights *w, int B, int H, int NL);
+                   const float *cls_rows, const float *pooled, const float *pooled_d, float p,
+                   const uint64_t *keys, const petl_head_weights *w, int B, int H, int NL);
 
 /* Mean cross-entropy over the batch of logits[B, NL] against labels[B] (0..NL-1); returns it
  * in double. The backward adds (softmax - onehot) / B into dlogits. */

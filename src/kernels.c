@@ -7,6 +7,8 @@
  * double accumulators and libm, slow and obviously right. */
 #include "kernels.h"
 
+#include "rng.h"
+
 #include <cblas.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -502,7 +504,7 @@ void swish_backward(float *dinp, const float *dout, const float *inp, int64_t n)
     }
 }
 
-/* --------------------------------------------------------------------- tanh and dropout */
+/* -------------------------------------------------------------------------------- tanh */
 
 void tanh_forward(float *out, const float *inp, int64_t n) {
     for (int64_t i = 0; i < n; i++)
@@ -513,19 +515,6 @@ void tanh_backward(float *dinp, const float *dout, const float *out, int64_t n) 
     /* tanh' = 1 - tanh^2, from the saved output */
     for (int64_t i = 0; i < n; i++)
         dinp[i] += (1.0f - out[i] * out[i]) * dout[i];
-}
-
-void dropout_forward(float *out, const float *inp, const float *mask, int64_t n) {
-#pragma omp parallel for simd if (n > 65536)
-    for (int64_t i = 0; i < n; i++)
-        out[i] = inp[i] * mask[i];
-}
-
-void dropout_backward(float *dinp, const float *dout, const float *mask, int64_t n) {
-    /* out = inp * mask: d inp = dout * mask */
-#pragma omp parallel for simd if (n > 65536)
-    for (int64_t i = 0; i < n; i++)
-        dinp[i] += dout[i] * mask[i];
 }
 
 /* ---------------------------------------------------------------------------- attention */
@@ -611,58 +600,58 @@ void attention_naive(float *out, const float *qkv, const int64_t *off, const int
 }
 
 void attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
-                             int nthreads, const float *mask, const float *qkv, const int64_t *off,
-                             const int64_t *poff, const int *qlen, const int *klen, int B, int H,
-                             int num_heads) {
+                             int nthreads, float p, const uint64_t *keys, const float *qkv,
+                             const int64_t *off, const int64_t *poff, const int *qlen,
+                             const int *klen, int B, int H, int num_heads) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
+    const bool drop = keys && p > 0.0f;
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads)
     for (int task = 0; task < B * num_heads; task++) {
         int b = task / num_heads, h = task % num_heads;
         int nq = qlen[b], nk = klen[b];
-        const int64_t at = poff[b] + (int64_t)h * nq * nk;
-        float *s = probs + at;                       /* [nq, nk] */
+        const int64_t nn = (int64_t)nq * nk;
+        float *s = probs + poff[b] + h * nn;         /* [nq, nk] */
         const float *q = qkv + off[b] * ld + h * hd; /* [nq, hd] ld */
         const float *k = q + H, *v = q + 2 * H;      /* [nk, hd] ld */
         float *o = out + off[b] * H + h * hd;        /* [nq, hd] H */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
                     s, nk);
         softmax_rows(s, nq, nk);
-        const float *p = s;
-        if (mask) {
+        const float *pv = s;
+        if (drop) {
             /* dropout on the probabilities; the undropped ones stay saved for the backward */
             float *pd = scratch + (int64_t)omp_get_thread_num() * scratch_stride;
-            for (int64_t i = 0; i < (int64_t)nq * nk; i++)
-                pd[i] = s[i] * mask[at + i];
-            p = pd;
+            petl_dropout_apply(pd, s, (size_t)nn, p, keys[b], (uint64_t)(h * nn));
+            pv = pd;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, p, nk, v, ld, 0.0f,
-                    o, H);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, pv, nk, v, ld,
+                    0.0f, o, H);
     }
 }
 
 void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
-                        const float *dout, const float *qkv, const float *probs, const float *mask,
-                        const int64_t *off, const int64_t *poff, const int *qlen, const int *klen,
-                        int B, int H, int num_heads) {
+                        const float *dout, const float *qkv, const float *probs, float p,
+                        const uint64_t *keys, const int64_t *off, const int64_t *poff,
+                        const int *qlen, const int *klen, int B, int H, int num_heads) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
+    const bool drop = keys && p > 0.0f;
     /* Each (batch row, head) task writes its own columns of dqkv: no races. */
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads)
     for (int task = 0; task < B * num_heads; task++) {
         int b = task / num_heads, h = task % num_heads;
         int nq = qlen[b], nk = klen[b];
-        const int64_t at = poff[b] + (int64_t)h * nq * nk, nn = (int64_t)nq * nk;
-        const float *P = probs + at;                  /* [nq, nk] softmax before dropout */
+        const int64_t nn = (int64_t)nq * nk;
+        const float *P = probs + poff[b] + h * nn; /* [nq, nk] softmax before dropout */
         float *dP = scratch + (int64_t)omp_get_thread_num() * scratch_stride; /* [nq, nk] */
         float *Pd = dP + nn;                                                  /* [nq, nk] */
         const float *q = qkv + off[b] * ld + h * hd, *k = q + H, *v = q + 2 * H;
         float *dq = dqkv + off[b] * ld + h * hd, *dk = dq + H, *dv = dq + 2 * H;
         const float *dO = dout + off[b] * H + h * hd; /* [nq, hd] H */
         const float *pv = P;
-        if (mask) {
-            for (int64_t i = 0; i < nn; i++)
-                Pd[i] = P[i] * mask[at + i];
+        if (drop) { /* the forward's mask, regenerated */
+            petl_dropout_apply(Pd, P, (size_t)nn, p, keys[b], (uint64_t)(h * nn));
             pv = Pd;
         }
         /* O = Pd V:  d V += Pd^T dO */
@@ -671,19 +660,24 @@ void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int
         /* d Pd = dO V^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dO, H, v, ld, 0.0f,
                     dP, nk);
-        /* Pd = P * mask:  d P = d Pd * mask */
-        if (mask)
-            for (int64_t i = 0; i < nn; i++)
-                dP[i] *= mask[at + i];
         /* softmax:  d S = P (d P - sum_j d P_j P_j), row by row (S: the scaled scores) */
         for (int i = 0; i < nq; i++) {
             float *r = dP + (int64_t)i * nk;
-            const float *p = P + (int64_t)i * nk;
+            const float *pr = P + (int64_t)i * nk, *pd = pv + (int64_t)i * nk;
             float dot = 0.0f;
+            if (drop) {
+                /* Pd = P * mask:  d P = d Pd * mask, so P_j d P_j = Pd_j d Pd_j and
+                 * d S_j = Pd_j d Pd_j - P_j sum_k d Pd_k Pd_k: no third pass of the mask */
+                for (int j = 0; j < nk; j++)
+                    dot += r[j] * pd[j];
+                for (int j = 0; j < nk; j++)
+                    r[j] = pd[j] * r[j] - pr[j] * dot;
+                continue;
+            }
             for (int j = 0; j < nk; j++)
-                dot += r[j] * p[j];
+                dot += r[j] * pr[j];
             for (int j = 0; j < nk; j++)
-                r[j] = p[j] * (r[j] - dot);
+                r[j] = pr[j] * (r[j] - dot);
         }
         /* S = scale Q K^T:  d Q += scale dS K,  d K += scale dS^T Q */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dP, nk, k, ld,
@@ -693,15 +687,15 @@ void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int
     }
 }
 
-void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, const float *mask,
-                              const int64_t *off, const int64_t *poff, const int *qlen,
+void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, float p,
+                              const uint64_t *keys, const int64_t *off, const int *qlen,
                               const int *klen, int B, int H, int num_heads) {
     const int hd = H / num_heads, ld = 3 * H;
     const double scale = 1.0 / sqrt((double)hd);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < num_heads; h++) {
             const int nq = qlen[b], nk = klen[b];
-            const int64_t at = poff[b] + (int64_t)h * nq * nk;
+            const int64_t at = (int64_t)h * nq * nk; /* the block's first dropout index */
             for (int i = 0; i < nq; i++) {
                 const float *q = qkv + (off[b] + i) * ld + h * hd;
                 const float *dO = dout + (off[b] + i) * H + h * hd;
@@ -719,7 +713,10 @@ void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, 
                     sum += (P[j] = exp(P[j] - mx));
                 for (int j = 0; j < nk && j < 512; j++) {
                     P[j] /= sum;
-                    const double m = mask ? mask[at + (int64_t)i * nk + j] : 1.0;
+                    float m = 1.0f; /* the dropout multiplier: 0 or 1 / (1 - p) */
+                    if (keys)
+                        petl_dropout_apply_naive(&m, &m, 1, p, keys[b],
+                                                 (uint64_t)(at + (int64_t)i * nk + j));
                     const float *v = qkv + (off[b] + j) * ld + 2 * H + h * hd;
                     float *dv = dqkv + (off[b] + j) * ld + 2 * H + h * hd;
                     double g = 0.0;

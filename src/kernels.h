@@ -105,11 +105,6 @@ void swish_backward(float *dinp, const float *dout, const float *inp, int64_t n)
 void tanh_forward(float *out, const float *inp, int64_t n);
 void tanh_backward(float *dinp, const float *dout, const float *out, int64_t n);
 
-/* Dropout with a precomputed mask (0 or 1 / (1 - p), from petl_rng_dropout_mask):
- * out[n] = inp[n] * mask[n] (may alias); dinp[n] += dout[n] * mask[n]. */
-void dropout_forward(float *out, const float *inp, const float *mask, int64_t n);
-void dropout_backward(float *dinp, const float *dout, const float *mask, int64_t n);
-
 /* Multi-head self-attention over packed rows.
  *   out     [N, H]       context, heads concatenated (row off[b] + i, columns h*hd .. +hd)
  *   qkv     [N, 3H]      Q | K | V of every row (from the fused projection)
@@ -129,24 +124,27 @@ void attention_naive(float *out, const float *qkv, const int64_t *off, const int
  * dropout) for the backward pass, and applies attention-probability dropout.
  *   probs   [sum_b num_heads * qlen[b] * klen[b]]  block (b, h) at poff[b] + h * qlen * klen,
  *           row-major [qlen[b], klen[b]]: written
- *   mask    same layout as probs, dropout mask (0 or 1 / (1 - p)); NULL: no dropout
- *   scratch nthreads blocks of scratch_stride >= max qlen * max klen floats (only with mask)
+ *   p       drop probability; keys [B] one dropout key per batch row (petl_dropout_key).
+ *           Block (b, h) is dropped by petl_dropout_apply with key keys[b] and start
+ *           h * qlen[b] * klen[b], i.e. the elements of batch row b are numbered as in probs.
+ *           keys NULL or p <= 0: no dropout
+ *   scratch nthreads blocks of scratch_stride >= max qlen * max klen floats (only with dropout)
  * Other arguments as attention_forward. Padded keys never enter. */
 void attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
-                             int nthreads, const float *mask, const float *qkv, const int64_t *off,
-                             const int64_t *poff, const int *qlen, const int *klen, int B, int H,
-                             int num_heads);
+                             int nthreads, float p, const uint64_t *keys, const float *qkv,
+                             const int64_t *off, const int64_t *poff, const int *qlen,
+                             const int *klen, int B, int H, int num_heads);
 /* Backward, accumulating dqkv[N, 3H] += from dout[N, H] (gradient of the context), the
- * forward's qkv, probs and mask (NULL: none). scratch: nthreads blocks of scratch_stride >=
- * 2 * max qlen * max klen floats. */
+ * forward's qkv and probs, and its dropout (p, keys: the same arguments, the mask is
+ * regenerated). scratch: nthreads blocks of scratch_stride >= 2 * max qlen * max klen floats. */
 void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
-                        const float *dout, const float *qkv, const float *probs, const float *mask,
-                        const int64_t *off, const int64_t *poff, const int *qlen, const int *klen,
-                        int B, int H, int num_heads);
-/* Twin: plain loops in double, probabilities recomputed from qkv (probs unused but for layout
- * of mask). */
-void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, const float *mask,
-                              const int64_t *off, const int64_t *poff, const int *qlen,
+                        const float *dout, const float *qkv, const float *probs, float p,
+                        const uint64_t *keys, const int64_t *off, const int64_t *poff,
+                        const int *qlen, const int *klen, int B, int H, int num_heads);
+/* Twin: plain loops in double, probabilities recomputed from qkv, the dropout multiplier of
+ * each probability from petl_dropout_apply_naive. */
+void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, float p,
+                              const uint64_t *keys, const int64_t *off, const int *qlen,
                               const int *klen, int B, int H, int num_heads);
 
 /* The vectorisable exp / erf used by softmax and GELU (exposed for the tests). */

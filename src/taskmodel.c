@@ -413,13 +413,12 @@ struct petl_train_ctx {
     layer_acts *acts;           /* [L + 1]: per layer, [L] the shared slot (see layout) */
     float *cls_rows;            /* [B, H] */
     float *pooled, *pooled_d;   /* [B, H] */
-    float *head_mask;           /* [B, H] */
     float *logits;              /* [B, NL] */
     float *span_logits;         /* [N, 2]  span head: start, end per packed token */
-    float *mask_scr;            /* [max(P, N H)]  the dropout mask in use */
     float *fg_scr;              /* [N, I]  GELU output, recomputed in the backward when needed */
-    bool dropout;               /* the last forward used dropout masks */
-    uint64_t seed;              /* and their seed */
+    bool dropout;               /* the last forward used dropout */
+    uint64_t seed;              /* and its seed (the masks are functions of it, never stored) */
+    uint64_t *drop_keys;        /* [B]  per-row dropout keys for the head / attention kernels */
     /* Backward scratch. */
     float *dy, *ds, *dh, *dctx; /* [N, H] */
     float *dqkv;                /* [N, 3H] */
@@ -487,10 +486,9 @@ static size_t layout(petl_train_ctx *ctx, char *base) {
     C(ctx->emb_sum, N * H * F);
     C(ctx->emb_mean, N * F);
     C(ctx->emb_rstd, N * F);
-    /* Dropout masks are not saved: drawn into this scratch in the forward and drawn again,
-     * from the same keyed streams, in the backward (an rng draw per element costs far less
-     * than the memory: [N, H] twice and [P] per layer). */
-    C(ctx->mask_scr, T * (P > N * H ? P : N * H) * F);
+    /* Dropout masks take no memory: each element's is a hash of (key, index), applied in the
+     * forward and regenerated in the backward (petl_dropout_apply), with keys from the seed. */
+    C(ctx->drop_keys, B * sizeof(uint64_t));
     C(ctx->fg_scr, N * I * F);
     C(ctx->xs, (T ? L + 1 : 1) * N * H * F);
     /* Saved activations: one slot per layer from the lowest trained one up (the backward reads
@@ -509,7 +507,6 @@ static size_t layout(petl_train_ctx *ctx, char *base) {
     C(ctx->cls_rows, B * H * F);
     C(ctx->pooled, B * H * F);
     C(ctx->pooled_d, B * H * F);
-    C(ctx->head_mask, B * H * F);
     C(ctx->logits, B * NL * F);
     const size_t SP = tm->tc.head == PETL_HEAD_SPAN ? N * 2 : 0; /* span head only */
     C(ctx->span_logits, SP * F);
@@ -609,33 +606,26 @@ static petl_status check_batch(const petl_train_ctx *ctx, const petl_batch *b, p
     return check_batch_fits(&ctx->tm->base->cfg, ctx->max_batch, ctx->max_len, b, err);
 }
 
-/* Dropout mask of one batch row's block, from its own keyed stream (thread-count independent).
- * p == 0 or no seed: all ones is never needed (callers pass NULL masks instead). */
-static void row_mask(float *mask, size_t n, float p, uint64_t seed, uint64_t purpose, uint64_t a,
-                     uint64_t row) {
-    petl_rng r = petl_rng_stream(seed, purpose, a, row);
-    petl_rng_dropout_mask(&r, mask, n, p);
-}
-
-/* Hidden dropout masks for a packed [n, H] tensor, one stream per batch row. */
-static void hidden_masks(const petl_train_ctx *ctx, float *mask, uint64_t seed, uint64_t purpose,
-                         uint64_t site, float p) {
+/* Hidden dropout of a packed [n, H] tensor in place, batch row r's block with key (seed,
+ * purpose, site, r): the forward on the activations, and the backward, since the mask is
+ * regenerated exactly, the same call on their gradient. Thread-count independent. */
+static void hidden_dropout(const petl_train_ctx *ctx, float *x, uint64_t purpose, uint64_t site) {
     const int H = ctx->tm->H;
+    const float p = ctx->tm->tc.hidden_dropout;
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < ctx->B; r++)
-        row_mask(mask + ctx->off[r] * H, (size_t)ctx->qlen[r] * H, p, seed, purpose, site,
-                 (uint64_t)r);
+    for (int r = 0; r < ctx->B; r++) {
+        float *row = x + ctx->off[r] * H;
+        petl_dropout_apply(row, row, (size_t)ctx->qlen[r] * H, p,
+                           petl_dropout_key(ctx->seed, purpose, site, (uint64_t)r), 0);
+    }
 }
 
-/* Attention-probability dropout masks of layer l into ctx->mask_scr (layout of the saved
- * probabilities), one stream per batch row. */
-static void attention_masks(const petl_train_ctx *ctx, int l, uint64_t seed) {
-    const int nh = ctx->tm->base->cfg.num_heads;
-#pragma omp parallel for schedule(static)
+/* ctx->drop_keys[B] = the keys (seed, purpose, a, r) of the batch rows, for the kernels that
+ * apply dropout themselves (attention probabilities, the head). */
+static const uint64_t *row_keys(petl_train_ctx *ctx, uint64_t purpose, uint64_t a) {
     for (int r = 0; r < ctx->B; r++)
-        row_mask(ctx->mask_scr + ctx->poff[r], (size_t)nh * ctx->qlen[r] * ctx->qlen[r],
-                 ctx->tm->tc.attention_dropout, seed, PETL_RNG_DROPOUT_ATTN, (uint64_t)l,
-                 (uint64_t)r);
+        ctx->drop_keys[r] = petl_dropout_key(ctx->seed, purpose, a, (uint64_t)r);
+    return ctx->drop_keys;
 }
 
 /* x[n, H] = word[id] + pos[p] + type[tt] for the real tokens. */
@@ -721,13 +711,11 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     linear_forward(a->qkv, x, p->qkv_w, bw->qkv_w, bf ? &bf->qkv : NULL, p->qkv_b, n, H,
                    3 * H); /* [n, 3H] */
     if (train) {
-        const float *pmask = NULL;
-        if (drop && tm->tc.attention_dropout > 0.0f) {
-            attention_masks(ctx, l, seed);
-            pmask = ctx->mask_scr;
-        }
+        const float pa = tm->tc.attention_dropout;
+        const uint64_t *keys =
+            drop && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
         attention_forward_train(a->ctx, a->probs, ctx->att_scr,
-                                (int64_t)2 * ctx->max_len * ctx->max_len, ctx->nthreads, pmask,
+                                (int64_t)2 * ctx->max_len * ctx->max_len, ctx->nthreads, pa, keys,
                                 a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh);
     } else {
         attention_forward(a->ctx, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
@@ -736,11 +724,8 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     /* attention output projection, dropout, adapter 1, residual, LayerNorm 1 */
     linear_forward(a->h1, a->ctx, p->attn_out_w, bw->attn_out_w, bf ? &bf->attn_out : NULL,
                    p->attn_out_b, n, H, H);
-    if (drop && tm->tc.hidden_dropout > 0.0f) {
-        hidden_masks(ctx, ctx->mask_scr, seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2,
-                     tm->tc.hidden_dropout);
-        dropout_forward(a->h1, a->h1, ctx->mask_scr, n * H);
-    }
+    if (drop && tm->tc.hidden_dropout > 0.0f)
+        hidden_dropout(ctx, a->h1, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2);
     if (adapter_on(tm, l, 0))
         adapter_forward(a->s1, a->z1, a->g1, a->h1, &p->ad[0], n, H, m, tm->tc.adapter_act);
     else
@@ -753,11 +738,8 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     activation_forward(ctx->fg_scr, a->f, n * I, c->hidden_act);
     linear_forward(a->h2, ctx->fg_scr, p->ffn_out_w, bw->ffn_out_w, bf ? &bf->ffn_out : NULL,
                    p->ffn_out_b, n, I, H);
-    if (drop && tm->tc.hidden_dropout > 0.0f) {
-        hidden_masks(ctx, ctx->mask_scr, seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1,
-                     tm->tc.hidden_dropout);
-        dropout_forward(a->h2, a->h2, ctx->mask_scr, n * H);
-    }
+    if (drop && tm->tc.hidden_dropout > 0.0f)
+        hidden_dropout(ctx, a->h2, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1);
     if (adapter_on(tm, l, 1))
         adapter_forward(a->s2, a->z2, a->g2, a->h2, &p->ad[1], n, H, m, tm->tc.adapter_act);
     else
@@ -789,10 +771,8 @@ static void forward(petl_train_ctx *ctx, const petl_batch *b, bool train, uint64
     embeddings_forward(ctx, ctx->emb_sum, b);
     layernorm_forward_train(ctx->xs, ctx->emb_mean, ctx->emb_rstd, ctx->emb_sum, tm->emb_ln_w,
                             tm->emb_ln_b, n, H, tm->base->cfg.layer_norm_eps);
-    if (drop && tm->tc.hidden_dropout > 0.0f) {
-        hidden_masks(ctx, ctx->mask_scr, seed, PETL_RNG_DROPOUT_EMBED, 0, tm->tc.hidden_dropout);
-        dropout_forward(ctx->xs, ctx->xs, ctx->mask_scr, n * H);
-    }
+    if (drop && tm->tc.hidden_dropout > 0.0f)
+        hidden_dropout(ctx, ctx->xs, PETL_RNG_DROPOUT_EMBED, 0);
     for (int l = 0; l < L; l++) {
         if (train)
             layer_forward(ctx, l, &ctx->acts[l], ctx->xs + l * NH, ctx->xs + (l + 1) * NH, true,
@@ -808,15 +788,10 @@ static void forward(petl_train_ctx *ctx, const petl_batch *b, bool train, uint64
     }
     for (int r = 0; r < b->batch; r++)
         memcpy(ctx->cls_rows + (int64_t)r * H, top + ctx->off[r] * H, (size_t)H * sizeof(float));
-    const float *hmask = NULL;
-    if (drop && tm->tc.head_dropout > 0.0f) {
-        for (int r = 0; r < b->batch; r++)
-            row_mask(ctx->head_mask + (int64_t)r * H, (size_t)H, tm->tc.head_dropout, seed,
-                     PETL_RNG_DROPOUT_HEAD, 0, (uint64_t)r);
-        hmask = ctx->head_mask;
-    }
-    head_forward(ctx->logits, ctx->pooled, ctx->pooled_d, ctx->cls_rows, hmask, &tm->head, b->batch,
-                 H, tm->NL);
+    const float ph = tm->tc.head_dropout;
+    const uint64_t *keys = drop && ph > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_HEAD, 0) : NULL;
+    head_forward(ctx->logits, ctx->pooled, ctx->pooled_d, ctx->cls_rows, ph, keys, &tm->head,
+                 b->batch, H, tm->NL);
 }
 
 /* ----------------------------------------------------------------------------- backward */
@@ -846,12 +821,8 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
     else
         memcpy(dh, ds, bH);
     /* h2 = dropout(W_2 fg + b_2):  d (W_2 fg) = d h2 * mask */
-    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f) {
-        hidden_masks(ctx, ctx->mask_scr, ctx->seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1,
-                     tm->tc.hidden_dropout);
-        for (int64_t i = 0; i < nH; i++)
-            dh[i] *= ctx->mask_scr[i];
-    }
+    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f)
+        hidden_dropout(ctx, dh, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1);
     /* W_2:  d fg = dh W_2,  d W_2 += dh^T fg (when tuned: fg recomputed from f for it) */
     if (p->d_ffn_out_w) activation_forward(ctx->fg_scr, a->f, n * I, c->hidden_act);
     memset(ctx->dfg, 0, (size_t)(n * I) * sizeof(float));
@@ -875,23 +846,21 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
                          tm->tc.adapter_act);
     else
         memcpy(dh, dy, bH);
-    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f) {
-        hidden_masks(ctx, ctx->mask_scr, ctx->seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2,
-                     tm->tc.hidden_dropout);
-        for (int64_t i = 0; i < nH; i++)
-            dh[i] *= ctx->mask_scr[i];
-    }
+    /* h1 = dropout(W_o ctx + b_o):  d (W_o ctx) = d h1 * mask */
+    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f)
+        hidden_dropout(ctx, dh, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2);
     /* W_o:  d ctx = dh W_o */
     memset(ctx->dctx, 0, bH);
     linear_backward(ctx->dctx, p->d_attn_out_w, p->d_attn_out_b, dh, a->ctx, p->attn_out_w,
                     bw->attn_out_w, bf ? &bf->attn_out_t : NULL, n, H, H);
     /* attention:  d qkv */
     memset(ctx->dqkv, 0, 3 * bH);
-    const bool pdrop = ctx->dropout && tm->tc.attention_dropout > 0.0f;
-    if (pdrop) attention_masks(ctx, l, ctx->seed);
+    const float pa = tm->tc.attention_dropout;
+    const uint64_t *keys =
+        ctx->dropout && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
     attention_backward(ctx->dqkv, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
-                       ctx->nthreads, ctx->dctx, a->qkv, a->probs, pdrop ? ctx->mask_scr : NULL,
-                       ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh);
+                       ctx->nthreads, ctx->dctx, a->qkv, a->probs, pa, keys, ctx->off, ctx->poff,
+                       ctx->qlen, ctx->qlen, ctx->B, H, nh);
     /* qkv = W_qkv x + b:  d x += dqkv W_qkv (only when something below is trained) */
     linear_backward(need_dx ? dy : NULL, p->d_qkv_w, p->d_qkv_b, ctx->dqkv, x, p->qkv_w, bw->qkv_w,
                     bf ? &bf->qkv_t : NULL, n, H, 3 * H);
@@ -902,13 +871,9 @@ static void embeddings_backward(petl_train_ctx *ctx, const petl_batch *b, float 
     petl_task_model *tm = (petl_task_model *)ctx->tm;
     const int H = tm->H;
     const int64_t nH = ctx->n * H;
-    /* xs[0] = dropout(LN(e)) */
-    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f) {
-        hidden_masks(ctx, ctx->mask_scr, ctx->seed, PETL_RNG_DROPOUT_EMBED, 0,
-                     tm->tc.hidden_dropout);
-        for (int64_t i = 0; i < nH; i++)
-            dx0[i] *= ctx->mask_scr[i];
-    }
+    /* xs[0] = dropout(LN(e)):  d LN(e) = d xs[0] * mask */
+    if (ctx->dropout && tm->tc.hidden_dropout > 0.0f)
+        hidden_dropout(ctx, dx0, PETL_RNG_DROPOUT_EMBED, 0);
     const bool tables = tm->d_word_emb != NULL;
     float *de = tables ? ctx->ds : NULL;
     if (de) memset(de, 0, (size_t)nH * sizeof(float));
@@ -949,10 +914,11 @@ static void backward(petl_train_ctx *ctx, const petl_batch *b) {
     } else {
         float *dcls = below_head ? ctx->dcls : NULL;
         if (dcls) memset(dcls, 0, (size_t)B * H * sizeof(float));
+        const float ph = tm->tc.head_dropout;
+        const uint64_t *keys =
+            ctx->dropout && ph > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_HEAD, 0) : NULL;
         head_backward(dcls, &tm->d_head, ctx->head_scr, ctx->dlogits, ctx->cls_rows, ctx->pooled,
-                      ctx->pooled_d,
-                      ctx->dropout && tm->tc.head_dropout > 0.0f ? ctx->head_mask : NULL, &tm->head,
-                      B, H, tm->NL);
+                      ctx->pooled_d, ph, keys, &tm->head, B, H, tm->NL);
         if (!below_head) return;
         /* d xs[L]: only the [CLS] rows receive gradient */
         memset(dy, 0, (size_t)(ctx->n * H) * sizeof(float));
@@ -1277,8 +1243,8 @@ static void multi_head_group(petl_multi_ctx *ctx, int g, float *logits, int ld, 
     if (pooled_done)
         matmul_forward(lg, ctx->pooled + kH, tm->head.cls_w, tm->head.cls_b, cnt, H, tm->NL);
     else
-        head_forward(lg, ctx->pooled + kH, ctx->pooled_d + kH, ctx->cls + kH, NULL, &tm->head, cnt,
-                     H, tm->NL);
+        head_forward(lg, ctx->pooled + kH, ctx->pooled_d + kH, ctx->cls + kH, 0.0f, NULL, &tm->head,
+                     cnt, H, tm->NL);
     for (int k = 0; k < cnt; k++)
         memcpy(logits + (int64_t)ctx->order[k0 + k] * ld, lg + (int64_t)k * tm->NL,
                (size_t)tm->NL * sizeof(float));

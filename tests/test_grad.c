@@ -15,6 +15,7 @@
 #include "check.h"
 #include "heads.h"
 #include "kernels.h"
+#include "rng.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -227,7 +228,7 @@ static void test_layernorm(void) {
 typedef struct {
     double *x;
     int64_t n;
-    int kind; /* 0..2: petl_act, 3: swish, 4: tanh, 5: dropout with mask */
+    int kind; /* 0..2: petl_act, 3: swish, 4: tanh, 5: dropout (mask: its multipliers) */
     const float *mask;
 } act_ctx;
 
@@ -255,8 +256,16 @@ static void test_activations(void) {
     /* ReLU's kink: keep inputs away from 0, where central differences straddle it */
     for (int64_t i = 0; i < n; i++)
         if (fabsf(x[i]) < 1e-3f) x[i] = 0.5f;
+    /* dropout's multipliers (0 or 1 / (1 - p)) from the naive twin, for the reference */
+    const float pdrop = 0.3f;
+    const uint64_t key = petl_dropout_key(3, PETL_RNG_DROPOUT_HIDDEN, 1, 0);
     for (int64_t i = 0; i < n; i++)
-        mask[i] = i % 3 ? 1.0f / 0.9f : 0.0f;
+        mask[i] = 1.0f;
+    petl_dropout_apply_naive(mask, mask, (size_t)n, pdrop, key, 0);
+    int dropped = 0;
+    for (int64_t i = 0; i < n; i++)
+        dropped += mask[i] == 0.0f;
+    CHECK(dropped > 0 && dropped < n);
     const char *names[] = {"gelu (erf)", "gelu_new (tanh)", "relu", "swish", "tanh", "dropout"};
     for (int kind = 0; kind < 6; kind++) {
         float *g = zeros(n), *gn = zeros(n);
@@ -276,8 +285,9 @@ static void test_activations(void) {
             tanh_forward(y, x, n);
             tanh_backward(g, R, y, n);
         } else {
-            dropout_forward(y, x, mask, n);
-            dropout_backward(g, R, mask, n);
+            /* y = x * mask:  d x = dout * mask, the same call on the gradient */
+            petl_dropout_apply(y, x, (size_t)n, pdrop, key, 0);
+            petl_dropout_apply(g, R, (size_t)n, pdrop, key, 0);
         }
         CHECKF(max_diff_d(y, ref, n) <= 2e-6f, "%s forward vs double reference", names[kind]);
         fd_check(names[kind], act_ref, &c, c.x, n, g, n, R);
@@ -337,16 +347,29 @@ static void test_attention(void) {
     const int64_t off[2] = {0, 3}, poff[2] = {0, (int64_t)nh * 3 * 3};
     const int64_t N = 9, np = (int64_t)nh * (3 * 3 + 6 * 4);
     float *qkv = rand_vec(N * 3 * H, 1.5f), *R = rand_vec(N * H, 1);
+    /* probability dropout, p = 0.2, one key per batch row; the reference reads the multipliers
+     * (0 or 1 / 0.8) in the layout of probs, row b's numbered from poff[b] */
+    const float pdrop = 0.2f;
+    const uint64_t keys[2] = {petl_dropout_key(8, PETL_RNG_DROPOUT_ATTN, 0, 0),
+                              petl_dropout_key(8, PETL_RNG_DROPOUT_ATTN, 0, 1)};
     float *mask = zeros(np);
     for (int64_t i = 0; i < np; i++)
-        mask[i] = (i * 7) % 5 == 1 ? 0.0f : 1.0f / 0.8f;
+        mask[i] = 1.0f;
+    for (int b = 0; b < B; b++)
+        petl_dropout_apply_naive(mask + poff[b], mask + poff[b], (size_t)nh * qlen[b] * klen[b],
+                                 pdrop, keys[b], 0);
+    int dropped = 0;
+    for (int64_t i = 0; i < np; i++)
+        dropped += mask[i] == 0.0f;
+    CHECK(dropped > 0 && dropped < np);
     float *probs = zeros(np), *out = zeros(N * H), *out0 = zeros(N * H);
     const int64_t stride = 2 * 6 * 4;
     float *scratch = zeros(4 * stride);
     for (int with_mask = 0; with_mask < 2; with_mask++) {
         const float *mk = with_mask ? mask : NULL;
-        attention_forward_train(out, probs, scratch, stride, 2, mk, qkv, off, poff, qlen, klen, B,
-                                H, nh);
+        const uint64_t *ks = with_mask ? keys : NULL;
+        attention_forward_train(out, probs, scratch, stride, 2, pdrop, ks, qkv, off, poff, qlen,
+                                klen, B, H, nh);
         if (!with_mask) {
             attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh);
             CHECKF(max_diff(out, out0, N * H) == 0.0f, "training and inference attention differ");
@@ -356,9 +379,9 @@ static void test_attention(void) {
         att_ref(ref, &c);
         CHECK(max_diff_d(out, ref, N * H) <= 1e-5f);
         float *g = zeros(N * 3 * H), *gn = zeros(N * 3 * H);
-        attention_backward(g, scratch, stride, 2, R, qkv, probs, mk, off, poff, qlen, klen, B, H,
-                           nh);
-        attention_backward_naive(gn, R, qkv, mk, off, poff, qlen, klen, B, H, nh);
+        attention_backward(g, scratch, stride, 2, R, qkv, probs, pdrop, ks, off, poff, qlen, klen,
+                           B, H, nh);
+        attention_backward_naive(gn, R, qkv, pdrop, ks, off, qlen, klen, B, H, nh);
         fd_check(with_mask ? "d qkv (probability dropout)" : "d qkv", att_ref, &c, c.qkv, N * 3 * H,
                  g, N * H, R);
         float d = max_diff(g, gn, N * 3 * H);
@@ -503,11 +526,22 @@ static void test_head(void) {
         const bool pooler = variant != 1;
         float *cls = rand_vec(B * H, 1), *pw = rand_vec(H * H, 1), *pb = rand_vec(H, 1);
         float *cw = rand_vec(NL * H, 1), *cb = rand_vec(NL, 1), *mask = zeros(B * H);
-        for (int i = 0; i < B * H; i++)
-            mask[i] = i % 4 == 3 ? 0.0f : 1.0f / 0.9f;
+        /* head dropout p = 0.3, key per row; the reference reads the multipliers */
+        const float pdrop = 0.3f;
+        uint64_t keys[3];
+        int dropped = 0;
+        for (int b = 0; b < B; b++) {
+            keys[b] = petl_dropout_key(11, PETL_RNG_DROPOUT_HEAD, 0, (uint64_t)b);
+            for (int i = 0; i < H; i++)
+                mask[b * H + i] = 1.0f;
+            petl_dropout_apply_naive(mask + b * H, mask + b * H, (size_t)H, pdrop, keys[b], 0);
+            for (int i = 0; i < H; i++)
+                dropped += mask[b * H + i] == 0.0f;
+        }
+        CHECK(dropped > 0 && dropped < B * H);
         float *logits = zeros(B * NL), *pooled = zeros(B * H), *pd = zeros(B * H);
         petl_head_weights w = {pooler ? pw : NULL, pooler ? pb : NULL, cw, cb};
-        head_forward(logits, pooled, pd, cls, mask, &w, B, H, NL);
+        head_forward(logits, pooled, pd, cls, pdrop, keys, &w, B, H, NL);
         double loss = NL == 1 ? mse_forward(logits, targets, B)
                               : cross_entropy_forward(logits, labels, B, NL);
         head_ctx c = {to_double(cls, B * H),
@@ -532,7 +566,7 @@ static void test_head(void) {
         else
             cross_entropy_backward(dl, logits, labels, B, NL);
         petl_head_grads gr = {gpw, gpb, gcw, gcb};
-        head_backward(dcls, &gr, scr, dl, cls, pooled, pd, mask, &w, B, H, NL);
+        head_backward(dcls, &gr, scr, dl, cls, pooled, pd, pdrop, keys, &w, B, H, NL);
         const char *v = variant == 0 ? "CE, pooler" : variant == 1 ? "CE, no pooler" : "MSE";
         char what[64];
         snprintf(what, sizeof what, "%s: d cls", v);

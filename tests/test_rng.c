@@ -1,6 +1,7 @@
 /* The random number generator: determinism, exact save / restore, the moments of each sampler
- * on 1e6 draws, dropout keep rates, shuffles that are permutations, independent keyed streams,
- * and the same numbers from a parallel loop over keyed streams as from a serial one. */
+ * on 1e6 draws, shuffles that are permutations, independent keyed streams; the counter-based
+ * dropout (keep rates, independence across keys, the vector path against its naive twin); and
+ * the same numbers from a parallel loop over keyed streams as from a serial one. */
 #include "check.h"
 #include "rng.h"
 
@@ -138,48 +139,196 @@ static void samplers(void) {
     free(x);
 }
 
+/* Keep indicators of n elements of key from start (1: kept), through petl_dropout_apply. */
+static void keeps(unsigned char *k, float *buf, size_t n, float p, uint64_t key, uint64_t start) {
+    for (size_t i = 0; i < n; i++)
+        buf[i] = 1.0f;
+    petl_dropout_apply(buf, buf, n, p, key, start);
+    for (size_t i = 0; i < n; i++)
+        k[i] = buf[i] != 0.0f;
+}
+
+/* Share of positions where a[n] and b[n] agree, checked against the chance rate of two
+ * independent masks, p^2 + (1 - p)^2, within 5 binomial sd. */
+static void check_agreement(const char *what, const unsigned char *a, const unsigned char *b,
+                            size_t n, double p) {
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += a[i] == b[i];
+    const double chance = p * p + (1 - p) * (1 - p);
+    const double sd = sqrt(chance * (1 - chance) / (double)n);
+    CHECKF(fabs((double)same / (double)n - chance) < 5 * sd, "%s: agreement %.5f, chance %.5f",
+           what, (double)same / (double)n, chance);
+}
+
 static void dropout(void) {
-    float *x = malloc(N * sizeof *x), *mask = malloc(N * sizeof *mask);
-    CHECK(x && mask);
-    const float p = 0.1f, scale = 1.0f / 0.9f;
-    petl_rng r, r2;
-    petl_rng_seed(&r, 5);
-    r2 = r;
-    petl_rng_dropout_mask(&r, mask, N, p);
-    size_t kept = 0;
-    for (size_t i = 0; i < N; i++) {
-        CHECK(mask[i] == 0.0f || mask[i] == scale);
-        kept += mask[i] != 0.0f;
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *z = malloc(N * sizeof *z);
+    unsigned char *ka = malloc(N), *kb = malloc(N);
+    CHECK(x && y && z && ka && kb);
+    for (size_t i = 0; i < N; i++) /* never 0: a dropped element is one that reads 0 */
+        x[i] = (i % 2 ? -1.0f : 1.0f) * (1.0f + (float)(i % 13) * 0.37f + (float)(i % 7));
+
+    /* Known answers from an independent Python implementation of the key derivation, the hash
+     * and the masks (scripts/reference/gen-dropout-known-answers.py), so that a change of any of
+     * them cannot go unnoticed. */
+    const uint64_t k = petl_dropout_key(1, PETL_RNG_DROPOUT_HIDDEN, 2, 3);
+    CHECK(k == 0xab128d5f31a66b83ULL);
+    CHECK(petl_dropout_hash(k, 0) == 0x4a2c38a3U);
+    CHECK(petl_dropout_hash(k, 1) == 0x269500e7U);
+    CHECK(petl_dropout_hash(k, 1000) == 0x9ac31036U);
+    CHECK(petl_dropout_hash(0x0123456789abcdefULL, 7) == 0x1113b950U);
+    CHECK(petl_dropout_hash(0x0123456789abcdefULL, ((uint64_t)1 << 32) + 7) == 0xfab21c70U);
+    /* ... and the masks they give (bit i: element start + i kept), through the vector path */
+    const struct {
+        float p;
+        uint64_t start;
+        uint32_t bits;
+    } known[3] = {{0.1f, 0, 0xefeffefbU},
+                  {0.5f, 0, 0x22cbda90U},
+                  {0.5f, ((uint64_t)1 << 33) + 1, 0x8e88fcc9U}};
+    for (int t = 0; t < 3; t++) {
+        keeps(ka, y, 32, known[t].p, k, known[t].start);
+        uint32_t bits = 0;
+        for (int i = 0; i < 32; i++)
+            bits |= (uint32_t)ka[i] << i;
+        CHECKF(bits == known[t].bits, "known mask %d: %08x", t, bits);
     }
-    /* Binomial sd of the kept share: sqrt(0.09 / 1e6) = 3e-4. */
-    CHECKF(fabs((double)kept / N - 0.9) < 1.5e-3, "kept %zu", kept);
 
-    /* In place with the same stream: x * mask exactly, and the same mask. */
-    float *m2 = malloc(N * sizeof *m2);
-    CHECK(m2 != NULL);
-    for (size_t i = 0; i < N; i++)
-        x[i] = 1.0f + (float)(i % 13);
-    petl_rng_dropout(&r2, x, m2, N, p);
-    CHECK(memcmp(mask, m2, N * sizeof *m2) == 0);
-    for (size_t i = 0; i < N; i++)
-        CHECK(x[i] == (1.0f + (float)(i % 13)) * mask[i]);
-    CHECK(memcmp(&r, &r2, sizeof r) == 0);
+    /* Keep rates on 1e6 elements, in one call and in rows of 768 (keys of neighbouring rows):
+     * within 4.5 binomial sd (p = 0.1: sd 3e-4; p = 0.5: 5e-4); every value exactly x * scale
+     * or 0. */
+    const float ps[2] = {0.1f, 0.5f};
+    for (int t = 0; t < 2; t++) {
+        const float p = ps[t], scale = 1.0f / (float)(1.0 - (double)p);
+        const double sd = sqrt((double)p * (1 - p) / N);
+        petl_dropout_apply(y, x, N, p, k, 0);
+        size_t kept = 0;
+        for (size_t i = 0; i < N; i++) {
+            CHECK(y[i] == x[i] * scale || y[i] == 0.0f);
+            kept += y[i] != 0.0f;
+        }
+        CHECKF(fabs((double)kept / N - (1 - p)) < 4.5 * sd, "p %g: kept %zu", p, kept);
+        kept = 0;
+        for (size_t r = 0; r * 768 < N; r++) {
+            size_t n = N - r * 768 < 768 ? N - r * 768 : 768;
+            petl_dropout_apply(y + r * 768, x + r * 768, n, p,
+                               petl_dropout_key(9, PETL_RNG_DROPOUT_HIDDEN, 4, r), 0);
+        }
+        for (size_t i = 0; i < N; i++)
+            kept += y[i] != 0.0f;
+        CHECKF(fabs((double)kept / N - (1 - p)) < 4.5 * sd, "p %g, rows: kept %zu", p, kept);
+        /* The same element index across 1e6 keys (rows): the key dimension is as random. */
+        kept = 0;
+        for (size_t r = 0; r < N; r++) {
+            float one = 1.0f;
+            petl_dropout_apply(&one, &one, 1, p, petl_dropout_key(9, PETL_RNG_DROPOUT_ATTN, 0, r),
+                               77);
+            kept += one != 0.0f;
+        }
+        CHECKF(fabs((double)kept / N - (1 - p)) < 4.5 * sd, "p %g, across keys: kept %zu", p, kept);
+    }
 
-    /* Other rates; p = 0 and p = 1 draw nothing. */
-    petl_rng_dropout_mask(&r, mask, N, 0.5f);
-    kept = 0;
-    for (size_t i = 0; i < N; i++)
-        kept += mask[i] == 2.0f;
-    CHECK(fabs((double)kept / N - 0.5) < 2e-3);
-    petl_rng before = r;
-    petl_rng_dropout_mask(&r, mask, 100, 0.0f);
-    CHECK(mask[0] == 1.0f && mask[99] == 1.0f);
-    petl_rng_dropout(&r, x, NULL, 100, 1.0f);
-    CHECK(x[0] == 0.0f && x[99] == 0.0f);
-    CHECK(memcmp(&before, &r, sizeof r) == 0);
-    free(x);
-    free(mask);
-    free(m2);
+    /* Independence: masks of keys differing in one word (seed, purpose, site, row), of the same
+     * key shifted by one element (the two halves of each hash against each other) and by two
+     * (neighbouring counters), and 2^33 elements apart (the counter's high word) agree at the
+     * chance rate. */
+    for (int t = 0; t < 2; t++) {
+        const float p = ps[t];
+        keeps(ka, y, N, p, k, 0);
+        const uint64_t others[5] = {
+            petl_dropout_key(2, PETL_RNG_DROPOUT_HIDDEN, 2, 3),
+            petl_dropout_key(1, PETL_RNG_DROPOUT_ATTN, 2, 3),
+            petl_dropout_key(1, PETL_RNG_DROPOUT_HIDDEN, 3, 3),
+            petl_dropout_key(1, PETL_RNG_DROPOUT_HIDDEN, 2, 4),
+            petl_dropout_key(1, PETL_RNG_DROPOUT_HIDDEN, 3, 2), /* swapped words */
+        };
+        for (int o = 0; o < 5; o++) {
+            CHECK(others[o] != k);
+            keeps(kb, y, N, p, others[o], 0);
+            char what[48];
+            snprintf(what, sizeof what, "p %g, key %d", p, o);
+            check_agreement(what, ka, kb, N, p);
+        }
+        keeps(kb, y, N, p, k, 1);
+        check_agreement("shifted by one", ka, kb, N, p);
+        keeps(kb, y, N, p, k, 2);
+        check_agreement("shifted by two", ka, kb, N, p);
+        keeps(kb, y, N, p, k, (uint64_t)1 << 33); /* counters 2^32 apart */
+        check_agreement("2^33 apart", ka, kb, N, p);
+        /* key 0 is a key like any other (keys are hashes: never chosen by hand) */
+        keeps(kb, y, N, p, 0, 0);
+        check_agreement("key 0", ka, kb, N, p);
+    }
+    /* And a key is not the seed of the keyed stream with the same words. */
+    petl_rng st = petl_rng_stream(1, PETL_RNG_DROPOUT_HIDDEN, 2, 3), sk;
+    petl_rng_seed(&sk, k);
+    CHECK(memcmp(&st, &sk, sizeof st) != 0);
+
+    /* The vector path, the scalar head and tail and the naive twin agree bit for bit: lengths
+     * around the 32-element step, odd and even starts, runs across 2^33 elements (the counter's
+     * high word changes mid-call), rates from tiny to 1 - 1e-5, and in place. */
+    const size_t lens[] = {0,  1,  2,  15,  16,   17,   31,   32,   33,
+                           63, 64, 65, 100, 1000, 1001, 4097, 12345};
+    const uint64_t T33 = (uint64_t)1 << 33;
+    const uint64_t starts[] = {0, 1, 7, 16, 99, 123457, T33 - 5, T33 - 4096, T33, 128 * T33 + 3};
+    const float rates[] = {1e-6f, 0.001f, 0.1f, 0.3f, 0.5f, 0.9f, 0.99999f};
+    for (size_t a = 0; a < sizeof lens / sizeof *lens; a++)
+        for (size_t b = 0; b < sizeof starts / sizeof *starts; b++)
+            for (size_t c = 0; c < sizeof rates / sizeof *rates; c++) {
+                const size_t n = lens[a];
+                const uint64_t key = petl_dropout_key(5, PETL_RNG_DROPOUT_EMBED, a, b);
+                petl_dropout_apply(y, x + 3, n, rates[c], key, starts[b]);
+                petl_dropout_apply_naive(z, x + 3, n, rates[c], key, starts[b]);
+                CHECKF(memcmp(y, z, n * sizeof *y) == 0, "n %zu start %llu p %g: not the twin", n,
+                       (unsigned long long)starts[b], rates[c]);
+                memcpy(z, x + 3, n * sizeof *z);
+                petl_dropout_apply(z, z, n, rates[c], key, starts[b]);
+                CHECKF(memcmp(y, z, n * sizeof *y) == 0, "n %zu start %llu p %g: in place", n,
+                       (unsigned long long)starts[b], rates[c]);
+            }
+    /* Pieces: any split of a row into calls with matching starts gives the one-call result. */
+    petl_dropout_apply(y, x, 5000, 0.2f, k, 40);
+    for (size_t at = 0, n = 1; at < 5000; at += n, n = n * 3 + 1) {
+        if (at + n > 5000) n = 5000 - at;
+        petl_dropout_apply(z + at, x + at, n, 0.2f, k, 40 + at);
+    }
+    CHECK(memcmp(y, z, 5000 * sizeof *y) == 0);
+
+    /* p <= 0 or NaN: the identity (a copy, or nothing in place); p >= 1: zeros; a NaN input
+     * stays NaN where dropped (x * 0, as torch). */
+    const float none[3] = {0.0f, -0.5f, NAN};
+    for (int t = 0; t < 3; t++) {
+        petl_dropout_apply(y, x, 1000, none[t], k, 0);
+        CHECK(memcmp(y, x, 1000 * sizeof *y) == 0);
+        petl_dropout_apply(y, y, 1000, none[t], k, 0);
+        CHECK(memcmp(y, x, 1000 * sizeof *y) == 0);
+        petl_dropout_apply_naive(z, x, 1000, none[t], k, 0);
+        CHECK(memcmp(z, x, 1000 * sizeof *z) == 0);
+    }
+    for (int t = 0; t < 2; t++) {
+        const float p = t ? 1.5f : 1.0f;
+        petl_dropout_apply(y, x, 1000, p, k, 0);
+        petl_dropout_apply_naive(z, x, 1000, p, k, 0);
+        for (size_t i = 0; i < 1000; i++)
+            CHECK(y[i] == 0.0f && z[i] == 0.0f);
+        petl_dropout_apply(y, y, 1000, p, k, 0);
+        CHECK(y[0] == 0.0f && y[999] == 0.0f);
+    }
+    /* Rounding of p to 2^-16: below 2^-17 nothing is dropped (and kept values are still
+     * scaled), within 2^-17 of 1 everything is. */
+    petl_dropout_apply(y, x, 1000, 7e-6f, k, 0);
+    for (size_t i = 0; i < 1000; i++)
+        CHECK(y[i] == x[i] * (1.0f / (float)(1.0 - 7e-6f)));
+    petl_dropout_apply(y, x, 1000, 0.999995f, k, 0);
+    petl_dropout_apply_naive(z, x, 1000, 0.999995f, k, 0);
+    for (size_t i = 0; i < 1000; i++)
+        CHECK(y[i] == 0.0f && z[i] == 0.0f);
+    for (size_t i = 0; i < 64; i++)
+        y[i] = NAN;
+    petl_dropout_apply(y, y, 64, 0.5f, k, 0);
+    for (size_t i = 0; i < 64; i++)
+        CHECK(isnan(y[i]));
+    free(x), free(y), free(z), free(ka), free(kb);
 }
 
 static void shuffle(void) {
@@ -260,17 +409,18 @@ static void streams(void) {
     CHECK(eq == 0);
 }
 
-/* Dropout over rows [rows, cols] with one keyed stream per row: the result of a parallel loop
- * must not depend on the thread count. */
+/* Dropout and a sampler over rows [rows, cols], with one dropout key and one keyed stream per
+ * row: the result of a parallel loop must not depend on the thread count. */
 static void fill_rows(float *x, int rows, int cols, int threads) {
     omp_set_num_threads(threads);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int r = 0; r < rows; r++) {
-        petl_rng g = petl_rng_stream(1234, PETL_RNG_DROPOUT_HIDDEN, 17, (uint64_t)r);
         float *row = x + (size_t)r * cols;
         for (int c = 0; c < cols; c++)
             row[c] = 1.0f;
-        petl_rng_dropout(&g, row, NULL, (size_t)cols, 0.1f);
+        petl_dropout_apply(row, row, (size_t)cols, 0.1f,
+                           petl_dropout_key(1234, PETL_RNG_DROPOUT_HIDDEN, 17, (uint64_t)r), 0);
+        petl_rng g = petl_rng_stream(1234, PETL_RNG_INIT, 17, (uint64_t)r);
         petl_rng_fill_trunc_normal(&g, row, (size_t)cols / 2, 0.0f, 1e-3f);
     }
 }
