@@ -227,17 +227,18 @@ bool petl_model_has_pooler(const petl_model *m);
 /* Number of parameters (floats) of the encoder. */
 int64_t petl_model_num_params(const petl_model *m);
 
-/* Arithmetic of the frozen base's linear layers (QKV, attention output, feed-forward in and
- * out; everything else stays fp32):
+/* Arithmetic of the matrix products of the frozen layers (QKV, attention output, feed-forward
+ * in and out, the attention products, and the adapters inside those layers); softmax,
+ * LayerNorm, activations, weights, gradients and optimiser state stay fp32:
  *   PETL_FP32  float32 GEMMs (OpenBLAS): the default, the one the parity tests hold to the
  *              reference within 1e-4;
- *   PETL_BF16  weights rounded once to bfloat16, activations rounded per product, sums in fp32
- *              (AVX512-BF16); about twice the GEMM throughput on CPUs that have it, outputs
- *              within about 1e-2 relative of fp32 (docs/performance.md gives the measured
- *              effect on GLUE dev scores).
+ *   PETL_BF16  both operands of each product rounded to bfloat16 (the base's weights once, when
+ *              set), sums in fp32 (AVX512-BF16), as PyTorch's autocast does; about twice the
+ *              GEMM throughput on CPUs that have it, outputs within about 1e-2 relative of fp32
+ *              (docs/performance.md gives the measured effect on GLUE dev scores).
  * With PETL_BF16 and `training`, the transposed weights are packed too (the input gradients of
- * adapter, LayerNorm and head tuning run through the frozen layers in bf16). Weights a task
- * tunes (--tune full, top:K) keep fp32 arithmetic. Setting it again replaces the packs; call it
+ * adapter, LayerNorm and head tuning run through the frozen layers in bf16). A layer a task
+ * tunes (--tune full, top:K) keeps fp32 arithmetic throughout. Setting it again replaces the packs; call it
  * before any context is used on another thread. PETL_ERR_UNSUPPORTED when the CPU (or the
  * build) lacks AVX512-BF16. */
 typedef enum { PETL_FP32, PETL_BF16 } petl_precision;

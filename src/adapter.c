@@ -27,10 +27,16 @@ static void adapter_act_backward(float *dinp, const float *dout, const float *in
 }
 
 void adapter_forward(float *out, float *z, float *g, const float *h, const petl_adapter_weights *w,
-                     int64_t N, int d, int m, petl_adapter_act act) {
-    matmul_forward(z, h, w->down_w, w->down_b, N, d, m); /* z [N, m] */
-    adapter_act_forward(g, z, N * m, act);               /* g [N, m] */
-    matmul_forward(out, g, w->up_w, w->up_b, N, m, d);   /* out [N, d] = W_up g + b_up */
+                     int64_t N, int d, int m, petl_adapter_act act, bool bf16) {
+    if (bf16) {
+        matmul_forward_bf16(z, h, w->down_w, w->down_b, N, d, m);
+        adapter_act_forward(g, z, N * m, act);
+        matmul_forward_bf16(out, g, w->up_w, w->up_b, N, m, d);
+    } else {
+        matmul_forward(z, h, w->down_w, w->down_b, N, d, m); /* z [N, m] */
+        adapter_act_forward(g, z, N * m, act);               /* g [N, m] */
+        matmul_forward(out, g, w->up_w, w->up_b, N, m, d);   /* out [N, d] = W_up g + b_up */
+    }
     const int64_t n = N * d;
 #pragma omp parallel for simd if (n > 65536)
     for (int64_t i = 0; i < n; i++) /* the identity path */
@@ -39,15 +45,17 @@ void adapter_forward(float *out, float *z, float *g, const float *h, const petl_
 
 void adapter_backward(float *dh, const petl_adapter_grads *dw, float *scratch, const float *dout,
                       const float *h, const float *z, const float *g, const petl_adapter_weights *w,
-                      int64_t N, int d, int m, petl_adapter_act act) {
+                      int64_t N, int d, int m, petl_adapter_act act, bool bf16) {
     float *dg = scratch, *dz = scratch + N * m; /* [N, m] each */
     memset(scratch, 0, (size_t)(2 * N * m) * sizeof *scratch);
+    void (*backward)(float *, float *, float *, const float *, const float *, const float *,
+                     int64_t, int, int) = bf16 ? matmul_backward_bf16 : matmul_backward;
     /* out = h + W_up g + b_up:  d g = dout W_up,  d W_up += dout^T g,  d b_up += sum dout */
-    matmul_backward(dg, dw->up_w, dw->up_b, dout, g, w->up_w, N, m, d);
+    backward(dg, dw->up_w, dw->up_b, dout, g, w->up_w, N, m, d);
     /* g = f(z):  d z = f'(z) d g */
     adapter_act_backward(dz, dg, z, N * m, act);
     /* z = W_down h + b_down:  d h += dz W_down,  d W_down += dz^T h,  d b_down += sum dz */
-    matmul_backward(dh, dw->down_w, dw->down_b, dz, h, w->down_w, N, d, m);
+    backward(dh, dw->down_w, dw->down_b, dz, h, w->down_w, N, d, m);
     /* the identity path:  d h += dout */
     if (dh) {
         const int64_t n = N * d;

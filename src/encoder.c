@@ -172,7 +172,8 @@ static void layer_forward(petl_ctx *ctx, const petl_layer_params *p, const petl_
         attention_naive(ctx->attn, qkv, ctx->off, ctx->qlen, ctx->klen, B, H, c->num_heads);
     else
         attention_forward(ctx->attn, ctx->scratch, (int64_t)ctx->max_len * ctx->max_len,
-                          ctx->nthreads, qkv, ctx->off, ctx->qlen, ctx->klen, B, H, c->num_heads);
+                          ctx->nthreads, qkv, ctx->off, ctx->qlen, ctx->klen, B, H, c->num_heads,
+                          bf != NULL);
     matmul(ctx, ctx->proj, ctx->attn, p->attn_out_w, bf ? &bf->attn_out : NULL, p->attn_out_b, n, H,
            H); /* [n, H] */
     /* (adapter 1 on ctx->proj goes here) */

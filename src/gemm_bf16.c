@@ -509,3 +509,23 @@ void gemm_bf16(int M, int N, int K, float alpha, const float *A, int64_t a_rs, i
     gemm_bf16_naive(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, ldc, bias);
 #endif
 }
+
+/* ------------------------------------------------------------ linear layers of trained weights */
+
+void matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, int64_t N,
+                         int IC, int OC) {
+    /* out[N, OC] = inp[N, IC] . w^T (+ b): B[k][j] = w[j][k], a column-major operand */
+    if (N > 0) gemm_bf16((int)N, OC, IC, 1.0f, inp, IC, 1, w, 1, IC, 0.0f, out, OC, b);
+}
+
+void matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *w, int64_t N, int IC, int OC) {
+    if (N <= 0) return;
+    /* d inp[N, IC] += dout[N, OC] . w[OC, IC] */
+    if (dinp) gemm_bf16((int)N, IC, OC, 1.0f, dout, OC, 1, w, IC, 1, 1.0f, dinp, IC, NULL);
+    /* d w[OC, IC] += dout^T . inp: A[o][i] = dout[i][o], a column-major operand */
+    if (dweight)
+        gemm_bf16(OC, IC, (int)N, 1.0f, dout, 1, OC, inp, IC, 1, 1.0f, dweight, IC, NULL);
+    /* the bias gradient is a sum, not a product: fp32 as ever */
+    if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, N, IC, OC);
+}

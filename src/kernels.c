@@ -539,9 +539,24 @@ static void softmax_rows(float *s, int rows, int n) {
     }
 }
 
+/* One attention product C = alpha op(A) op(B) + beta C (row-major, as cblas_sgemm), on the
+ * calling thread: fp32 sgemm, or with bf16 gemm_bf16 (operands rounded, fp32 sums). */
+static void att_gemm(bool bf16, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K,
+                     float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                     float *C, int ldc) {
+    if (!bf16) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* A is [M, K] (stored [K, M] when transposed), B is [K, N] (stored [N, K] when transposed) */
+    const bool at = ta == CblasTrans, bt = tb == CblasTrans;
+    gemm_bf16(M, N, K, alpha, A, at ? 1 : lda, at ? lda : 1, B, bt ? 1 : ldb, bt ? ldb : 1, beta,
+              C, ldc, NULL);
+}
+
 void attention_forward(float *out, float *scratch, int64_t scratch_stride, int nthreads,
                        const float *qkv, const int64_t *off, const int *qlen, const int *klen,
-                       int B, int H, int num_heads) {
+                       int B, int H, int num_heads, bool bf16) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     /* One task per (batch row, head); the GEMMs inside run single-threaded (OpenBLAS does not
@@ -556,10 +571,10 @@ void attention_forward(float *out, float *scratch, int64_t scratch_stride, int n
         float *o = out + off[b] * H + h * hd;                                /* [qlen, hd] H */
         int nq = qlen[b], nk = klen[b];
         /* Scores of real keys only: padded keys are left out, i.e. get weight exactly 0. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
+        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
                     s, nk);
         softmax_rows(s, nq, nk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, s, nk, v, ld, 0.0f,
+        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, s, nk, v, ld, 0.0f,
                     o, H);
     }
 }
@@ -602,7 +617,7 @@ void attention_naive(float *out, const float *qkv, const int64_t *off, const int
 void attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
                              int nthreads, float p, const uint64_t *keys, const float *qkv,
                              const int64_t *off, const int64_t *poff, const int *qlen,
-                             const int *klen, int B, int H, int num_heads) {
+                             const int *klen, int B, int H, int num_heads, bool bf16) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const bool drop = keys && p > 0.0f;
@@ -615,7 +630,7 @@ void attention_forward_train(float *out, float *probs, float *scratch, int64_t s
         const float *q = qkv + off[b] * ld + h * hd; /* [nq, hd] ld */
         const float *k = q + H, *v = q + 2 * H;      /* [nk, hd] ld */
         float *o = out + off[b] * H + h * hd;        /* [nq, hd] H */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
+        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
                     s, nk);
         softmax_rows(s, nq, nk);
         const float *pv = s;
@@ -625,7 +640,7 @@ void attention_forward_train(float *out, float *probs, float *scratch, int64_t s
             petl_dropout_apply(pd, s, (size_t)nn, p, keys[b], (uint64_t)(h * nn));
             pv = pd;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, pv, nk, v, ld,
+        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, pv, nk, v, ld,
                     0.0f, o, H);
     }
 }
@@ -633,7 +648,8 @@ void attention_forward_train(float *out, float *probs, float *scratch, int64_t s
 void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
                         const float *dout, const float *qkv, const float *probs, float p,
                         const uint64_t *keys, const int64_t *off, const int64_t *poff,
-                        const int *qlen, const int *klen, int B, int H, int num_heads) {
+                        const int *qlen, const int *klen, int B, int H, int num_heads,
+                        bool bf16) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const bool drop = keys && p > 0.0f;
@@ -655,10 +671,10 @@ void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int
             pv = Pd;
         }
         /* O = Pd V:  d V += Pd^T dO */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, pv, nk, dO, H, 1.0f,
+        att_gemm(bf16, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, pv, nk, dO, H, 1.0f,
                     dv, ld);
         /* d Pd = dO V^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dO, H, v, ld, 0.0f,
+        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dO, H, v, ld, 0.0f,
                     dP, nk);
         /* softmax:  d S = P (d P - sum_j d P_j P_j), row by row (S: the scaled scores) */
         for (int i = 0; i < nq; i++) {
@@ -680,9 +696,9 @@ void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int
                 r[j] = pr[j] * (r[j] - dot);
         }
         /* S = scale Q K^T:  d Q += scale dS K,  d K += scale dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dP, nk, k, ld,
+        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dP, nk, k, ld,
                     1.0f, dq, ld);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hd, nq, scale, dP, nk, q, ld, 1.0f,
+        att_gemm(bf16, CblasTrans, CblasNoTrans, nk, hd, nq, scale, dP, nk, q, ld, 1.0f,
                     dk, ld);
     }
 }

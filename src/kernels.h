@@ -67,6 +67,13 @@ void gemm_bf16(int M, int N, int K, float alpha, const float *A, int64_t a_rs, i
 void gemm_bf16_naive(int M, int N, int K, float alpha, const float *A, int64_t a_rs, int64_t a_cs,
                      const float *B, int64_t b_rs, int64_t b_cs, float beta, float *C, int64_t ldc,
                      const float *bias);
+/* matmul_forward / matmul_backward with every product through gemm_bf16 (--precision bf16 for
+ * the weights a task trains: adapters): same arguments and accumulation rules; the bias
+ * gradient stays an fp32 sum. */
+void matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, int64_t N,
+                         int IC, int OC);
+void matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *w, int64_t N, int IC, int OC);
 
 /* out[N, C] = LayerNorm(inp + res) * w + b over each row; res may be NULL; out may alias inp
  * or res. */
@@ -112,10 +119,12 @@ void tanh_backward(float *dinp, const float *dout, const float *out, int64_t n);
  *   qlen    [B]          rows computed for batch row b (queries)
  *   klen    [B]          real tokens of batch row b (keys); klen[b] <= qlen[b]
  * Padded keys get exactly zero weight: they are never read. scratch holds nthreads blocks of
- * scratch_stride >= max qlen * max klen floats, one per OpenMP thread. */
+ * scratch_stride >= max qlen * max klen floats, one per OpenMP thread. bf16: the two products
+ * (and the backward's four) through gemm_bf16 instead of sgemm (--precision bf16); the
+ * softmax and everything else stay fp32. */
 void attention_forward(float *out, float *scratch, int64_t scratch_stride, int nthreads,
                        const float *qkv, const int64_t *off, const int *qlen, const int *klen,
-                       int B, int H, int num_heads);
+                       int B, int H, int num_heads, bool bf16);
 /* The twin masks a full row of qlen keys with -INFINITY instead of skipping padded keys. */
 void attention_naive(float *out, const float *qkv, const int64_t *off, const int *qlen,
                      const int *klen, int B, int H, int num_heads);
@@ -133,14 +142,15 @@ void attention_naive(float *out, const float *qkv, const int64_t *off, const int
 void attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
                              int nthreads, float p, const uint64_t *keys, const float *qkv,
                              const int64_t *off, const int64_t *poff, const int *qlen,
-                             const int *klen, int B, int H, int num_heads);
+                             const int *klen, int B, int H, int num_heads, bool bf16);
 /* Backward, accumulating dqkv[N, 3H] += from dout[N, H] (gradient of the context), the
  * forward's qkv and probs, and its dropout (p, keys: the same arguments, the mask is
  * regenerated). scratch: nthreads blocks of scratch_stride >= 2 * max qlen * max klen floats. */
 void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
                         const float *dout, const float *qkv, const float *probs, float p,
                         const uint64_t *keys, const int64_t *off, const int64_t *poff,
-                        const int *qlen, const int *klen, int B, int H, int num_heads);
+                        const int *qlen, const int *klen, int B, int H, int num_heads,
+                        bool bf16);
 /* Twin: plain loops in double, probabilities recomputed from qkv, the dropout multiplier of
  * each probability from petl_dropout_apply_naive. */
 void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, float p,

@@ -673,6 +673,13 @@ static const petl_layer_bf16 *layer_bf16(const petl_task_model *tm, int l) {
     return tm->base->bf16 ? &tm->base->bf16[l] : NULL;
 }
 
+/* Whether layer l runs in bf16: the base is packed and the layer is frozen (its weights are
+ * the base's). Then its attention products and its adapters go through gemm_bf16 too; a layer
+ * the task tunes (full, top:K) stays fp32 throughout. */
+static bool layer_in_bf16(const petl_task_model *tm, int l) {
+    return tm->base->bf16 && tm->layers[l].qkv_w == tm->base->layers[l].qkv_w;
+}
+
 static void linear_forward(float *out, const float *inp, const float *w, const float *base_w,
                            const petl_bf16_mat *bw, const float *b, int64_t n, int IC, int OC) {
     if (bw && w == base_w)
@@ -708,6 +715,7 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
 
     const petl_layer_bf16 *bf = layer_bf16(tm, l);
     const petl_layer_params *bw = &tm->base->layers[l];
+    const bool lbf = layer_in_bf16(tm, l);
     linear_forward(a->qkv, x, p->qkv_w, bw->qkv_w, bf ? &bf->qkv : NULL, p->qkv_b, n, H,
                    3 * H); /* [n, 3H] */
     if (train) {
@@ -716,10 +724,12 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
             drop && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
         attention_forward_train(a->ctx, a->probs, ctx->att_scr,
                                 (int64_t)2 * ctx->max_len * ctx->max_len, ctx->nthreads, pa, keys,
-                                a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh);
+                                a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh,
+                                lbf);
     } else {
         attention_forward(a->ctx, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
-                          ctx->nthreads, a->qkv, ctx->off, ctx->qlen, ctx->qlen, ctx->B, H, nh);
+                          ctx->nthreads, a->qkv, ctx->off, ctx->qlen, ctx->qlen, ctx->B, H, nh,
+                          lbf);
     }
     /* attention output projection, dropout, adapter 1, residual, LayerNorm 1 */
     linear_forward(a->h1, a->ctx, p->attn_out_w, bw->attn_out_w, bf ? &bf->attn_out : NULL,
@@ -727,7 +737,8 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     if (drop && tm->tc.hidden_dropout > 0.0f)
         hidden_dropout(ctx, a->h1, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2);
     if (adapter_on(tm, l, 0))
-        adapter_forward(a->s1, a->z1, a->g1, a->h1, &p->ad[0], n, H, m, tm->tc.adapter_act);
+        adapter_forward(a->s1, a->z1, a->g1, a->h1, &p->ad[0], n, H, m, tm->tc.adapter_act,
+                        lbf);
     else
         memcpy(a->s1, a->h1, (size_t)(n * H) * sizeof(float));
     add_inplace(a->s1, x, n * H);
@@ -741,7 +752,8 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     if (drop && tm->tc.hidden_dropout > 0.0f)
         hidden_dropout(ctx, a->h2, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1);
     if (adapter_on(tm, l, 1))
-        adapter_forward(a->s2, a->z2, a->g2, a->h2, &p->ad[1], n, H, m, tm->tc.adapter_act);
+        adapter_forward(a->s2, a->z2, a->g2, a->h2, &p->ad[1], n, H, m, tm->tc.adapter_act,
+                        lbf);
     else
         memcpy(a->s2, a->h2, (size_t)(n * H) * sizeof(float));
     add_inplace(a->s2, a->y1, n * H);
@@ -817,7 +829,7 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
     memset(dh, 0, bH);
     if (adapter_on(tm, l, 1))
         adapter_backward(dh, &p->d_ad[1], ctx->dad, ds, a->h2, a->z2, a->g2, &p->ad[1], n, H, m,
-                         tm->tc.adapter_act);
+                         tm->tc.adapter_act, layer_in_bf16(tm, l));
     else
         memcpy(dh, ds, bH);
     /* h2 = dropout(W_2 fg + b_2):  d (W_2 fg) = d h2 * mask */
@@ -843,7 +855,7 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
     memset(dh, 0, bH);
     if (adapter_on(tm, l, 0))
         adapter_backward(dh, &p->d_ad[0], ctx->dad, dy, a->h1, a->z1, a->g1, &p->ad[0], n, H, m,
-                         tm->tc.adapter_act);
+                         tm->tc.adapter_act, layer_in_bf16(tm, l));
     else
         memcpy(dh, dy, bH);
     /* h1 = dropout(W_o ctx + b_o):  d (W_o ctx) = d h1 * mask */
@@ -860,7 +872,7 @@ static void layer_backward(petl_train_ctx *ctx, int l, float *dy, bool need_dx) 
         ctx->dropout && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
     attention_backward(ctx->dqkv, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
                        ctx->nthreads, ctx->dctx, a->qkv, a->probs, pa, keys, ctx->off, ctx->poff,
-                       ctx->qlen, ctx->qlen, ctx->B, H, nh);
+                       ctx->qlen, ctx->qlen, ctx->B, H, nh, layer_in_bf16(tm, l));
     /* qkv = W_qkv x + b:  d x += dqkv W_qkv (only when something below is trained) */
     linear_backward(need_dx ? dy : NULL, p->d_qkv_w, p->d_qkv_b, ctx->dqkv, x, p->qkv_w, bw->qkv_w,
                     bf ? &bf->qkv_t : NULL, n, H, 3 * H);
@@ -1198,7 +1210,7 @@ static void multi_adapter_ln_group(petl_multi_ctx *ctx, int g, int l, int site, 
     float *s = ctx->s + t0 * H;
     if (adapter_on(tm, l, site))
         adapter_forward(s, ctx->z + t0 * ctx->max_m, ctx->g + t0 * ctx->max_m, h, &p->ad[site], n,
-                        H, tm->m, tm->tc.adapter_act);
+                        H, tm->m, tm->tc.adapter_act, ctx->base->bf16 != NULL);
     else
         memcpy(s, h, (size_t)(n * H) * sizeof(float));
     add_inplace(s, res + t0 * H, n * H);
@@ -1359,7 +1371,8 @@ petl_status petl_task_predict_multi(petl_multi_ctx *ctx, const petl_task_model *
         linear_forward(ctx->qkv, ctx->x, p->qkv_w, p->qkv_w, bf ? &bf->qkv : NULL, p->qkv_b, n, H,
                        3 * H);
         attention_forward(ctx->att, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
-                          ctx->nthreads, ctx->qkv, ctx->off, ctx->qlen, ctx->qlen, B, H, nh);
+                          ctx->nthreads, ctx->qkv, ctx->off, ctx->qlen, ctx->qlen, B, H, nh,
+                          bf != NULL);
         linear_forward(ctx->h, ctx->att, p->attn_out_w, p->attn_out_w, bf ? &bf->attn_out : NULL,
                        p->attn_out_b, n, H, H);
         /* per task: adapter 1, residual, LayerNorm 1 */

@@ -534,7 +534,7 @@ static void test_kernels(void) {
         float *qkv = rand_buf((size_t)n * 3 * H, 2.0f), *o1 = malloc(n * H * 4),
               *o2 = malloc(n * H * 4), *scratch = malloc((size_t)4 * 20 * 20 * 4);
         CHECK(o1 && o2 && scratch);
-        attention_forward(o1, scratch, 20 * 20, 4, qkv, off, qlen, klen, B, H, NH);
+        attention_forward(o1, scratch, 20 * 20, 4, qkv, off, qlen, klen, B, H, NH, false);
         attention_naive(o2, qkv, off, qlen, klen, B, H, NH);
         float d = max_abs_diff(o1, o2, (size_t)(n * H));
         CHECKF(d < 1e-5f, "%g", d);

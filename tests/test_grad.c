@@ -98,6 +98,14 @@ static float max_diff(const float *a, const float *b, size_t n) {
     }
     return d;
 }
+/* max |a - b| / max |b|: the distance of a bf16 result from its fp32 counterpart. */
+static float rel_diff(const float *a, const float *b, size_t n) {
+    float mx = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        mx = fabsf(b[i]) > mx ? fabsf(b[i]) : mx;
+    return max_diff(a, b, n) / (mx > 0.0f ? mx : 1.0f);
+}
+
 static float max_diff_d(const float *a, const double *b, size_t n) {
     double d = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -369,9 +377,9 @@ static void test_attention(void) {
         const float *mk = with_mask ? mask : NULL;
         const uint64_t *ks = with_mask ? keys : NULL;
         attention_forward_train(out, probs, scratch, stride, 2, pdrop, ks, qkv, off, poff, qlen,
-                                klen, B, H, nh);
+                                klen, B, H, nh, false);
         if (!with_mask) {
-            attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh);
+            attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh, false);
             CHECKF(max_diff(out, out0, N * H) == 0.0f, "training and inference attention differ");
         }
         att_ctx c = {to_double(qkv, N * 3 * H), mk, off, poff, qlen, klen, B, H, nh};
@@ -380,13 +388,24 @@ static void test_attention(void) {
         CHECK(max_diff_d(out, ref, N * H) <= 1e-5f);
         float *g = zeros(N * 3 * H), *gn = zeros(N * 3 * H);
         attention_backward(g, scratch, stride, 2, R, qkv, probs, pdrop, ks, off, poff, qlen, klen,
-                           B, H, nh);
+                           B, H, nh, false);
         attention_backward_naive(gn, R, qkv, pdrop, ks, off, qlen, klen, B, H, nh);
         fd_check(with_mask ? "d qkv (probability dropout)" : "d qkv", att_ref, &c, c.qkv, N * 3 * H,
                  g, N * H, R);
         float d = max_diff(g, gn, N * 3 * H);
         printf("  optimised vs naive twin: %.3g\n", d);
         CHECK(d <= 1e-5f);
+        /* The products in bf16 (--precision bf16): within bf16 rounding of the fp32 results,
+         * and not equal to them (the bf16 path ran). */
+        float *ob = zeros(N * H), *pb = zeros(np), *gb = zeros(N * 3 * H);
+        attention_forward_train(ob, pb, scratch, stride, 2, pdrop, ks, qkv, off, poff, qlen, klen,
+                                B, H, nh, true);
+        attention_backward(gb, scratch, stride, 2, R, qkv, pb, pdrop, ks, off, poff, qlen, klen, B,
+                           H, nh, true);
+        const float eo = rel_diff(ob, out, N * H), eg = rel_diff(gb, g, N * 3 * H);
+        printf("  bf16 products vs fp32: out %.3g, d qkv %.3g (of the largest)\n", eo, eg);
+        CHECK(eo > 0.0f && eo <= 2e-2f && eg > 0.0f && eg <= 2e-2f);
+        free(ob), free(pb), free(gb);
         free(c.qkv), free(ref), free(g), free(gn);
     }
     free(qkv), free(R), free(mask), free(probs), free(out), free(out0), free(scratch);
@@ -432,7 +451,7 @@ static void test_adapter(void) {
         float *uw = rand_vec(d * m, 1), *ub = rand_vec(d, 1), *R = rand_vec(N * d, 1);
         float *out = zeros(N * d), *z = zeros(N * m), *g = zeros(N * m), *scr = zeros(2 * N * m);
         petl_adapter_weights w = {dw, db, uw, ub};
-        adapter_forward(out, z, g, h, &w, N, d, m, (petl_adapter_act)a);
+        adapter_forward(out, z, g, h, &w, N, d, m, (petl_adapter_act)a, false);
         if (a == PETL_ADAPTER_RELU) /* keep z away from ReLU's kink */
             for (int64_t i = 0; i < N * m; i++)
                 CHECK(fabsf(z[i]) > 1e-3f);
@@ -451,7 +470,24 @@ static void test_adapter(void) {
         float *gh = zeros(N * d), *gdw = zeros(m * d), *gdb = zeros(m), *guw = zeros(d * m);
         float *gub = zeros(d);
         petl_adapter_grads gr = {gdw, gdb, guw, gub};
-        adapter_backward(gh, &gr, scr, R, h, z, g, &w, N, d, m, (petl_adapter_act)a);
+        adapter_backward(gh, &gr, scr, R, h, z, g, &w, N, d, m, (petl_adapter_act)a, false);
+        {
+            /* bf16 products: within bf16 rounding of fp32, and not equal (the path ran) */
+            float *ob = zeros(N * d), *zb = zeros(N * m), *gb = zeros(N * m), *ghb = zeros(N * d);
+            float *b1 = zeros(m * d), *b2 = zeros(m), *b3 = zeros(d * m), *b4 = zeros(d);
+            petl_adapter_grads grb = {b1, b2, b3, b4};
+            adapter_forward(ob, zb, gb, h, &w, N, d, m, (petl_adapter_act)a, true);
+            adapter_backward(ghb, &grb, scr, R, h, zb, gb, &w, N, d, m, (petl_adapter_act)a, true);
+            const float e[5] = {rel_diff(ob, out, N * d), rel_diff(ghb, gh, N * d),
+                                rel_diff(b1, gdw, m * d), rel_diff(b3, guw, d * m),
+                                rel_diff(b2, gdb, m)};
+            printf("  %s bf16 vs fp32: out %.3g, d h %.3g, d down %.3g, d up %.3g, d b_down %.3g\n",
+                   names[a], e[0], e[1], e[2], e[3], e[4]);
+            CHECK(e[0] > 0.0f && e[1] > 0.0f && e[2] > 0.0f && e[3] > 0.0f);
+            for (int i = 0; i < 5; i++)
+                CHECK(e[i] <= 2e-2f);
+            free(ob), free(zb), free(gb), free(ghb), free(b1), free(b2), free(b3), free(b4);
+        }
         char what[64];
         snprintf(what, sizeof what, "%s: d h", names[a]);
         fd_check(what, ad_ref, &c, c.h, N * d, gh, N * d, R);
