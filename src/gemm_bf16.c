@@ -417,33 +417,73 @@ static void gemm_block(const gemm_args *g, int m0, int m1, int n0, int n1) {
 }
 #endif
 
+#if defined(__AVX512BF16__)
+/* The calling thread's buffer for one row tile of A in bf16 over the whole K (grown on demand,
+ * kept for the thread's life; NULL when out of memory). matmul_bf16 converts each row tile
+ * once instead of once per column tile: with K = 3072 the tile's fp32 rows (1.2 MB) no longer
+ * fit in L2, and reading them back for each of the 6 to 24 column tiles cost ~6% of a bf16
+ * training step. Thread-local rather than per call: a malloc per call could fault its pages in
+ * again every time. */
+static _Thread_local uint32_t *tl_abuf;
+static _Thread_local size_t tl_abuf_words;
+
+static uint32_t *thread_abuf(size_t words) {
+    if (words > tl_abuf_words) {
+        free(tl_abuf);
+        tl_abuf = aligned_alloc(64, (words * 4 + 63) / 64 * 64);
+        tl_abuf_words = tl_abuf ? words : 0;
+    }
+    return tl_abuf;
+}
+#endif
+
 void matmul_bf16(float *c, const float *a, const petl_bf16_mat *b, const float *bias, int64_t M,
                  bool accumulate) {
 #if defined(__AVX512BF16__)
     const int N = b->N, K = b->K, kpp = (K + 1) / 2;
     const int64_t mtiles = (M + MB - 1) / MB, ntiles = (N + NB - 1) / NB;
-#pragma omp parallel for schedule(static) collapse(2) if (M * N * (int64_t)K > (1 << 18))
-    for (int64_t mt = 0; mt < mtiles; mt++)
-        for (int64_t nt = 0; nt < ntiles; nt++) {
-            _Alignas(64) uint32_t apk[MB * (KC / 2)];
-            const int64_t m0 = mt * MB;
-            const int mb = (int)(M - m0 < MB ? M - m0 : MB);
-            const int n0 = (int)nt * NB, nb = N - n0 < NB ? N - n0 : NB;
-            for (int k0 = 0; k0 < K; k0 += KC) {
-                const int kc = K - k0 < KC ? K - k0 : KC, kp = (kc + 1) / 2;
-                convert_a(apk, a + m0 * K + k0, K, mb, kc);
-                const int start = k0 > 0 ? 0 : accumulate ? 2 : 1;
-                for (int p = 0; p < nb; p += NR) {
-                    const uint32_t *bp =
-                        b->data + ((size_t)((n0 + p) / NR) * kpp + (size_t)k0 / 2) * NR;
-                    const int ncols = nb - p < NR ? nb - p : NR;
-                    const float *bb = bias && start ? bias + n0 + p : NULL;
-                    for (int i = 0; i < mb; i += MR)
-                        micro_any(mb - i < MR ? mb - i : MR, apk + (size_t)i * (KC / 2), bp, kp,
-                                  c + (m0 + i) * N + n0 + p, N, ncols, start, bb);
+    const int kblocks = (K + KC - 1) / KC;
+    const size_t tile_words = (size_t)MB * (KC / 2); /* one K block of a row tile */
+#pragma omp parallel if (M * N * (int64_t)K > (1 << 18))
+    {
+        /* abuf: the row tile `have` in bf16, K block kb at abuf + kb * tile_words; without it
+         * (no memory) each tile converts its K blocks into apk as it goes. */
+        uint32_t *abuf = thread_abuf((size_t)kblocks * tile_words);
+        int64_t have = -1;
+        _Alignas(64) uint32_t apk[MB * (KC / 2)];
+#pragma omp for schedule(static) collapse(2)
+        for (int64_t mt = 0; mt < mtiles; mt++)
+            for (int64_t nt = 0; nt < ntiles; nt++) {
+                const int64_t m0 = mt * MB;
+                const int mb = (int)(M - m0 < MB ? M - m0 : MB);
+                const int n0 = (int)nt * NB, nb = N - n0 < NB ? N - n0 : NB;
+                if (abuf && have != mt) {
+                    for (int kb = 0; kb < kblocks; kb++) {
+                        const int k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
+                        convert_a(abuf + (size_t)kb * tile_words, a + m0 * K + k0, K, mb, kc);
+                    }
+                    have = mt;
+                }
+                for (int k0 = 0; k0 < K; k0 += KC) {
+                    const int kc = K - k0 < KC ? K - k0 : KC, kp = (kc + 1) / 2;
+                    const uint32_t *ap = apk;
+                    if (abuf)
+                        ap = abuf + (size_t)(k0 / KC) * tile_words;
+                    else
+                        convert_a(apk, a + m0 * K + k0, K, mb, kc);
+                    const int start = k0 > 0 ? 0 : accumulate ? 2 : 1;
+                    for (int p = 0; p < nb; p += NR) {
+                        const uint32_t *bp =
+                            b->data + ((size_t)((n0 + p) / NR) * kpp + (size_t)k0 / 2) * NR;
+                        const int ncols = nb - p < NR ? nb - p : NR;
+                        const float *bb = bias && start ? bias + n0 + p : NULL;
+                        for (int i = 0; i < mb; i += MR)
+                            micro_any(mb - i < MR ? mb - i : MR, ap + (size_t)i * (KC / 2), bp, kp,
+                                      c + (m0 + i) * N + n0 + p, N, ncols, start, bb);
+                    }
                 }
             }
-        }
+    }
 #else
     matmul_bf16_naive(c, a, b, bias, M, accumulate);
 #endif
