@@ -564,8 +564,7 @@ void matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float
     /* d inp[N, IC] += dout[N, OC] . w[OC, IC] */
     if (dinp) gemm_bf16((int)N, IC, OC, 1.0f, dout, OC, 1, w, IC, 1, 1.0f, dinp, IC, NULL);
     /* d w[OC, IC] += dout^T . inp: A[o][i] = dout[i][o], a column-major operand */
-    if (dweight)
-        gemm_bf16(OC, IC, (int)N, 1.0f, dout, 1, OC, inp, IC, 1, 1.0f, dweight, IC, NULL);
+    if (dweight) gemm_bf16(OC, IC, (int)N, 1.0f, dout, 1, OC, inp, IC, 1, 1.0f, dweight, IC, NULL);
     /* the bias gradient is a sum, not a product: fp32 as ever */
     if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, N, IC, OC);
 }

@@ -287,8 +287,8 @@ void layernorm_naive(float *out, const float *inp, const float *res, const float
     }
 }
 
-void layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp,
-                             const float *w, const float *b, int64_t N, int C, float eps) {
+void layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                             const float *b, int64_t N, int C, float eps) {
 #pragma omp parallel for if (N * C > 16384)
     for (int64_t i = 0; i < N; i++) {
         float *o = out + i * C;
@@ -550,8 +550,8 @@ static void att_gemm(bool bf16, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, i
     }
     /* A is [M, K] (stored [K, M] when transposed), B is [K, N] (stored [N, K] when transposed) */
     const bool at = ta == CblasTrans, bt = tb == CblasTrans;
-    gemm_bf16(M, N, K, alpha, A, at ? 1 : lda, at ? lda : 1, B, bt ? 1 : ldb, bt ? ldb : 1, beta,
-              C, ldc, NULL);
+    gemm_bf16(M, N, K, alpha, A, at ? 1 : lda, at ? lda : 1, B, bt ? 1 : ldb, bt ? ldb : 1, beta, C,
+              ldc, NULL);
 }
 
 void attention_forward(float *out, float *scratch, int64_t scratch_stride, int nthreads,
@@ -571,11 +571,9 @@ void attention_forward(float *out, float *scratch, int64_t scratch_stride, int n
         float *o = out + off[b] * H + h * hd;                                /* [qlen, hd] H */
         int nq = qlen[b], nk = klen[b];
         /* Scores of real keys only: padded keys are left out, i.e. get weight exactly 0. */
-        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
-                    s, nk);
+        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f, s, nk);
         softmax_rows(s, nq, nk);
-        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, s, nk, v, ld, 0.0f,
-                    o, H);
+        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, s, nk, v, ld, 0.0f, o, H);
     }
 }
 
@@ -630,8 +628,7 @@ void attention_forward_train(float *out, float *probs, float *scratch, int64_t s
         const float *q = qkv + off[b] * ld + h * hd; /* [nq, hd] ld */
         const float *k = q + H, *v = q + 2 * H;      /* [nk, hd] ld */
         float *o = out + off[b] * H + h * hd;        /* [nq, hd] H */
-        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f,
-                    s, nk);
+        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f, s, nk);
         softmax_rows(s, nq, nk);
         const float *pv = s;
         if (drop) {
@@ -640,16 +637,14 @@ void attention_forward_train(float *out, float *probs, float *scratch, int64_t s
             petl_dropout_apply(pd, s, (size_t)nn, p, keys[b], (uint64_t)(h * nn));
             pv = pd;
         }
-        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, pv, nk, v, ld,
-                    0.0f, o, H);
+        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, pv, nk, v, ld, 0.0f, o, H);
     }
 }
 
 void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
                         const float *dout, const float *qkv, const float *probs, float p,
                         const uint64_t *keys, const int64_t *off, const int64_t *poff,
-                        const int *qlen, const int *klen, int B, int H, int num_heads,
-                        bool bf16) {
+                        const int *qlen, const int *klen, int B, int H, int num_heads, bool bf16) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const bool drop = keys && p > 0.0f;
@@ -671,11 +666,9 @@ void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int
             pv = Pd;
         }
         /* O = Pd V:  d V += Pd^T dO */
-        att_gemm(bf16, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, pv, nk, dO, H, 1.0f,
-                    dv, ld);
+        att_gemm(bf16, CblasTrans, CblasNoTrans, nk, hd, nq, 1.0f, pv, nk, dO, H, 1.0f, dv, ld);
         /* d Pd = dO V^T */
-        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dO, H, v, ld, 0.0f,
-                    dP, nk);
+        att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f, dO, H, v, ld, 0.0f, dP, nk);
         /* softmax:  d S = P (d P - sum_j d P_j P_j), row by row (S: the scaled scores) */
         for (int i = 0; i < nq; i++) {
             float *r = dP + (int64_t)i * nk;
@@ -696,10 +689,8 @@ void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int
                 r[j] = pr[j] * (r[j] - dot);
         }
         /* S = scale Q K^T:  d Q += scale dS K,  d K += scale dS^T Q */
-        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dP, nk, k, ld,
-                    1.0f, dq, ld);
-        att_gemm(bf16, CblasTrans, CblasNoTrans, nk, hd, nq, scale, dP, nk, q, ld, 1.0f,
-                    dk, ld);
+        att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dP, nk, k, ld, 1.0f, dq, ld);
+        att_gemm(bf16, CblasTrans, CblasNoTrans, nk, hd, nq, scale, dP, nk, q, ld, 1.0f, dk, ld);
     }
 }
 

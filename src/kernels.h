@@ -149,8 +149,7 @@ void attention_forward_train(float *out, float *probs, float *scratch, int64_t s
 void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
                         const float *dout, const float *qkv, const float *probs, float p,
                         const uint64_t *keys, const int64_t *off, const int64_t *poff,
-                        const int *qlen, const int *klen, int B, int H, int num_heads,
-                        bool bf16);
+                        const int *qlen, const int *klen, int B, int H, int num_heads, bool bf16);
 /* Twin: plain loops in double, probabilities recomputed from qkv, the dropout multiplier of
  * each probability from petl_dropout_apply_naive. */
 void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, float p,

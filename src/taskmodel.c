@@ -722,10 +722,9 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
         const float pa = tm->tc.attention_dropout;
         const uint64_t *keys =
             drop && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
-        attention_forward_train(a->ctx, a->probs, ctx->att_scr,
-                                (int64_t)2 * ctx->max_len * ctx->max_len, ctx->nthreads, pa, keys,
-                                a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh,
-                                lbf);
+        attention_forward_train(
+            a->ctx, a->probs, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len, ctx->nthreads,
+            pa, keys, a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->qlen, ctx->B, H, nh, lbf);
     } else {
         attention_forward(a->ctx, ctx->att_scr, (int64_t)2 * ctx->max_len * ctx->max_len,
                           ctx->nthreads, a->qkv, ctx->off, ctx->qlen, ctx->qlen, ctx->B, H, nh,
@@ -737,8 +736,7 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     if (drop && tm->tc.hidden_dropout > 0.0f)
         hidden_dropout(ctx, a->h1, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2);
     if (adapter_on(tm, l, 0))
-        adapter_forward(a->s1, a->z1, a->g1, a->h1, &p->ad[0], n, H, m, tm->tc.adapter_act,
-                        lbf);
+        adapter_forward(a->s1, a->z1, a->g1, a->h1, &p->ad[0], n, H, m, tm->tc.adapter_act, lbf);
     else
         memcpy(a->s1, a->h1, (size_t)(n * H) * sizeof(float));
     add_inplace(a->s1, x, n * H);
@@ -752,8 +750,7 @@ static void layer_forward(petl_train_ctx *ctx, int l, const layer_acts *a, const
     if (drop && tm->tc.hidden_dropout > 0.0f)
         hidden_dropout(ctx, a->h2, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1);
     if (adapter_on(tm, l, 1))
-        adapter_forward(a->s2, a->z2, a->g2, a->h2, &p->ad[1], n, H, m, tm->tc.adapter_act,
-                        lbf);
+        adapter_forward(a->s2, a->z2, a->g2, a->h2, &p->ad[1], n, H, m, tm->tc.adapter_act, lbf);
     else
         memcpy(a->s2, a->h2, (size_t)(n * H) * sizeof(float));
     add_inplace(a->s2, a->y1, n * H);
