@@ -31,6 +31,7 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -419,19 +420,30 @@ static void gemm_block(const gemm_args *g, int m0, int m1, int n0, int n1) {
 
 #if defined(__AVX512BF16__)
 /* The calling thread's buffer for one row tile of A in bf16 over the whole K (grown on demand,
- * kept for the thread's life; NULL when out of memory). matmul_bf16 converts each row tile
- * once instead of once per column tile: with K = 3072 the tile's fp32 rows (1.2 MB) no longer
- * fit in L2, and reading them back for each of the 6 to 24 column tiles cost ~6% of a bf16
- * training step. Thread-local rather than per call: a malloc per call could fault its pages in
- * again every time. */
+ * kept for the thread's life and freed when the thread exits; NULL when out of memory).
+ * matmul_bf16 converts each row tile once instead of once per column tile: with K = 3072 the
+ * tile's fp32 rows (1.2 MB) no longer fit in L2, and reading them back for each of the 6 to 24
+ * column tiles cost ~6% of a bf16 training step. Per thread rather than per call: a malloc per
+ * call could fault its pages in again every time. The pthread key's destructor frees it when a
+ * thread ends (a server's executor and its OpenMP team come and go with the server). */
 static _Thread_local uint32_t *tl_abuf;
 static _Thread_local size_t tl_abuf_words;
+static pthread_key_t abuf_key;
+static pthread_once_t abuf_once = PTHREAD_ONCE_INIT;
+static bool abuf_key_ok;
+
+static void abuf_key_init(void) {
+    abuf_key_ok = pthread_key_create(&abuf_key, free) == 0;
+}
 
 static uint32_t *thread_abuf(size_t words) {
     if (words > tl_abuf_words) {
+        pthread_once(&abuf_once, abuf_key_init);
+        if (!abuf_key_ok) return NULL; /* nowhere to free it from: convert per tile instead */
         free(tl_abuf);
         tl_abuf = aligned_alloc(64, (words * 4 + 63) / 64 * 64);
         tl_abuf_words = tl_abuf ? words : 0;
+        pthread_setspecific(abuf_key, tl_abuf);
     }
     return tl_abuf;
 }
