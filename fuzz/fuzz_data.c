@@ -2,7 +2,7 @@
  * (GLUE TSV layouts, generic TSV / CSV / JSON lines) and whether a fixed label set is given;
  * the rest is the file. An accepted dataset must satisfy the invariants training relies on:
  * every text NUL-terminated at its length and valid to read, every label a valid index. */
-#include "data.h"
+#include "petl.h"
 
 #include <math.h>
 #include <stdint.h>

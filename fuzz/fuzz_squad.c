@@ -2,7 +2,7 @@
  * the options (article range, unanswered questions allowed). An accepted file must satisfy what
  * featurizing and scoring rely on: every answer lies inside its context and reads as its text,
  * ids and texts are NUL-terminated at their lengths, contexts are in range. */
-#include "squad.h"
+#include "petl.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -43,6 +43,10 @@ typedef struct {
 /* A short constant name for a status ("format error", ...). */
 const char *petl_status_str(petl_status s);
 
+/* dir and name joined with one '/' into a malloc'ed string (caller frees); NULL on no memory.
+ * The library and the CLI build every file path of a model or adapter folder with it. */
+char *petl_path_join(const char *dir, const char *name);
+
 /* =========================================================== safetensors (src/safetensors.c) */
 
 typedef enum {
@@ -238,8 +242,8 @@ int64_t petl_model_num_params(const petl_model *m);
  *              (docs/performance.md gives the measured effect on GLUE dev scores).
  * With PETL_BF16 and `training`, the transposed weights are packed too (the input gradients of
  * adapter, LayerNorm and head tuning run through the frozen layers in bf16). A layer a task
- * tunes (--tune full, top:K) keeps fp32 arithmetic throughout. Setting it again replaces the packs; call it
- * before any context is used on another thread. PETL_ERR_UNSUPPORTED when the CPU (or the
+ * tunes (--tune full, top:K) keeps fp32 arithmetic throughout. Setting it again replaces the packs;
+ * call it before any context is used on another thread. PETL_ERR_UNSUPPORTED when the CPU (or the
  * build) lacks AVX512-BF16. */
 typedef enum { PETL_FP32, PETL_BF16 } petl_precision;
 petl_status petl_model_set_precision(petl_model *m, petl_precision p, bool training,
@@ -278,6 +282,805 @@ typedef struct {
  * over the context's limits) and pooled without a pooler fail with PETL_ERR_ARG. */
 petl_status petl_encode(petl_ctx *ctx, const petl_batch *b, float *last_hidden, float *pooled,
                         float *cls, float *mean, petl_error *err);
+
+/* ====================================================================== metrics (src/metrics.c) */
+
+/* Evaluation metrics of the GLUE tasks, computed in double precision. Each metric matches its
+ * scikit-learn / SciPy counterpart (checked by tests/test_metrics.c against
+ * tests/golden/metrics_cases.txt from scripts/reference/gen-metrics-golden.py):
+ *   accuracy  sklearn.metrics.accuracy_score
+ *   f1        sklearn.metrics.f1_score (binary, pos_label=1; 0 when tp + fp + fn == 0)
+ *   mcc       sklearn.metrics.matthews_corrcoef on binary labels (0 when undefined)
+ *   pearson   scipy.stats.pearsonr (NaN when either side is constant or n < 2)
+ *   spearman  scipy.stats.spearmanr, ties ranked by their average rank (NaN as for pearson,
+ *             and when any value is NaN)
+ *   mse       mean squared error
+ * Every metric of n == 0 examples is NaN. */
+
+typedef enum {
+    PETL_METRIC_ACCURACY,
+    PETL_METRIC_F1,  /* F1 of class 1 (binary) */
+    PETL_METRIC_MCC, /* Matthews correlation (binary) */
+    PETL_METRIC_PEARSON,
+    PETL_METRIC_SPEARMAN,
+    PETL_METRIC_MSE,
+    PETL_METRIC_EXACT_MATCH, /* SQuAD v1.1 official exact match, as a fraction (0-1) */
+    PETL_METRIC_SQUAD_F1,    /* SQuAD v1.1 official token F1, as a fraction (0-1); key "f1" */
+} petl_metric;
+
+#define PETL_MAX_METRICS 4 /* most metrics one task reports */
+
+/* "accuracy", "f1", "mcc", "pearson", "spearman", "mse", "exact_match" (SQuAD; its F1 is "f1"
+ * too): the keys of `petl eval`'s JSON. */
+const char *petl_metric_name(petl_metric m);
+
+/* Classification metrics of predicted vs gold class indices [n]. f1 and mcc are binary: class 1
+ * is the positive class and every other value counts as negative. */
+double petl_accuracy(const int32_t *pred, const int32_t *gold, size_t n);
+double petl_f1_binary(const int32_t *pred, const int32_t *gold, size_t n);
+double petl_mcc_binary(const int32_t *pred, const int32_t *gold, size_t n);
+
+/* Regression metrics of x[n] vs y[n]. */
+double petl_pearson(const double *x, const double *y, size_t n);
+double petl_mse(const double *pred, const double *gold, size_t n);
+/* Needs 2n ranks of scratch memory: PETL_ERR_NOMEM when that fails. */
+petl_status petl_spearman(const double *x, const double *y, size_t n, double *out, petl_error *err);
+
+typedef struct {
+    size_t count;                         /* number of metrics filled */
+    petl_metric metric[PETL_MAX_METRICS]; /* which metric each value is */
+    double value[PETL_MAX_METRICS];
+    /* Mean of the values except MSE: GLUE's task score (MRPC (accuracy + f1) / 2), the number
+     * to pick the best epoch by. NaN when there is no such value. */
+    double score;
+} petl_metric_set;
+
+struct petl_task;
+
+/* The task's official metrics (see petl_task.metrics): CoLA mcc; SST-2, MNLI, QNLI, RTE, WNLI
+ * accuracy; MRPC, QQP accuracy and f1; STS-B pearson and spearman; a generic task accuracy
+ * (classification) or pearson, spearman and mse (regression). preds / golds [n] hold class
+ * indices (whole numbers in [0, n_labels) when the task has a fixed label set) or regression
+ * values. PETL_ERR_ARG for n == 0 or a class index that is not a whole number >= 0. */
+petl_status petl_task_metrics(const struct petl_task *task, const double *preds,
+                              const double *golds, size_t n, petl_metric_set *out, petl_error *err);
+
+/* ======================================================================= task data (src/data.c) */
+
+/* Task data: the nine GLUE tasks and a generic TSV / CSV / JSON-lines format.
+ *
+ * A task (petl_task, a plain value filled by petl_task_lookup) says how to read a file: format,
+ * header, which columns hold text_a / text_b / label, the label set, whether it is a regression
+ * task and which metrics are official. A dataset (petl_dataset, opaque) is one loaded file:
+ * its examples, all strings in one arena owned by the dataset.
+ *
+ * Reading rules, for every format:
+ *   - A UTF-8 byte-order mark at the start is skipped; the whole file must be valid UTF-8
+ *     (PETL_ERR_UTF8 naming file:line:column) and hold no NUL byte.
+ *   - Lines end with LF or CRLF (the CR is dropped); a missing final newline is fine.
+ *   - Blank lines are skipped (they never hold a row).
+ *   - TSV: fields are split at every TAB with NO quote processing: several GLUE files hold
+ *     literal '"' characters that a CSV-style reader would swallow.
+ *   - CSV: RFC 4180: fields split at ',', a field that starts with '"' is quoted and may hold
+ *     ',', '"' (written "") and line breaks; a '"' inside an unquoted field is kept literally.
+ *   - JSON lines: one object per line, read with jansson.
+ *   - Any error (missing column, unknown label, bad number, ...) names file:line and stops the
+ *     load. Rows are skipped only where the official processors skip them: QQP rows with too few
+ *     columns (transformers' QqpProcessor catches the IndexError); they are counted.
+ *
+ * The generic format, given to petl_task_lookup instead of a task name:
+ *
+ *     spec    := format [ ":" option { "," option } ]
+ *     format  := "tsv" | "csv" | "jsonl"
+ *     option  := ("text" | "text_a" | "text_b" | "label") "=" column
+ *              | "header" | "regression"
+ *     column  := digits (0-based column index; tsv / csv)
+ *              | name   (a header column name for tsv / csv with "header"; a key for jsonl)
+ *
+ * "text" and "text_a" are the same; text and label are required, text_b is optional. Names
+ * cannot hold ',', '=' or ':'. Defaults: no header, classification. Examples:
+ *     tsv:text=0,label=1            csv:text=review,label=stars,header
+ *     tsv:text=1,text_b=2,label=3,header      jsonl:text=premise,text_b=hypothesis,label=label
+ *     csv:text_a=s1,text_b=s2,label=score,header,regression
+ * Labels of a generic classification task are discovered from the file: numerically sorted when
+ * every label is an integer, else sorted by bytes (strcmp). JSON labels may be strings or
+ * integers; a regression target may be a JSON number or a numeric string.
+ */
+
+typedef enum { PETL_FMT_TSV, PETL_FMT_CSV, PETL_FMT_JSONL } petl_data_format;
+
+#define PETL_COL_NONE (-1)   /* no such column (text_b of a single-sentence task) */
+#define PETL_COL_LAST (-2)   /* the row's last column (the label of several GLUE tasks) */
+#define PETL_COL_BYNAME (-3) /* resolved at load time from the header by the *_name field */
+#define PETL_TASK_MAX_LABELS 8
+#define PETL_DATA_MAX_LABELS 1024 /* more distinct labels than this means a wrong label column */
+
+typedef struct petl_task {
+    char name[16]; /* "sst2", "mnli", ...; "tsv" / "csv" / "jsonl" for a generic spec */
+    bool glue;     /* one of the nine GLUE tasks */
+    petl_data_format format;
+    bool header;          /* the first row is a header (skipped, or used to resolve names) */
+    bool regression;      /* label is a float target (STS-B) */
+    bool skip_short_rows; /* QQP: rows with fewer than min_cols columns are skipped, counted */
+    int min_cols;         /* tsv / csv: rows need at least this many columns */
+    int col_a, col_b, col_label;                 /* tsv / csv column index, or a PETL_COL_* value */
+    char name_a[64], name_b[64], name_label[64]; /* jsonl keys / header names; "" when unused */
+    size_t n_labels; /* fixed label set in the official order; 0: discovered / none */
+    const char *labels[PETL_TASK_MAX_LABELS]; /* static strings */
+    size_t n_metrics; /* the task's official metrics, in the order GLUE reports them */
+    petl_metric metrics[PETL_MAX_METRICS];
+    const char *train_file; /* "train.tsv" ("train.csv", "train.jsonl" for a generic spec) */
+    const char *dev_file;   /* "dev.tsv"; MNLI "dev_matched.tsv" */
+    const char *dev2_file;  /* MNLI "dev_mismatched.tsv"; NULL for the others */
+} petl_task;
+
+/* Fills *out for a GLUE task name (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli; case and
+ * '-' ignored, so "SST-2" and "STS-B" work too) or a generic format spec (grammar above). */
+petl_status petl_task_lookup(const char *name, petl_task *out, petl_error *err);
+
+/* File name (inside a GLUE-layout task folder) of a split: "train", "dev" ("dev_matched" for
+ * MNLI), "dev_matched" and "dev_mismatched" (MNLI only). NULL for an unknown split. */
+const char *petl_task_split_file(const petl_task *task, const char *split);
+
+typedef struct {
+    const char *text_a;  /* NUL-terminated UTF-8, owned by the dataset */
+    const char *text_b;  /* NULL for a single-sentence task */
+    size_t len_a, len_b; /* bytes, without the NUL (len_b 0 when text_b is NULL) */
+    int32_t label;       /* class index into the dataset's labels; -1 for regression */
+    double target;       /* regression target; 0 for classification */
+    size_t line;         /* 1-based line of the row (its first line for a multi-line CSV row) */
+} petl_example;
+
+typedef struct petl_dataset petl_dataset;
+
+/* Reads a task file. The label set of a classification task is, in order of preference:
+ * `labels` (n_labels names, e.g. the training set's or a saved adapter's: an unknown label is
+ * an error), the task's fixed GLUE set, or the labels discovered in this file. On success
+ * *out owns everything; free with petl_dataset_free. */
+petl_status petl_dataset_load(const petl_task *task, const char *path, const char *const *labels,
+                              size_t n_labels, petl_dataset **out, petl_error *err);
+/* The same from memory (buf is copied; it need not be NUL-terminated). `what` names the
+ * source in error messages. Used by the fuzzer and tests. */
+petl_status petl_dataset_parse(const petl_task *task, const char *buf, size_t len, const char *what,
+                               const char *const *labels, size_t n_labels, petl_dataset **out,
+                               petl_error *err);
+void petl_dataset_free(petl_dataset *ds);
+
+size_t petl_dataset_count(const petl_dataset *ds);
+const petl_example *petl_dataset_at(const petl_dataset *ds, size_t i);
+/* The examples as one array [count] (NULL when count is 0), owned by the dataset. */
+const petl_example *petl_dataset_examples(const petl_dataset *ds);
+bool petl_dataset_is_regression(const petl_dataset *ds);
+/* The label names in class-index order (owned by the dataset; 0 for regression): pass them as
+ * `labels` when loading the dev set so that indices agree. */
+size_t petl_dataset_num_labels(const petl_dataset *ds);
+const char *const *petl_dataset_labels(const petl_dataset *ds);
+/* Index of a label name, or -1. */
+int32_t petl_dataset_label_index(const petl_dataset *ds, const char *name);
+/* Rows skipped as malformed (QQP only; 0 for every other task). */
+size_t petl_dataset_skipped(const petl_dataset *ds);
+
+/* ===================================================================== SQuAD v1.1 (src/squad.c) */
+
+/* SQuAD v1.1: the JSON reader, BERT-style windowed features, span decoding and the official
+ * exact-match / F1.
+ *
+ * Reading (petl_squad_load / petl_squad_parse). The file is the official format:
+ *   {"version": ..., "data": [{"title": str, "paragraphs": [{"context": str,
+ *     "qas": [{"id": str, "question": str, "answers": [{"text": str, "answer_start": int}]}]}]}]}
+ * Every rule below is an error (PETL_ERR_FORMAT, or PETL_ERR_UTF8 from the JSON parser) naming
+ * the source, the article index and title and, inside a question, its id; nothing is skipped
+ * silently, because a training set that quietly loses questions gives numbers nobody can
+ * reproduce:
+ *   - malformed JSON (with its line and column), duplicate keys, a missing or mistyped field;
+ *   - an empty (or whitespace-only) context or question; a duplicate question id;
+ *   - an answer whose text is empty, or whose answer_start (a code point offset, as Python
+ *     indexes str) plus its length runs past the context, or where context[start : start +
+ *     len(text)] is not exactly the text;
+ *   - a question with no answers, unless opts.allow_unanswered (for files to predict on, not to
+ *     score: v1.1 has no unanswerable questions and the official script cannot score one).
+ * The whole file is validated; only the questions of the articles [article_begin, article_end)
+ * are kept. The split used here, because only the dev file is available: the first 38 of its
+ * 48 articles for training (8,582 questions), the last 10 for evaluation (1,988 questions);
+ * no article is in both. Users with the real training file read it whole.
+ *
+ * Features (petl_squad_featurize): Google's run_squad.py windowing (google-research/bert):
+ *   - the question alone is tokenized and cut to its first max_query_len tokens;
+ *   - the context is tokenized once, with byte offsets (petl_tokenize_offsets);
+ *   - windows of at most max_seq_len - n_query - 3 context tokens start every doc_stride tokens
+ *     (the stride is the STEP, as in Google's code; HF's `stride` is the overlap) until one
+ *     reaches the end of the context;
+ *   - each window is [CLS] question [SEP] window [SEP], type ids 0 up to the first [SEP]
+ *     inclusive and 1 after, padded with the pad id and type 0 to max_seq_len;
+ *   - a context token's score in a window is min(left, right) + 0.01 x window length; it is
+ *     "max context" in the first window where its score is highest;
+ *   - training positions (from the FIRST gold answer): the answer's tokens are the context
+ *     tokens that overlap its byte span (the char offsets of the tokenizer, as HF does, rather
+ *     than Google's whitespace words + _improve_answer_span); in a window that holds them all,
+ *     their positions in the sequence; otherwise start = end = 0 ([CLS]), as Google's code does
+ *     for v1.1. An answer that overlaps no token (only characters the tokenizer drops) also
+ *     gets 0 / 0 in every window.
+ *
+ * Decoding (petl_squad_decode), per question over all its windows, as Google's
+ * write_predictions: the n_best highest start and end logits of each window (over all
+ * max_seq_len positions, padding included, ties to the lower position); pairs are dropped when
+ * either end is not a context token, the start is not max-context in that window, end < start
+ * or the span is longer than max_answer_len tokens; the best pair by start + end logit (ties to
+ * the earlier window, then the earlier start and end candidates) gives the answer: the context
+ * bytes from its first token's start to its last token's end (HF's offset mapping rather than
+ * Google's get_final_text).
+ *
+ * Scoring: the official evaluate-v1.1.py. normalize = Python str.lower() (full Unicode
+ * lowercasing, final sigma included), drop the 32 ASCII punctuation characters of
+ * string.punctuation, replace the words a / an / the by ' ' (re's \b(a|an|the)\b on str: word
+ * characters are Unicode letters, numbers and '_'), then ' '.join(text.split()) (Python's
+ * whitespace: \t-\r, \x1c-\x1f, space, \x85, \xa0, U+1680, U+2000-U+200A, U+2028, U+2029,
+ * U+202F, U+205F, U+3000). EM: normalized strings equal; F1 over the multiset of normalized
+ * tokens (0 when nothing is shared); max over the gold answers; totals are 100 x mean.
+ */
+
+/* The documented split of the dev file: articles [0, 38) train, [38, 48) evaluation. */
+#define PETL_SQUAD_DEV_TRAIN_ARTICLES 38
+
+typedef struct {
+    int64_t article_begin; /* first article kept (default 0) */
+    int64_t article_end;   /* one past the last article kept; -1: to the end (default) */
+    bool allow_unanswered; /* keep questions without answers (default false) */
+    int64_t max_questions; /* keep only the first N questions of the range (quick runs, as
+                              run_qa.py's max_*_samples); 0: all (default) */
+} petl_squad_opts;
+
+void petl_squad_opts_default(petl_squad_opts *o);
+
+/* True when s[len] holds nothing but Python whitespace (str.isspace): what the reader calls an
+ * empty context or question. */
+bool petl_squad_is_blank(const char *s, size_t len);
+
+/* Parses "B:E", "B:" or ":E" (article indices, E exclusive) into opts; "train" and "eval"
+ * name the documented split of the dev file (0:38 and 38:); "all" is everything. */
+petl_status petl_squad_parse_range(const char *spec, petl_squad_opts *opts, petl_error *err);
+
+typedef struct {
+    const char *text; /* NUL-terminated UTF-8, owned by the dataset */
+    size_t len;       /* bytes */
+    size_t begin;     /* byte offset in the context */
+    int64_t start;    /* answer_start as in the file: a code point offset */
+} petl_squad_answer;
+
+typedef struct {
+    const char *id;       /* owned by the dataset */
+    const char *question; /* NUL-terminated */
+    size_t question_len;
+    size_t context;   /* index of its context (petl_squad_context) */
+    size_t article;   /* article index in the file */
+    size_t n_answers; /* >= 1 unless allow_unanswered */
+    const petl_squad_answer *answers;
+} petl_squad_question;
+
+typedef struct {
+    const char *text; /* NUL-terminated */
+    size_t len;
+    size_t article;
+} petl_squad_context;
+
+typedef struct petl_squad petl_squad;
+
+/* Reads a SQuAD v1.1 file (opts may be NULL for the defaults). On success *out owns
+ * everything; free with petl_squad_free. */
+petl_status petl_squad_load(const char *path, const petl_squad_opts *opts, petl_squad **out,
+                            petl_error *err);
+/* The same from memory (buf is borrowed only during the call). `what` names the source. */
+petl_status petl_squad_parse(const char *buf, size_t len, const char *what,
+                             const petl_squad_opts *opts, petl_squad **out, petl_error *err);
+void petl_squad_free(petl_squad *ds);
+
+size_t petl_squad_num_articles(const petl_squad *ds); /* in the whole file */
+size_t petl_squad_count(const petl_squad *ds);        /* questions kept */
+const petl_squad_question *petl_squad_at(const petl_squad *ds, size_t i);
+size_t petl_squad_num_contexts(const petl_squad *ds); /* contexts of the questions kept */
+const petl_squad_context *petl_squad_context_at(const petl_squad *ds, size_t i);
+const char *petl_squad_article_title(const petl_squad *ds, size_t article);
+
+typedef struct {
+    int max_seq_len;    /* 384 */
+    int max_query_len;  /* 64 */
+    int doc_stride;     /* 128: the step between window starts */
+    int n_best;         /* 20 */
+    int max_answer_len; /* 30 tokens */
+} petl_squad_params;
+
+void petl_squad_params_default(petl_squad_params *p);
+
+/* All windows of all questions, in question order. Every array is [n, max_seq_len] row-major
+ * and owned by the object. */
+typedef struct {
+    size_t n;          /* windows */
+    int max_seq_len;   /* row length */
+    int32_t *ids;      /* [n, max_seq_len] padded with the pad id */
+    int32_t *type_ids; /* [n, max_seq_len] padded with 0 */
+    int *lengths;      /* [n] real tokens */
+    size_t *question;  /* [n] question index */
+    int *window;       /* [n] window index within its question */
+    int *ctx_begin;    /* [n] sequence position of the first context token (n_query + 2) */
+    int *ctx_len;      /* [n] context tokens in the window */
+    int32_t *offsets;  /* [n, max_seq_len, 2] byte span in the context; -1 / -1 off context */
+    uint8_t *max_ctx;  /* [n, max_seq_len] 1 where the token is max-context in this window */
+    int *start_pos;    /* [n] training target ([CLS] = 0 when not in the window); -1 when the
+                          question has no answer */
+    int *end_pos;      /* [n] */
+} petl_squad_features;
+
+/* Windows of every question of ds. PETL_ERR_ARG for settings that leave no room for the
+ * context (max_seq_len - max_query_len - 3 < 1, doc_stride < 1) or over 512 positions. */
+petl_status petl_squad_featurize(const petl_squad *ds, const petl_tokenizer *tok,
+                                 const petl_squad_params *p, petl_squad_features **out,
+                                 petl_error *err);
+void petl_squad_features_free(petl_squad_features *f);
+
+typedef struct {
+    const char *text;  /* into the context (not NUL-terminated); "" when no span was valid */
+    size_t len;        /* bytes */
+    size_t begin, end; /* byte span in the context */
+    int64_t char_begin, char_end; /* the same span in code points (Python str indices) */
+    double score;                 /* start + end logit; -INFINITY when no span was valid */
+    bool found;
+} petl_squad_prediction;
+
+/* Decodes start / end logits [f->n, f->max_seq_len] into preds[petl_squad_count(ds)]. */
+petl_status petl_squad_decode(const petl_squad *ds, const petl_squad_features *f,
+                              const float *start_logits, const float *end_logits,
+                              const petl_squad_params *p, petl_squad_prediction *preds,
+                              petl_error *err);
+
+/* The official per-answer scores of one prediction against one gold answer (UTF-8 texts; an
+ * invalid sequence is treated as U+FFFD). */
+petl_status petl_squad_em(const char *pred, size_t pred_len, const char *gold, size_t gold_len,
+                          double *out, petl_error *err);
+petl_status petl_squad_f1(const char *pred, size_t pred_len, const char *gold, size_t gold_len,
+                          double *out, petl_error *err);
+
+/* Scores predictions (texts[i] / lens[i] for question i) against every question of ds: per
+ * question (max over its answers) into em[i] / f1[i] when non-NULL (0 / 1 values and F1 in
+ * [0, 1]); totals in percent, summed in question order as the official script does. A question
+ * without answers is PETL_ERR_ARG (the official script cannot score it either). */
+petl_status petl_squad_score(const petl_squad *ds, const char *const *texts, const size_t *lens,
+                             double *em, double *f1, double *total_em, double *total_f1,
+                             petl_error *err);
+
+/* ================================================================ task models (src/taskmodel.c) */
+
+/* A task model is a task trained on a frozen base: adapters, tuned LayerNorms, the head, and for
+ * full / top-K tuning the tuned copies of base weights, all in one float block of its own. The
+ * base petl_model stays immutable and shared: many task models can share one base. Its trainable
+ * tensors carry AdapterHub / HuggingFace key names (what the adapter file stores). Train one with
+ * petl_train, run one with petl_predict_all / petl_evaluate, save and load one with
+ * petl_adapter_save / petl_adapter_load. */
+
+/* What is trained (`--tune`). */
+typedef enum {
+    PETL_TUNE_ADAPTER,   /* adapters + every LayerNorm + head (the paper's method; default) */
+    PETL_TUNE_FULL,      /* every parameter: the full fine-tuning baseline */
+    PETL_TUNE_TOP,       /* the top top_k layers (+ pooler) + head: "variable fine-tuning" */
+    PETL_TUNE_LAYERNORM, /* every LayerNorm + head */
+    PETL_TUNE_HEAD,      /* head only: the feature-based baseline */
+} petl_tune;
+
+typedef enum {
+    PETL_PLACE_BOTH, /* after the attention output projection and after the FFN (the paper) */
+    PETL_PLACE_FFN,  /* after the FFN output projection only */
+} petl_adapter_placement;
+
+typedef enum { PETL_ADAPTER_GELU, PETL_ADAPTER_RELU, PETL_ADAPTER_SWISH } petl_adapter_act;
+
+/* The task head. */
+typedef enum {
+    PETL_HEAD_CLASSIFY, /* pooled [CLS] -> dropout -> classifier [num_labels, H] (default):
+                           BertForSequenceClassification, tensors classifier.weight / .bias */
+    PETL_HEAD_SPAN,     /* every token -> qa_outputs [2, H]: start / end logits, no pooler, no
+                           head dropout (BertForQuestionAnswering, tensors qa_outputs.weight /
+                           .bias); trained on span targets, run by petl_predict_spans_all */
+} petl_head_kind;
+
+typedef struct {
+    petl_tune tune;
+    int top_k;                        /* PETL_TUNE_TOP: number of top layers tuned */
+    int adapter_size;                 /* bottleneck m, default 64 */
+    petl_adapter_act adapter_act;     /* default GELU (exact erf form) */
+    float adapter_init_sd;            /* truncated normal (cut at 2 sd), default 1e-3 */
+    petl_adapter_placement placement; /* default PETL_PLACE_BOTH */
+    uint64_t adapter_layers;          /* bit l set: layer l carries adapters; default all */
+    int num_labels;                   /* >= 2: classification (cross-entropy); 1: regression;
+                                         PETL_HEAD_SPAN: 2 (start, end) */
+    petl_head_kind head;              /* default PETL_HEAD_CLASSIFY */
+    float hidden_dropout;             /* default: the config's hidden_dropout_prob */
+    float attention_dropout;          /* default: the config's attention_probs_dropout_prob */
+    float head_dropout;               /* before the classifier, default 0.1 (unused by spans) */
+} petl_tune_config;
+
+/* Defaults above, for a base with config cfg (dropouts from cfg). */
+void petl_tune_config_default(petl_tune_config *tc, const petl_config *cfg);
+
+typedef struct petl_task_model petl_task_model;
+
+/* A new task model on `base` (which must outlive it): adapters initialised near identity from
+ * `seed`, LayerNorms and tuned weights copied from the base, head initialised as BERT does
+ * (normal(0, initializer_range 0.02), bias 0). */
+petl_status petl_task_model_new(const petl_model *base, const petl_tune_config *tc, uint64_t seed,
+                                petl_task_model **out, petl_error *err);
+void petl_task_model_free(petl_task_model *tm);
+const petl_tune_config *petl_task_model_tune_config(const petl_task_model *tm);
+
+/* Ablation at inference (the paper's Figure 6): bit l of layer_mask set makes both adapters of
+ * layer l the identity (as if their weights were zero); 0 (the default) runs every adapter.
+ * Layers from 64 up cannot be switched off. Read by every forward (and backward) until changed;
+ * not thread-safe against a forward running on another thread. */
+void petl_task_model_disable_adapters(petl_task_model *tm, uint64_t layer_mask);
+uint64_t petl_task_model_disabled_adapters(const petl_task_model *tm);
+
+/* Trained floats, and the whole model's (base + adapters + head) for the "% trained" line. */
+int64_t petl_task_model_trainable_count(const petl_task_model *tm);
+int64_t petl_task_model_total_count(const petl_task_model *tm);
+
+/* Work buffers of one task model (one arena). petl_predict_ctx_new makes one for inference only
+ * (one layer's activations, no backward buffers) for batches of up to max_batch x max_len:
+ * pass it to petl_predict_all, petl_evaluate, petl_predict_spans_all or petl_squad_evaluate to
+ * reuse it across calls (petl_train makes its own training context). */
+typedef struct petl_train_ctx petl_train_ctx;
+petl_status petl_predict_ctx_new(const petl_task_model *tm, int max_batch, int max_len,
+                                 petl_train_ctx **out, petl_error *err);
+void petl_train_ctx_free(petl_train_ctx *ctx);
+
+/* =========================================================== tokenized examples (src/batcher.c) */
+
+/* A petl_batcher holds a set of examples tokenized ONCE (ids and type ids of every example in
+ * one growing arena, plus label / target or span targets): what petl_train, petl_evaluate and
+ * the predict functions take. They run it in batches of similar length, each padded to its
+ * longest row (the planning is internal to the library). */
+
+typedef struct petl_batcher petl_batcher;
+
+/* An empty batcher that truncates to max_len tokens (special tokens included; >= 3). `tok` is
+ * borrowed and must outlive the batcher. *out is owned by the caller: petl_batcher_free. */
+petl_status petl_batcher_new(const petl_tokenizer *tok, int max_len, petl_batcher **out,
+                             petl_error *err);
+void petl_batcher_free(petl_batcher *b);
+
+/* Tokenizes and appends one example (label -1 / target 0 when unknown). */
+petl_status petl_batcher_add(petl_batcher *b, const char *text_a, size_t len_a, const char *text_b,
+                             size_t len_b, int32_t label, float target, petl_error *err);
+/* Appends one example tokenized already (a SQuAD window: [CLS] question [SEP] context [SEP]):
+ * ids / type_ids [len], 1 <= len <= max_len (no truncation: PETL_ERR_ARG), with span targets
+ * start / end (sequence positions in [0, len), or -1 when unknown). Label -1, target 0. */
+petl_status petl_batcher_add_encoded(petl_batcher *b, const int32_t *ids, const int32_t *type_ids,
+                                     int len, int32_t start, int32_t end, petl_error *err);
+/* Appends every example of a dataset, in order; errors name the file line of the example. */
+petl_status petl_batcher_add_dataset(petl_batcher *b, const petl_dataset *ds, petl_error *err);
+/* Forgets the examples (keeps the memory): used to batch a stream chunk by chunk. */
+void petl_batcher_clear(petl_batcher *b);
+
+size_t petl_batcher_count(const petl_batcher *b);
+int petl_batcher_max_len(const petl_batcher *b);
+
+/* Number of batches of a training epoch: ceil(n / batch). */
+size_t petl_batcher_epoch_batches(size_t n, int batch);
+
+/* ====================================================== training and evaluation (src/trainer.c) */
+
+/* The training loop: epochs of length-grouped batches, AdamW with clipping and the linear
+ * warmup / decay schedule, dev evaluation after each epoch keeping the best epoch, a JSON-lines
+ * log, and checkpoints that a killed run resumes from bit for bit.
+ *
+ * Determinism and resume. Everything random is a pure function of the seed and the position: the
+ * batch order of epoch e comes from (seed, e), the dropout of global step s from (seed, s), and the
+ * head / adapter initialisation from the seed. So the state of a run between two steps is exactly:
+ * the parameters, AdamW's m / v and step count, the position (epoch, batch within the epoch) and
+ * the best-so-far (epoch, metrics, a copy of the parameters). A checkpoint stores all of it in one
+ * safetensors file (tensors "param/NAME", "adam_m/NAME", "adam_v/NAME", "best/NAME", and the rest
+ * as JSON in the metadata key "petl_checkpoint"), written atomically; a resumed run with the same
+ * options and thread count continues with bitwise the same numbers as a run never stopped. The
+ * options that change the numbers are stored too, and a resume with different ones is refused.
+ *
+ * The library never prints: progress goes to a callback. */
+
+/* A dev evaluation other than petl_evaluate's (SQuAD: decode the spans and score them): fills
+ * *out for the model as it is now. ctx is the training context, usable for inference. */
+typedef petl_status (*petl_eval_fn)(petl_task_model *tm, petl_train_ctx *ctx, void *user,
+                                    petl_metric_set *out, petl_error *err);
+
+typedef struct {
+    double lr;                /* peak learning rate */
+    int epochs;               /* >= 1 */
+    int batch;                /* >= 1 */
+    uint64_t seed;            /* batch order, dropout (the task model's init uses its own seed) */
+    double warmup;            /* fraction of the steps with a linear warmup (0.1) */
+    double weight_decay;      /* 0.01; not on LayerNorm parameters and biases */
+    double max_grad_norm;     /* 1.0 */
+    bool bias_correction;     /* false: BERT-style Adam as the paper; true: torch AdamW */
+    bool pad_to_max;          /* pad every batch to max_len instead of its longest row */
+    int eval_batch;           /* batch size for dev evaluation (0: the training batch) */
+    int64_t checkpoint_every; /* steps between checkpoints (0: only at epoch ends) */
+    const char *checkpoint_path; /* NULL: no checkpoints */
+    bool resume;                 /* continue from checkpoint_path when it exists */
+    const char *log_path;        /* JSON-lines log (appended); NULL: none */
+    int log_every;               /* steps between log lines (10); the first and last steps always */
+    petl_eval_fn evaluate;       /* NULL: petl_evaluate(dev) with the task's metrics */
+    void *evaluate_user;
+    const char *resume_key; /* more settings a resume must match (SQuAD's windowing and
+                               decoding); NULL: none */
+    int64_t eval_every;     /* also evaluate on dev every N steps (0: only after each epoch); logged
+                               with "train_s", the training time without evaluations */
+    double stop_at;         /* with eval_every: stop at the first evaluation whose score (the task's
+                               main metric) is >= stop_at, keeping that model (time to accuracy);
+                               NAN: never */
+} petl_train_opts;
+
+void petl_train_opts_default(petl_train_opts *o);
+
+typedef enum {
+    PETL_PROGRESS_START,      /* before the first step (after a resume: step > 0) */
+    PETL_PROGRESS_STEP,       /* after every optimiser step */
+    PETL_PROGRESS_EVAL_START, /* dev evaluation of an epoch begins */
+    PETL_PROGRESS_EPOCH,      /* dev evaluation done: dev, best */
+    PETL_PROGRESS_CHECKPOINT, /* a checkpoint was written */
+    PETL_PROGRESS_SKIPPED,    /* a step was skipped: non-finite gradient norm */
+} petl_progress_kind;
+
+typedef struct {
+    petl_progress_kind kind;
+    int64_t step, total_steps;  /* completed optimiser steps */
+    int epoch, epochs;          /* 0-based epoch in progress */
+    double loss;                /* this step's loss */
+    double mean_loss;           /* mean loss of the epoch so far */
+    double lr, grad_norm;       /* of this step (grad_norm before clipping) */
+    double tokens_per_s;        /* real tokens through forward + backward, since the start */
+    double elapsed_s;           /* since this process started training */
+    const petl_metric_set *dev; /* PETL_PROGRESS_EPOCH: the epoch's dev metrics */
+    bool best;                  /* PETL_PROGRESS_EPOCH: a new best epoch */
+    const char *path;           /* PETL_PROGRESS_CHECKPOINT */
+} petl_train_progress;
+
+typedef void (*petl_progress_fn)(const petl_train_progress *p, void *user);
+
+typedef struct {
+    int best_epoch;       /* 0-based; -1 without a dev set (the last epoch is kept) */
+    petl_metric_set best; /* dev metrics of the best epoch */
+    int64_t steps;        /* optimiser steps of the whole run */
+    int64_t skipped;      /* steps skipped for a non-finite gradient norm */
+    bool resumed;         /* started from a checkpoint */
+    int64_t resumed_step;
+    double train_seconds;   /* in this process */
+    int64_t stopped_step;   /* stop_at reached after this many steps (0: ran to the end) */
+    double stopped_train_s; /* training seconds (evaluations excluded) when it was reached */
+} petl_train_result;
+
+/* Trains tm on `train` (labels / targets filled; a span head: span targets). After each epoch
+ * evaluates on `dev` (may be NULL) with the task's metrics, or with o->evaluate when set (task
+ * may then be NULL; `dev` still sizes the context and names the dev set in checkpoints), and
+ * remembers the best epoch (by petl_metric_set.score). On return tm holds the best epoch's
+ * parameters (the last epoch's without a dev set). petl_train_ctx for max_batch x max_len is
+ * created inside. */
+petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_batcher *train,
+                       const petl_batcher *dev, const petl_train_opts *o, petl_progress_fn cb,
+                       void *user, petl_train_result *res, petl_error *err);
+
+/* Runs the model over every example of b (no dropout) in length-sorted batches and writes
+ * logits[i * num_labels + c] in the INPUT order of b (num_labels 1 for regression). ctx may be
+ * NULL (one is created for the call). */
+petl_status petl_predict_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
+                             int batch, float *logits, petl_error *err);
+
+/* Evaluates tm on b with the task's metrics (gold = b's labels / targets). preds[n] (optional)
+ * receives the predicted class index or regression value per example, in input order. */
+petl_status petl_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_task *task,
+                          const petl_batcher *b, int batch, double *preds, petl_metric_set *out,
+                          petl_error *err);
+
+/* The span head over every example of b (no dropout), in length-sorted batches: start / end
+ * logits [count, seq] in the INPUT order of b, each row padded with -INFINITY after its tokens
+ * (petl_squad_decode's layout; seq >= petl_batcher_max_len(b)). ctx may be NULL. */
+petl_status petl_predict_spans_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
+                                   int batch, int seq, float *start_logits, float *end_logits,
+                                   petl_error *err);
+
+/* SQuAD evaluation of a span model: b holds the windows of f in order (petl_batcher_add_encoded
+ * of each feature), which are run, decoded (petl_squad_decode with p) and scored against ds's
+ * gold answers. *out: exact_match and f1 as fractions (the official script's percentages / 100,
+ * like every petl metric), score = f1 (the best epoch is the best F1). preds (optional,
+ * [petl_squad_count(ds)]) receives the predictions; their texts point into ds. */
+petl_status petl_squad_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_squad *ds,
+                                const petl_squad_features *f, const petl_batcher *b,
+                                const petl_squad_params *p, int batch, petl_squad_prediction *preds,
+                                petl_metric_set *out, petl_error *err);
+
+/* =========================================================== adapter folders (src/adapter_io.c) */
+
+/* The adapter on disk: a folder with adapter_config.json and adapter.safetensors.
+ *
+ *   adapter_config.json  petl version, task (name, spec for petl_task_lookup, labels in class
+ *                        order, regression), max_len, the petl_tune_config that rebuilds the
+ *                        task model's parameter list (tune.head "classify" or "span"; files
+ *                        without it are "classify"), for a span head the "squad" settings
+ *                        (window step, query and answer lengths, n-best, the held-out
+ *                        articles), the base model's identity (architecture, shapes, parameter
+ *                        count, content hash) and free-form training notes.
+ *   adapter.safetensors  every trainable tensor of the task model by its (AdapterHub-style)
+ *                        name, F32, with a hash of all the tensors' bytes in the metadata so that a
+ *                        file damaged in place is refused rather than silently used.
+ *
+ * Saving is atomic for the folder as a whole: both files are written and fsync'ed into a
+ * temporary folder beside the target, which is then renamed into place. An existing adapter is
+ * replaced only with force; then the old folder is renamed away, the new one in, and the old
+ * one removed, so a failure at any point leaves either the old adapter or the new one complete
+ * (after a crash between the two renames, the old one survives as ".NAME.old-*" beside it).
+ *
+ * Loading refuses an adapter trained on another base (naming every field that differs),
+ * missing, extra or misshapen tensors (name, expected and found shape) and damaged files. */
+
+#define PETL_ADAPTER_CONFIG "adapter_config.json"
+#define PETL_ADAPTER_WEIGHTS "adapter.safetensors"
+
+/* What identifies a base model: an adapter only makes sense on the exact weights it was trained
+ * with (the frozen layers are part of the function it learned). */
+typedef struct {
+    char model_type[32];
+    int vocab_size, hidden_size, num_layers, num_heads, intermediate_size;
+    int max_position_embeddings, type_vocab_size;
+    int64_t num_params;
+    uint64_t content_hash; /* hash of every float of the base's weights */
+    /* The tokenizer the adapter was trained with (the same weights under another vocabulary
+     * or casing see different ids). Adapters from before petl recorded it: has_tokenizer
+     * false, and nothing to compare. */
+    bool has_tokenizer;
+    bool lowercase, strip_accents, clean_text, handle_chinese_chars;
+    uint64_t vocab_hash; /* petl_tokenizer_vocab_hash */
+} petl_base_identity;
+
+/* Architecture from the config plus the content hash (computes the hash: ~10 ms per 100 MB). */
+void petl_base_identity_of(const petl_model *m, petl_base_identity *id);
+/* Adds the tokenizer's settings and vocabulary hash to *id. */
+void petl_base_identity_set_tokenizer(petl_base_identity *id, const petl_tokenizer *tok);
+
+/* The contents of adapter_config.json. Strings and arrays are owned by the struct:
+ * petl_adapter_info_free (safe on a zeroed struct). */
+typedef struct {
+    char petl_version[32];
+    char task_name[16];  /* petl_task.name: "sst2", or "tsv" / "csv" / "jsonl" */
+    char task_spec[256]; /* what petl_task_lookup was given ("sst2", "tsv:text=0,label=1") */
+    size_t n_labels;     /* 0 for regression */
+    char **labels;       /* [n_labels] class names in index order */
+    bool regression;
+    int max_len;             /* the truncation used in training; eval / predict default to it
+                                (a span head: the window length, squad.max_seq_len) */
+    petl_tune_config tune;   /* num_labels = n_labels, or 1 for regression, or 2 for a span head
+                                (then no labels) */
+    petl_squad_params squad; /* tune.head == PETL_HEAD_SPAN: windowing and decoding */
+    char squad_eval_articles[48]; /* the articles held out in training ("38:48", "all"): what
+                                     petl eval scores by default */
+    petl_base_identity base;
+    char *training_json; /* a JSON object (text) with training notes, or NULL */
+} petl_adapter_info;
+
+void petl_adapter_info_free(petl_adapter_info *info);
+/* Copies labels[n] into info->labels (replacing any). */
+petl_status petl_adapter_info_set_labels(petl_adapter_info *info, const char *const *labels,
+                                         size_t n, petl_error *err);
+
+/* Writes the adapter folder `dir` (see above). Refuses (PETL_ERR_IO, naming the
+ * folder and --force) when `dir` exists and is not an empty folder, unless force. */
+petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
+                              const petl_adapter_info *info, bool force, petl_error *err);
+
+/* Loads an adapter for `base` (which must outlive *out). `id` is the base's identity (computed
+ * once per base by the caller: many adapters share one base). Fills *info (caller frees) and
+ * *out (caller frees with petl_task_model_free). */
+petl_status petl_adapter_load(const char *dir, const petl_model *base, const petl_base_identity *id,
+                              petl_adapter_info *info, petl_task_model **out, petl_error *err);
+
+/* ==================================================================== sweep grids (src/sweep.c) */
+
+/* A sweep grid: `petl sweep --grid "lr=3e-5,3e-4 epochs=1,3 size=8,64 seed=1,2"`, the cross
+ * product of training options (axes), each run named by a stable id made from its values.
+ *
+ * Syntax: axes separated by white space, each NAME=V1,V2,...; names are `petl train` options
+ * without the dashes (lr, epochs, batch, seed, max-len, warmup, weight-decay, tune, init-sd,
+ * placement) plus the short forms size (--adapter-size), act (--adapter-act) and top (K of
+ * --tune top:K). Values are checked here (numbers, known words) so that a typo fails before
+ * hours of training rather than at run 17. Runs are numbered with the LAST axis varying
+ * fastest, as nested loops written in the order of the spec. */
+
+typedef struct {
+    char *name;         /* canonical axis name: "lr", "size", "top", ... */
+    const char *option; /* the `petl train` option it sets: "--lr", "--adapter-size", "--tune" */
+    size_t n;           /* >= 1 values */
+    char **values;      /* [n] as written in the spec */
+    char **args;        /* [n] the option's argument: the value, or "top:K" for the top axis */
+} petl_grid_axis;
+
+typedef struct {
+    size_t n_axes;
+    petl_grid_axis *axes; /* [n_axes] in spec order */
+    size_t n_runs;        /* product of the axes' sizes (at most PETL_GRID_MAX_RUNS) */
+} petl_grid;
+
+#define PETL_GRID_MAX_RUNS 100000
+#define PETL_GRID_ID_MAX 256
+
+/* Parses spec into *out (free with petl_grid_free). PETL_ERR_ARG naming the axis and value on
+ * an unknown axis, a repeated axis, tune together with top, an empty or malformed value, two
+ * values of one axis with the same id, or too many runs. */
+petl_status petl_grid_parse(const char *spec, petl_grid **out, petl_error *err);
+void petl_grid_free(petl_grid *g);
+
+/* Index of axis `axis`'s value in run `run` (< n_runs). */
+size_t petl_grid_value_index(const petl_grid *g, size_t run, size_t axis);
+
+/* The run's id, e.g. "lr3e-5_epochs1_size8_seed1": the axes in spec order, name then value,
+ * with every character outside [A-Za-z0-9.+-] of a value turned into '-'. Stable across
+ * processes (a resumed sweep finds its runs by it) and unique within the grid. Writes at most
+ * cap bytes (PETL_GRID_ID_MAX is enough unless the spec is huge); returns the length it needs
+ * (>= cap: truncated). */
+size_t petl_grid_run_id(const petl_grid *g, size_t run, char *buf, size_t cap);
+
+/* ======================================================================== server (src/server.c) */
+
+/* petl serve as a library: one frozen base model in memory serving many task adapters over
+ * HTTP/1.1 (libmicrohttpd), with dynamic batching across requests and tasks. One worker thread
+ * gathers the requests arriving within a window into batches; the rows of every task that
+ * leaves the base's weights untouched (--tune adapter, layernorm, head) run through ONE fused
+ * forward (the base's GEMMs once for all rows, each task's adapters, LayerNorms and head on its
+ * own rows), the rows of full / top-K tasks task by task. docs/serving.md gives the routes.
+ *
+ * Threads: the HTTP daemon runs one thread per connection; handlers parse, look up the task and
+ * tokenize on their own thread, then block until the worker has run their job. The base model,
+ * the tokenizer and loaded task models are only read after load, so they are shared freely. */
+
+#define PETL_SRV_NAME_MAX 64 /* task names: [A-Za-z0-9_.-]{1,64}, not starting with '.' */
+
+/* True when name is a valid task name (see PETL_SRV_NAME_MAX). */
+bool petl_srv_name_valid(const char *name, size_t len);
+
+/* The dynamic batching of requests (petl_server_opts.batch). */
+typedef struct {
+    double window_ms; /* how long to wait for more jobs after the first (2) */
+    int max_batch;    /* rows per batch (32); a larger job runs alone, in pieces */
+    int queue;        /* jobs waiting at most (256); more are refused */
+} petl_srv_batcher_opts;
+
+typedef struct {
+    const char *host;    /* IPv4 address to bind ("127.0.0.1"; "localhost" is accepted) */
+    int port;            /* 0: any free port (see petl_server_port) */
+    size_t max_body;     /* bytes (1 MiB) */
+    size_t max_inputs;   /* per request (256) */
+    size_t max_tasks;    /* loaded at once (10000) */
+    int max_connections; /* concurrent connections (256) */
+    unsigned timeout_s;  /* idle connection timeout (30) */
+    petl_srv_batcher_opts batch;
+    const char *admin_token;  /* NULL: the admin routes answer 403 */
+    const char *adapters_dir; /* relative paths of POST /v1/tasks resolve against it */
+    /* One line per start / load / unload / stop (no newline); NULL: silent. Called from any
+     * thread, one line at a time. */
+    void (*log)(void *user, const char *line);
+    void *log_user;
+} petl_server_opts;
+
+void petl_server_opts_default(petl_server_opts *o);
+
+typedef struct petl_server petl_server;
+
+/* A server for `base` and `tok` (both borrowed, must outlive it). Nothing listens yet. */
+petl_status petl_server_new(const petl_server_opts *o, const petl_model *base,
+                            const petl_tokenizer *tok, petl_server **out, petl_error *err);
+/* Loads dir as task name (before or after start). */
+petl_status petl_server_load(petl_server *s, const char *name, const char *dir, petl_error *err);
+/* Starts the batch worker and the HTTP daemon. */
+petl_status petl_server_start(petl_server *s, petl_error *err);
+/* The port listened on (after start). */
+int petl_server_port(const petl_server *s);
+/* Graceful stop: stop accepting connections, let requests in flight finish (at most
+ * grace_s seconds), then stop the daemon and the worker. Idempotent. */
+void petl_server_stop(petl_server *s, double grace_s);
+/* Stops (when running) and frees. NULL is a no-op. */
+void petl_server_free(petl_server *s);
 
 #ifdef __cplusplus
 }

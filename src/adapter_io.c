@@ -1,8 +1,10 @@
-/* The adapter folder: adapter_config.json + adapter.safetensors. See adapter_io.h. */
+/* The adapter folder: adapter_config.json + adapter.safetensors. See include/petl.h
+ * (section "adapter folders") and adapter_io.h. */
 #include "adapter_io.h"
 
 #include "internal.h"
 #include "model.h"
+#include "train.h"
 
 #include <dirent.h>
 #include <errno.h>

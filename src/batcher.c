@@ -1,4 +1,5 @@
-/* Tokenize once, batch by similar length with dynamic padding. See batcher.h. */
+/* Tokenize once, batch by similar length with dynamic padding. See include/petl.h (section
+ * "tokenized examples") and batcher.h. */
 #include "batcher.h"
 
 #include "internal.h"

@@ -1,7 +1,7 @@
-/* Batches of similar length with dynamic padding: internal API used by the trainer and the CLI.
+/* Batches of similar length with dynamic padding: the internal half of the batcher, used by the
+ * trainer (the public half, petl_batcher and filling it, is in include/petl.h).
  *
- * A petl_batcher holds a set of examples tokenized ONCE (ids and type ids of every example in
- * one growing arena, plus label / target). Plans say which examples go into which batch:
+ * Plans say which examples of a petl_batcher go into which batch:
  *
  *   - petl_batcher_plan_train: the epoch's order, a pure function of (seed, epoch, n, batch):
  *     the indices are shuffled with petl_rng_stream(seed, PETL_RNG_SHUFFLE, epoch, 0), cut into
@@ -18,7 +18,6 @@
 #ifndef PETL_BATCHER_H
 #define PETL_BATCHER_H
 
-#include "data.h"
 #include "petl.h"
 
 #include <stdbool.h>
@@ -27,30 +26,6 @@
 
 #define PETL_BATCHER_CHUNK 100 /* batches per length-sorted chunk of a training epoch */
 
-typedef struct petl_batcher petl_batcher;
-
-/* An empty batcher that truncates to max_len tokens (special tokens included; >= 3). `tok` is
- * borrowed and must outlive the batcher. *out is owned by the caller: petl_batcher_free. */
-petl_status petl_batcher_new(const petl_tokenizer *tok, int max_len, petl_batcher **out,
-                             petl_error *err);
-void petl_batcher_free(petl_batcher *b);
-
-/* Tokenizes and appends one example (label -1 / target 0 when unknown). */
-petl_status petl_batcher_add(petl_batcher *b, const char *text_a, size_t len_a,
-                             const char *text_b, size_t len_b, int32_t label, float target,
-                             petl_error *err);
-/* Appends one example tokenized already (a SQuAD window: [CLS] question [SEP] context [SEP]):
- * ids / type_ids [len], 1 <= len <= max_len (no truncation: PETL_ERR_ARG), with span targets
- * start / end (sequence positions in [0, len), or -1 when unknown). Label -1, target 0. */
-petl_status petl_batcher_add_encoded(petl_batcher *b, const int32_t *ids, const int32_t *type_ids,
-                                     int len, int32_t start, int32_t end, petl_error *err);
-/* Appends every example of a dataset, in order; errors name the file line of the example. */
-petl_status petl_batcher_add_dataset(petl_batcher *b, const petl_dataset *ds, petl_error *err);
-/* Forgets the examples (keeps the memory): used to batch a stream chunk by chunk. */
-void petl_batcher_clear(petl_batcher *b);
-
-size_t petl_batcher_count(const petl_batcher *b);
-int petl_batcher_max_len(const petl_batcher *b);
 /* Tokens of example i (special tokens included). */
 int petl_batcher_length(const petl_batcher *b, size_t i);
 int32_t petl_batcher_label(const petl_batcher *b, size_t i);
@@ -69,8 +44,6 @@ typedef struct {
     int64_t *order; /* [count] example indices */
 } petl_batch_plan;
 
-/* Number of batches of a training epoch: ceil(n / batch). */
-size_t petl_batcher_epoch_batches(size_t n, int batch);
 petl_status petl_batcher_plan_train(const petl_batcher *b, int batch, uint64_t seed,
                                     int64_t epoch, petl_batch_plan *plan, petl_error *err);
 petl_status petl_batcher_plan_eval(const petl_batcher *b, int batch, petl_batch_plan *plan,

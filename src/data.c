@@ -1,12 +1,12 @@
-/* Task data reader: GLUE TSV files and a generic TSV / CSV / JSON-lines format (see data.h for
- * the rules and the spec grammar).
+/* Task data reader: GLUE TSV files and a generic TSV / CSV / JSON-lines format (see the section
+ * "task data" of include/petl.h for the rules and the spec grammar).
  *
  * The whole file is read into one buffer that becomes the dataset's first arena block. TSV and
  * CSV fields are cut out of it in place (separators overwritten with NUL, CSV quotes undone by
  * shifting left, which never needs more room), so the examples point into the file's own bytes
  * and loading is one pass with no per-string allocation. JSON strings and label names are
  * copied into further arena blocks. */
-#include "data.h"
+#include "petl.h"
 
 #include "internal.h"
 

@@ -28,7 +28,4 @@ petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_
  * for a safetensors parsed from memory. */
 void petl_st_drop_pages(const petl_safetensors *st, const petl_st_tensor *t);
 
-/* Joins dir and name with one '/' into a malloc'ed string (caller frees); NULL on no memory. */
-char *petl_path_join(const char *dir, const char *name);
-
 #endif

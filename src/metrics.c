@@ -1,8 +1,8 @@
-/* GLUE evaluation metrics in double precision, matching scikit-learn and SciPy (see
- * metrics.h for the exact counterparts and tests/golden/metrics_cases.txt for the proof). */
-#include "metrics.h"
+/* GLUE evaluation metrics in double precision, matching scikit-learn and SciPy (see the section
+ * "metrics" of include/petl.h for the exact counterparts and tests/golden/metrics_cases.txt for
+ * the proof). */
+#include "petl.h"
 
-#include "data.h"
 #include "internal.h"
 
 #include <math.h>

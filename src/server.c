@@ -1,8 +1,10 @@
 /* petl serve, the library part: request parsing, task registry, metrics, dynamic batcher,
- * default executor and the HTTP daemon. See server.h for the design. */
+ * default executor and the HTTP daemon. See include/petl.h (section "server") and server.h
+ * for the design. */
 #include "server.h"
 
 #include "internal.h"
+#include "train.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

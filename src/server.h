@@ -1,8 +1,6 @@
-/* petl serve, the library part: one frozen base model in memory serving many task adapters
- * over HTTP/1.1 (libmicrohttpd), with dynamic batching across requests and tasks.
- * Public API: to be merged into include/petl.h once it settles.
- *
- * The pieces, each usable (and tested) on its own:
+/* petl serve, the library's internal pieces. The server itself (petl_server_*, its options and
+ * the task-name rule) is public: include/petl.h, section "server". Each piece below is usable
+ * (and tested) on its own:
  *   - request parsing: a pure function from a request body to a parsed request or a rejection
  *     (HTTP status + reason). This is what fuzz/fuzz_server_request.c drives.
  *   - the task registry: name -> loaded task (adapter + head on the shared base), reference
@@ -15,25 +13,17 @@
  *     once for all rows, each task's adapters, LayerNorms and head on its own rows), and the
  *     rows of full / top-K tasks through petl_task_predict, task by task.
  *   - metrics in the Prometheus text format.
- *   - the server: the routes on top of the above.
- *
- * Threads: the HTTP daemon runs one thread per connection; handlers parse, look up the task and
- * tokenize on their own thread, then block until the worker has run their job. The base model,
- * the tokenizer and loaded task models are only read after load, so they are shared freely. */
+ *   - the server (petl_server_*, public) puts the routes on top of the above. */
 #ifndef PETL_SERVER_H
 #define PETL_SERVER_H
 
-#include "adapter_io.h"
 #include "petl.h"
-#include "train.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* ===================================================================== request parsing */
-
-#define PETL_SRV_NAME_MAX 64 /* task names: [A-Za-z0-9_.-]{1,64}, not starting with '.' */
 
 /* Why a request is refused: the HTTP status and a one-line reason for the JSON error body. */
 typedef struct {
@@ -59,9 +49,6 @@ typedef struct {
     petl_srv_input *inputs; /* [n_inputs] */
     void *root;             /* the JSON document the strings point into */
 } petl_srv_request;
-
-/* True when name is a valid task name (see PETL_SRV_NAME_MAX). */
-bool petl_srv_name_valid(const char *name, size_t len);
 
 /* Parses body[0..len) (need not be NUL-terminated). On success returns true with *out filled.
  * On failure returns false with *rej filled (400 malformed, 413 more than max_inputs inputs,
@@ -173,12 +160,6 @@ typedef struct petl_srv_job {
     int done;
 } petl_srv_job;
 
-typedef struct {
-    double window_ms; /* how long to wait for more jobs after the first (2) */
-    int max_batch;    /* rows per batch (32); a larger job runs alone, in pieces */
-    int queue;        /* jobs waiting at most (256); more are refused */
-} petl_srv_batcher_opts;
-
 typedef struct petl_srv_batcher petl_srv_batcher;
 
 /* Starts the worker thread. exec / user are used on it; metrics may be NULL. */
@@ -204,44 +185,6 @@ typedef struct petl_srv_exec petl_srv_exec;
 petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out, petl_error *err);
 void petl_srv_exec_free(petl_srv_exec *e);
 petl_status petl_srv_exec_run(void *exec, const petl_srv_rows *rows, petl_error *err);
-
-/* ===================================================================== the server */
-
-typedef struct {
-    const char *host;    /* IPv4 address to bind ("127.0.0.1"; "localhost" is accepted) */
-    int port;            /* 0: any free port (see petl_server_port) */
-    size_t max_body;     /* bytes (1 MiB) */
-    size_t max_inputs;   /* per request (256) */
-    size_t max_tasks;    /* loaded at once (10000) */
-    int max_connections; /* concurrent connections (256) */
-    unsigned timeout_s;  /* idle connection timeout (30) */
-    petl_srv_batcher_opts batch;
-    const char *admin_token;  /* NULL: the admin routes answer 403 */
-    const char *adapters_dir; /* relative paths of POST /v1/tasks resolve against it */
-    /* One line per start / load / unload / stop (no newline); NULL: silent. Called from any
-     * thread, one line at a time. */
-    void (*log)(void *user, const char *line);
-    void *log_user;
-} petl_server_opts;
-
-void petl_server_opts_default(petl_server_opts *o);
-
-typedef struct petl_server petl_server;
-
-/* A server for `base` and `tok` (both borrowed, must outlive it). Nothing listens yet. */
-petl_status petl_server_new(const petl_server_opts *o, const petl_model *base,
-                            const petl_tokenizer *tok, petl_server **out, petl_error *err);
-/* Loads dir as task name (before or after start). */
-petl_status petl_server_load(petl_server *s, const char *name, const char *dir, petl_error *err);
-/* Starts the batch worker and the HTTP daemon. */
-petl_status petl_server_start(petl_server *s, petl_error *err);
-/* The port listened on (after start). */
-int petl_server_port(const petl_server *s);
-/* Graceful stop: stop accepting connections, let requests in flight finish (at most
- * grace_s seconds), then stop the daemon and the worker. Idempotent. */
-void petl_server_stop(petl_server *s, double grace_s);
-/* Stops (when running) and frees. NULL is a no-op. */
-void petl_server_free(petl_server *s);
 
 /* Constant-time comparison of a presented token with the secret (time depends only on the
  * secret's length). */

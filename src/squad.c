@@ -1,6 +1,7 @@
 /* SQuAD v1.1: reader, windowed features, decoding and the official metric. The rules are
- * documented in squad.h; the comments here say why the code looks the way it does. */
-#include "squad.h"
+ * documented in include/petl.h (section "SQuAD v1.1"); the comments here say why the code looks
+ * the way it does. */
+#include "petl.h"
 
 #include "internal.h"
 

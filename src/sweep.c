@@ -1,4 +1,4 @@
-/* Sweep grids: parsing and run ids (see sweep.h). */
+/* Sweep grids: parsing and run ids (see include/petl.h, section "sweep grids"). */
 #include "sweep.h"
 
 #include "internal.h"

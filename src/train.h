@@ -1,7 +1,8 @@
 /* Training on a frozen base: the task model (adapters, tuned LayerNorms, head, and for
  * full / top-K tuning the tuned copies of base weights), its forward with saved activations
- * and its backward. Internal API, shared by src/taskmodel.c (the math) and src/trainer.c
- * (the loop), to be merged into include/petl.h once it settles.
+ * and its backward. Internal API, shared by src/taskmodel.c (the math), src/trainer.c (the loop),
+ * src/adapter_io.c and src/server.c. The public part (petl_tune_config, petl_task_model,
+ * petl_predict_ctx_new) is in include/petl.h.
  *
  * Design:
  *   - The base petl_model stays immutable and shared. A petl_task_model holds every tensor the
@@ -20,50 +21,6 @@
 
 #include "petl.h"
 
-/* What is trained (`--tune`). */
-typedef enum {
-    PETL_TUNE_ADAPTER,   /* adapters + every LayerNorm + head (the paper's method; default) */
-    PETL_TUNE_FULL,      /* every parameter: the full fine-tuning baseline */
-    PETL_TUNE_TOP,       /* the top top_k layers (+ pooler) + head: "variable fine-tuning" */
-    PETL_TUNE_LAYERNORM, /* every LayerNorm + head */
-    PETL_TUNE_HEAD,      /* head only: the feature-based baseline */
-} petl_tune;
-
-typedef enum {
-    PETL_PLACE_BOTH, /* after the attention output projection and after the FFN (the paper) */
-    PETL_PLACE_FFN,  /* after the FFN output projection only */
-} petl_adapter_placement;
-
-typedef enum { PETL_ADAPTER_GELU, PETL_ADAPTER_RELU, PETL_ADAPTER_SWISH } petl_adapter_act;
-
-/* The task head. */
-typedef enum {
-    PETL_HEAD_CLASSIFY, /* pooled [CLS] -> dropout -> classifier [num_labels, H] (default):
-                           BertForSequenceClassification, tensors classifier.weight / .bias */
-    PETL_HEAD_SPAN,     /* every token -> qa_outputs [2, H]: start / end logits, no pooler, no
-                           head dropout (BertForQuestionAnswering, tensors qa_outputs.weight /
-                           .bias); trained with petl_train_step_span */
-} petl_head_kind;
-
-typedef struct {
-    petl_tune tune;
-    int top_k;                        /* PETL_TUNE_TOP: number of top layers tuned */
-    int adapter_size;                 /* bottleneck m, default 64 */
-    petl_adapter_act adapter_act;     /* default GELU (exact erf form) */
-    float adapter_init_sd;            /* truncated normal (cut at 2 sd), default 1e-3 */
-    petl_adapter_placement placement; /* default PETL_PLACE_BOTH */
-    uint64_t adapter_layers;          /* bit l set: layer l carries adapters; default all */
-    int num_labels;                   /* >= 2: classification (cross-entropy); 1: regression;
-                                         PETL_HEAD_SPAN: 2 (start, end) */
-    petl_head_kind head;              /* default PETL_HEAD_CLASSIFY */
-    float hidden_dropout;             /* default: the config's hidden_dropout_prob */
-    float attention_dropout;          /* default: the config's attention_probs_dropout_prob */
-    float head_dropout;               /* before the classifier, default 0.1 (unused by spans) */
-} petl_tune_config;
-
-/* Defaults above, for a base with config cfg (dropouts from cfg). */
-void petl_tune_config_default(petl_tune_config *tc, const petl_config *cfg);
-
 /* One trainable tensor. */
 typedef struct {
     const char *name; /* e.g. "bert.encoder.layer.0.output.adapters.petl.adapter_up.weight" */
@@ -75,43 +32,20 @@ typedef struct {
     bool decay; /* false for LayerNorm parameters and biases (no weight decay) */
 } petl_param;
 
-typedef struct petl_task_model petl_task_model;
-
-/* A new task model on `base` (which must outlive it): adapters initialised near identity from
- * `seed`, LayerNorms and tuned weights copied from the base, head initialised as BERT does
- * (normal(0, initializer_range 0.02), bias 0). */
-petl_status petl_task_model_new(const petl_model *base, const petl_tune_config *tc, uint64_t seed,
-                                petl_task_model **out, petl_error *err);
-void petl_task_model_free(petl_task_model *tm);
-const petl_tune_config *petl_task_model_tune_config(const petl_task_model *tm);
 const petl_model *petl_task_model_base(const petl_task_model *tm);
-
-/* Ablation at inference (the paper's Figure 6): bit l of layer_mask set makes both adapters of
- * layer l the identity (as if their weights were zero); 0 (the default) runs every adapter.
- * Layers from 64 up cannot be switched off. Read by every forward (and backward) until changed;
- * not thread-safe against a forward running on another thread. */
-void petl_task_model_disable_adapters(petl_task_model *tm, uint64_t layer_mask);
-uint64_t petl_task_model_disabled_adapters(const petl_task_model *tm);
 
 size_t petl_task_model_num_params(const petl_task_model *tm);
 const petl_param *petl_task_model_param(const petl_task_model *tm, size_t i);
 /* NULL when absent. */
 const petl_param *petl_task_model_find(const petl_task_model *tm, const char *name);
-/* Trained floats, and the whole model's (base + adapters + head) for the "% trained" line. */
-int64_t petl_task_model_trainable_count(const petl_task_model *tm);
-int64_t petl_task_model_total_count(const petl_task_model *tm);
 void petl_task_model_zero_grad(petl_task_model *tm);
 
 /* Work buffers for training / inference of one task model (one arena; saved activations for
- * the backward pass). */
-typedef struct petl_train_ctx petl_train_ctx;
+ * the backward pass); free with petl_train_ctx_free. petl_predict_ctx_new (include/petl.h) makes
+ * one for inference only: one layer's activations instead of every layer's, no backward buffers
+ * (petl_train_step on it fails with PETL_ERR_ARG). */
 petl_status petl_train_ctx_new(const petl_task_model *tm, int max_batch, int max_len,
                                petl_train_ctx **out, petl_error *err);
-/* The same for inference only (petl_task_predict): one layer's activations instead of every
- * layer's, no backward buffers (petl_train_step on it fails with PETL_ERR_ARG). */
-petl_status petl_predict_ctx_new(const petl_task_model *tm, int max_batch, int max_len,
-                                 petl_train_ctx **out, petl_error *err);
-void petl_train_ctx_free(petl_train_ctx *ctx);
 
 /* Forward + backward on one batch: *loss = mean cross-entropy (num_labels >= 2, labels[b]) or
  * mean squared error (num_labels == 1, targets[b]). Gradients are ACCUMULATED into the task's

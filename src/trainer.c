@@ -1,9 +1,11 @@
-/* The training loop, evaluation and checkpoints. See trainer.h. */
-#include "trainer.h"
+/* The training loop, evaluation and checkpoints. See include/petl.h (training and evaluation). */
+#include "petl.h"
 
+#include "batcher.h"
 #include "internal.h"
 #include "optimiser.h"
 #include "rng.h"
+#include "train.h"
 
 #include <errno.h>
 #include <jansson.h>

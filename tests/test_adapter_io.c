@@ -6,6 +6,7 @@
 #include "check.h"
 #include "internal.h"
 #include "model.h"
+#include "train.h"
 
 #include <dirent.h>
 #include <sys/stat.h>

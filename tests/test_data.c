@@ -3,7 +3,7 @@
  * are not here (QQP, MNLI, QNLI, WNLI) on small files written in those layouts, the generic
  * TSV / CSV / JSON-lines formats, and bad input, each error naming file and line. */
 #include "check.h"
-#include "data.h"
+#include "petl.h"
 
 #include <math.h>
 #include <time.h>

@@ -3,8 +3,7 @@
  * accuracy / f1 / mcc or pearson / spearman / mse for each case; every value must agree within
  * 1e-9 (NaN where the reference gives NaN). Then petl_task_metrics per task. */
 #include "check.h"
-#include "data.h"
-#include "metrics.h"
+#include "petl.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -3,7 +3,7 @@
  * sets for the whole dev file and on hand-made Unicode cases, Google's windowing on HF tokens,
  * Google's span choice for pseudo-random logits; plus the reader's errors and the dev split. */
 #include "check.h"
-#include "squad.h"
+#include "petl.h"
 
 #include <jansson.h>
 #include <math.h>

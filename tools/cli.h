@@ -57,8 +57,6 @@ int cli_set_precision(const char *cmd, petl_model *m, const char *text, bool tra
     "                   inputs and fp32 sums, about twice as fast on AVX512-BF16 CPUs;\n"          \
     "                   scores move by a fraction of a point (docs/performance.md)\n"
 
-#include "adapter_io.h"
-
 /* A base model with one adapter loaded on it. */
 typedef struct {
     petl_tokenizer *tok;
@@ -79,9 +77,6 @@ void cli_json_number(FILE *f, double x);
 void cli_json_string(FILE *f, const char *s);
 
 /* ---- SQuAD v1.1 (tools/cli_squad.c): petl train / eval / predict with a span head ---- */
-
-#include "batcher.h"
-#include "squad.h"
 
 #define CLI_SQUAD_TRAIN_FILE "train-v1.1.json"
 #define CLI_SQUAD_DEV_FILE "dev-v1.1.json"

@@ -2,8 +2,6 @@
  * loading a base model with an adapter. */
 #include "cli.h"
 
-#include "adapter_io.h"
-
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>

@@ -3,9 +3,6 @@
  * reading, windows, decoding, EM / F1; src/trainer.c: petl_squad_evaluate). */
 #include "cli.h"
 
-#include "internal.h"
-#include "trainer.h"
-
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>

@@ -3,11 +3,6 @@
  * matrix on stdout and optionally a heatmap. */
 #include "cli.h"
 
-#include "batcher.h"
-#include "data.h"
-#include "internal.h"
-#include "trainer.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

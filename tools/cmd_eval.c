@@ -1,11 +1,6 @@
 /* petl eval: an adapter's metrics on a split of a task folder, as one JSON object. */
 #include "cli.h"
 
-#include "batcher.h"
-#include "data.h"
-#include "internal.h"
-#include "trainer.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

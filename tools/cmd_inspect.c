@@ -2,7 +2,6 @@
  * parameter count, key layout, files). Reads the files directly through the safetensors and
  * config parts of the library, so it also works on checkpoints the encoder would refuse. */
 #include "cli.h"
-#include "internal.h"
 
 #include <dirent.h>
 #include <jansson.h>

@@ -2,9 +2,6 @@
  * order. Lines are read in chunks, each run in length-sorted batches. */
 #include "cli.h"
 
-#include "batcher.h"
-#include "trainer.h"
-
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

@@ -11,9 +11,6 @@
 #define _GNU_SOURCE /* renameat2 (RENAME_EXCHANGE): the atomic swap of OUT/best */
 #include "cli.h"
 
-#include "internal.h"
-#include "sweep.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -2,13 +2,6 @@
  * saves the best epoch's parameters as an adapter folder. */
 #include "cli.h"
 
-#include "adapter_io.h"
-#include "batcher.h"
-#include "data.h"
-#include "internal.h"
-#include "squad.h"
-#include "trainer.h"
-
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>

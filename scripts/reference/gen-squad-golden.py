@@ -184,7 +184,7 @@ METRIC_CASES = [
 def features_of(tok, question, context, answer_start_cp, answer_text, max_seq=384,
                 max_query=64, stride=128):
     """Google's convert_examples_to_features, with the answer's tokens found from the HF
-    offsets (the context tokens overlapping its span) as squad.h documents."""
+    offsets (the context tokens overlapping its span) as include/petl.h documents (section "SQuAD v1.1")."""
     q_ids = tok(question, add_special_tokens=False)['input_ids'][:max_query]
     enc = tok(context, add_special_tokens=False, return_offsets_mapping=True)
     c_ids, c_off = enc['input_ids'], enc['offset_mapping']
