@@ -6,6 +6,8 @@
 
 #include "petl.h"
 
+#include <stdio.h>
+
 int cmd_tokenize(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
@@ -34,18 +36,80 @@ typedef struct {
 /* Reads and parses the next line of `in` (*line / *cap as for getline). Returns 1 with *out
  * filled (free with cli_text_free), 0 at end of input, -1 with a message in errbuf that names
  * the line number. JSON with invalid UTF-8 is refused by the JSON parser. */
-#include <stdio.h>
 int cli_read_text_line(FILE *in, long lineno, char **line, size_t *cap, cli_text *out, char *errbuf,
                        size_t errlen);
 void cli_text_free(cli_text *t);
 
-/* ---- shared by train / eval / predict (tools/cli_adapter.c) ---- */
+/* ---- command-line options (tools/cli_options.c) ---- */
 
 /* Option values: print "petl CMD: OPT needs ..." and return -1 when s is not a number in
  * [lo, hi]; 0 with *out set otherwise. */
 int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
                      double *out);
+
+typedef enum {
+    CLI_STR,    /* const char *: the value as given */
+    CLI_LONG,   /* long in [lo, hi] (cli_parse_long) */
+    CLI_INT,    /* int in [lo, hi] (cli_parse_long) */
+    CLI_DOUBLE, /* double in [lo, hi] (cli_parse_double) */
+    CLI_FLAG,   /* bool set to true; takes no value */
+    CLI_CHOICE, /* int: the index of the value in `choices` (NULL-terminated) */
+    CLI_CUSTOM, /* parse(cmd, name, value, dst): 0, or -1 after printing "petl CMD: ..." */
+    CLI_REST,   /* "--": the arguments after it go to a cli_rest, unparsed */
+} cli_opt_kind;
+
+/* The arguments after "--" (e.g. petl sweep ... -- TRAIN_OPTS). */
+typedef struct {
+    char **argv;
+    int argc;
+} cli_rest;
+
+/* One entry of a command's option table. name NULL: the positional arguments (those not
+ * starting with '-', and "-" itself; without such an entry they are unknown options). A
+ * CLI_STR entry takes one; a CLI_CUSTOM one gets each and says itself when there are too many. */
+typedef struct {
+    const char *name; /* "--batch" */
+    cli_opt_kind kind;
+    void *dst;
+    double lo, hi;              /* CLI_LONG, CLI_INT, CLI_DOUBLE */
+    const char *const *choices; /* CLI_CHOICE */
+    int (*parse)(const char *cmd, const char *opt, const char *value, void *dst); /* CLI_CUSTOM */
+} cli_opt;
+
+/* Table entries; the conditional makes the compiler check dst's type. */
+#define CLI_OPT_STR(name, p)                                                                       \
+    { (name), CLI_STR, (1 ? (p) : (const char **)0), 0, 0, 0, 0 }
+#define CLI_OPT_LONG(name, p, lo, hi)                                                              \
+    { (name), CLI_LONG, (1 ? (p) : (long *)0), (lo), (hi), 0, 0 }
+#define CLI_OPT_INT(name, p, lo, hi)                                                               \
+    { (name), CLI_INT, (1 ? (p) : (int *)0), (lo), (hi), 0, 0 }
+#define CLI_OPT_DOUBLE(name, p, lo, hi)                                                            \
+    { (name), CLI_DOUBLE, (1 ? (p) : (double *)0), (lo), (hi), 0, 0 }
+#define CLI_OPT_FLAG(name, p)                                                                      \
+    { (name), CLI_FLAG, (1 ? (p) : (bool *)0), 0, 0, 0, 0 }
+#define CLI_OPT_CHOICE(name, p, choices)                                                           \
+    { (name), CLI_CHOICE, (1 ? (p) : (int *)0), 0, 0, (choices), 0 }
+#define CLI_OPT_CUSTOM(name, fn, p)                                                                \
+    { (name), CLI_CUSTOM, (p), 0, 0, 0, (fn) }
+#define CLI_OPT_REST(p)                                                                            \
+    { "--", CLI_REST, (1 ? (p) : (cli_rest *)0), 0, 0, 0, 0 }
+
+/* cli_parse_options' result when the command should go on. */
+#define CLI_GO_ON (-1)
+
+/* Parses argv[1..argc-1] against opts[0..n_opts-1], storing each value through its dst (the
+ * last one wins when an option repeats). An option's value is the next argument, whatever it
+ * is, or follows '=' in the same one (--batch=8). -h / --help prints usage to stdout and
+ * returns 0. An unknown option, a missing or bad value, or a value given to a flag prints
+ * "petl CMD: <why>" (with the usage when the option itself is wrong) and returns 2.
+ * Otherwise returns CLI_GO_ON. Arguments are taken in order: the first problem wins. */
+int cli_parse_options(const char *cmd, int argc, char **argv, const cli_opt *opts, size_t n_opts,
+                      void (*usage)(FILE *));
+#define CLI_N_OPTS(table) (sizeof(table) / sizeof((table)[0]))
+
+/* ---- shared by train / eval / predict (tools/cli_adapter.c) ---- */
+
 /* OpenMP and OpenBLAS threads (n <= 0: leave the defaults). Call before creating contexts. */
 void cli_set_threads(int n);
 /* --precision: text NULL or "fp32" leaves m as loaded; "bf16" packs its frozen linear layers

@@ -1,40 +1,12 @@
-/* Pieces shared by `petl train`, `petl eval` and `petl predict`: option values, threads, and
- * loading a base model with an adapter. */
+/* Pieces shared by `petl train`, `petl eval` and `petl predict`: threads, precision and loading
+ * a base model with an adapter. */
 #include "cli.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-
-int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "petl %s: %s needs an integer in %ld..%ld, got '%s'\n", cmd, opt, lo, hi,
-                s ? s : "");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi,
-                     double *out) {
-    char *end;
-    errno = 0;
-    double v = s ? strtod(s, &end) : 0;
-    if (!s || errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "petl %s: %s needs a number in %g..%g, got '%s'\n", cmd, opt, lo, hi,
-                s ? s : "");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
 
 void cli_set_threads(int n) {
     if (n > 0) {

@@ -33,43 +33,19 @@ int cmd_ablate(int argc, char **argv) {
     const char *model = cli_default_model(), *adapter = NULL, *data = NULL, *task_spec = NULL,
                *split = "dev", *plot = NULL;
     long batch = 64, threads = 0;
-    for (int i = 1; i < argc; i += 2) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "petl ablate: unknown option or missing value: '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--model"))
-            model = v;
-        else if (!strcmp(a, "--adapter"))
-            adapter = v;
-        else if (!strcmp(a, "--data"))
-            data = v;
-        else if (!strcmp(a, "--task"))
-            task_spec = v;
-        else if (!strcmp(a, "--split"))
-            split = v;
-        else if (!strcmp(a, "--plot"))
-            plot = v;
-        else if (!strcmp(a, "--batch"))
-            bad = cli_parse_long("ablate", a, v, 1, 1 << 16, &batch);
-        else if (!strcmp(a, "--threads"))
-            bad = cli_parse_long("ablate", a, v, 1, 1024, &threads);
-        else if (!strcmp(a, "--precision"))
-            precision = v;
-        else {
-            fprintf(stderr, "petl ablate: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (bad) return 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_STR("--model", &model),
+        CLI_OPT_STR("--adapter", &adapter),
+        CLI_OPT_STR("--data", &data),
+        CLI_OPT_STR("--task", &task_spec),
+        CLI_OPT_STR("--split", &split),
+        CLI_OPT_STR("--plot", &plot),
+        CLI_OPT_LONG("--batch", &batch, 1, 1 << 16),
+        CLI_OPT_LONG("--threads", &threads, 1, 1024),
+        CLI_OPT_STR("--precision", &precision),
+    };
+    int rc = cli_parse_options("ablate", argc, argv, opts, CLI_N_OPTS(opts), usage);
+    if (rc != CLI_GO_ON) return rc;
     if (!adapter || !data) {
         fprintf(stderr, "petl ablate: --adapter and --data are required (petl ablate --help)\n");
         return 2;
@@ -81,7 +57,7 @@ int cmd_ablate(int argc, char **argv) {
     cli_set_threads((int)threads);
     cli_adapter ad;
     if (cli_load_adapter("ablate", model, adapter, precision, &ad)) return 1;
-    int rc = 1;
+    rc = 1;
     petl_error err = {0};
     petl_task task;
     petl_dataset *ds = NULL;

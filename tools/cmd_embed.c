@@ -134,20 +134,10 @@ typedef struct {
     const char *precision; /* NULL: fp32 */
 } embed_opts;
 
-static int parse_int(const char *opt, const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "petl embed: %s needs an integer in %d..%d, got '%s'\n", opt, lo, hi,
-                s ? s : "");
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_outputs(const char *s, embed_opts *o) {
+/* --output: CLI_CUSTOM of the option table, dst the embed_opts. */
+static int parse_outputs(const char *cmd, const char *opt, const char *s, void *dst) {
+    embed_opts *o = dst;
+    (void)opt;
     o->pooler = o->cls = o->mean = false;
     char buf[256];
     if (!s || strlen(s) >= sizeof buf) goto bad;
@@ -166,41 +156,24 @@ static int parse_outputs(const char *s, embed_opts *o) {
     if (o->pooler || o->cls || o->mean) return 0;
 bad:
     fprintf(stderr,
-            "petl embed: --output takes a comma-separated list of pooler, cls, mean; "
+            "petl %s: --output takes a comma-separated list of pooler, cls, mean; "
             "got '%s'\n",
-            s ? s : "");
+            cmd, s ? s : "");
     return -1;
 }
 
-/* Returns 0 (with *help set for --help) or the exit status of bad usage, 2. */
-static int parse_args(int argc, char **argv, embed_opts *o, bool *help) {
+/* Returns CLI_GO_ON, or the exit status (0 after --help, 2 for bad usage). */
+static int parse_args(int argc, char **argv, embed_opts *o) {
     *o = (embed_opts){cli_default_model(), 128, 32, 0, true, true, true, NULL};
-    *help = false;
-    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            *help = true;
-            return 0;
-        } else if (!strcmp(a, "--model") && v) {
-            o->model = v;
-        } else if (!strcmp(a, "--max-len")) {
-            if (parse_int(a, v, 3, 1 << 20, &o->max_len)) return 2;
-        } else if (!strcmp(a, "--batch")) {
-            if (parse_int(a, v, 1, 1 << 16, &o->batch)) return 2;
-        } else if (!strcmp(a, "--threads")) {
-            if (parse_int(a, v, 1, 1024, &o->threads)) return 2;
-        } else if (!strcmp(a, "--precision") && v) {
-            o->precision = v;
-        } else if (!strcmp(a, "--output")) {
-            if (parse_outputs(v, o)) return 2;
-        } else {
-            fprintf(stderr, "petl embed: unknown option or missing value: '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
+    const cli_opt opts[] = {
+        CLI_OPT_STR("--model", &o->model),
+        CLI_OPT_INT("--max-len", &o->max_len, 3, 1 << 20),
+        CLI_OPT_INT("--batch", &o->batch, 1, 1 << 16),
+        CLI_OPT_INT("--threads", &o->threads, 1, 1024),
+        CLI_OPT_STR("--precision", &o->precision),
+        CLI_OPT_CUSTOM("--output", parse_outputs, o),
+    };
+    return cli_parse_options("embed", argc, argv, opts, CLI_N_OPTS(opts), usage);
 }
 
 /* ------------------------------------------------------------------------------ running */
@@ -336,13 +309,8 @@ done:
 
 int cmd_embed(int argc, char **argv) {
     embed_opts o;
-    bool help;
-    int rc = parse_args(argc, argv, &o, &help);
-    if (rc) return rc;
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
+    int rc = parse_args(argc, argv, &o);
+    if (rc != CLI_GO_ON) return rc;
     if (o.threads > 0) {
         /* Before the context exists: it sizes its attention scratch for this many threads. */
         omp_set_num_threads(o.threads);

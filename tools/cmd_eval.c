@@ -40,49 +40,22 @@ int cmd_eval(int argc, char **argv) {
     const char *model = cli_default_model(), *adapter = NULL, *data = NULL, *task_spec = NULL,
                *split = "dev", *file = NULL, *articles = NULL;
     long batch = 64, max_len = 0, threads = 0, max_questions = 0;
-    for (int i = 1; i < argc; i += 2) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "petl eval: unknown option or missing value: '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--model"))
-            model = v;
-        else if (!strcmp(a, "--adapter"))
-            adapter = v;
-        else if (!strcmp(a, "--data"))
-            data = v;
-        else if (!strcmp(a, "--task"))
-            task_spec = v;
-        else if (!strcmp(a, "--split"))
-            split = v;
-        else if (!strcmp(a, "--file"))
-            file = v;
-        else if (!strcmp(a, "--articles"))
-            articles = v;
-        else if (!strcmp(a, "--max-questions"))
-            bad = cli_parse_long("eval", a, v, 1, 1L << 40, &max_questions);
-        else if (!strcmp(a, "--batch"))
-            bad = cli_parse_long("eval", a, v, 1, 1 << 16, &batch);
-        else if (!strcmp(a, "--max-len"))
-            bad = cli_parse_long("eval", a, v, 3, 1 << 20, &max_len);
-        else if (!strcmp(a, "--threads"))
-            bad = cli_parse_long("eval", a, v, 1, 1024, &threads);
-        else if (!strcmp(a, "--precision"))
-            precision = v;
-        else {
-            fprintf(stderr, "petl eval: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (bad) return 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_STR("--model", &model),
+        CLI_OPT_STR("--adapter", &adapter),
+        CLI_OPT_STR("--data", &data),
+        CLI_OPT_STR("--task", &task_spec),
+        CLI_OPT_STR("--split", &split),
+        CLI_OPT_STR("--file", &file),
+        CLI_OPT_STR("--articles", &articles),
+        CLI_OPT_LONG("--max-questions", &max_questions, 1, 1L << 40),
+        CLI_OPT_LONG("--batch", &batch, 1, 1 << 16),
+        CLI_OPT_LONG("--max-len", &max_len, 3, 1 << 20),
+        CLI_OPT_LONG("--threads", &threads, 1, 1024),
+        CLI_OPT_STR("--precision", &precision),
+    };
+    int rc = cli_parse_options("eval", argc, argv, opts, CLI_N_OPTS(opts), usage);
+    if (rc != CLI_GO_ON) return rc;
     if (!adapter || (!data && !file)) {
         fprintf(stderr, "petl eval: --adapter and --data (or --file) are required "
                         "(petl eval --help)\n");
@@ -102,7 +75,7 @@ int cmd_eval(int argc, char **argv) {
         cli_adapter_free(&ad);
         return 2;
     }
-    int rc = 1;
+    rc = 1;
     petl_error err = {0};
     petl_task task;
     petl_dataset *ds = NULL;

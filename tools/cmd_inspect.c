@@ -330,28 +330,28 @@ done:
     return rc;
 }
 
+/* FILE_OR_DIR, the one positional argument. */
+static int set_path(const char *cmd, const char *opt, const char *v, void *dst) {
+    const char **path = dst;
+    (void)opt;
+    if (*path) {
+        fprintf(stderr, "petl %s: give one file or folder, not '%s' and '%s'\n\n", cmd, *path, v);
+        usage(stderr);
+        return -1;
+    }
+    *path = v;
+    return 0;
+}
+
 int cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--json")) {
-            json = true;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "petl inspect: unknown option '%s'\n\n", argv[i]);
-            usage(stderr);
-            return 2;
-        } else if (path) {
-            fprintf(stderr, "petl inspect: give one file or folder, not '%s' and '%s'\n\n", path,
-                    argv[i]);
-            usage(stderr);
-            return 2;
-        } else {
-            path = argv[i];
-        }
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_CUSTOM(NULL, set_path, &path),
+        CLI_OPT_FLAG("--json", &json),
+    };
+    int rc = cli_parse_options("inspect", argc, argv, opts, CLI_N_OPTS(opts), usage);
+    if (rc != CLI_GO_ON) return rc;
     if (!path) {
         usage(stderr);
         return 2;

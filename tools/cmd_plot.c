@@ -37,7 +37,8 @@ static void gp_string(FILE *f, const char *s) {
 
 static void terminal(FILE *f, const char *out, const char *fmt) {
     if (!strcmp(fmt, "svg"))
-        fprintf(f, "set terminal svg size 900,600 noenhanced font 'sans,13' background '#ffffff'\n");
+        fprintf(f,
+                "set terminal svg size 900,600 noenhanced font 'sans,13' background '#ffffff'\n");
     else
         fprintf(f, "set terminal pngcairo size 900,600 noenhanced font 'sans,11'\n");
     fprintf(f, "set output ");
@@ -85,8 +86,7 @@ static int heatmap(json_t *root, FILE *sf, FILE *df, const char *data, const cha
         }
         for (size_t j = 0; j < L; j++) {
             json_t *v = json_array_get(row, j);
-            if (json_is_number(v))
-                fprintf(df, "%zu %zu %.9g\n", j, i, json_number_value(v));
+            if (json_is_number(v)) fprintf(df, "%zu %zu %.9g\n", j, i, json_number_value(v));
         }
     }
     const char *metric = json_string_value(json_object_get(root, "metric"));
@@ -94,17 +94,21 @@ static int heatmap(json_t *root, FILE *sf, FILE *df, const char *data, const cha
     json_t *full = json_object_get(root, "full");
     terminal(sf, out, fmt);
     char title[256];
-    snprintf(title, sizeof title, "%s%sdev %s with the adapters of layers i..j removed "
-             "(all kept: %.4f)", task ? task : "", task ? ": " : "", metric ? metric : "score",
+    snprintf(title, sizeof title,
+             "%s%sdev %s with the adapters of layers i..j removed "
+             "(all kept: %.4f)",
+             task ? task : "", task ? ": " : "", metric ? metric : "score",
              json_is_number(full) ? json_number_value(full) : NAN);
     fprintf(sf, "set title ");
     gp_string(sf, title);
     fprintf(sf, "\nset xlabel 'last layer removed (j)'\nset ylabel 'first layer removed (i)'\n"
                 "set cblabel ");
     gp_string(sf, metric ? metric : "score");
-    fprintf(sf, "\nset xrange [-0.5:%zu.5]\nset yrange [%zu.5:-0.5]\n"
-                "set xtics 1\nset ytics 1\nset size ratio -1\nset palette defined (0 '#440154', 0.5 '#21918c', 1 '#fde725')\n"
-                "unset key\n",
+    fprintf(sf,
+            "\nset xrange [-0.5:%zu.5]\nset yrange [%zu.5:-0.5]\n"
+            "set xtics 1\nset ytics 1\nset size ratio -1\nset palette defined (0 '#440154', 0.5 "
+            "'#21918c', 1 '#fde725')\n"
+            "unset key\n",
             L - 1, L - 1);
     fprintf(sf, "plot ");
     gp_string(sf, data);
@@ -125,9 +129,12 @@ static json_t *run_value(json_t *run, const char *key) {
 }
 
 static void value_text(json_t *v, char *buf, size_t cap) {
-    if (json_is_string(v)) snprintf(buf, cap, "%s", json_string_value(v));
-    else if (json_is_number(v)) snprintf(buf, cap, "%g", json_number_value(v));
-    else snprintf(buf, cap, "(none)");
+    if (json_is_string(v))
+        snprintf(buf, cap, "%s", json_string_value(v));
+    else if (json_is_number(v))
+        snprintf(buf, cap, "%g", json_number_value(v));
+    else
+        snprintf(buf, cap, "(none)");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -146,7 +153,7 @@ static int lines(json_t *root, FILE *sf, FILE *df, const char *data, const char 
                         "(petl ablate)\n");
         return 1;
     }
-    char (*names)[128] = calloc(n, sizeof *names);
+    char(*names)[128] = calloc(n, sizeof *names);
     double *xs = malloc(n * sizeof *xs);
     int rc = 1;
     size_t n_series = 0, used = 0;
@@ -162,7 +169,8 @@ static int lines(json_t *root, FILE *sf, FILE *df, const char *data, const char 
         value_text(series ? run_value(r, series) : NULL, s, sizeof s);
         if (!series) snprintf(s, sizeof s, "%s", y);
         size_t k = 0;
-        while (k < n_series && strcmp(names[k], s)) k++;
+        while (k < n_series && strcmp(names[k], s))
+            k++;
         if (k == n_series) snprintf(names[n_series++], sizeof names[0], "%s", s);
     }
     if (used == 0) {
@@ -212,8 +220,8 @@ static int lines(json_t *root, FILE *sf, FILE *df, const char *data, const char 
     terminal(sf, out, fmt);
     const char *task = json_string_value(json_object_get(root, "task"));
     char title[256];
-    snprintf(title, sizeof title, "%s%s%s against %s", task ? task : "", task ? ": dev " : "",
-             y, x);
+    snprintf(title, sizeof title, "%s%s%s against %s", task ? task : "", task ? ": dev " : "", y,
+             x);
     fprintf(sf, "set title ");
     gp_string(sf, title);
     fprintf(sf, "\nset xlabel ");
@@ -299,7 +307,8 @@ done:
 }
 
 static void usage(FILE *f) {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: petl plot INPUT.json --out FILE.svg|FILE.png [--x KEY --y KEY [--series KEY]]\n\n"
         "Draws with gnuplot (Debian: gnuplot-nox; PETL_GNUPLOT names another binary):\n"
         "  - petl sweep's results.json: --y against --x, one line per value of --series; KEY is\n"
@@ -312,38 +321,29 @@ static void usage(FILE *f) {
         "           --out tradeoff.svg\n");
 }
 
+/* INPUT, the one positional argument. */
+static int set_input(const char *cmd, const char *opt, const char *v, void *dst) {
+    const char **in = dst;
+    (void)opt;
+    if (*in) {
+        fprintf(stderr, "petl %s: one input file, got '%s' and '%s'\n", cmd, *in, v);
+        return -1;
+    }
+    *in = v;
+    return 0;
+}
+
 int cmd_plot(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *x = NULL, *y = NULL, *series = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (a[0] != '-' || !a[1]) {
-            if (in) {
-                fprintf(stderr, "petl plot: one input file, got '%s' and '%s'\n", in, a);
-                return 2;
-            }
-            in = a;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "petl plot: unknown option or missing value: '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--x")) x = v;
-        else if (!strcmp(a, "--y")) y = v;
-        else if (!strcmp(a, "--series")) series = v;
-        else {
-            fprintf(stderr, "petl plot: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_CUSTOM(NULL, set_input, &in),
+        CLI_OPT_STR("--out", &out),
+        CLI_OPT_STR("--x", &x),
+        CLI_OPT_STR("--y", &y),
+        CLI_OPT_STR("--series", &series),
+    };
+    int rc = cli_parse_options("plot", argc, argv, opts, CLI_N_OPTS(opts), usage);
+    if (rc != CLI_GO_ON) return rc;
     if (!in || !out) {
         fprintf(stderr, "petl plot: INPUT and --out are required (petl plot --help)\n");
         return 2;

@@ -73,37 +73,16 @@ int cmd_predict(int argc, char **argv) {
     const char *precision = NULL;
     const char *model = cli_default_model(), *adapter = NULL;
     long batch = 64, max_len = 0, threads = 0;
-    for (int i = 1; i < argc; i += 2) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "petl predict: unknown option or missing value: '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--model"))
-            model = v;
-        else if (!strcmp(a, "--adapter"))
-            adapter = v;
-        else if (!strcmp(a, "--batch"))
-            bad = cli_parse_long("predict", a, v, 1, 1 << 16, &batch);
-        else if (!strcmp(a, "--max-len"))
-            bad = cli_parse_long("predict", a, v, 3, 1 << 20, &max_len);
-        else if (!strcmp(a, "--threads"))
-            bad = cli_parse_long("predict", a, v, 1, 1024, &threads);
-        else if (!strcmp(a, "--precision"))
-            precision = v;
-        else {
-            fprintf(stderr, "petl predict: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (bad) return 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_STR("--model", &model),
+        CLI_OPT_STR("--adapter", &adapter),
+        CLI_OPT_LONG("--batch", &batch, 1, 1 << 16),
+        CLI_OPT_LONG("--max-len", &max_len, 3, 1 << 20),
+        CLI_OPT_LONG("--threads", &threads, 1, 1024),
+        CLI_OPT_STR("--precision", &precision),
+    };
+    int rc = cli_parse_options("predict", argc, argv, opts, CLI_N_OPTS(opts), usage);
+    if (rc != CLI_GO_ON) return rc;
     if (!adapter) {
         fprintf(stderr, "petl predict: --adapter is required (petl predict --help)\n");
         return 2;
@@ -116,7 +95,7 @@ int cmd_predict(int argc, char **argv) {
         cli_adapter_free(&ad);
         return src;
     }
-    int rc = 1;
+    rc = 1;
     petl_error err = {0};
     petl_batcher *b = NULL;
     const size_t C = ad.info.regression ? 1 : ad.info.n_labels;

@@ -56,7 +56,8 @@ typedef struct {
     double window_ms;
 } serve_opts;
 
-static int parse_args(int argc, char **argv, serve_opts *o, bool *help) {
+/* Returns CLI_GO_ON, or the exit status (0 after --help, 2 for bad usage). */
+static int parse_args(int argc, char **argv, serve_opts *o) {
     *o = (serve_opts){cli_default_model(),
                       NULL,
                       "127.0.0.1",
@@ -70,55 +71,28 @@ static int parse_args(int argc, char **argv, serve_opts *o, bool *help) {
                       256,
                       256,
                       2.0};
-    *help = false;
-    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            *help = true;
-            return 0;
-        } else if (!v) {
-            fprintf(stderr, "petl serve: %s needs a value\n\n", a);
-            usage(stderr);
-            return 2;
-        } else if (!strcmp(a, "--model")) {
-            o->model = v;
-        } else if (!strcmp(a, "--adapters")) {
-            o->adapters = v;
-        } else if (!strcmp(a, "--host")) {
-            o->host = v;
-        } else if (!strcmp(a, "--precision")) {
-            o->precision = v;
-        } else if (!strcmp(a, "--admin-token-file")) {
-            o->token_file = v;
-        } else if (!strcmp(a, "--port")) {
-            bad = cli_parse_long("serve", a, v, 0, 65535, &o->port);
-        } else if (!strcmp(a, "--threads")) {
-            bad = cli_parse_long("serve", a, v, 1, 1024, &o->threads);
-        } else if (!strcmp(a, "--max-batch")) {
-            bad = cli_parse_long("serve", a, v, 1, 4096, &o->max_batch);
-        } else if (!strcmp(a, "--queue")) {
-            bad = cli_parse_long("serve", a, v, 1, 1 << 20, &o->queue);
-        } else if (!strcmp(a, "--max-body")) {
-            bad = cli_parse_long("serve", a, v, 64, 1L << 30, &o->max_body);
-        } else if (!strcmp(a, "--max-inputs")) {
-            bad = cli_parse_long("serve", a, v, 1, 1 << 20, &o->max_inputs);
-        } else if (!strcmp(a, "--max-connections")) {
-            bad = cli_parse_long("serve", a, v, 1, 1 << 16, &o->max_conn);
-        } else if (!strcmp(a, "--batch-window-ms")) {
-            bad = cli_parse_double("serve", a, v, 0, 1000, &o->window_ms);
-        } else {
-            fprintf(stderr, "petl serve: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (bad) return 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_STR("--model", &o->model),
+        CLI_OPT_STR("--adapters", &o->adapters),
+        CLI_OPT_STR("--host", &o->host),
+        CLI_OPT_STR("--precision", &o->precision),
+        CLI_OPT_STR("--admin-token-file", &o->token_file),
+        CLI_OPT_LONG("--port", &o->port, 0, 65535),
+        CLI_OPT_LONG("--threads", &o->threads, 1, 1024),
+        CLI_OPT_LONG("--max-batch", &o->max_batch, 1, 4096),
+        CLI_OPT_LONG("--queue", &o->queue, 1, 1 << 20),
+        CLI_OPT_LONG("--max-body", &o->max_body, 64, 1L << 30),
+        CLI_OPT_LONG("--max-inputs", &o->max_inputs, 1, 1 << 20),
+        CLI_OPT_LONG("--max-connections", &o->max_conn, 1, 1 << 16),
+        CLI_OPT_DOUBLE("--batch-window-ms", &o->window_ms, 0, 1000),
+    };
+    int rc = cli_parse_options("serve", argc, argv, opts, CLI_N_OPTS(opts), usage);
+    if (rc != CLI_GO_ON) return rc;
     if (!o->adapters) {
         fprintf(stderr, "petl serve: --adapters is required (petl serve --help)\n");
         return 2;
     }
-    return 0;
+    return CLI_GO_ON;
 }
 
 /* Reads the token: the first line of the file, without its line end. NULL (after a message)
@@ -231,13 +205,8 @@ static int load_all(petl_server *srv, const char *dir) {
 
 int cmd_serve(int argc, char **argv) {
     serve_opts o;
-    bool help;
-    int rc = parse_args(argc, argv, &o, &help);
-    if (rc) return rc;
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
+    int rc = parse_args(argc, argv, &o);
+    if (rc != CLI_GO_ON) return rc;
     /* OpenMP threads spin after each parallel region by default; in a server they would
      * starve the connection threads of CPU between batches (on 2 cores: p99 of a lone request
      * 440 ms instead of 16 ms). The runtime reads the setting when it loads, so unless the

@@ -30,8 +30,10 @@
 extern char **environ;
 
 static void usage(FILE *f) {
-    fprintf(f,
-        "usage: petl sweep --task TASK --data DIR --out DIR --grid SPEC [OPTIONS] [-- TRAIN_OPTS]\n\n"
+    fprintf(
+        f,
+        "usage: petl sweep --task TASK --data DIR --out DIR --grid SPEC [OPTIONS] [-- "
+        "TRAIN_OPTS]\n\n"
         "Trains every combination of the grid with `petl train`, each into OUT/runs/<id>/\n"
         "(adapter/, summary.json, train.log), and writes OUT/results.csv and OUT/results.json\n"
         "(settings, dev metrics, score, trained parameters and %%, seconds, peak RSS per run) and\n"
@@ -60,8 +62,7 @@ typedef struct {
     const char *model, *task, *data, *out, *grid_spec;
     long threads, ckpt_every;
     bool dry_run;
-    int n_extra;
-    char **extra;
+    cli_rest extra; /* the train options after -- */
 } sweep_opts;
 
 /* ------------------------------------------------------------------------- files */
@@ -92,8 +93,10 @@ static int write_atomic(const char *path, const char *text) {
     if (f) {
         bool ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
         ok = (fclose(f) == 0) && ok;
-        if (ok && rename(tmp, path) == 0) rc = 0;
-        else unlink(tmp);
+        if (ok && rename(tmp, path) == 0)
+            rc = 0;
+        else
+            unlink(tmp);
     }
     free(tmp);
     return rc;
@@ -227,7 +230,7 @@ static int run_one(const sweep_opts *o, const petl_grid *g, size_t r, const char
     int rc = -1;
     char **av = NULL;
     if (!adapter || !sum_tmp || !sum || !log) goto done;
-    size_t cap = 24 + (size_t)o->n_extra + 2 * g->n_axes, n = 0;
+    size_t cap = 24 + (size_t)o->extra.argc + 2 * g->n_axes, n = 0;
     av = calloc(cap, sizeof *av);
     if (!av) goto done;
     char threads[32], every[32];
@@ -248,8 +251,8 @@ static int run_one(const sweep_opts *o, const petl_grid *g, size_t r, const char
         snprintf(every, sizeof every, "%ld", o->ckpt_every);
         av[n++] = "--checkpoint-every", av[n++] = every;
     }
-    for (int i = 0; i < o->n_extra; i++)
-        av[n++] = o->extra[i];
+    for (int i = 0; i < o->extra.argc; i++)
+        av[n++] = o->extra.argv[i];
     for (size_t a = 0; a < g->n_axes; a++) {
         av[n++] = (char *)g->axes[a].option;
         av[n++] = g->axes[a].args[petl_grid_value_index(g, r, a)];
@@ -324,7 +327,7 @@ done:
 /* ------------------------------------------------------------------------- tables */
 
 static const char *const metric_cols[] = {"accuracy", "f1", "mcc", "pearson", "spearman", "mse"};
-static const char *const num_cols[] = {"score",   "trainable",    "trainable_pct", "steps",
+static const char *const num_cols[] = {"score",      "trainable", "trainable_pct", "steps",
                                        "best_epoch", "seconds",   "wall_seconds",  "peak_rss_mb"};
 
 static void csv_value(FILE *f, json_t *v) {
@@ -415,67 +418,47 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
 
 /* ------------------------------------------------------------------------- main */
 
-static int parse_args(int argc, char **argv, sweep_opts *o, bool *help) {
+/* Returns CLI_GO_ON, or the exit status (0 after --help, 2 for bad usage). */
+static int parse_args(int argc, char **argv, sweep_opts *o) {
     *o = (sweep_opts){.model = cli_default_model()};
-    *help = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            *help = true;
-            return 0;
-        }
-        if (!strcmp(a, "--")) {
-            o->extra = argv + i + 1;
-            o->n_extra = argc - i - 1;
-            break;
-        }
-        if (!strcmp(a, "--dry-run")) {
-            o->dry_run = true;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "petl sweep: unknown option or missing value: '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-        int bad = 0;
-        if (!strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--task")) o->task = v;
-        else if (!strcmp(a, "--data")) o->data = v;
-        else if (!strcmp(a, "--out")) o->out = v;
-        else if (!strcmp(a, "--grid")) o->grid_spec = v;
-        else if (!strcmp(a, "--threads")) bad = cli_parse_long("sweep", a, v, 1, 1024, &o->threads);
-        else if (!strcmp(a, "--checkpoint-every"))
-            bad = cli_parse_long("sweep", a, v, 0, 1L << 40, &o->ckpt_every);
-        else {
-            fprintf(stderr, "petl sweep: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (bad) return 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_STR("--model", &o->model),
+        CLI_OPT_STR("--task", &o->task),
+        CLI_OPT_STR("--data", &o->data),
+        CLI_OPT_STR("--out", &o->out),
+        CLI_OPT_STR("--grid", &o->grid_spec),
+        CLI_OPT_LONG("--threads", &o->threads, 1, 1024),
+        CLI_OPT_LONG("--checkpoint-every", &o->ckpt_every, 0, 1L << 40),
+        CLI_OPT_FLAG("--dry-run", &o->dry_run),
+        CLI_OPT_REST(&o->extra),
+    };
+    int rc = cli_parse_options("sweep", argc, argv, opts, CLI_N_OPTS(opts), usage);
+    if (rc != CLI_GO_ON) return rc;
     if (!o->task || !o->data || !o->out || !o->grid_spec) {
         fprintf(stderr, "petl sweep: --task, --data, --out and --grid are required "
                         "(petl sweep --help)\n");
         return 2;
     }
-    for (int i = 0; i < o->n_extra; i++)
-        if (!strcmp(o->extra[i], "--out") || !strcmp(o->extra[i], "--model") ||
-            !strcmp(o->extra[i], "--task") || !strcmp(o->extra[i], "--data")) {
-            fprintf(stderr, "petl sweep: give %s to petl sweep itself, not after --\n",
-                    o->extra[i]);
-            return 2;
+    /* The options sweep passes to every run itself, as --NAME VALUE or --NAME=VALUE. */
+    static const char *const own[] = {"--out", "--model", "--task", "--data"};
+    for (int i = 0; i < o->extra.argc; i++)
+        for (size_t k = 0; k < sizeof own / sizeof *own; k++) {
+            const char *e = o->extra.argv[i];
+            size_t len = strlen(own[k]);
+            if (!strncmp(e, own[k], len) && (e[len] == '\0' || e[len] == '=')) {
+                fprintf(stderr, "petl sweep: give %s to petl sweep itself, not after --\n", own[k]);
+                return 2;
+            }
         }
-    return 0;
+    return CLI_GO_ON;
 }
 
 /* The fixed part of the sweep (everything but the grid) must match when resuming, or the
  * finished runs would be mixed with runs of another experiment. */
 static int check_fixed(const sweep_opts *o) {
     json_t *extra = json_array();
-    for (int i = 0; i < o->n_extra; i++)
-        json_array_append_new(extra, json_string(o->extra[i]));
+    for (int i = 0; i < o->extra.argc; i++)
+        json_array_append_new(extra, json_string(o->extra.argv[i]));
     json_t *j = json_pack("{s:s, s:s, s:s, s:o}", "model", o->model, "task", o->task, "data",
                           o->data, "train_options", extra);
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
@@ -490,8 +473,10 @@ static int check_fixed(const sweep_opts *o) {
         bool same = old_text && !strcmp(old_text, text);
         free(old_text);
         if (!same) {
-            fprintf(stderr, "petl sweep: %s was made with another --model, --task, --data or "
-                            "train options:\n%s\nuse another --out\n", p, text);
+            fprintf(stderr,
+                    "petl sweep: %s was made with another --model, --task, --data or "
+                    "train options:\n%s\nuse another --out\n",
+                    p, text);
             goto done;
         }
         rc = 0;
@@ -507,13 +492,8 @@ done:
 
 int cmd_sweep(int argc, char **argv) {
     sweep_opts o;
-    bool help;
-    int rc = parse_args(argc, argv, &o, &help);
-    if (rc) return rc;
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
+    int rc = parse_args(argc, argv, &o);
+    if (rc != CLI_GO_ON) return rc;
     petl_error err = {0};
     petl_grid *g = NULL;
     if (petl_grid_parse(o.grid_spec, &g, &err) != PETL_OK) {
@@ -581,8 +561,7 @@ int cmd_sweep(int argc, char **argv) {
             if (best >= 0 && strcmp(cur, ids[best])) {
                 char *ad = path3(runs_dir, ids[best], "adapter");
                 if (!ad || install_best(o.out, ad, ids[best]) != 0)
-                    fprintf(stderr, "petl sweep: cannot copy %s to %s/best\n", ad ? ad : "",
-                            o.out);
+                    fprintf(stderr, "petl sweep: cannot copy %s to %s/best\n", ad ? ad : "", o.out);
                 free(ad);
             }
         }

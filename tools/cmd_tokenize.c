@@ -68,40 +68,20 @@ typedef struct {
     bool tokens;
 } options;
 
-/* Returns -1 to go on, else the exit status (0 for --help, 2 for bad usage). */
+/* Returns CLI_GO_ON, or the exit status (0 for --help, 2 for bad usage). */
 static int parse_args(int argc, char **argv, options *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--tokens")) {
-            o->tokens = true;
-        } else if (!strcmp(a, "--model") && i + 1 < argc) {
-            o->model = argv[++i];
-        } else if (!strcmp(a, "--max-len") && i + 1 < argc) {
-            char *end;
-            errno = 0;
-            long v = strtol(argv[++i], &end, 10);
-            if (errno || *end || end == argv[i] || v < 0 || v > 1000000000) {
-                fprintf(stderr, "petl tokenize: --max-len wants an integer >= 0, not '%s'\n",
-                        argv[i]);
-                return 2;
-            }
-            o->max_len = (int)v;
-        } else {
-            fprintf(stderr, "petl tokenize: unknown or incomplete option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return -1;
+    const cli_opt opts[] = {
+        CLI_OPT_STR("--model", &o->model),
+        CLI_OPT_INT("--max-len", &o->max_len, 0, 1000000000),
+        CLI_OPT_FLAG("--tokens", &o->tokens),
+    };
+    return cli_parse_options("tokenize", argc, argv, opts, CLI_N_OPTS(opts), usage);
 }
 
 int cmd_tokenize(int argc, char **argv) {
     options o = {cli_default_model(), 128, false};
     int rc = parse_args(argc, argv, &o);
-    if (rc >= 0) return rc;
+    if (rc != CLI_GO_ON) return rc;
     petl_error err = {0};
     petl_tokenizer *tok = NULL;
     if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK) {

@@ -99,8 +99,10 @@ typedef struct {
     bool resume, force, bias_correction, pad_to_max, keep_ckpt;
 } train_opts;
 
-static int parse_tune(const char *v, train_opts *o) {
-    if (!v) return -1;
+/* --tune: CLI_CUSTOM of the option table, dst the train_opts. */
+static int parse_tune(const char *cmd, const char *opt, const char *v, void *dst) {
+    train_opts *o = dst;
+    (void)opt;
     if (!strcmp(v, "adapter"))
         o->tune = PETL_TUNE_ADAPTER;
     else if (!strcmp(v, "full"))
@@ -111,30 +113,21 @@ static int parse_tune(const char *v, train_opts *o) {
         o->tune = PETL_TUNE_HEAD;
     else if (!strncmp(v, "top:", 4)) {
         long k;
-        if (cli_parse_long("train", "--tune top:K", v + 4, 1, 64, &k)) return -1;
+        if (cli_parse_long(cmd, "--tune top:K", v + 4, 1, 64, &k)) return -1;
         o->tune = PETL_TUNE_TOP;
         o->top_k = (int)k;
     } else {
         fprintf(stderr,
-                "petl train: --tune takes adapter, full, top:K, layernorm or head; "
+                "petl %s: --tune takes adapter, full, top:K, layernorm or head; "
                 "got '%s'\n",
-                v);
+                cmd, v);
         return -1;
     }
     return 0;
 }
 
-static int pick(const char *opt, const char *v, const char *const *names, int n, int *out) {
-    for (int i = 0; v && i < n; i++)
-        if (!strcmp(v, names[i])) {
-            *out = i;
-            return 0;
-        }
-    fprintf(stderr, "petl train: unknown value for %s: '%s'\n", opt, v ? v : "");
-    return -1;
-}
-
-static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
+/* Returns CLI_GO_ON, or the exit status (0 after --help, 2 for bad usage). */
+static int parse_args(int argc, char **argv, train_opts *o) {
     *o = (train_opts){.model = cli_default_model(),
                       .stop_at = NAN,
                       .tune = PETL_TUNE_ADAPTER,
@@ -152,116 +145,51 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
                       .max_query_len = 64,
                       .max_answer_len = 30,
                       .n_best = 20};
-    *help = false;
-    static const char *const acts[] = {"gelu", "relu", "swish"};
-    static const char *const places[] = {"both", "ffn"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long x;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            *help = true;
-            return 0;
-        }
-        /* Flags without a value. */
-        if (!strcmp(a, "--resume")) {
-            o->resume = true;
-            continue;
-        }
-        if (!strcmp(a, "--force")) {
-            o->force = true;
-            continue;
-        }
-        if (!strcmp(a, "--bias-correction")) {
-            o->bias_correction = true;
-            continue;
-        }
-        if (!strcmp(a, "--pad-to-max")) {
-            o->pad_to_max = true;
-            continue;
-        }
-        if (!strcmp(a, "--keep-checkpoint")) {
-            o->keep_ckpt = true;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "petl train: unknown option or missing value: '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "--model"))
-            o->model = v;
-        else if (!strcmp(a, "--task"))
-            o->task = v;
-        else if (!strcmp(a, "--data"))
-            o->data = v;
-        else if (!strcmp(a, "--out"))
-            o->out = v;
-        else if (!strcmp(a, "--log"))
-            o->log = v;
-        else if (!strcmp(a, "--checkpoint"))
-            o->ckpt = v;
-        else if (!strcmp(a, "--tune"))
-            bad = parse_tune(v, o);
-        else if (!strcmp(a, "--adapter-size"))
-            bad = cli_parse_long("train", a, v, 1, 1 << 16, &x), o->adapter_size = (int)x;
-        else if (!strcmp(a, "--adapter-act"))
-            bad = pick(a, v, acts, 3, &o->act);
-        else if (!strcmp(a, "--placement"))
-            bad = pick(a, v, places, 2, &o->placement);
-        else if (!strcmp(a, "--init-sd"))
-            bad = cli_parse_double("train", a, v, 0, 1, &o->init_sd);
-        else if (!strcmp(a, "--lr"))
-            bad = cli_parse_double("train", a, v, 0, 10, &o->lr);
-        else if (!strcmp(a, "--warmup"))
-            bad = cli_parse_double("train", a, v, 0, 1, &o->warmup);
-        else if (!strcmp(a, "--weight-decay"))
-            bad = cli_parse_double("train", a, v, 0, 10, &o->wd);
-        else if (!strcmp(a, "--epochs"))
-            bad = cli_parse_long("train", a, v, 1, 100000, &x), o->epochs = (int)x;
-        else if (!strcmp(a, "--batch"))
-            bad = cli_parse_long("train", a, v, 1, 1 << 16, &x), o->batch = (int)x;
-        else if (!strcmp(a, "--max-len"))
-            bad = cli_parse_long("train", a, v, 3, 1 << 20, &x), o->max_len = (int)x;
-        else if (!strcmp(a, "--precision"))
-            o->precision = v;
-        else if (!strcmp(a, "--threads"))
-            bad = cli_parse_long("train", a, v, 1, 1024, &x), o->threads = (int)x;
-        else if (!strcmp(a, "--log-every"))
-            bad = cli_parse_long("train", a, v, 1, 1L << 30, &x), o->log_every = (int)x;
-        else if (!strcmp(a, "--eval-every"))
-            bad = cli_parse_long("train", a, v, 1, 1L << 40, &o->eval_every);
-        else if (!strcmp(a, "--stop-at"))
-            bad = cli_parse_double("train", a, v, -1e9, 1e9, &o->stop_at);
-        else if (!strcmp(a, "--checkpoint-every"))
-            bad = cli_parse_long("train", a, v, 0, 1L << 40, &o->ckpt_every);
-        else if (!strcmp(a, "--train-articles"))
-            o->train_articles = v;
-        else if (!strcmp(a, "--eval-articles"))
-            o->eval_articles = v;
-        else if (!strcmp(a, "--max-train-questions"))
-            bad = cli_parse_long("train", a, v, 1, 1L << 40, &o->max_train_q);
-        else if (!strcmp(a, "--max-eval-questions"))
-            bad = cli_parse_long("train", a, v, 1, 1L << 40, &o->max_eval_q);
-        else if (!strcmp(a, "--doc-stride"))
-            bad = cli_parse_long("train", a, v, 1, 1 << 20, &x), o->doc_stride = (int)x;
-        else if (!strcmp(a, "--max-query-len"))
-            bad = cli_parse_long("train", a, v, 1, 1 << 20, &x), o->max_query_len = (int)x;
-        else if (!strcmp(a, "--max-answer-len"))
-            bad = cli_parse_long("train", a, v, 1, 1 << 20, &x), o->max_answer_len = (int)x;
-        else if (!strcmp(a, "--n-best"))
-            bad = cli_parse_long("train", a, v, 1, 1 << 20, &x), o->n_best = (int)x;
-        else if (!strcmp(a, "--seed")) {
-            bad = cli_parse_long("train", a, v, 0, 0x7fffffffL, &x);
-            o->seed = (unsigned long long)x;
-        } else {
-            fprintf(stderr, "petl train: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (bad) return 2;
-    }
+    static const char *const acts[] = {"gelu", "relu", "swish", NULL};
+    static const char *const places[] = {"both", "ffn", NULL};
+    long seed = (long)o->seed;
+    const cli_opt opts[] = {
+        CLI_OPT_STR("--model", &o->model),
+        CLI_OPT_STR("--task", &o->task),
+        CLI_OPT_STR("--data", &o->data),
+        CLI_OPT_STR("--out", &o->out),
+        CLI_OPT_STR("--log", &o->log),
+        CLI_OPT_STR("--checkpoint", &o->ckpt),
+        CLI_OPT_CUSTOM("--tune", parse_tune, o),
+        CLI_OPT_INT("--adapter-size", &o->adapter_size, 1, 1 << 16),
+        CLI_OPT_CHOICE("--adapter-act", &o->act, acts),
+        CLI_OPT_CHOICE("--placement", &o->placement, places),
+        CLI_OPT_DOUBLE("--init-sd", &o->init_sd, 0, 1),
+        CLI_OPT_DOUBLE("--lr", &o->lr, 0, 10),
+        CLI_OPT_DOUBLE("--warmup", &o->warmup, 0, 1),
+        CLI_OPT_DOUBLE("--weight-decay", &o->wd, 0, 10),
+        CLI_OPT_INT("--epochs", &o->epochs, 1, 100000),
+        CLI_OPT_INT("--batch", &o->batch, 1, 1 << 16),
+        CLI_OPT_INT("--max-len", &o->max_len, 3, 1 << 20),
+        CLI_OPT_STR("--precision", &o->precision),
+        CLI_OPT_INT("--threads", &o->threads, 1, 1024),
+        CLI_OPT_INT("--log-every", &o->log_every, 1, 1L << 30),
+        CLI_OPT_LONG("--eval-every", &o->eval_every, 1, 1L << 40),
+        CLI_OPT_DOUBLE("--stop-at", &o->stop_at, -1e9, 1e9),
+        CLI_OPT_LONG("--checkpoint-every", &o->ckpt_every, 0, 1L << 40),
+        CLI_OPT_STR("--train-articles", &o->train_articles),
+        CLI_OPT_STR("--eval-articles", &o->eval_articles),
+        CLI_OPT_LONG("--max-train-questions", &o->max_train_q, 1, 1L << 40),
+        CLI_OPT_LONG("--max-eval-questions", &o->max_eval_q, 1, 1L << 40),
+        CLI_OPT_INT("--doc-stride", &o->doc_stride, 1, 1 << 20),
+        CLI_OPT_INT("--max-query-len", &o->max_query_len, 1, 1 << 20),
+        CLI_OPT_INT("--max-answer-len", &o->max_answer_len, 1, 1 << 20),
+        CLI_OPT_INT("--n-best", &o->n_best, 1, 1 << 20),
+        CLI_OPT_LONG("--seed", &seed, 0, 0x7fffffffL),
+        CLI_OPT_FLAG("--resume", &o->resume),
+        CLI_OPT_FLAG("--force", &o->force),
+        CLI_OPT_FLAG("--bias-correction", &o->bias_correction),
+        CLI_OPT_FLAG("--pad-to-max", &o->pad_to_max),
+        CLI_OPT_FLAG("--keep-checkpoint", &o->keep_ckpt),
+    };
+    int rc = cli_parse_options("train", argc, argv, opts, CLI_N_OPTS(opts), usage);
+    if (rc != CLI_GO_ON) return rc;
+    o->seed = (unsigned long long)seed;
     if (!o->task || !o->data || !o->out) {
         fprintf(stderr, "petl train: --task, --data and --out are required (petl train --help)\n");
         return 2;
@@ -278,7 +206,7 @@ static int parse_args(int argc, char **argv, train_opts *o, bool *help) {
         fprintf(stderr, "petl train: --stop-at needs --eval-every\n");
         return 2;
     }
-    return 0;
+    return CLI_GO_ON;
 }
 
 /* ----------------------------------------------------------------------------- progress */
@@ -521,13 +449,8 @@ static char *training_notes(const train_opts *o, const petl_train_result *r, con
 
 int cmd_train(int argc, char **argv) {
     train_opts o;
-    bool help;
-    int rc = parse_args(argc, argv, &o, &help);
-    if (rc) return rc;
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
+    int rc = parse_args(argc, argv, &o);
+    if (rc != CLI_GO_ON) return rc;
     cli_set_threads(o.threads);
     petl_error err = {0};
     train_data d = {.squad = !strcmp(o.task, "squad"), .eval_batch = o.batch};
