@@ -34,6 +34,12 @@ ids="size2_seed1 size2_seed2 size4_seed1 size4_seed2"
 [ $? -eq 2 ] && grep -q "unknown axis 'colour'" "$tmp/err" || fail "bad grid: $(cat "$tmp/err")"
 [ ! -e "$tmp/bad" ] || fail "a bad grid created its folder"
 
+# The sweep folder is created with its missing parents (mkdir -p).
+"$PETL" sweep --model "$PETL_MODEL_DIR" --task sst2 --data "$tmp/sst" --out "$tmp/new/deeper/sw" \
+    --threads 2 --grid "size=2" -- --max-len 32 --epochs 1 --batch 8 > /dev/null 2> "$tmp/err" ||
+    fail "sweep into a new nested folder: $(cat "$tmp/err")"
+[ -f "$tmp/new/deeper/sw/runs/size2/summary.json" ] || fail "nested sweep: no summary"
+
 # Start, kill (sweep and its petl train) once the first run is done and the second started.
 "${sweep[@]}" > /dev/null 2> "$tmp/sw1.err" &
 pid=$!

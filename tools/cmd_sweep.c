@@ -48,7 +48,7 @@ static void usage(FILE *f) {
         "                       models/all-MiniLM-L6-v2)\n"
         "  --task TASK          as petl train\n"
         "  --data DIR           task folder, as petl train\n"
-        "  --out DIR            sweep folder (created; reused when resuming)\n"
+        "  --out DIR            sweep folder (created with its parents; reused when resuming)\n"
         "  --threads N          threads of each run\n"
         "  --checkpoint-every N checkpoint each run every N steps (default: at epoch ends)\n"
         "  --dry-run            list the runs and their state, train nothing\n"
@@ -80,6 +80,23 @@ static char *path3(const char *a, const char *b, const char *c) {
 
 static int mkdir_p1(const char *p) {
     return mkdir(p, 0777) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* mkdir -p: p and every missing folder above it (errno set on failure). */
+static int mkdir_parents(const char *p) {
+    char *q = strdup(p);
+    if (!q) return -1;
+    int rc = 0;
+    for (char *s = strchr(q + 1, '/'); s && !rc; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        rc = mkdir_p1(q);
+        *s = '/';
+    }
+    if (!rc) rc = mkdir_p1(q);
+    int e = errno;
+    free(q);
+    errno = e;
+    return rc;
 }
 
 /* Writes text to path atomically (temporary file, fsync, rename). */
@@ -525,7 +542,7 @@ int cmd_sweep(int argc, char **argv) {
         rc = 0;
         goto done;
     }
-    if (mkdir_p1(o.out) || mkdir_p1(runs_dir)) {
+    if (mkdir_parents(o.out) || mkdir_p1(runs_dir)) {
         fprintf(stderr, "petl sweep: cannot create %s: %s\n", runs_dir, strerror(errno));
         goto done;
     }
