@@ -45,7 +45,10 @@ Format:
   gnorm NAME NUMEL NORM idx v idx v ...   norm + samples
   steps N LR BIAS_CORRECTION WEIGHT_DECAY CLIP l1 ... lN   losses before each optimiser step
   end
+gen-squad-grad-golden.py loads this file for the same pieces (adapters, initial values, trainable
+sets, batch, file writers, AdamW steps) with a span head in place of the classifier.
 """
+import contextlib
 import os
 import shutil
 import sys
@@ -92,14 +95,6 @@ class Ref(nn.Module):
         self.classifier = nn.Linear(self.bert.config.hidden_size, num_labels)
         self.num_labels = num_labels
 
-    def add_adapters(self, m, act, placement):
-        d = self.bert.config.hidden_size
-        for layer in self.bert.encoder.layer:
-            sites = [layer.output] if placement == "ffn" else [layer.attention.output,
-                                                               layer.output]
-            for s in sites:
-                s.adapters = nn.ModuleDict({"petl": Adapter(d, m, act)})
-
     def forward(self, ids, types, mask, labels=None, targets=None):
         out = self.bert(input_ids=ids, token_type_ids=types, attention_mask=mask)
         logits = self.classifier(out.pooler_output)
@@ -110,10 +105,20 @@ class Ref(nn.Module):
         return loss, logits
 
 
-def trainable(name, tune, top_k, num_layers):
+def add_adapters(bert, m, act, placement):
+    """Puts an Adapter as `adapters.petl` on every layer's FFN output (placement "ffn") or on
+    its attention output too ("both") of the BertModel BERT."""
+    d = bert.config.hidden_size
+    for layer in bert.encoder.layer:
+        sites = [layer.output] if placement == "ffn" else [layer.attention.output, layer.output]
+        for s in sites:
+            s.adapters = nn.ModuleDict({"petl": Adapter(d, m, act)})
+
+
+def trainable(name, tune, top_k, num_layers, head="classifier."):
     if tune == "full":
         return True
-    if name.startswith("classifier."):
+    if name.startswith(head):
         return True
     if tune == "head":
         return False
@@ -158,18 +163,17 @@ def make_batch(ids_list, types_list):
     return ids, types, mask
 
 
-def run_case(f, name, model_dir, ids_list, types_list, labels, targets, tune, top_k=0, m=8,
-             act="gelu", placement="both", num_labels=2, full_grads=True, steps=0, lr=1e-3,
-             seed=0, hash_init=False):
-    torch.manual_seed(seed)
-    model = Ref(model_dir, num_labels).eval()  # eval: dropout off
-    L = model.bert.config.num_hidden_layers
+def prepare(model, bert, head, tune, top_k, m, act, placement, hash_init):
+    """Readies MODEL (whose encoder is BERT, whose head's parameters are named HEAD...) for a
+    case: adds the adapters (--tune adapter), draws the initial values of the adapters and the
+    head, marks the trained set. Returns (inits, params): the (name, salt, scale) of every drawn
+    tensor (salt 0: drawn from torch's generator) and the (name, parameter) trained."""
     if tune == "adapter":
-        model.add_adapters(m, act, placement)
+        add_adapters(bert, m, act, placement)
     inits = []
     with torch.no_grad():
         for n, p in model.named_parameters():
-            sd_ = 0.05 if ".adapters." in n else 0.2 if n.startswith("classifier.") else 0
+            sd_ = 0.05 if ".adapters." in n else 0.2 if n.startswith(head) else 0
             if not sd_:
                 continue
             if hash_init:
@@ -181,23 +185,22 @@ def run_case(f, name, model_dir, ids_list, types_list, labels, targets, tune, to
                 inits.append((n, 0, 0))
     params = []
     for n, p in model.named_parameters():
-        p.requires_grad_(trainable(n, tune, top_k, L))
+        p.requires_grad_(trainable(n, tune, top_k, bert.config.num_hidden_layers, head))
         if p.requires_grad:
             params.append((n, p))
-    ids, types, mask = make_batch(ids_list, types_list)
-    lab = torch.tensor(labels, dtype=torch.long) if labels is not None else None
-    tgt = torch.tensor(targets, dtype=torch.float32) if targets is not None else None
+    return inits, params
 
+
+def write_inputs(f, case, ids, types, ids_list, answers, model, inits):
+    """The case's header: the `case` line (CASE), the batch, the ANSWERS line (labels, targets,
+    spans) and the initial values of INITS (from prepare())."""
     B, seq = ids.shape
-    f.write(f"case {name} {tune} {top_k} {m} {act} {placement} {num_labels}\n")
+    f.write(f"case {case}\n")
     f.write(f"batch {B} {seq}\n")
     f.write("ids " + " ".join(str(int(x)) for x in ids.flatten()) + "\n")
     f.write("types " + " ".join(str(int(x)) for x in types.flatten()) + "\n")
     f.write("lengths " + " ".join(str(len(x)) for x in ids_list) + "\n")
-    if lab is not None:
-        f.write("labels " + " ".join(str(int(x)) for x in lab) + "\n")
-    else:
-        f.write("targets " + " ".join(fmt(x) for x in tgt.tolist()) + "\n")
+    f.write(answers + "\n")
     sd = dict(model.named_parameters())
     for n, salt, scale in inits:
         v = sd[n].detach().flatten()
@@ -206,9 +209,10 @@ def run_case(f, name, model_dir, ids_list, types_list, labels, targets, tune, to
         else:
             f.write(f"init {n} {v.numel()} " + " ".join(fmt(x) for x in v.tolist()) + "\n")
 
-    loss, _ = model(ids, types, mask, lab, tgt)
-    loss.backward()
-    f.write(f"loss {fmt(loss.item())}\n")
+
+def write_grads(f, name, loss, params, full_grads):
+    """The gradient of every trained tensor (after loss.backward()): in full, or its norm and 8
+    samples (its largest entry and 7 random ones)."""
     g = torch.Generator().manual_seed(5)
     for n, p in params:
         gr = p.grad.detach().flatten()
@@ -222,43 +226,89 @@ def run_case(f, name, model_dir, ids_list, types_list, labels, targets, tune, to
                     + " ".join(f"{i} {fmt(gr[i].item())}" for i in idx) + "\n")
     print(f"{name}: loss {loss.item():.6f}, {len(params)} trained tensors")
 
+
+def write_steps(f, params, steps, lr, loss_of):
+    """STEPS optimiser steps on PARAMS, LOSS_OF() computing the loss, and the `steps` line of
+    the losses before each: torch.optim.AdamW (bias correction), weight decay 0.01 except
+    LayerNorm and biases, global norm clip 1.0, linear warmup over int(0.1 * steps) then linear
+    decay."""
+    decay = [p for n, p in params if not ("LayerNorm" in n or n.endswith(".bias"))]
+    no_decay = [p for n, p in params if "LayerNorm" in n or n.endswith(".bias")]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.999), eps=1e-6)
+    warm = int(steps * 0.1)
+
+    def lam(s):
+        if s < warm:
+            return s / max(1, warm)
+        return max(0.0, (steps - s) / max(1, steps - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        losses.append(loss.item())
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+        sched.step()
+    f.write(f"steps {steps} {fmt(lr)} 1 0.01 1.0 " + " ".join(fmt(x) for x in losses) + "\n")
+    print(f"  {steps} AdamW steps: loss {losses[0]:.6f} -> {losses[-1]:.6f}")
+
+
+def run_case(f, name, model_dir, ids_list, types_list, labels, targets, tune, top_k=0, m=8,
+             act="gelu", placement="both", num_labels=2, full_grads=True, steps=0, lr=1e-3,
+             seed=0, hash_init=False):
+    torch.manual_seed(seed)
+    model = Ref(model_dir, num_labels).eval()  # eval: dropout off
+    inits, params = prepare(model, model.bert, "classifier.", tune, top_k, m, act, placement,
+                            hash_init)
+    ids, types, mask = make_batch(ids_list, types_list)
+    lab = torch.tensor(labels, dtype=torch.long) if labels is not None else None
+    tgt = torch.tensor(targets, dtype=torch.float32) if targets is not None else None
+    if lab is not None:
+        answers = "labels " + " ".join(str(int(x)) for x in lab)
+    else:
+        answers = "targets " + " ".join(fmt(x) for x in tgt.tolist())
+    write_inputs(f, f"{name} {tune} {top_k} {m} {act} {placement} {num_labels}", ids, types,
+                 ids_list, answers, model, inits)
+
+    loss, _ = model(ids, types, mask, lab, tgt)
+    loss.backward()
+    f.write(f"loss {fmt(loss.item())}\n")
+    write_grads(f, name, loss, params, full_grads)
     if steps:
-        # torch.optim.AdamW (bias correction), weight decay 0.01 except LayerNorm and biases,
-        # global norm clip 1.0, linear warmup over int(0.1 * steps) then linear decay.
-        decay = [p for n, p in params if not ("LayerNorm" in n or n.endswith(".bias"))]
-        no_decay = [p for n, p in params if "LayerNorm" in n or n.endswith(".bias")]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=lr, betas=(0.9, 0.999), eps=1e-6)
-        warm = int(steps * 0.1)
-
-        def lam(s):
-            if s < warm:
-                return s / max(1, warm)
-            return max(0.0, (steps - s) / max(1, steps - warm))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
-        losses = []
-        for _ in range(steps):
-            opt.zero_grad()
-            loss, _ = model(ids, types, mask, lab, tgt)
-            loss.backward()
-            losses.append(loss.item())
-            torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
-            opt.step()
-            sched.step()
-        f.write(f"steps {steps} {fmt(lr)} 1 0.01 1.0 " + " ".join(fmt(x) for x in losses)
-                + "\n")
-        print(f"  {steps} AdamW steps: loss {losses[0]:.6f} -> {losses[-1]:.6f}")
+        write_steps(f, params, steps, lr, lambda: model(ids, types, mask, lab, tgt)[0])
     f.write("end\n")
 
 
-def tiny():
+@contextlib.contextmanager
+def tiny_bert(prefix):
+    """A temporary copy of tests/golden/tiny-bert/plain that from_pretrained() loads."""
     src = os.path.join(ROOT, "tests/golden/tiny-bert/plain")
-    tmp = tempfile.mkdtemp(prefix="petl-grad-")
+    tmp = tempfile.mkdtemp(prefix=prefix)
     try:
         shutil.copy(f"{src}/config.json", f"{tmp}/config.json")
         shutil.copy(f"{src}/model.st", f"{tmp}/model.safetensors")
+        yield tmp
+    finally:
+        shutil.rmtree(tmp)
+
+
+def main(writers, names):
+    """Runs WRITERS (functions writing golden files into OUT), then lists the files NAMES."""
+    torch.set_num_threads(2)
+    os.makedirs(OUT, exist_ok=True)
+    for write in writers:
+        write()
+    for n in names:
+        print(n, os.path.getsize(f"{OUT}/{n}"), "bytes")
+
+
+def tiny():
+    with tiny_bert("petl-grad-") as tmp:
         g = torch.Generator().manual_seed(11)
         lens = [7, 3, 12, 5]
         ids_list, types_list = [], []
@@ -284,8 +334,6 @@ def tiny():
             run_case(f, "head", tmp, ids_list, types_list, labels2, None, "head", seed=6)
             run_case(f, "top1", tmp, ids_list, types_list, labels2, None, "top", top_k=1,
                      seed=7)
-    finally:
-        shutil.rmtree(tmp)
 
 
 def minilm():
@@ -308,9 +356,4 @@ def minilm():
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
-    os.makedirs(OUT, exist_ok=True)
-    tiny()
-    minilm()
-    for n in ("tiny.golden", "minilm.golden"):
-        print(n, os.path.getsize(f"{OUT}/{n}"), "bytes")
+    main((tiny, minilm), ("tiny.golden", "minilm.golden"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the span-head gradient golden files of tests/test_train.c from PyTorch autograd on
 transformers' BertForQuestionAnswering with the same Houlsby adapters as gen-grad-golden.py
-(whose reference adapter module, trainable sets, batch builder and number format it imports).
+(whose adapters, initial values, trainable sets, batch builder, file writers, AdamW steps and
+number format it imports).
 
 Usage: .venv-ref/bin/python scripts/reference/gen-squad-grad-golden.py [MODEL_DIR] [DATA_DIR]
        (defaults: models/all-MiniLM-L6-v2 and ../shared/data beside the repository)
@@ -32,12 +33,9 @@ Outputs (format of gen-grad-golden.py, plus):
                                         samples, 10 AdamW steps
 """
 import importlib.util
-import os
-import shutil
-import sys
-import tempfile
-
 import json
+import os
+
 import torch
 import torch.nn as nn
 from transformers import AutoTokenizer, BertForQuestionAnswering
@@ -48,10 +46,7 @@ _spec = importlib.util.spec_from_file_location("gen_grad_golden",
 G = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(G)  # patches BertSelfOutput / BertOutput with the adapter hook
 
-ROOT = G.ROOT
-MODEL_DIR = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models/all-MiniLM-L6-v2")
-DATA_DIR = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "../shared/data")
-OUT = G.OUT
+MODEL_DIR, DATA_DIR, OUT = G.MODEL_DIR, G.DATA_DIR, G.OUT  # the same command line
 fmt = G.fmt
 
 
@@ -60,14 +55,6 @@ class QARef(nn.Module):
         super().__init__()
         self.qa = BertForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32,
                                                            attn_implementation="eager")
-
-    def add_adapters(self, m, act, placement):
-        d = self.qa.config.hidden_size
-        for layer in self.qa.bert.encoder.layer:
-            sites = [layer.output] if placement == "ffn" else [layer.attention.output,
-                                                               layer.output]
-            for s in sites:
-                s.adapters = nn.ModuleDict({"petl": G.Adapter(d, m, act)})
 
     def named_parameters(self, *a, **k):  # petl's names: bert.*, qa_outputs.*
         for n, p in self.qa.named_parameters(*a, **k):
@@ -88,58 +75,20 @@ class QARef(nn.Module):
         return masked, s, e
 
 
-def trainable(name, tune, top_k, num_layers):
-    if name.startswith("qa_outputs."):
-        return True
-    return G.trainable(name, tune, top_k, num_layers)
-
-
 def run_case(f, name, model_dir, ids_list, types_list, spans, tune, top_k=0, m=8, act="gelu",
              placement="both", full_grads=True, steps=0, lr=1e-3, seed=0, hash_init=False,
              hf_loss=False):
     torch.manual_seed(seed)
     model = QARef(model_dir).eval()  # eval: dropout off
-    L = model.qa.config.num_hidden_layers
-    if tune == "adapter":
-        model.add_adapters(m, act, placement)
-    inits = []
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            sd_ = 0.05 if ".adapters." in n else 0.2 if n.startswith("qa_outputs.") else 0
-            if not sd_:
-                continue
-            if hash_init:
-                salt = len(inits) + 1
-                p.copy_(G.hash_values(p.numel(), salt, 2 * sd_).reshape(p.shape))
-                inits.append((n, salt, 2 * sd_))
-            else:
-                p.normal_(0.0, sd_)
-                inits.append((n, 0, 0))
-    params = []
-    for n, p in model.named_parameters():
-        p.requires_grad_(trainable(n, tune, top_k, L))
-        if p.requires_grad:
-            params.append((n, p))
+    inits, params = G.prepare(model, model.qa.bert, "qa_outputs.", tune, top_k, m, act,
+                              placement, hash_init)
     ids, types, mask = G.make_batch(ids_list, types_list)
     if hf_loss:
         assert bool(mask.all()), "the HF-loss case must have no padding"
     start = torch.tensor([s for s, _ in spans], dtype=torch.long)
     end = torch.tensor([e for _, e in spans], dtype=torch.long)
-
-    B, seq = ids.shape
-    f.write(f"case {name} {tune} {top_k} {m} {act} {placement} 2 span\n")
-    f.write(f"batch {B} {seq}\n")
-    f.write("ids " + " ".join(str(int(x)) for x in ids.flatten()) + "\n")
-    f.write("types " + " ".join(str(int(x)) for x in types.flatten()) + "\n")
-    f.write("lengths " + " ".join(str(len(x)) for x in ids_list) + "\n")
-    f.write("spans " + " ".join(f"{s} {e}" for s, e in spans) + "\n")
-    sd = dict(model.named_parameters())
-    for n, salt, scale in inits:
-        v = sd[n].detach().flatten()
-        if salt:
-            f.write(f"inithash {n} {v.numel()} {salt} {fmt(scale)}\n")
-        else:
-            f.write(f"init {n} {v.numel()} " + " ".join(fmt(x) for x in v.tolist()) + "\n")
+    G.write_inputs(f, f"{name} {tune} {top_k} {m} {act} {placement} 2 span", ids, types,
+                   ids_list, "spans " + " ".join(f"{s} {e}" for s, e in spans), model, inits)
 
     loss, s_log, e_log = model(ids, types, mask, start, end, hf_loss)
     loss.backward()
@@ -149,56 +98,15 @@ def run_case(f, name, model_dir, ids_list, types_list, spans, tune, top_k=0, m=8
         for p in range(len(row)):
             packed += [s_log[r, p].item(), e_log[r, p].item()]
     f.write(f"logits {len(packed)} " + " ".join(fmt(x) for x in packed) + "\n")
-    g = torch.Generator().manual_seed(5)
-    for n, p in params:
-        gr = p.grad.detach().flatten()
-        if full_grads:
-            f.write(f"grad {n} {gr.numel()} " + " ".join(fmt(x) for x in gr.tolist()) + "\n")
-        else:
-            idx = [int(gr.abs().argmax())]
-            idx += torch.randint(0, gr.numel(), (7,), generator=g).tolist()
-            norm = gr.double().norm().item()
-            f.write(f"gnorm {n} {gr.numel()} {fmt(norm)} "
-                    + " ".join(f"{i} {fmt(gr[i].item())}" for i in idx) + "\n")
-    print(f"{name}: loss {loss.item():.6f}, {len(params)} trained tensors")
-
+    G.write_grads(f, name, loss, params, full_grads)
     if steps:
-        # As gen-grad-golden.py: torch AdamW (bias correction), weight decay 0.01 except
-        # LayerNorm and biases, clip 1.0, linear warmup over int(0.1 * steps), linear decay.
-        decay = [p for n, p in params if not ("LayerNorm" in n or n.endswith(".bias"))]
-        no_decay = [p for n, p in params if "LayerNorm" in n or n.endswith(".bias")]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=lr, betas=(0.9, 0.999), eps=1e-6)
-        warm = int(steps * 0.1)
-
-        def lam(s):
-            if s < warm:
-                return s / max(1, warm)
-            return max(0.0, (steps - s) / max(1, steps - warm))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
-        losses = []
-        for _ in range(steps):
-            opt.zero_grad()
-            loss, _, _ = model(ids, types, mask, start, end, hf_loss)
-            loss.backward()
-            losses.append(loss.item())
-            torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
-            opt.step()
-            sched.step()
-        f.write(f"steps {steps} {fmt(lr)} 1 0.01 1.0 " + " ".join(fmt(x) for x in losses)
-                + "\n")
-        print(f"  {steps} AdamW steps: loss {losses[0]:.6f} -> {losses[-1]:.6f}")
+        G.write_steps(f, params, steps, lr,
+                      lambda: model(ids, types, mask, start, end, hf_loss)[0])
     f.write("end\n")
 
 
 def tiny():
-    src = os.path.join(ROOT, "tests/golden/tiny-bert/plain")
-    tmp = tempfile.mkdtemp(prefix="petl-span-grad-")
-    try:
-        shutil.copy(f"{src}/config.json", f"{tmp}/config.json")
-        shutil.copy(f"{src}/model.st", f"{tmp}/model.safetensors")
+    with G.tiny_bert("petl-span-grad-") as tmp:
         g = torch.Generator().manual_seed(13)
 
         def rows(lens):
@@ -227,8 +135,6 @@ def tiny():
                      seed=24, hf_loss=True)
             run_case(f, "span_head", tmp, ids, types, spans, "head", seed=25)
             run_case(f, "span_top1", tmp, ids, types, spans, "top", top_k=1, seed=26)
-    finally:
-        shutil.rmtree(tmp)
 
 
 def minilm():
@@ -271,9 +177,4 @@ def minilm():
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
-    os.makedirs(OUT, exist_ok=True)
-    tiny()
-    minilm()
-    for n in ("span_tiny.golden", "span_minilm.golden"):
-        print(n, os.path.getsize(f"{OUT}/{n}"), "bytes")
+    G.main((tiny, minilm), ("span_tiny.golden", "span_minilm.golden"))
