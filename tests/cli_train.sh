@@ -151,6 +151,24 @@ cmp "$tmp/ref/adapter.safetensors" "$tmp/res/adapter.safetensors" ||
     fail "resumed adapter differs from the uninterrupted run"
 echo "resumed: $(grep -o 'resuming at step [0-9]* of [0-9]*' "$tmp/res2.err"), adapter identical"
 
+# Without --lr each tuning mode gets its own peak rate (the first run above: adapter, 3e-4),
+# recorded in adapter_config.json; --lr overrides it.
+lr_is() { # FOLDER WANT: the recorded lr equals WANT (as a number)
+    grep -o '"lr": [0-9.e+-]*' "$1/adapter_config.json" | head -1 |
+        awk -v w="$2" '{ v = $2 + 0; d = v - w; if (d < 0) d = -d; exit !(d <= 1e-9 * w) }'
+}
+lr_is "$tmp/ad" 3e-4 || fail "adapter default lr: $(grep -o '"lr": [^,]*' "$tmp/ad/adapter_config.json")"
+for m in "head 0.1" "layernorm 1e-3" "full 3e-5" "top:1 3e-5"; do
+    set -- $m
+    "$PETL" train "${common[@]}" --out "$tmp/lr-$1" --tune "$1" --epochs 1 > /dev/null 2> "$tmp/lr.err" ||
+        fail "--tune $1: $(cat "$tmp/lr.err")"
+    lr_is "$tmp/lr-$1" "$2" ||
+        fail "--tune $1 default lr is not $2: $(grep -o '"lr": [^,]*' "$tmp/lr-$1/adapter_config.json")"
+done
+"$PETL" train "${common[@]}" --out "$tmp/lr-set" --tune head --lr 0.02 --epochs 1 > /dev/null 2>&1 &&
+    lr_is "$tmp/lr-set" 0.02 || fail "--lr 0.02 not used"
+lr_is "$tmp/lr-set" 0.1 && fail "lr_is accepts a wrong value"
+
 # Usage.
 "$PETL" train --help | grep -q 'usage: petl train' || fail "train --help"
 "$PETL" eval --help | grep -q 'usage: petl eval' || fail "eval --help"
