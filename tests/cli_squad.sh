@@ -88,6 +88,14 @@ echo '{"question": "Who?", "context": " \t"}' | "$PETL" predict "${model[@]}" --
 [ $? -eq 1 ] && grep -q 'line 1: empty context' "$tmp/err" ||
     fail "empty context: $(cat "$tmp/err")"
 
+# Without --lr the span head gets 1e-2 (1e-1, the GLUE heads' default, diverges on SQuAD).
+"$PETL" train "${model[@]}" "${small[@]}" --task squad --data "$dev" --out "$tmp/head" --tune head \
+    --epochs 1 --max-train-questions 4 --max-eval-questions 4 > /dev/null 2> "$tmp/err" ||
+    fail "head-only train: $(cat "$tmp/err")"
+grep -o '"lr": [0-9.e+-]*' "$tmp/head/adapter_config.json" | head -1 |
+    awk '{ v = $2 + 0; exit !(v > 0.0099999 && v < 0.0100001) }' ||
+    fail "squad head default lr: $(grep -o '"lr": [^,]*' "$tmp/head/adapter_config.json")"
+
 # Bad training data: overlapping article ranges; an answer that does not match its context.
 "$PETL" train "${model[@]}" "${small[@]}" --task squad --data "$dev" --out "$tmp/x" \
     --train-articles 0:39 --max-train-questions 4 --max-eval-questions 4 > /dev/null 2> "$tmp/err"

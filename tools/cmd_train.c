@@ -30,7 +30,7 @@ static void usage(FILE *f) {
            "  --init-sd X          adapter weight init sd, truncated normal (1e-3)\n"
            "  --placement P        both (default: after attention and feed-forward) or ffn\n"
            "  --lr X               peak learning rate (adapter 3e-4, full / top:K 3e-5 as BERT,\n"
-           "                       layernorm 1e-3, head 1e-1: see docs/results.md)\n"
+           "                       layernorm 1e-3, head 1e-1 (squad 1e-2): see docs/results.md)\n"
            "  --epochs N           (3)\n"
            "  --batch N            (32)\n"
            "  --max-len N          truncate to N tokens, special tokens included (128; squad:\n"
@@ -126,21 +126,23 @@ static int parse_tune(const char *cmd, const char *opt, const char *v, void *dst
     return 0;
 }
 
-/* Returns CLI_GO_ON, or the exit status (0 after --help, 2 for bad usage). */
 /* The peak learning rate when --lr is not given, per what is trained. Adapters and full / top-K
  * fine-tuning follow the paper and BERT; the cheap baselines come from the learning-rate sweeps
  * of docs/results.md (all-MiniLM-L6-v2, five GLUE tasks): LayerNorm-only peaks at 1e-3..3e-3 and
  * collapses at 1e-2, and a head of a few hundred parameters barely moves at adapter rates in a
- * few epochs (it peaks at 1e-1..3e-1). */
-static double default_lr(petl_tune tune) {
+ * few epochs (it peaks at 1e-1..3e-1). SQuAD's span head, which scores every token of a window
+ * from the last hidden states, diverges at 1e-1 and learns at 1e-2. */
+static double default_lr(petl_tune tune, bool squad) {
     switch (tune) {
     case PETL_TUNE_FULL:
     case PETL_TUNE_TOP: return 3e-5;
     case PETL_TUNE_LAYERNORM: return 1e-3;
-    case PETL_TUNE_HEAD: return 1e-1;
+    case PETL_TUNE_HEAD: return squad ? 1e-2 : 1e-1;
     default: return 3e-4;
     }
 }
+
+/* Returns CLI_GO_ON, or the exit status (0 after --help, 2 for bad usage). */
 
 static int parse_args(int argc, char **argv, train_opts *o) {
     *o = (train_opts){.model = cli_default_model(),
@@ -209,8 +211,8 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         fprintf(stderr, "petl train: --task, --data and --out are required (petl train --help)\n");
         return 2;
     }
-    if (o->lr < 0) o->lr = default_lr(o->tune);
     const bool squad = !strcmp(o->task, "squad");
+    if (o->lr < 0) o->lr = default_lr(o->tune, squad);
     if (!o->max_len) o->max_len = squad ? 384 : 128;
     if (!squad && (o->train_articles || o->eval_articles || o->max_train_q || o->max_eval_q)) {
         fprintf(stderr, "petl train: --train-articles, --eval-articles and --max-*-questions are "
