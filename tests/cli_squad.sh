@@ -4,7 +4,8 @@
 # keep it to seconds), the adapter folder and its squad settings, `petl eval` (same scores as the
 # training run's dev evaluation, on the held-out articles by default), `petl predict` (answers are
 # context[start:end] in code points), bad input (malformed lines, missing / empty context,
-# overlapping article ranges, a file whose answer does not match its context), and a run killed
+# overlapping article ranges, a file whose answer does not match its context), a two-run sweep
+# (results.csv with exact_match and f1, score = F1), and a run killed
 # with SIGKILL and resumed from its checkpoint giving a byte-identical adapter.
 # Environment (set by CTest): PETL, PETL_MODEL_DIR, PETL_DATA_DIR.
 set -u
@@ -95,6 +96,16 @@ echo '{"question": "Who?", "context": " \t"}' | "$PETL" predict "${model[@]}" --
 grep -o '"lr": [0-9.e+-]*' "$tmp/head/adapter_config.json" | head -1 |
     awk '{ v = $2 + 0; exit !(v > 0.0099999 && v < 0.0100001) }' ||
     fail "squad head default lr: $(grep -o '"lr": [^,]*' "$tmp/head/adapter_config.json")"
+
+# A sweep on SQuAD: results.csv has exact_match and f1 columns, and the score is F1 alone.
+"$PETL" sweep "${model[@]}" --task squad --data "$dev" --out "$tmp/sweep" --grid "size=2,4" -- \
+    "${small[@]}" --epochs 1 --lr 1e-3 --max-train-questions 4 --max-eval-questions 4 \
+    > /dev/null 2> "$tmp/err" || fail "squad sweep: $(cat "$tmp/err")"
+head -1 "$tmp/sweep/results.csv" | grep -q '^id,size,exact_match,f1,score,' ||
+    fail "sweep columns: $(head -1 "$tmp/sweep/results.csv")"
+[ "$(wc -l < "$tmp/sweep/results.csv")" -eq 3 ] || fail "sweep rows: $(cat "$tmp/sweep/results.csv")"
+awk -F, 'NR > 1 && $4 != $5 { bad = 1 } END { exit bad }' "$tmp/sweep/results.csv" ||
+    fail "score is not F1: $(cat "$tmp/sweep/results.csv")"
 
 # Bad training data: overlapping article ranges; an answer that does not match its context.
 "$PETL" train "${model[@]}" "${small[@]}" --task squad --data "$dev" --out "$tmp/x" \

@@ -219,7 +219,8 @@ static double now_s(void) {
 }
 
 /* The dev score of a train summary: the mean of its dev metrics except mse (GLUE's task score,
- * as petl_metric_set.score); NAN when none. */
+ * as petl_metric_set.score), which for SQuAD is F1 alone (exact_match is not averaged in);
+ * NAN when none. */
 static double summary_score(json_t *summary) {
     static const char *const names[] = {"accuracy", "f1", "mcc", "pearson", "spearman"};
     double s = 0;
@@ -343,7 +344,10 @@ done:
 
 /* ------------------------------------------------------------------------- tables */
 
-static const char *const metric_cols[] = {"accuracy", "f1", "mcc", "pearson", "spearman", "mse"};
+/* GLUE's metrics and SQuAD's exact_match: the CSV has a column for each that any run reported. */
+static const char *const metric_cols[] = {"accuracy", "exact_match", "f1",  "mcc",
+                                          "pearson",  "spearman",    "mse"};
+#define N_METRIC_COLS (sizeof metric_cols / sizeof *metric_cols)
 static const char *const num_cols[] = {"score",      "trainable", "trainable_pct", "steps",
                                        "best_epoch", "seconds",   "wall_seconds",  "peak_rss_mb"};
 
@@ -362,7 +366,7 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
     json_t *runs = json_array();
     long best = -1;
     double best_score = -INFINITY;
-    bool has_metric[6] = {0};
+    bool has_metric[N_METRIC_COLS] = {0};
     *n_done = 0;
     for (size_t r = 0; r < g->n_runs; r++) {
         char *p = path3(o->out, "runs", ids[r]), *q = p ? path2(p, "summary.json") : NULL;
@@ -374,7 +378,7 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
             continue;
         }
         (*n_done)++;
-        for (size_t m = 0; m < 6; m++)
+        for (size_t m = 0; m < N_METRIC_COLS; m++)
             if (json_object_get(s, metric_cols[m])) has_metric[m] = true;
         json_t *sc = json_object_get(s, "score");
         if (json_is_number(sc) && json_number_value(sc) > best_score) {
@@ -390,7 +394,7 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
         fputs("id", f);
         for (size_t a = 0; a < g->n_axes; a++)
             fprintf(f, ",%s", g->axes[a].name);
-        for (size_t m = 0; m < 6; m++)
+        for (size_t m = 0; m < N_METRIC_COLS; m++)
             if (has_metric[m]) fprintf(f, ",%s", metric_cols[m]);
         for (size_t c = 0; c < sizeof num_cols / sizeof *num_cols; c++)
             fprintf(f, ",%s", num_cols[c]);
@@ -404,7 +408,7 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
                 fputc(',', f);
                 csv_value(f, json_object_get(set, g->axes[a].name));
             }
-            for (size_t m = 0; m < 6; m++)
+            for (size_t m = 0; m < N_METRIC_COLS; m++)
                 if (has_metric[m]) fputc(',', f), csv_value(f, json_object_get(s, metric_cols[m]));
             for (size_t c = 0; c < sizeof num_cols / sizeof *num_cols; c++)
                 fputc(',', f), csv_value(f, json_object_get(s, num_cols[c]));
