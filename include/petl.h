@@ -956,6 +956,17 @@ typedef struct {
     petl_squad_params squad; /* tune.head == PETL_HEAD_SPAN: windowing and decoding */
     char squad_eval_articles[48]; /* the articles held out in training ("38:48", "all"): what
                                      petl eval scores by default */
+    /* The input shape the adapter was trained on: true for text pairs (text_a + text_b: MRPC,
+     * RTE, a generic spec with text_b=; a span head's question + context), false for single
+     * texts. Inputs of the other shape are refused (petl predict, petl serve, petl eval with
+     * another task): a pair squeezed into a single-text adapter scores as noise. Saved as
+     * task.pair_input; for files from before it, petl_adapter_load derives it from task_spec. */
+    bool pair_input;
+    /* The training file's width: the number of columns of every row of a generic TSV / CSV
+     * task's train file (task.data_columns); 0 when not recorded (GLUE tasks, whose layouts
+     * petl_dataset_load checks by their headers; JSON lines; rows of varying width; older
+     * files). petl eval refuses a data file of another width: it is another task's data. */
+    int data_columns;
     petl_base_identity base;
     char *training_json; /* a JSON object (text) with training notes, or NULL */
 } petl_adapter_info;

@@ -212,6 +212,10 @@ static json_t *info_to_json(const petl_adapter_info *info) {
         b->max_position_embeddings, "type_vocab_size", b->type_vocab_size, "num_params",
         (json_int_t)b->num_params, "content_hash", hash);
     if (root) {
+        json_t *task = json_object_get(root, "task");
+        json_object_set_new(task, "pair_input", json_boolean(info->pair_input));
+        if (info->data_columns > 0)
+            json_object_set_new(task, "data_columns", json_integer(info->data_columns));
         const bool span = t->head == PETL_HEAD_SPAN;
         json_object_set_new(json_object_get(root, "tune"), "head",
                             json_string(span ? "span" : "classify"));
@@ -308,6 +312,15 @@ static int jenum(jctx *c, json_t *obj, const char *key, const char *const *names
     return 0;
 }
 
+/* The input shape of an adapter saved before pair_input was recorded: what its task spec reads
+ * (a span head, whose spec is "squad", reads question + context pairs). */
+static bool pair_of_spec(const char *spec) {
+    petl_task t;
+    petl_error ignored = {0};
+    if (petl_task_lookup(spec, &t, &ignored) != PETL_OK) return strcmp(spec, "squad") == 0;
+    return t.col_b != PETL_COL_NONE;
+}
+
 static petl_status info_from_json(json_t *root, const char *path, petl_adapter_info *info,
                                   petl_error *err) {
     jctx c = {path, err, PETL_OK};
@@ -334,6 +347,12 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
     int num_labels = jint(&c, task, "num_labels", 1, PETL_DATA_MAX_LABELS);
     json_t *labels = jget(&c, task, "labels", JSON_ARRAY);
     info->max_len = jint(&c, root, "max_len", 3, 1 << 20);
+    if (json_object_get(task, "pair_input")) /* absent in files from before it */
+        info->pair_input = json_is_true(jget(&c, task, "pair_input", JSON_TRUE));
+    else
+        info->pair_input = pair_of_spec(info->task_spec);
+    if (json_object_get(task, "data_columns"))
+        info->data_columns = jint(&c, task, "data_columns", 1, 1 << 20);
     json_t *tune = jget(&c, root, "tune", JSON_OBJECT);
     json_t *base = jget(&c, root, "base", JSON_OBJECT);
     if (c.st != PETL_OK) return c.st;

@@ -583,6 +583,8 @@ int cmd_train(int argc, char **argv) {
     snprintf(info.task_name, sizeof info.task_name, "%s", task_name);
     snprintf(info.task_spec, sizeof info.task_spec, "%s", o.task);
     info.regression = d.regression;
+    /* what petl predict / serve accept: a span head reads question + context pairs */
+    info.pair_input = d.squad || d.task.col_b != PETL_COL_NONE;
     info.max_len = o.max_len;
     info.tune = tc;
     info.tune.num_labels = petl_task_model_tune_config(tm)->num_labels;
