@@ -418,14 +418,23 @@ static void copy_params(const run_state *rs, bool to_best) {
     }
 }
 
-static void log_line(FILE *log, json_t *obj) {
+/* One line of the --log file, flushed. A failed write (a full disk, EFBIG over `ulimit -f`)
+ * stops the run: the log is output the user asked for, and a disk that is full now is full
+ * for the adapter too. Takes obj over. */
+static petl_status log_line(FILE *log, const char *path, json_t *obj, petl_error *err) {
+    petl_status s = PETL_OK;
     if (log && obj) {
-        char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (s) fprintf(log, "%s\n", s);
-        free(s);
-        fflush(log);
+        char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        errno = 0;
+        if (!text)
+            s = petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory for a log line", path);
+        else if (fprintf(log, "%s\n", text) < 0 || fflush(log) != 0)
+            s = petl_fail(err, PETL_ERR_IO, "%s: cannot write the log: %s", path,
+                          strerror(errno ? errno : EIO));
+        free(text);
     }
     json_decref(obj);
+    return s;
 }
 
 /* The dropout key of a batch: a function of (seed, global batch index) only; never 0, which
@@ -504,9 +513,12 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                       strerror(errno));
         goto done;
     }
-    if (res->resumed)
-        log_line(log, json_pack("{s:s, s:I, s:i, s:i}", "event", "resume", "step",
-                                (json_int_t)rs.global, "epoch", rs.epoch, "batch", rs.batch));
+    if (res->resumed &&
+        (s = log_line(log, o->log_path,
+                      json_pack("{s:s, s:I, s:i, s:i}", "event", "resume", "step",
+                                (json_int_t)rs.global, "epoch", rs.epoch, "batch", rs.batch),
+                      err)) != PETL_OK)
+        goto done;
 
     const double t0 = now_s();
     double eval_s = 0; /* spent in periodic evaluations (eval_every) */
@@ -564,12 +576,15 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                 .elapsed_s = el};
             if (cb) cb(&pr, user);
             if (log && (o->log_every <= 1 || rs.global % o->log_every == 0 || rs.global == 1 ||
-                        rs.global == total || skip))
-                log_line(log,
-                         json_pack("{s:I, s:i, s:o, s:o, s:o, s:f, s:f, s:b}", "step",
-                                   (json_int_t)rs.global, "epoch", rs.epoch, "loss", jreal(loss),
-                                   "lr", jreal(lr), "grad_norm", jreal(norm), "tokens_per_s",
-                                   pr.tokens_per_s, "elapsed_s", el, "skipped", skip));
+                        rs.global == total || skip) &&
+                (s = log_line(log, o->log_path,
+                              json_pack("{s:I, s:i, s:o, s:o, s:o, s:f, s:f, s:b}", "step",
+                                        (json_int_t)rs.global, "epoch", rs.epoch, "loss",
+                                        jreal(loss), "lr", jreal(lr), "grad_norm", jreal(norm),
+                                        "tokens_per_s", pr.tokens_per_s, "elapsed_s", el,
+                                        "skipped", skip),
+                              err)) != PETL_OK)
+                goto done;
             /* Periodic evaluation (time to accuracy): logged with the training time so far,
              * evaluations excluded; reaching stop_at ends the run with this model. */
             if (o->eval_every > 0 && rs.global % o->eval_every == 0 && dev &&
@@ -589,7 +604,7 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                 json_object_set_new(pj, "dev", metrics_json(&m));
                 json_object_set_new(pj, "score", jreal(m.score));
                 if (reached) json_object_set_new(pj, "stop_at_reached", json_true());
-                log_line(log, pj);
+                if ((s = log_line(log, o->log_path, pj, err)) != PETL_OK) goto done;
                 if (reached) {
                     copy_params(&rs, true);
                     rs.have_best = true;
@@ -652,7 +667,7 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
             if (cb) cb(&pr, user);
             pr.dev = NULL;
         }
-        log_line(log, ej);
+        if ((s = log_line(log, o->log_path, ej, err)) != PETL_OK) goto done;
         rs.loss_sum = 0;
         rs.loss_count = 0;
         if (o->checkpoint_path) {
@@ -674,7 +689,9 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
     res->skipped = rs.skipped;
     res->train_seconds = now_s() - t0;
 done:
-    if (log) fclose(log);
+    if (log && fclose(log) != 0 && s == PETL_OK)
+        s = petl_fail(err, PETL_ERR_IO, "%s: cannot write the log: %s", o->log_path,
+                      strerror(errno));
     petl_batch_buf_free(&buf);
     petl_batch_plan_free(&plan);
     petl_train_ctx_free(ctx);

@@ -40,6 +40,12 @@ int cli_read_text_line(FILE *in, long lineno, char **line, size_t *cap, cli_text
                        size_t errlen);
 void cli_text_free(cli_text *t);
 
+/* Whether everything written to stdout so far reached it: flushes, and on a write error (a
+ * full disk, /dev/full, EFBIG over `ulimit -f`) prints "petl CMD: write error on standard
+ * output: REASON" (once per process) and returns 1. Commands call it to stop early and to set
+ * their status; main() calls it last, for whatever a command left unchecked. */
+int cli_check_stdout(const char *cmd);
+
 /* ---- command-line options (tools/cli_options.c) ---- */
 
 /* Option values: print "petl CMD: OPT needs ..." and return -1 when s is not a number in

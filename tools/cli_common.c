@@ -1,6 +1,7 @@
 /* Pieces shared by the subcommands: the default model folder and the JSON-lines text reader. */
 #include "cli.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -76,6 +77,23 @@ int cli_read_text_line(FILE *in, long lineno, char **line, size_t *cap, cli_text
         out->b = json_string_value(b);
         out->len_b = json_string_length(b);
     }
+    return 1;
+}
+
+int cli_check_stdout(const char *cmd) {
+    static bool reported; /* the first failure's reason is the one to show */
+    if (reported) return 1;
+    errno = 0;
+    /* glibc keeps what a failed write left in the buffer, so a second fflush reports the
+     * reason (ENOSPC, EFBIG) again even when the first failure was inside a printf. */
+    bool bad = fflush(stdout) != 0;
+    int e = errno;
+    if (!bad && !ferror(stdout)) return 0;
+    reported = true;
+    if (e)
+        fprintf(stderr, "petl %s: write error on standard output: %s\n", cmd, strerror(e));
+    else
+        fprintf(stderr, "petl %s: write error on standard output\n", cmd);
     return 1;
 }
 

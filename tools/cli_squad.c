@@ -152,7 +152,7 @@ int cli_squad_eval(cli_adapter *ad, const char *data, const char *articles, long
         cli_json_number(stdout, m.value[i]);
     }
     printf("}\n");
-    rc = fflush(stdout) == 0 ? 0 : 1;
+    rc = cli_check_stdout("eval");
 done:
     cli_squad_free(&set);
     free(path);
@@ -297,7 +297,8 @@ done:
     petl_squad_free(ds);
     free(text);
     chunk_clear(c);
-    return rc;
+    /* A full disk stops the run here, not after the rest of the input. */
+    return rc == 0 && ferror(stdout) ? cli_check_stdout("predict") : rc;
 }
 
 int cli_squad_predict(cli_adapter *ad, int batch, int max_len) {
@@ -330,10 +331,7 @@ int cli_squad_predict(cli_adapter *ad, int batch, int max_len) {
         fprintf(stderr, "petl predict: error reading the input: %s\n", strerror(errno));
         rc = 1;
     }
-    if (fflush(stdout) != 0) {
-        fprintf(stderr, "petl predict: error writing the output: %s\n", strerror(errno));
-        rc = 1;
-    }
+    if (cli_check_stdout("predict")) rc = 1;
     chunk_clear(&c);
     json_decref(c.data);
     free(line);

@@ -3,6 +3,7 @@
  * matrix on stdout and optionally a heatmap. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,12 +154,16 @@ int cmd_ablate(int argc, char **argv) {
         }
         fprintf(o, "]}\n");
     }
-    if (fflush(stdout) != 0) goto done;
+    if (cli_check_stdout("ablate")) goto done;
     if (jf) {
         bool ok = fflush(jf) == 0;
         ok = fclose(jf) == 0 && ok;
         jf = NULL;
-        if (!ok || cli_plot_run(json_path, plot, NULL, NULL, NULL)) goto done;
+        if (!ok) {
+            fprintf(stderr, "petl ablate: cannot write %s: %s\n", json_path, strerror(errno));
+            goto done;
+        }
+        if (cli_plot_run(json_path, plot, NULL, NULL, NULL)) goto done;
         unlink(json_path);
     }
     rc = 0;

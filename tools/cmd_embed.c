@@ -231,7 +231,8 @@ static int flush_batch(embedder *e, int n, long first_line) {
         *p++ = '\n';
         fwrite(e->line, 1, (size_t)(p - e->line), stdout);
     }
-    return 0;
+    /* A full disk stops the run here, not after the rest of the input. */
+    return ferror(stdout) ? cli_check_stdout("embed") : 0;
 }
 
 static int run(const embed_opts *o, const petl_model *m, const petl_tokenizer *tok, petl_ctx *ctx) {
@@ -338,10 +339,7 @@ int cmd_embed(int argc, char **argv) {
     static char outbuf[1 << 20];
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
     rc = run(&o, m, tok, ctx);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "petl embed: error writing the output: %s\n", strerror(errno));
-        rc = 1;
-    }
+    if (cli_check_stdout("embed")) rc = 1;
 done:
     petl_ctx_free(ctx);
     petl_model_free(m);

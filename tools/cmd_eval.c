@@ -130,7 +130,7 @@ int cmd_eval(int argc, char **argv) {
         cli_json_number(stdout, m.value[i]);
     }
     printf("}\n");
-    rc = fflush(stdout) == 0 ? 0 : 1;
+    rc = cli_check_stdout("eval");
     goto done;
 fail:
     fprintf(stderr, "petl eval: %s\n", err.msg);

