@@ -710,6 +710,18 @@ static void shape_str(char *buf, size_t cap, int rank, const int64_t *shape) {
     if (u < cap) snprintf(buf + u, cap - u, "]");
 }
 
+/* NaN or Inf in a weight turns every score into NaN (or one fixed class): refused at load,
+ * whether or not the file carries the content hash that would also catch the damage. */
+static petl_status check_finite(const char *wpath, const petl_param *p, petl_error *err) {
+    for (int64_t i = 0; i < p->numel; i++)
+        if (!isfinite(p->data[i]))
+            return petl_fail(err, PETL_ERR_FORMAT,
+                             "%s: tensor %s holds %s at index %lld: the file is damaged (petl "
+                             "saves only finite weights)",
+                             wpath, p->name, isnan(p->data[i]) ? "NaN" : "Inf", (long long)i);
+    return PETL_OK;
+}
+
 petl_status petl_adapter_load(const char *dir, const petl_model *base, const petl_base_identity *id,
                               petl_adapter_info *info, petl_task_model **out, petl_error *err) {
     *out = NULL;
@@ -745,6 +757,7 @@ petl_status petl_adapter_load(const char *dir, const petl_model *base, const pet
             goto fail;
         }
         if ((s = petl_st_read_f32(t, p->data, err)) != PETL_OK) goto fail;
+        if ((s = check_finite(wpath, p, err)) != PETL_OK) goto fail;
     }
     if (petl_st_count(st) != n) {
         for (size_t i = 0; i < petl_st_count(st); i++) {

@@ -84,4 +84,38 @@ head -n 20 "$tmp/SST-2/dev.tsv" | tail -n 19 | sed 's/\t.*//; s/"//g; s/.*/{"tex
 status=$?
 expect 1 "embed stdout over ulimit -f" "petl embed: write error on standard output: File too large"
 
+# ---- 8. NaN or Inf in an adapter is refused at load, hash or no hash ----------------------
+# tamper SRC DST HEX: a copy of adapter SRC whose content hash is renamed away (as if written by
+# another tool) and whose first stored float is HEX (little-endian bytes).
+tamper() {
+    cp -r "$1" "$2" && perl -e '
+        my ($f, $v) = @ARGV;
+        open(my $h, "+<:raw", $f) or die "$f: $!";
+        read($h, my $b, 8) == 8 or die "$f: short";
+        my $n = unpack("Q<", $b);
+        read($h, my $hdr, $n) == $n or die "$f: short header";
+        $hdr =~ s/"petl_params_hash"/"xxxx_params_hash"/ or die "$f: no hash";
+        seek($h, 8, 0); print $h $hdr;
+        seek($h, 8 + $n, 0); print $h pack("H8", $v);
+        close($h) or die "$f: $!";' "$2/adapter.safetensors" "$3" || fail "cannot tamper $2"
+}
+if command -v perl > /dev/null; then
+    tamper "$tmp/sst" "$tmp/nan" 0000c07f
+    tamper "$tmp/sst" "$tmp/inf" 0000807f
+    run eval "${common[@]}" --adapter "$tmp/nan" --data "$tmp/SST-2"
+    expect 1 "eval, NaN adapter" "nan/adapter.safetensors: tensor "
+    grep -qF "holds NaN at index 0" "$tmp/err" || fail "eval, NaN adapter: $(cat "$tmp/err")"
+    run eval "${common[@]}" --adapter "$tmp/inf" --data "$tmp/SST-2"
+    expect 1 "eval, Inf adapter" "holds Inf at index 0"
+    in=$tmp/lines.jsonl
+    run predict --model "$MODEL" --adapter "$tmp/nan"
+    expect 1 "predict, NaN adapter" "holds NaN"
+    [ ! -s "$tmp/out" ] || fail "predict, NaN adapter: wrote $(head -c 200 "$tmp/out")"
+    in=/dev/null
+    run ablate --model "$MODEL" --threads 2 --adapter "$tmp/inf" --data "$tmp/SST-2"
+    expect 1 "ablate, Inf adapter" "holds Inf"
+else
+    echo "cli_robust: no perl here to tamper an adapter: the NaN / Inf checks are not run"
+fi
+
 echo "cli_robust: all checks passed"
