@@ -1053,8 +1053,9 @@ bool petl_srv_name_valid(const char *name, size_t len);
 /* The dynamic batching of requests (petl_server_opts.batch). */
 typedef struct {
     double window_ms; /* how long to wait for more jobs after the first (2) */
-    int max_batch;    /* rows per batch (32); a larger job runs alone, in pieces */
+    int max_batch;    /* rows per batch (32); a larger job runs in pieces, others between them */
     int queue;        /* jobs waiting at most (256); more are refused */
+    int max_tokens;   /* padded tokens (rows x longest row) per batch (1024); 0: rows only */
 } petl_srv_batcher_opts;
 
 typedef struct {
@@ -1063,7 +1064,10 @@ typedef struct {
     size_t max_body;     /* bytes (1 MiB) */
     size_t max_inputs;   /* per request (256) */
     size_t max_tasks;    /* loaded at once (10000) */
-    int max_connections; /* concurrent connections (256) */
+    int max_connections; /* concurrent connections served (256); more are answered 503 */
+    int max_per_address; /* concurrent connections from one client address served (0: half of
+                            max_connections); more are answered 503 */
+    double request_timeout_s; /* a request's headers and body must arrive within this (10) */
     unsigned timeout_s;  /* idle connection timeout (30) */
     petl_srv_batcher_opts batch;
     const char *admin_token;  /* NULL: the admin routes answer 403 */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -500,6 +503,7 @@ struct petl_srv_metrics {
     task_metrics *tasks; /* [n], in first-seen order */
     size_t n, cap;
     hist batch_rows, batch_tasks, batch_seconds;
+    uint64_t conn[PETL_SRV_CONN_KINDS];
 };
 
 petl_status petl_srv_metrics_new(petl_srv_metrics **out, petl_error *err) {
@@ -561,6 +565,13 @@ void petl_srv_metrics_predict(petl_srv_metrics *m, const char *task, size_t inpu
         if (queue_s >= 0) hist_observe(&t->queue, queue_s);
         hist_observe(&t->latency, latency_s);
     }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void petl_srv_metrics_conn(petl_srv_metrics *m, petl_srv_conn_event ev) {
+    if ((unsigned)ev >= PETL_SRV_CONN_KINDS) return;
+    pthread_mutex_lock(&m->mu);
+    m->conn[ev]++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -673,6 +684,18 @@ char *petl_srv_metrics_render(petl_srv_metrics *m, size_t queue_depth, size_t ta
     sb_printf(&b, "# HELP petl_batch_seconds Time to run one batch.\n"
                   "# TYPE petl_batch_seconds histogram\n");
     render_hist(&b, "petl_batch_seconds", "", &m->batch_seconds);
+    sb_printf(&b,
+              "# HELP petl_connections_refused_total Connections over a limit, answered 503 and "
+              "closed.\n# TYPE petl_connections_refused_total counter\n"
+              "petl_connections_refused_total{limit=\"per_address\"} %llu\n"
+              "petl_connections_refused_total{limit=\"total\"} %llu\n"
+              "# HELP petl_connections_timed_out_total Connections closed because a request's "
+              "headers and body did not arrive within the deadline.\n"
+              "# TYPE petl_connections_timed_out_total counter\n"
+              "petl_connections_timed_out_total %llu\n",
+              (unsigned long long)m->conn[PETL_SRV_CONN_OVER_ADDRESS],
+              (unsigned long long)m->conn[PETL_SRV_CONN_OVER_TOTAL],
+              (unsigned long long)m->conn[PETL_SRV_CONN_DEADLINE]);
     pthread_mutex_unlock(&m->mu);
     sb_printf(&b,
               "# HELP petl_queue_depth Requests waiting for the batch worker.\n"
@@ -727,17 +750,30 @@ static bool grow_rows(petl_srv_batcher *b, size_t n) {
     return true;
 }
 
-/* Runs the jobs first..(NULL) as one batch, on the worker, without the lock. */
+/* Puts job j at the tail of the queue. Caller holds mu. */
+static void queue_push(petl_srv_batcher *b, petl_srv_job *j) {
+    j->next = NULL;
+    if (b->tail)
+        b->tail->next = j;
+    else
+        b->head = j;
+    b->tail = j;
+    b->depth++;
+}
+
+/* Runs rows [off, off + take) of the jobs first..(NULL) as one batch, on the worker, without
+ * the lock; then finishes the jobs whose last rows ran and puts the others (pieces of a large
+ * job) back at the end of the queue. */
 static void run_batch(petl_srv_batcher *b, petl_srv_job *first) {
     double t0 = petl_srv_now();
     size_t n = 0, tasks = 0;
     for (petl_srv_job *j = first; j; j = j->next) {
-        j->t_start = t0;
+        if (j->off == 0) j->t_start = t0;
         bool seen = false;
         for (petl_srv_job *k = first; k != j && !seen; k = k->next)
             seen = k->task == j->task;
         tasks += !seen;
-        n += j->n;
+        n += j->take;
     }
     petl_error err = {0};
     petl_status s = PETL_OK;
@@ -746,7 +782,7 @@ static void run_batch(petl_srv_batcher *b, petl_srv_job *first) {
     } else {
         size_t r = 0;
         for (petl_srv_job *j = first; j; j = j->next)
-            for (size_t i = 0; i < j->n; i++, r++) {
+            for (size_t i = j->off; i < j->off + j->take; i++, r++) {
                 b->r_task[r] = j->task;
                 b->r_enc[r] = &j->enc[i];
                 b->r_out[r] = j->out + i * (size_t)j->task->num_labels;
@@ -762,18 +798,25 @@ static void run_batch(petl_srv_batcher *b, petl_srv_job *first) {
     size_t r = 0;
     for (petl_srv_job *j = first, *next; j; j = next) {
         next = j->next; /* the submitter may free j as soon as done is set */
-        j->status = s;
-        j->err = err;
+        if (s != PETL_OK) {
+            j->status = s;
+            j->err = err;
+        }
         /* A row the executor could not compute fails its own job only. */
-        for (size_t i = 0; s == PETL_OK && i < j->n; i++)
+        for (size_t i = 0; s == PETL_OK && j->status == PETL_OK && i < j->take; i++)
             if (b->r_err[r + i].code != PETL_OK) {
                 j->status = b->r_err[r + i].code;
                 j->err = b->r_err[r + i];
-                break;
             }
-        r += j->n;
-        j->t_done = t1;
+        r += j->take;
+        j->off += j->take;
+        j->take = 0;
         j->next = NULL;
+        if (j->off < j->n && j->status == PETL_OK) {
+            queue_push(b, j); /* its next piece after the jobs that arrived meanwhile */
+            continue;
+        }
+        j->t_done = t1;
         j->done = 1;
     }
     pthread_cond_broadcast(&b->done);
@@ -792,6 +835,24 @@ static petl_srv_job *queue_pop(petl_srv_batcher *b) {
     return j;
 }
 
+/* How many of job j's remaining rows fit a batch that holds *rows rows padded to *seq tokens
+ * (max_batch rows, max_tokens padded tokens); updates *rows and *seq for them. */
+static size_t rows_that_fit(const petl_srv_batcher *b, const petl_srv_job *j, size_t *rows,
+                            int *seq) {
+    size_t k = 0, left = j->n - j->off;
+    int sq = *seq;
+    while (k < left && *rows + k < (size_t)b->o.max_batch) {
+        int len = j->enc[j->off + k].len;
+        int s2 = len > sq ? len : sq;
+        if (b->o.max_tokens > 0 && (*rows + k + 1) * (size_t)s2 > (size_t)b->o.max_tokens) break;
+        sq = s2;
+        k++;
+    }
+    *rows += k;
+    *seq = sq;
+    return k;
+}
+
 static void *batch_worker(void *arg) {
     petl_srv_batcher *b = arg;
     pthread_mutex_lock(&b->mu);
@@ -799,17 +860,28 @@ static void *batch_worker(void *arg) {
         while (!b->head && !b->stopping)
             pthread_cond_wait(&b->more, &b->mu);
         if (!b->head) break; /* stopping and drained */
-        /* Gather: FIFO, up to max_batch rows (the first job always, even a larger one), waiting
-         * until the first job's arrival + window for more unless the batch is full. A job that
-         * does not fit ends the gathering, so that no job is overtaken. */
+        /* Gather: FIFO, up to max_batch rows and max_tokens padded tokens, waiting until the
+         * first job's arrival + window for more unless the batch is full. A job that does not
+         * fit ends the gathering, so that no job is overtaken. A job too large for any batch
+         * gives one piece (at least one row) and goes back to the end of the queue after it
+         * (run_batch), so that the requests behind it run between its pieces. */
         double deadline = b->head->t_submit + b->o.window_ms * 1e-3;
+        size_t rows = 0;
+        int seq = 0;
         petl_srv_job *first = queue_pop(b), *last = first;
-        size_t rows = first->n;
-        for (;;) {
-            while (b->head && rows + b->head->n <= (size_t)b->o.max_batch) {
+        first->take = rows_that_fit(b, first, &rows, &seq);
+        if (first->take == 0) first->take = rows = 1; /* one row over max_tokens still runs */
+        bool full = first->off + first->take < first->n;
+        while (!full) {
+            while (b->head) {
+                size_t r2 = rows;
+                int s2 = seq;
+                size_t k = rows_that_fit(b, b->head, &r2, &s2);
+                if (k < b->head->n - b->head->off) break;
                 last->next = queue_pop(b);
                 last = last->next;
-                rows += last->n;
+                last->take = k;
+                rows = r2, seq = s2;
             }
             if (b->head || rows >= (size_t)b->o.max_batch || b->stopping) break;
             double now = petl_srv_now();
@@ -838,10 +910,12 @@ petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_f
                                  petl_srv_metrics *metrics, petl_srv_batcher **out,
                                  petl_error *err) {
     *out = NULL;
-    if (o->max_batch < 1 || o->queue < 1 || !(o->window_ms >= 0) || o->window_ms > 10000 || !exec)
+    if (o->max_batch < 1 || o->queue < 1 || !(o->window_ms >= 0) || o->window_ms > 10000 ||
+        o->max_tokens < 0 || !exec)
         return petl_fail(err, PETL_ERR_ARG,
-                         "batcher: max batch %d, queue %d, window %g ms: out of range",
-                         o->max_batch, o->queue, o->window_ms);
+                         "batcher: max batch %d, queue %d, window %g ms, max tokens %d: out of "
+                         "range",
+                         o->max_batch, o->queue, o->window_ms, o->max_tokens);
     petl_srv_batcher *b = calloc(1, sizeof *b);
     if (!b) return petl_fail(err, PETL_ERR_NOMEM, "batcher: out of memory");
     b->o = *o;
@@ -887,17 +961,18 @@ bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job) {
     job->err.code = PETL_OK;
     job->err.msg[0] = '\0';
     job->t_submit = petl_srv_now();
+    job->off = job->take = 0;
+    if (job->n == 0) { /* nothing to run (the server never sends such a job) */
+        job->t_start = job->t_done = job->t_submit;
+        job->done = 1;
+        return true;
+    }
     pthread_mutex_lock(&b->mu);
     if (b->stopping || b->depth >= (size_t)b->o.queue) {
         pthread_mutex_unlock(&b->mu);
         return false;
     }
-    if (b->tail)
-        b->tail->next = job;
-    else
-        b->head = job;
-    b->tail = job;
-    b->depth++;
+    queue_push(b, job);
     pthread_cond_signal(&b->more);
     while (!job->done)
         pthread_cond_wait(&b->done, &b->mu);
@@ -920,6 +995,7 @@ size_t petl_srv_batcher_depth(petl_srv_batcher *b) {
 
 struct petl_srv_exec {
     int max_batch;
+    int max_tokens; /* padded tokens per forward; 0: max_batch rows only */
     int32_t pad_id;
     struct {
         petl_srv_task *task; /* a reference, so the task model outlives its context */
@@ -939,7 +1015,7 @@ struct petl_srv_exec {
      * more; a few MB, so it is never shrunk). */
     petl_multi_ctx *mctx;
     const petl_model *mbase; /* the base mctx was made for */
-    int m_len, m_size, m_labels;
+    int m_rows, m_len, m_size, m_labels;
     const petl_task_model **mtask; /* [max_batch] task model of each fused row */
     size_t *fidx;                  /* [rows] rows taking the fused path */
     size_t fidx_cap;
@@ -962,6 +1038,35 @@ petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out
     }
     *out = e;
     return PETL_OK;
+}
+
+void petl_srv_exec_set_max_tokens(petl_srv_exec *e, int max_tokens) {
+    e->max_tokens = max_tokens > 0 ? max_tokens : 0;
+}
+
+size_t petl_srv_exec_held_tokens(const petl_srv_exec *e) {
+    return e->mctx ? (size_t)e->m_rows * (size_t)e->m_len : 0;
+}
+
+/* Rows of one forward at a padded length of len: max_batch, fewer when max_tokens says so. */
+static int exec_rows_for(const petl_srv_exec *e, int len) {
+    if (e->max_tokens <= 0 || len <= 0) return e->max_batch;
+    int r = e->max_tokens / len;
+    if (r < 1) r = 1;
+    return r < e->max_batch ? r : e->max_batch;
+}
+
+/* Work buffers beyond what ordinary traffic needs (max_batch rows of 64 tokens, or the token
+ * budget) are given back after the batch that needed them: a context for 32 x 512 tokens is
+ * ~400 MB, and glibc keeps freed heap memory unless asked (malloc_trim). */
+static void exec_shrink(petl_srv_exec *e) {
+    size_t keep = (size_t)e->max_batch * 64;
+    if (e->max_tokens > 0 && (size_t)e->max_tokens > keep) keep = (size_t)e->max_tokens;
+    if (!e->mctx || (e->m_len <= 128 && (size_t)e->m_rows * (size_t)e->m_len <= keep)) return;
+    petl_multi_ctx_free(e->mctx);
+    e->mctx = NULL;
+    e->m_rows = e->m_len = 0;
+    malloc_trim(0);
 }
 
 static void exec_evict(petl_srv_exec *e, int i) {
@@ -1001,7 +1106,7 @@ static petl_status exec_ctx(petl_srv_exec *e, petl_srv_task *t, petl_train_ctx *
             lru = i;
     }
     exec_evict(e, lru);
-    petl_status s = petl_predict_ctx_new(t->tm, e->max_batch, t->max_len, out, err);
+    petl_status s = petl_predict_ctx_new(t->tm, exec_rows_for(e, t->max_len), t->max_len, out, err);
     if (s != PETL_OK) return s;
     petl_srv_task_acquire(t);
     e->cache[lru].task = t;
@@ -1079,25 +1184,34 @@ static bool exec_fusable(petl_srv_exec *e, const petl_srv_task *t) {
  * through petl_task_predict_multi, first growing the context when a task needs more. */
 static petl_status exec_fused(petl_srv_exec *e, const petl_srv_rows *rows, const size_t *idx,
                               size_t n, petl_error *err) {
-    int len = e->m_len, msize = e->m_size, labels = e->m_labels;
+    int seq_max = 1, msize = e->m_size, labels = e->m_labels;
     for (size_t k = 0; k < n; k++) {
         const petl_srv_task *t = rows->task[idx[k]];
         const petl_tune_config *tc = petl_task_model_tune_config(t->tm);
-        if (rows->enc[idx[k]]->len > t->max_len)
+        int len = rows->enc[idx[k]]->len;
+        if (len > t->max_len)
             return petl_fail(err, PETL_ERR_ARG, "task %s: a row of %d tokens, over max_len %d",
-                             t->name, rows->enc[idx[k]]->len, t->max_len);
-        if (t->max_len > len) len = t->max_len;
+                             t->name, len, t->max_len);
+        if (len > seq_max) seq_max = len;
         if (tc->tune == PETL_TUNE_ADAPTER && tc->adapter_size > msize) msize = tc->adapter_size;
         if (t->num_labels > labels) labels = t->num_labels;
         e->mtask[k] = t->tm;
     }
-    if (!e->mctx || len > e->m_len || msize > e->m_size || labels > e->m_labels) {
+    /* Sized by the rows' own lengths (64 at least, so that ordinary traffic keeps one
+     * context), not by the tasks' max_len: a task with max_len 512 costs 512-token buffers only
+     * while it is sent long inputs, and exec_shrink frees them after that batch. */
+    bool fits = e->mctx && (size_t)e->m_rows >= n && e->m_len >= seq_max && msize <= e->m_size &&
+                labels <= e->m_labels;
+    if (!fits) {
+        int len = seq_max <= 64 ? 64 : (seq_max + 31) / 32 * 32;
+        int rows_cap = exec_rows_for(e, len);
+        if ((size_t)rows_cap < n) rows_cap = (int)n;
         petl_multi_ctx_free(e->mctx);
         e->mctx = NULL;
-        petl_status s =
-            petl_multi_ctx_new(e->mbase, e->max_batch, len, msize, labels, &e->mctx, err);
+        e->m_rows = e->m_len = 0;
+        petl_status s = petl_multi_ctx_new(e->mbase, rows_cap, len, msize, labels, &e->mctx, err);
         if (s != PETL_OK) return s;
-        e->m_len = len, e->m_size = msize, e->m_labels = labels;
+        e->m_rows = rows_cap, e->m_len = len, e->m_size = msize, e->m_labels = labels;
     }
     int seq;
     petl_status s = exec_fill(e, rows, idx, n, (size_t)e->m_labels, &seq, err);
@@ -1109,6 +1223,22 @@ static petl_status exec_fused(petl_srv_exec *e, const petl_srv_rows *rows, const
         memcpy(rows->out[idx[k]], e->logits + k * (size_t)e->m_labels,
                (size_t)rows->task[idx[k]]->num_labels * sizeof(float));
     return PETL_OK;
+}
+
+/* How many of rows idx[0..n) go into the next fused forward: at most max_batch, and at most
+ * max_tokens padded tokens (at least one row). */
+static size_t exec_piece_rows(const petl_srv_exec *e, const petl_srv_rows *rows, const size_t *idx,
+                              size_t n) {
+    size_t m = 0;
+    int seq = 0;
+    while (m < n && m < (size_t)e->max_batch) {
+        int len = rows->enc[idx[m]]->len;
+        int s2 = len > seq ? len : seq;
+        if (m > 0 && e->max_tokens > 0 && (m + 1) * (size_t)s2 > (size_t)e->max_tokens) break;
+        seq = s2;
+        m++;
+    }
+    return m;
 }
 
 /* A failure pinned on rows idx[0..n): into their row_err when the batcher gave one (only their
@@ -1148,8 +1278,8 @@ petl_status petl_srv_exec_run(void *user, const petl_srv_rows *rows, petl_error 
     size_t nf = 0;
     for (size_t i = 0; i < rows->n; i++)
         if (exec_fusable(e, rows->task[i])) e->fidx[nf++] = i;
-    for (size_t k = 0; k < nf; k += (size_t)e->max_batch) {
-        size_t m = nf - k < (size_t)e->max_batch ? nf - k : (size_t)e->max_batch;
+    for (size_t k = 0, m; k < nf; k += m) {
+        m = exec_piece_rows(e, rows, e->fidx + k, nf - k);
         petl_error ferr = {0};
         if (exec_fused(e, rows, e->fidx + k, m, &ferr) == PETL_OK)
             for (size_t j = 0; j < m; j++)
@@ -1166,14 +1296,19 @@ petl_status petl_srv_exec_run(void *user, const petl_srv_rows *rows, petl_error 
                 e->taken[j] = true;
                 e->idx[n++] = j;
             }
-        for (size_t k = 0; k < n; k += (size_t)e->max_batch) {
-            size_t m = n - k < (size_t)e->max_batch ? n - k : (size_t)e->max_batch;
+        size_t per = (size_t)exec_rows_for(e, t->max_len); /* the rows its context holds */
+        for (size_t k = 0; k < n; k += per) {
+            size_t m = n - k < per ? n - k : per;
             petl_error terr = {0};
             if (exec_piece(e, t, rows, e->idx + k, m, &terr) == PETL_OK) continue;
             petl_status s = exec_rows_failed(rows, e->idx + k, m, &terr, err);
-            if (s != PETL_OK) return s;
+            if (s != PETL_OK) {
+                exec_shrink(e);
+                return s;
+            }
         }
     }
+    exec_shrink(e);
     return PETL_OK;
 }
 
@@ -1191,6 +1326,9 @@ void petl_server_opts_default(petl_server_opts *o) {
     o->batch.window_ms = 2.0;
     o->batch.max_batch = 32;
     o->batch.queue = 256;
+    o->batch.max_tokens = 1024;
+    o->max_per_address = 0;
+    o->request_timeout_s = 10;
 }
 
 struct petl_server {
@@ -1211,6 +1349,14 @@ struct petl_server {
     int active; /* requests between their first byte and their completion */
     bool started, stopping, stopped;
     pthread_mutex_t log_mu;
+    /* Connection admission and deadlines (see conn_rec): every open connection, under cmu. */
+    pthread_mutex_t cmu;
+    pthread_cond_t sweep_cv; /* wakes the sweeper at stop */
+    struct conn_rec *conns;
+    int per_address;
+    bool sweep_stop, sweeper_started;
+    pthread_t sweeper;
+    char *adapters_real; /* realpath of adapters_dir: POST /v1/tasks loads only under it */
 };
 
 static void slog(petl_server *s, const char *fmt, ...) PETL_PRINTF(2, 3);
@@ -1237,14 +1383,19 @@ petl_status petl_server_new(const petl_server_opts *o, const petl_model *base,
                             const petl_tokenizer *tok, petl_server **out, petl_error *err) {
     *out = NULL;
     if (o->port < 0 || o->port > 65535 || o->max_body < 16 || o->max_inputs < 1 ||
-        o->max_connections < 1 || o->max_tasks < 1)
+        o->max_connections < 1 || o->max_tasks < 1 || o->max_per_address < 0 ||
+        !(o->request_timeout_s > 0) || o->request_timeout_s > 3600)
         return petl_fail(err, PETL_ERR_ARG, "server: options out of range");
     petl_server *s = calloc(1, sizeof *s);
     if (!s) return petl_fail(err, PETL_ERR_NOMEM, "server: out of memory");
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->log_mu, NULL);
     pthread_cond_init(&s->idle, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
+    pthread_cond_init(&s->sweep_cv, NULL);
     s->o = *o;
+    s->per_address = o->max_per_address > 0 ? o->max_per_address : o->max_connections / 2;
+    if (s->per_address < 1) s->per_address = 1;
     bool oom = false;
     s->host = dup_or_null(o->host ? o->host : "127.0.0.1", &oom);
     s->admin_token = dup_or_null(o->admin_token, &oom);
@@ -1257,6 +1408,9 @@ petl_status petl_server_new(const petl_server_opts *o, const petl_model *base,
         st = petl_fail(err, PETL_ERR_NOMEM, "server: out of memory");
     else if (s->admin_token && s->admin_token_len < 16)
         st = petl_fail(err, PETL_ERR_ARG, "server: the admin token is shorter than 16 bytes");
+    if (st == PETL_OK && s->adapters_dir && !(s->adapters_real = realpath(s->adapters_dir, NULL)))
+        st = petl_fail(err, errno == ENOMEM ? PETL_ERR_NOMEM : PETL_ERR_IO,
+                       "server: adapters folder %s: %s", s->adapters_dir, strerror(errno));
     if (st == PETL_OK) st = petl_srv_registry_new(o->max_tasks, &s->reg, err);
     if (st == PETL_OK) st = petl_srv_metrics_new(&s->metrics, err);
     if (st != PETL_OK) {
@@ -1303,7 +1457,7 @@ typedef struct {
 } req_state;
 
 static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *type, char *text,
-                                 size_t len, const char *allow, bool retry) {
+                                 size_t len, const char *allow, bool retry, bool close) {
     /* text is malloc'ed; MHD frees it with the response. */
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!r) {
@@ -1314,6 +1468,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, int status, const cha
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     if (retry) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (close) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == 401)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"petl admin\"");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
@@ -1331,7 +1486,7 @@ static enum MHD_Result send_json(petl_server *s, struct MHD_Connection *c, const
         static const char oom[] = "{\"error\":{\"code\":500,\"message\":\"out of memory\"}}\n";
         char *t = strdup(oom);
         if (!t) return MHD_NO;
-        return send_text(c, 500, "application/json", t, strlen(t), NULL, false);
+        return send_text(c, 500, "application/json", t, strlen(t), NULL, false, false);
     }
     size_t n = strlen(text);
     char *t2 = realloc(text, n + 2); /* a final newline, for curl users */
@@ -1340,7 +1495,7 @@ static enum MHD_Result send_json(petl_server *s, struct MHD_Connection *c, const
         text[n++] = '\n';
         text[n] = '\0';
     }
-    return send_text(c, status, "application/json", text, n, allow, status == 503);
+    return send_text(c, status, "application/json", text, n, allow, status == 503, false);
 }
 
 static enum MHD_Result send_error(petl_server *s, struct MHD_Connection *c, const char *route,
@@ -1355,6 +1510,205 @@ static enum MHD_Result send_error(petl_server *s, struct MHD_Connection *c, cons
     va_end(ap);
     json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", status, "message", msg);
     return send_json(s, c, route, status, j, allow);
+}
+
+/* Answers status with a JSON error and closes the connection after it: for refusals where the
+ * connection itself is the problem (over a limit, ambiguous framing), so keep-alive must end. */
+static enum MHD_Result send_refusal(petl_server *s, struct MHD_Connection *c, const char *route,
+                                    int status, const char *msg) {
+    petl_srv_metrics_http(s->metrics, route, status);
+    json_t *j = json_pack("{s:{s:i,s:s}}", "error", "code", status, "message", msg);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text) return MHD_NO;
+    return send_text(c, status, "application/json", text, strlen(text), NULL, status == 503, true);
+}
+
+/* The fixed metrics label of a URL (never user input). */
+static const char *route_of(const char *url) {
+    static const char *const fixed[] = {"/v1/predict", "/v1/tasks", "/healthz", "/metrics"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (!strcmp(url, fixed[i])) return fixed[i];
+    return strncmp(url, "/v1/tasks/", 10) ? "other" : "/v1/tasks/NAME";
+}
+
+/* ------------------------------------------------------------------ connections and deadlines */
+
+/* libmicrohttpd's own limits (MHD_OPTION_CONNECTION_LIMIT, _PER_IP_CONNECTION_LIMIT) close a
+ * connection over them without a word, and its timeout is an idle timeout, which a client
+ * sending one header line every few seconds never reaches: 300 such clients held every slot.
+ * So the server keeps its own record of every connection (MHD_OPTION_NOTIFY_CONNECTION):
+ *   - admission: at accept, a connection over max_per_address (same client address) or over
+ *     max_connections is marked `over`; libmicrohttpd's limit is set well above, so that such
+ *     a connection is still read, and it is answered 503 (+ Retry-After, Connection: close) as
+ *     soon as its request line and headers are in, or after CONN_OVER_DEADLINE_S otherwise;
+ *   - a total deadline: a request's headers and body must arrive within request_timeout_s of
+ *     the connection's start (or of the end of the previous request on a keep-alive
+ *     connection, with the idle timeout added). A sweeper thread checks every 100 ms and
+ *     shuts down the socket of a connection past it (a 408 first, when nothing of the request
+ *     has been handled yet); the connection's thread then sees the end of the stream and
+ *     libmicrohttpd closes it. Requests being computed (CONN_BUSY) are never cut.
+ * The record lives from MHD_CONNECTION_NOTIFY_STARTED to _CLOSED, which libmicrohttpd sends
+ * before it closes the socket; both the sweeper and the close take cmu, so the sweeper never
+ * touches a descriptor that was closed (and perhaps reused). */
+typedef enum { CONN_NEW, CONN_READING, CONN_BUSY, CONN_IDLE } conn_phase;
+
+typedef struct conn_rec {
+    struct conn_rec *prev, *next;
+    MHD_socket fd;
+    uint32_t addr;  /* IPv4 client address, network order */
+    double t_start; /* the deadline runs from here */
+    conn_phase phase;
+    int over; /* 0, or 1 + the petl_srv_conn_event of the limit it is over */
+    bool killed;
+} conn_rec;
+
+#define CONN_OVER_DEADLINE_S 1.0 /* a connection over a limit gets this long for its headers */
+#define CONN_SWEEP_S 0.1
+
+static conn_rec *conn_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    petl_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_rec *r = *socket_context;
+        if (!r) return;
+        pthread_mutex_lock(&s->cmu);
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            s->conns = r->next;
+        if (r->next) r->next->prev = r->prev;
+        pthread_mutex_unlock(&s->cmu);
+        free(r);
+        *socket_context = NULL;
+        return;
+    }
+    if (toe != MHD_CONNECTION_NOTIFY_STARTED) return;
+    conn_rec *r = calloc(1, sizeof *r);
+    *socket_context = r; /* NULL: on_request closes the connection */
+    if (!r) return;
+    const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    r->fd = fi ? fi->connect_fd : MHD_INVALID_SOCKET;
+    if (ai && ai->client_addr && ai->client_addr->sa_family == AF_INET)
+        r->addr = ((const struct sockaddr_in *)(const void *)ai->client_addr)->sin_addr.s_addr;
+    r->t_start = petl_srv_now();
+    r->phase = CONN_NEW;
+    pthread_mutex_lock(&s->cmu);
+    int total = 0, same = 0;
+    for (conn_rec *o = s->conns; o; o = o->next)
+        if (!o->over) {
+            total++;
+            same += o->addr == r->addr;
+        }
+    if (same >= s->per_address)
+        r->over = 1 + PETL_SRV_CONN_OVER_ADDRESS;
+    else if (total >= s->o.max_connections)
+        r->over = 1 + PETL_SRV_CONN_OVER_TOTAL;
+    r->next = s->conns;
+    if (s->conns) s->conns->prev = r;
+    s->conns = r;
+    pthread_mutex_unlock(&s->cmu);
+}
+
+/* A full HTTP response written straight to the socket, for a connection whose request was never
+ * handed to on_request (its headers did not arrive in time): libmicrohttpd has written nothing
+ * on it and will write nothing before the headers are complete. */
+static void raw_refuse(MHD_socket fd, int status) {
+    char msg[160], out[384];
+    const char *why = status == 503 ? "Service Unavailable" : "Request Timeout";
+    int n = snprintf(msg, sizeof msg, "{\"error\":{\"code\":%d,\"message\":\"%s\"}}\n", status,
+                     status == 503 ? "too many connections; retry later"
+                                   : "the request did not arrive in time");
+    int m = snprintf(out, sizeof out,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     "%sConnection: close\r\n\r\n%s",
+                     status, why, n, status == 503 ? "Retry-After: 1\r\n" : "", msg);
+    if (m > 0 && m < (int)sizeof out) (void)send(fd, out, (size_t)m, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* One pass over the connections: cuts those past their deadline. Caller holds cmu. */
+static void sweep_once(petl_server *s) {
+    double now = petl_srv_now();
+    double idle = s->o.timeout_s > s->o.request_timeout_s ? s->o.timeout_s : s->o.request_timeout_s;
+    for (conn_rec *r = s->conns; r; r = r->next) {
+        if (r->killed || r->phase == CONN_BUSY || r->fd == MHD_INVALID_SOCKET) continue;
+        double limit = r->over                   ? CONN_OVER_DEADLINE_S
+                       : r->phase == CONN_IDLE   ? idle + s->o.request_timeout_s
+                                                 : s->o.request_timeout_s;
+        if (r->over && limit > s->o.request_timeout_s) limit = s->o.request_timeout_s;
+        if (now - r->t_start <= limit) continue;
+        r->killed = true;
+        if (r->phase == CONN_NEW) raw_refuse(r->fd, r->over ? 503 : 408);
+        shutdown(r->fd, SHUT_RDWR);
+        if (r->over)
+            petl_srv_metrics_conn(s->metrics, (petl_srv_conn_event)(r->over - 1));
+        else if (r->phase != CONN_IDLE)
+            petl_srv_metrics_conn(s->metrics, PETL_SRV_CONN_DEADLINE);
+        if (r->phase == CONN_NEW)
+            petl_srv_metrics_http(s->metrics, "other", r->over ? 503 : 408);
+    }
+}
+
+static void *sweeper_main(void *arg) {
+    petl_server *s = arg;
+    pthread_mutex_lock(&s->cmu);
+    while (!s->sweep_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)(CONN_SWEEP_S * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->sweep_cv, &s->cmu, &ts);
+        if (!s->sweep_stop) sweep_once(s);
+    }
+    pthread_mutex_unlock(&s->cmu);
+    return NULL;
+}
+
+/* Moves the connection to phase p unless the sweeper has cut it (false: close it). */
+static bool conn_enter(petl_server *s, struct MHD_Connection *c, conn_phase p) {
+    conn_rec *r = conn_of(c);
+    if (!r) return false;
+    pthread_mutex_lock(&s->cmu);
+    bool ok = !r->killed;
+    if (ok) {
+        if (p == CONN_IDLE) r->t_start = petl_srv_now();
+        r->phase = p;
+    }
+    pthread_mutex_unlock(&s->cmu);
+    return ok;
+}
+
+/* Content-Length headers of a request: more than one with different values, or one that is not
+ * a plain number, make the body's length ambiguous (request smuggling through a proxy that
+ * reads the other one), so such a request is refused. libmicrohttpd itself uses the first. */
+typedef struct {
+    int n;
+    const char *first;
+    bool conflict, bad;
+} cl_scan;
+
+static enum MHD_Result scan_cl(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value) {
+    (void)kind;
+    cl_scan *st = cls;
+    if (!key || strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) return MHD_YES;
+    if (!value || !*value || strspn(value, "0123456789") != strlen(value) || strlen(value) > 18)
+        st->bad = true;
+    else if (st->first && strtoull(st->first, NULL, 10) != strtoull(value, NULL, 10))
+        st->conflict = true;
+    if (!st->first) st->first = value;
+    st->n++;
+    return MHD_YES;
 }
 
 /* ---------------------------------------------------------------------------------- routes */
@@ -1416,6 +1770,94 @@ static bool admin_ok(petl_server *s, struct MHD_Connection *c, const char *route
     return true;
 }
 
+/* True when the resolved path p is root or inside it. */
+static bool path_inside(const char *p, const char *root) {
+    size_t n = strlen(root);
+    if (n == 1 && root[0] == '/') return true;
+    return !strncmp(p, root, n) && (p[n] == '\0' || p[n] == '/');
+}
+
+/* The folder a POST /v1/tasks path names, resolved (symlinks, "..") and confined to the
+ * adapters folder: NULL after filling *status / msg when it is not there or leads out of it.
+ * The adapter's own files are checked too: a config or weights file that is a symlink out of
+ * the folder would let the loader read (and its errors describe) any file the server can. */
+static char *confined_path(const petl_server *s, const char *path, int *status, char *msg,
+                           size_t cap) {
+    if (!s->adapters_real) {
+        *status = 403;
+        snprintf(msg, cap, "loading is confined to the adapters folder, and this server has none");
+        return NULL;
+    }
+    char *joined = path[0] == '/' ? strdup(path) : petl_path_join(s->adapters_real, path);
+    if (!joined) {
+        *status = 500;
+        snprintf(msg, cap, "out of memory");
+        return NULL;
+    }
+    char *real = realpath(joined, NULL);
+    int e = errno;
+    free(joined);
+    if (!real) {
+        *status = e == ENOMEM ? 500 : 422;
+        snprintf(msg, cap, "cannot load the adapter: no folder at that path (%s)", strerror(e));
+        return NULL;
+    }
+    bool ok = path_inside(real, s->adapters_real);
+    static const char *const files[] = {PETL_ADAPTER_CONFIG, PETL_ADAPTER_WEIGHTS};
+    for (size_t i = 0; ok && i < 2; i++) {
+        char *f = petl_path_join(real, files[i]);
+        char *rf = f ? realpath(f, NULL) : NULL;
+        /* A missing file is the loader's to report; one that resolves elsewhere is refused. */
+        if (rf) ok = path_inside(rf, s->adapters_real);
+        free(rf);
+        free(f);
+    }
+    if (!ok) {
+        free(real);
+        *status = 403;
+        snprintf(msg, cap, "the path leads outside the adapters folder (after symlinks and ..)");
+        return NULL;
+    }
+    return real;
+}
+
+/* What a client is told about a failed load: the kind of failure and, for an adapter of
+ * another base, the names of the identity fields that differ, never a word of the files'
+ * content (a JSON parser's "near '...'" or a value read from the file would echo what the
+ * server read). The full message goes to the server's log. */
+static void load_error_for_client(const petl_error *e, char *out, size_t cap) {
+    static const char *const fields[] = {
+        "model_type", "vocab_size", "hidden_size", "num_layers", "num_heads",
+        "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_params",
+        "content_hash", "tokenizer lowercase", "tokenizer strip_accents", "tokenizer clean_text",
+        "tokenizer handle_chinese_chars", "vocab_hash"};
+    const char *diff = strstr(e->msg, "different base model or tokenizer: ");
+    if (diff) {
+        diff += strlen("different base model or tokenizer: ");
+        size_t n = (size_t)snprintf(out, cap, "trained on a different base model or tokenizer; "
+                                              "differing:");
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0] && n < cap; i++) {
+            /* each field opens the diff or follows "; " (so that "tokenizer lowercase" is not
+             * also counted as "lowercase", and vocab_size not inside another word) */
+            size_t fl = strlen(fields[i]);
+            bool found = false;
+            for (const char *p = strstr(diff, fields[i]); p && !found; p = strstr(p + 1, fields[i]))
+                found = (p == diff || (p >= diff + 2 && p[-2] == ';' && p[-1] == ' ')) &&
+                        p[fl] == ' ';
+            if (found) n += (size_t)snprintf(out + n, cap - n, " %s", fields[i]);
+        }
+        return;
+    }
+    const char *kind;
+    switch (e->code) {
+    case PETL_ERR_IO: kind = "a file of the adapter is missing or cannot be read"; break;
+    case PETL_ERR_UNSUPPORTED: kind = "this kind of adapter cannot be served"; break;
+    case PETL_ERR_NOMEM: kind = "out of memory"; break;
+    default: kind = "the adapter's files are damaged or not an adapter"; break;
+    }
+    snprintf(out, cap, "%s (the server's log says more)", kind);
+}
+
 static enum MHD_Result route_load(petl_server *s, struct MHD_Connection *c, const req_state *r) {
     const char *route = "/v1/tasks";
     char name[PETL_SRV_NAME_MAX + 1];
@@ -1423,10 +1865,12 @@ static enum MHD_Result route_load(petl_server *s, struct MHD_Connection *c, cons
     petl_srv_reject rej;
     if (!petl_srv_parse_load(r->body, r->len, name, &path, &rej))
         return send_error(s, c, route, rej.status, NULL, "%s", rej.reason);
-    char *full =
-        path[0] == '/' || !s->adapters_dir ? strdup(path) : petl_path_join(s->adapters_dir, path);
+    int status = 0;
+    char msg[256];
+    char *full = confined_path(s, path, &status, msg, sizeof msg);
+    if (!full) slog(s, "refused to load task %s from %.200s: %s", name, path, msg);
     free(path);
-    if (!full) return send_error(s, c, route, 500, NULL, "out of memory");
+    if (!full) return send_error(s, c, route, status, NULL, "%s", msg);
     if (petl_srv_registry_count(s->reg) >= s->o.max_tasks) {
         free(full);
         return send_error(s, c, route, 507, NULL, "%zu tasks are loaded, the limit",
@@ -1440,8 +1884,9 @@ static enum MHD_Result route_load(petl_server *s, struct MHD_Connection *c, cons
     if (st != PETL_OK) {
         slog(s, "refused to load task %s: %s", name, err.msg);
         free(full);
+        load_error_for_client(&err, msg, sizeof msg);
         return send_error(s, c, route, st == PETL_ERR_NOMEM ? 500 : 422, NULL,
-                          "cannot load the adapter: %s", err.msg);
+                          "cannot load the adapter: %s", msg);
     }
     if (!petl_srv_registry_add(s->reg, t, &rej)) {
         petl_srv_task_release(t);
@@ -1524,6 +1969,16 @@ static enum MHD_Result route_predict(petl_server *s, struct MHD_Connection *c, c
         ret = send_error(s, c, route, status = 500, NULL, "out of memory");
         goto done;
     }
+    /* An input of the other shape than the adapter's training data (a pair sent to a
+     * single-text adapter, or the reverse) would be scored as noise: refused. */
+    for (size_t i = 0; i < n; i++)
+        if ((req.inputs[i].b != NULL) != t->info.pair_input) {
+            ret = send_error(s, c, route, status = 400, NULL,
+                             "inputs[%zu]: task '%s' was trained on %s, and this input is %s", i,
+                             t->name, t->info.pair_input ? "text pairs" : "single texts",
+                             req.inputs[i].b ? "a pair" : "a single text");
+            goto done;
+        }
     /* Tokenize here, on the connection's thread: the worker only runs the model. */
     for (size_t i = 0; i < n; i++) {
         petl_error err = {0};
@@ -1605,7 +2060,7 @@ static enum MHD_Result dispatch(petl_server *s, struct MHD_Connection *c, const 
                                              petl_srv_registry_count(s->reg));
         if (!text) return MHD_NO;
         return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
-                         NULL, false);
+                         NULL, false, false);
     }
     return send_error(s, c, "other", 404, NULL, "no route %s %.100s", method, url);
 }
@@ -1617,6 +2072,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     petl_server *s = cls;
     req_state *r = *con_cls;
     if (!r) {
+        /* A new request, its headers complete. */
+        conn_rec *cr = conn_of(c);
+        if (!cr) return MHD_NO; /* no record (out of memory): cannot be bounded, close it */
+        pthread_mutex_lock(&s->cmu);
+        bool killed = cr->killed;
+        int over = cr->over;
+        if (!killed && !over) cr->phase = CONN_READING;
+        if (!killed && over) cr->killed = true; /* answered below; the sweeper leaves it */
+        pthread_mutex_unlock(&s->cmu);
+        if (killed) return MHD_NO;
+        if (over) {
+            petl_srv_metrics_conn(s->metrics, (petl_srv_conn_event)(over - 1));
+            return send_refusal(s, c, route_of(url), 503,
+                                over - 1 == PETL_SRV_CONN_OVER_ADDRESS
+                                    ? "too many connections from your address; retry later"
+                                    : "too many connections; retry later");
+        }
+        cl_scan cls_ = {0};
+        MHD_get_connection_values(c, MHD_HEADER_KIND, scan_cl, &cls_);
+        if (cls_.conflict || cls_.bad)
+            return send_refusal(s, c, route_of(url), 400,
+                                cls_.conflict ? "conflicting Content-Length headers"
+                                              : "Content-Length is not a number");
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
         r->t0 = petl_srv_now();
@@ -1625,17 +2103,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         s->active++;
         pthread_mutex_unlock(&s->mu);
         /* A declared body over the cap is refused before it is read. */
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(cl, &end, 10);
-            if (errno || end == cl || v > s->o.max_body) {
-                r->too_large = true;
-                return send_error(s, c, strcmp(url, "/v1/predict") ? "other" : url, 413, NULL,
-                                  "the body is over %zu bytes", s->o.max_body);
-            }
+        if (cls_.first && strtoull(cls_.first, NULL, 10) > s->o.max_body) {
+            r->too_large = true;
+            return send_error(s, c, strcmp(url, "/v1/predict") ? "other" : url, 413, NULL,
+                              "the body is over %zu bytes", s->o.max_body);
         }
         return MHD_YES;
     }
@@ -1661,14 +2132,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->body[r->len] = '\0';
         return MHD_YES;
     }
+    /* The body is complete: from here the time is the server's, not the client's. */
+    if (!conn_enter(s, c, CONN_BUSY)) return MHD_NO;
     return dispatch(s, c, url, method, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)c;
     (void)toe;
     petl_server *s = cls;
+    conn_enter(s, c, CONN_IDLE); /* keep-alive: the next request's deadline runs from now */
     req_state *r = *con_cls;
     if (!r) return;
     free(r->body);
@@ -1677,6 +2150,30 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pthread_mutex_lock(&s->mu);
     if (--s->active == 0) pthread_cond_broadcast(&s->idle);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* libmicrohttpd's own connection limit: above max_connections, so that connections over it
+ * are still accepted and answered 503 (see conn_rec), and within the descriptors the process
+ * may open (a few kept for the model and the adapter files being loaded). */
+static unsigned mhd_connection_limit(const petl_server *s) {
+    size_t want = 4 * (size_t)s->o.max_connections + 64;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        size_t fds = rl.rlim_cur > 96 ? (size_t)rl.rlim_cur - 64 : 32;
+        if (want > fds) want = fds;
+    }
+    if (want < (size_t)s->o.max_connections + 1) want = (size_t)s->o.max_connections + 1;
+    return want > 1000000 ? 1000000 : (unsigned)want;
+}
+
+static void stop_sweeper(petl_server *s) {
+    if (!s->sweeper_started) return;
+    pthread_mutex_lock(&s->cmu);
+    s->sweep_stop = true;
+    pthread_cond_broadcast(&s->sweep_cv);
+    pthread_mutex_unlock(&s->cmu);
+    pthread_join(s->sweeper, NULL);
+    s->sweeper_started = false;
 }
 
 petl_status petl_server_start(petl_server *s, petl_error *err) {
@@ -1689,17 +2186,30 @@ petl_status petl_server_start(petl_server *s, petl_error *err) {
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         return petl_fail(err, PETL_ERR_ARG, "server: '%s' is not an IPv4 address", s->host);
     petl_status st =
-        petl_srv_exec_new(s->o.batch.max_batch, petl_tokenizer_pad_id(s->tok), &s->exec, err);
+        petl_srv_exec_new(s->o.batch.max_batch, s->tok ? petl_tokenizer_pad_id(s->tok) : 0,
+                          &s->exec, err);
+    if (st == PETL_OK) petl_srv_exec_set_max_tokens(s->exec, s->o.batch.max_tokens);
     if (st == PETL_OK)
         st = petl_srv_batcher_new(&s->o.batch, petl_srv_exec_run, s->exec, s->metrics, &s->batcher,
                                   err);
     if (st != PETL_OK) return st;
+    s->sweep_stop = false;
+    int e = pthread_create(&s->sweeper, NULL, sweeper_main, s);
+    if (e) {
+        petl_srv_batcher_free(s->batcher);
+        s->batcher = NULL;
+        return petl_fail(err, PETL_ERR_NOMEM, "server: cannot start a thread: %s", strerror(e));
+    }
+    s->sweeper_started = true;
+    unsigned hard = mhd_connection_limit(s);
     s->daemon = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC,
         (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        s->o.timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, hard, MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        s, MHD_OPTION_END);
     if (!s->daemon) {
+        stop_sweeper(s);
         petl_srv_batcher_free(s->batcher);
         s->batcher = NULL;
         return petl_fail(err, PETL_ERR_IO, "server: cannot listen on %s:%d (in use?)", s->host,
@@ -1710,9 +2220,10 @@ petl_status petl_server_start(petl_server *s, petl_error *err) {
     s->started = true;
     slog(s,
          "listening on http://%s:%d with %zu tasks (batch window %g ms, max batch %d, "
-         "queue %d)",
+         "max tokens %d, queue %d; connections %d, %d per address, request deadline %g s)",
          s->host, s->port, petl_srv_registry_count(s->reg), s->o.batch.window_ms,
-         s->o.batch.max_batch, s->o.batch.queue);
+         s->o.batch.max_batch, s->o.batch.max_tokens, s->o.batch.queue, s->o.max_connections,
+         s->per_address, s->o.request_timeout_s);
     return PETL_OK;
 }
 
@@ -1740,6 +2251,7 @@ void petl_server_stop(petl_server *s, double grace_s) {
      * a request that outlived the grace period still completes before its thread is joined. */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
+    stop_sweeper(s);
     petl_srv_batcher_free(s->batcher);
     s->batcher = NULL;
     pthread_mutex_lock(&s->mu);
@@ -1757,6 +2269,9 @@ void petl_server_free(petl_server *s) {
     free(s->host);
     free(s->admin_token);
     free(s->adapters_dir);
+    free(s->adapters_real);
+    pthread_cond_destroy(&s->sweep_cv);
+    pthread_mutex_destroy(&s->cmu);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->log_mu);
     pthread_mutex_destroy(&s->mu);

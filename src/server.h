@@ -119,6 +119,15 @@ void petl_srv_metrics_http(petl_srv_metrics *m, const char *route, int status);
  * latency (seconds; queue_s < 0 when it never reached the queue). */
 void petl_srv_metrics_predict(petl_srv_metrics *m, const char *task, size_t inputs, int status,
                               double queue_s, double latency_s);
+/* Connections turned away or cut: over the per-address limit, over the total limit (both
+ * answered 503 and closed), or closed for not sending a request within the deadline. */
+typedef enum {
+    PETL_SRV_CONN_OVER_ADDRESS,
+    PETL_SRV_CONN_OVER_TOTAL,
+    PETL_SRV_CONN_DEADLINE,
+    PETL_SRV_CONN_KINDS
+} petl_srv_conn_event;
+void petl_srv_metrics_conn(petl_srv_metrics *m, petl_srv_conn_event ev);
 /* One batch run by the worker: rows and distinct tasks, and how long it ran. */
 void petl_srv_metrics_batch(petl_srv_metrics *m, size_t rows, size_t tasks, double run_s);
 /* The Prometheus text exposition (format 0.0.4), with gauges for the queue depth and loaded
@@ -158,11 +167,16 @@ typedef struct petl_srv_job {
     /* private to the batcher */
     struct petl_srv_job *next;
     int done;
+    size_t off, take; /* rows already run; rows in the batch being run */
 } petl_srv_job;
 
 typedef struct petl_srv_batcher petl_srv_batcher;
 
-/* Starts the worker thread. exec / user are used on it; metrics may be NULL. */
+/* Starts the worker thread. exec / user are used on it; metrics may be NULL.
+ * Fairness: a job that does not fit one batch (more than max_batch rows, or more than
+ * max_tokens padded tokens) runs one piece per batch, and after each piece goes back to the end
+ * of the queue, so that requests arriving meanwhile (of any task) run between its pieces: a
+ * small request waits for at most about one piece, not for the whole large job. */
 petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_fn exec, void *user,
                                  petl_srv_metrics *metrics, petl_srv_batcher **out,
                                  petl_error *err);
@@ -183,6 +197,12 @@ size_t petl_srv_batcher_depth(petl_srv_batcher *b);
  * forward fails fails only its own rows (row_err). pad_id is the tokenizer's. */
 typedef struct petl_srv_exec petl_srv_exec;
 petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out, petl_error *err);
+/* Bounds the padded tokens (rows x longest row) of one forward (0: max_batch rows only). Work
+ * buffers sized for more than max_batch x 64 tokens are freed after the batch that needed them
+ * (a request of long inputs must not leave hundreds of MB resident). */
+void petl_srv_exec_set_max_tokens(petl_srv_exec *e, int max_tokens);
+/* Rows x length (tokens) of the fused work context held between batches; 0 when none. */
+size_t petl_srv_exec_held_tokens(const petl_srv_exec *e);
 void petl_srv_exec_free(petl_srv_exec *e);
 petl_status petl_srv_exec_run(void *exec, const petl_srv_rows *rows, petl_error *err);
 

@@ -37,11 +37,13 @@ for t in sst2:sst stsb:sts; do
         --out "$tmp/ads/${t%%:*}" --epochs 1 --batch 8 --max-len 64 --threads 2 \
         > /dev/null 2> "$tmp/train.err" || fail "petl train ${t%%:*}: $(tail -n 3 "$tmp/train.err")"
 done
-# An adapter for another base: same files, another content hash.
-cp -r "$tmp/ads/sst2" "$tmp/foreign"
+# An adapter for another base: same files, another content hash. Hidden (not loaded at start),
+# inside --adapters (POST /v1/tasks loads only from there).
+cp -r "$tmp/ads/sst2" "$tmp/ads/.foreign"
 sed -i 's/"content_hash": "[0-9a-f]*"/"content_hash": "0123456789abcdef"/' \
-    "$tmp/foreign/adapter_config.json"
-grep -q 0123456789abcdef "$tmp/foreign/adapter_config.json" || fail "could not fake a foreign base"
+    "$tmp/ads/.foreign/adapter_config.json"
+grep -q 0123456789abcdef "$tmp/ads/.foreign/adapter_config.json" ||
+    fail "could not fake a foreign base"
 mkdir "$tmp/ads/.hidden-ignored" # a hidden folder is not a task
 token=0123456789abcdef-test-token
 printf '%s\n' "$token" > "$tmp/token"
@@ -221,7 +223,7 @@ expect 201 POST /v1/tasks "${AUTH[@]}" --data-binary "$load_hot"
 body_has '"name":"hot"'
 expect 409 POST /v1/tasks "${AUTH[@]}" --data-binary "$load_hot"
 expect 422 POST /v1/tasks "${AUTH[@]}" \
-    --data-binary "{\"name\": \"foreign\", \"path\": \"$tmp/foreign\"}"
+    --data-binary "{\"name\": \"foreign\", \"path\": \"$tmp/ads/.foreign\"}"
 body_has 'content_hash'
 grep -q 'refused to load task foreign' "$log" || fail "no log line for the refused load"
 expect 422 POST /v1/tasks "${AUTH[@]}" --data-binary '{"name": "x", "path": "no-such-adapter"}'

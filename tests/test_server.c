@@ -1,9 +1,16 @@
-/* Server pieces that need no HTTP and no model: request parsing, the task registry's reference
- * counting, the dynamic batcher (with a fake executor), metrics and the token comparison. */
+/* Server pieces that need no model: request parsing, the task registry's reference counting,
+ * the dynamic batcher (with a fake executor), metrics and the token comparison; and the HTTP
+ * server itself (no tasks) over real sockets on loopback: connection limits answered 503, the
+ * total deadline for a request's headers and body, conflicting Content-Length headers. */
 #include "check.h"
 #include "server.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------------------------- parsing */
@@ -149,13 +156,13 @@ static void test_registry(void) {
 typedef struct {
     pthread_mutex_t mu;
     size_t batches, max_rows, rows, mixed;
-    int sleep_us;
+    int sleep_us, row_us; /* per batch, per row */
     bool fail;
 } fake_exec;
 
 static petl_status fake_run(void *user, const petl_srv_rows *rows, petl_error *err) {
     fake_exec *f = user;
-    if (f->sleep_us) usleep((useconds_t)f->sleep_us);
+    if (f->sleep_us || f->row_us) usleep((useconds_t)(f->sleep_us + f->row_us * (int)rows->n));
     pthread_mutex_lock(&f->mu);
     f->batches++;
     f->rows += rows->n;
@@ -223,7 +230,7 @@ static void test_batcher(void) {
     petl_srv_metrics *m;
     CHECK_OK(petl_srv_metrics_new(&m, &err), &err);
     fake_exec f = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    petl_srv_batcher_opts o = {5.0, 16, 64};
+    petl_srv_batcher_opts o = {5.0, 16, 64, 0};
     petl_srv_batcher *b;
     CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, m, &b, &err), &err);
     petl_srv_task *t2 = fake_task("two", 2), *t3 = fake_task("three", 3);
@@ -275,7 +282,7 @@ static void test_batcher(void) {
     petl_srv_batcher_free(b);
 
     /* A full queue refuses: one slow worker, a queue of 1, 8 concurrent clients. */
-    o = (petl_srv_batcher_opts){0.0, 1, 1};
+    o = (petl_srv_batcher_opts){0.0, 1, 1, 0};
     f.sleep_us = 20000;
     CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, m, &b, &err), &err);
     for (int i = 0; i < NC; i++) {
@@ -347,10 +354,274 @@ static void test_metrics(void) {
     petl_srv_metrics_free(NULL);
 }
 
+
+/* ------------------------------------------------------------------------ batcher fairness */
+
+typedef struct {
+    petl_srv_batcher *b;
+    petl_srv_task *task;
+    size_t rows;
+    int len; /* tokens per row */
+    double delay_s;
+    petl_srv_job job;
+    bool ran, right;
+} timed_arg;
+
+static void *timed_client(void *p) {
+    timed_arg *a = p;
+    if (a->delay_s > 0) usleep((useconds_t)(a->delay_s * 1e6));
+    petl_encoding *enc = calloc(a->rows, sizeof *enc);
+    int32_t *ids = calloc(a->rows * (size_t)a->len, sizeof *ids);
+    int32_t *types = calloc(a->rows * (size_t)a->len, sizeof *types);
+    float *out = calloc(a->rows * (size_t)a->task->num_labels, sizeof *out);
+    CHECK(enc && ids && types && out);
+    for (size_t i = 0; i < a->rows; i++) {
+        ids[i * (size_t)a->len] = (int32_t)(i + 1);
+        enc[i] = (petl_encoding){.ids = ids + i * (size_t)a->len,
+                                 .type_ids = types + i * (size_t)a->len,
+                                 .len = a->len,
+                                 .cap = a->len};
+    }
+    memset(&a->job, 0, sizeof a->job);
+    a->job.task = a->task;
+    a->job.n = a->rows;
+    a->job.enc = enc;
+    a->job.out = out;
+    a->ran = petl_srv_batcher_run(a->b, &a->job);
+    a->right = a->ran && a->job.status == PETL_OK;
+    for (size_t i = 0; a->right && i < a->rows; i++)
+        a->right = out[i * (size_t)a->task->num_labels] == (float)((i + 1) * 10);
+    free(enc);
+    free(ids);
+    free(types);
+    free(out);
+    return NULL;
+}
+
+/* A large request runs in pieces and a small one sent meanwhile (another task) runs between
+ * them: it finishes long before the large one, after about one piece. The token budget bounds
+ * a piece of long rows. */
+static void test_fairness(void) {
+    petl_error err = {0};
+    fake_exec f = {.mu = PTHREAD_MUTEX_INITIALIZER, .row_us = 5000}; /* 5 ms per row */
+    petl_srv_batcher_opts o = {0.0, 4, 64, 0};
+    petl_srv_batcher *b;
+    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, NULL, &b, &err), &err);
+    petl_srv_task *big_t = fake_task("big", 2), *small_t = fake_task("small", 2);
+    /* 100 rows = 500 ms at least, in 25 pieces of 4; the small request comes 60 ms in. */
+    timed_arg big = {b, big_t, 100, 1, 0, {0}, false, false};
+    timed_arg small = {b, small_t, 1, 1, 0.06, {0}, false, false};
+    pthread_t tb, ts;
+    pthread_create(&tb, NULL, timed_client, &big);
+    pthread_create(&ts, NULL, timed_client, &small);
+    pthread_join(tb, NULL);
+    pthread_join(ts, NULL);
+    CHECK(big.right && small.right);
+    double small_wait = small.job.t_done - small.job.t_submit;
+    double big_run = big.job.t_done - big.job.t_submit;
+    printf("fairness: a 1-row request waited %.0f ms beside a 100-row one of %.0f ms\n",
+           1e3 * small_wait, 1e3 * big_run);
+    CHECKF(small.job.t_done < big.job.t_done - 0.2,
+           "the small request finished at %.3f s, the large one at %.3f s: not interleaved",
+           small.job.t_done - big.job.t_submit, big_run);
+    CHECKF(f.max_rows <= 4, "a batch of %zu rows over max_batch 4", f.max_rows);
+    petl_srv_batcher_free(b);
+    /* Token budget: rows of 100 tokens, 250 tokens per batch: pieces of 2 rows. */
+    f.max_rows = 0;
+    f.row_us = 0;
+    o = (petl_srv_batcher_opts){0.0, 32, 64, 250};
+    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, NULL, &b, &err), &err);
+    timed_arg longrows = {b, big_t, 9, 100, 0, {0}, false, false};
+    timed_client(&longrows);
+    CHECK(longrows.right);
+    CHECKF(f.max_rows == 2, "pieces of %zu rows of 100 tokens under a budget of 250", f.max_rows);
+    /* One row over the budget still runs (alone). */
+    timed_arg huge = {b, big_t, 2, 300, 0, {0}, false, false};
+    timed_client(&huge);
+    CHECK(huge.right);
+    petl_srv_batcher_free(b);
+    petl_srv_task_release(big_t);
+    petl_srv_task_release(small_t);
+}
+
+/* ------------------------------------------------------------------------ HTTP, loopback */
+
+static int srv_port;
+
+/* A TCP connection to the test server from source address src (any 127.x.y.z is loopback on
+ * Linux: distinct client addresses without leaving the machine). */
+static int connect_from(const char *src) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    CHECK(inet_pton(AF_INET, src, &a.sin_addr) == 1);
+    CHECKF(bind(fd, (struct sockaddr *)&a, sizeof a) == 0, "bind %s: %s", src, strerror(errno));
+    struct sockaddr_in d = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv_port)};
+    inet_pton(AF_INET, "127.0.0.1", &d.sin_addr);
+    CHECKF(connect(fd, (struct sockaddr *)&d, sizeof d) == 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const char *text) {
+    size_t n = strlen(text);
+    CHECK(send(fd, text, n, MSG_NOSIGNAL) == (ssize_t)n);
+}
+
+/* Reads what the server sends within timeout_s (until it closes, or a full response head and
+ * a pause): the HTTP status, 0 when it closed without a word, -1 when nothing came in time. */
+static int read_status(int fd, double timeout_s, char *buf, size_t cap) {
+    size_t len = 0;
+    double end = petl_srv_now() + timeout_s;
+    buf[0] = '\0';
+    while (len + 1 < cap) {
+        int left_ms = (int)((end - petl_srv_now()) * 1e3);
+        if (left_ms <= 0) break;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, left_ms) <= 0) break;
+        ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
+        if (r <= 0) break;
+        len += (size_t)r;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n")) end = petl_srv_now() + 0.2; /* the body, if any */
+    }
+    if (len == 0) return petl_srv_now() >= end ? -1 : 0;
+    int status = 0;
+    return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
+}
+
+static int request_from(const char *src, const char *req, char *buf, size_t cap) {
+    int fd = connect_from(src);
+    send_all(fd, req);
+    int st = read_status(fd, 5, buf, cap);
+    close(fd);
+    return st;
+}
+
+static const char get_health[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+/* The server with no model and no task: limits and deadlines are the HTTP layer's. */
+static void test_http(void) {
+    petl_error err = {0};
+    petl_server_opts o;
+    petl_server_opts_default(&o);
+    o.port = 0;
+    o.max_connections = 4;
+    o.max_per_address = 2;
+    o.request_timeout_s = 1.5;
+    petl_server *s;
+    CHECK_OK(petl_server_new(&o, NULL, NULL, &s, &err), &err);
+    CHECK_OK(petl_server_start(s, &err), &err);
+    srv_port = petl_server_port(s);
+    char buf[2048];
+    CHECK(request_from("127.0.0.1", get_health, buf, sizeof buf) == 200);
+
+    /* 14. Two Content-Length headers that disagree: 400, whatever the route. */
+    CHECKF(request_from("127.0.0.1",
+                        "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+                        "Content-Length: 5\r\n\r\nabcde",
+                        buf, sizeof buf) == 400,
+           "conflicting Content-Length: %.80s", buf);
+    CHECK(strstr(buf, "Content-Length"));
+    const char *body = "{\"task\":\"none\",\"inputs\":[\"a\"]}";
+    char req[512];
+    snprintf(req, sizeof req,
+             "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\nContent-Length: "
+             "%zu\r\n\r\n%s",
+             strlen(body), strlen(body) - 4, body);
+    CHECKF(request_from("127.0.0.1", req, buf, sizeof buf) == 400, "%.80s", buf);
+    CHECK(request_from("127.0.0.1",
+                       "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
+                       "Content-Length: 2\r\nConnection: close\r\n\r\nab",
+                       buf, sizeof buf) == 200); /* the same value twice is one length */
+
+    /* 11. Per-address cap: two connections from 127.0.0.2 hold their slots (a request line and
+     * nothing more); a third from there is answered 503 as soon as its headers are in, while
+     * a client from another address is served. */
+    int slow[2];
+    for (int i = 0; i < 2; i++) {
+        slow[i] = connect_from("127.0.0.2");
+        send_all(slow[i], "GET /healthz HTTP/1.1\r\n");
+    }
+    double t0 = petl_srv_now();
+    CHECKF(request_from("127.0.0.2", get_health, buf, sizeof buf) == 503,
+           "3rd connection from one address: %.80s", buf);
+    CHECK(strstr(buf, "Retry-After: 1") && strstr(buf, "from your address"));
+    CHECK(request_from("127.0.0.1", get_health, buf, sizeof buf) == 200);
+    /* Total cap: 4 served at once; 2 more slow ones from 127.0.0.3 fill it, the next is 503. */
+    int slow3[2];
+    for (int i = 0; i < 2; i++) {
+        slow3[i] = connect_from("127.0.0.3");
+        send_all(slow3[i], "GET /healthz HTTP/1.1\r\n");
+    }
+    CHECKF(request_from("127.0.0.4", get_health, buf, sizeof buf) == 503, "%.80s", buf);
+    CHECK(strstr(buf, "too many connections"));
+    /* An over-limit connection that never finishes its headers still gets its 503, soon. */
+    int quiet = connect_from("127.0.0.4");
+    send_all(quiet, "GET /healthz HTTP/1.1\r\n");
+    CHECKF(read_status(quiet, 5, buf, sizeof buf) == 503, "silent over-limit: %.80s", buf);
+    close(quiet);
+
+    /* The total deadline: slow[0] trickles a header line every 200 ms; it is cut (408) about
+     * 1.5 s after it connected, although it was never idle. */
+    int st = -1;
+    for (int i = 0; i < 25 && st == -1; i++) {
+        if (send(slow[0], "X-Slow: 1\r\n", 11, MSG_NOSIGNAL) < 0) st = 0;
+        struct pollfd p = {slow[0], POLLIN, 0};
+        if (poll(&p, 1, 200) > 0) st = read_status(slow[0], 1, buf, sizeof buf);
+    }
+    double cut = petl_srv_now() - t0;
+    CHECKF(st == 408 || st == 0, "a trickling client was not cut within 5 s (status %d)", st);
+    CHECKF(cut < 3.5, "cut after %.1f s, the deadline is 1.5 s", cut);
+    for (int i = 0; i < 2; i++)
+        CHECK(read_status(slow3[i], 5, buf, sizeof buf) == 408);
+    CHECK(read_status(slow[1], 5, buf, sizeof buf) == 408);
+    for (int i = 0; i < 2; i++) {
+        close(slow[i]);
+        close(slow3[i]);
+    }
+    /* Slots come back: every address is served again. */
+    usleep(200000);
+    CHECK(request_from("127.0.0.2", get_health, buf, sizeof buf) == 200);
+
+    /* A body that trickles in: cut at the deadline too. */
+    int tb = connect_from("127.0.0.5");
+    send_all(tb, "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{");
+    t0 = petl_srv_now();
+    st = -1;
+    for (int i = 0; i < 25 && st == -1; i++) {
+        if (send(tb, " ", 1, MSG_NOSIGNAL) < 0) st = 0;
+        struct pollfd p = {tb, POLLIN, 0};
+        if (poll(&p, 1, 200) > 0) st = read_status(tb, 1, buf, sizeof buf);
+    }
+    CHECKF(st != -1 && petl_srv_now() - t0 < 3.5, "a trickling body was not cut (%d)", st);
+    close(tb);
+
+    /* Counted in /metrics. */
+    int fd = connect_from("127.0.0.1");
+    send_all(fd, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    char mbuf[16384];
+    CHECK(read_status(fd, 5, mbuf, sizeof mbuf) == 200);
+    close(fd);
+    unsigned long per_addr = 0, total = 0, timed_out = 0;
+    const char *p;
+    CHECK((p = strstr(mbuf, "petl_connections_refused_total{limit=\"per_address\"} ")) &&
+          sscanf(p + 52, "%lu", &per_addr) == 1);
+    CHECK((p = strstr(mbuf, "petl_connections_refused_total{limit=\"total\"} ")) &&
+          sscanf(p + 46, "%lu", &total) == 1);
+    CHECK((p = strstr(mbuf, "\npetl_connections_timed_out_total ")) &&
+          sscanf(p + 34, "%lu", &timed_out) == 1);
+    CHECKF(per_addr == 1 && total == 2 && timed_out == 5,
+           "refused per address %lu (1), total %lu (2), timed out %lu (5)", per_addr, total,
+           timed_out);
+    petl_server_free(s);
+}
+
 int main(void) {
     test_parse();
     test_registry();
     test_metrics();
     test_batcher();
+    test_fairness();
+    test_http();
     CHECK_DONE("test_server");
 }

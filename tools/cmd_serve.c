@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,7 +45,14 @@ static void usage(FILE *f) {
            "  --queue N              requests waiting at most; more get 503 (256)\n"
            "  --max-body BYTES       request body cap; more get 413 (1048576)\n"
            "  --max-inputs N         inputs per request; more get 413 (256)\n"
-           "  --max-connections N    concurrent connections (256)\n"
+           "  --max-connections N    concurrent connections served; more are answered 503\n"
+           "                         (256)\n"
+           "  --max-per-address N    concurrent connections served per client address; more\n"
+           "                         are answered 503 (half of --max-connections)\n"
+           "  --request-timeout S    a request's headers and body must arrive within S seconds\n"
+           "                         of its connection's start, or it is cut (10)\n"
+           "  --max-batch-tokens N   padded tokens (rows x longest row) per batch; a larger\n"
+           "                         request runs in pieces with others between them (1024)\n"
            "  --admin-token-file F   enables the admin routes with the token in F (first line,\n"
            "                         at least 16 bytes; F should be readable by you only)\n"
            "  -h, --help             this help\n");
@@ -54,6 +62,8 @@ typedef struct {
     const char *model, *adapters, *host, *token_file, *precision;
     long port, threads, max_batch, queue, max_body, max_inputs, max_conn;
     double window_ms;
+    long per_address, max_tokens;
+    double request_timeout;
 } serve_opts;
 
 /* Returns CLI_GO_ON, or the exit status (0 after --help, 2 for bad usage). */
@@ -70,7 +80,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                       1 << 20,
                       256,
                       256,
-                      2.0};
+                      2.0,
+                      0,
+                      1024,
+                      10.0};
     const cli_opt opts[] = {
         CLI_OPT_STR("--model", &o->model),
         CLI_OPT_STR("--adapters", &o->adapters),
@@ -85,6 +98,9 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         CLI_OPT_LONG("--max-inputs", &o->max_inputs, 1, 1 << 20),
         CLI_OPT_LONG("--max-connections", &o->max_conn, 1, 1 << 16),
         CLI_OPT_DOUBLE("--batch-window-ms", &o->window_ms, 0, 1000),
+        CLI_OPT_LONG("--max-per-address", &o->per_address, 1, 1 << 16),
+        CLI_OPT_LONG("--max-batch-tokens", &o->max_tokens, 1, 1 << 24),
+        CLI_OPT_DOUBLE("--request-timeout", &o->request_timeout, 0.1, 3600),
     };
     int rc = cli_parse_options("serve", argc, argv, opts, CLI_N_OPTS(opts), usage);
     if (rc != CLI_GO_ON) return rc;
@@ -230,6 +246,14 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (o.threads > 0) cli_set_threads((int)o.threads);
+    /* Each connection is a descriptor, and connections over --max-connections are still
+     * accepted to be answered 503: the usual soft limit of 1024 would cap that, so raise it to
+     * the hard limit (the server bounds itself by what it gets). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     char *token = NULL;
     if (o.token_file && !(token = read_token(o.token_file))) return 1;
@@ -254,6 +278,9 @@ int cmd_serve(int argc, char **argv) {
     so.max_body = (size_t)o.max_body;
     so.max_inputs = (size_t)o.max_inputs;
     so.max_connections = (int)o.max_conn;
+    so.max_per_address = (int)o.per_address;
+    so.request_timeout_s = o.request_timeout;
+    so.batch.max_tokens = (int)o.max_tokens;
     so.batch.window_ms = o.window_ms;
     so.batch.max_batch = (int)o.max_batch;
     so.batch.queue = (int)o.queue;
