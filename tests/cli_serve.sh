@@ -16,8 +16,7 @@ command -v curl > /dev/null || fail "curl is not installed"
 glue=$PETL_DATA_DIR/glue
 for f in SST-2/train.tsv SST-2/dev.tsv STS-B/train.tsv STS-B/dev.tsv; do
     if [ ! -f "$glue/$f" ]; then
-        echo "cli_serve: skipped: no $f under $glue"
-        exit 0
+        exec bash "${0%/*}/skip.sh" cli_serve data "no $f under $glue"
     fi
 done
 tmp=$(mktemp -d)

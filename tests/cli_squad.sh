@@ -13,8 +13,7 @@ fail() { echo "cli_squad: FAIL: $*" >&2; exit 1; }
 : "${PETL:?}" "${PETL_MODEL_DIR:?}" "${PETL_DATA_DIR:?}"
 dev=$PETL_DATA_DIR/squad/dev-v1.1.json
 if [ ! -f "$dev" ]; then
-    echo "cli_squad: skipped: no $dev"
-    exit 0
+    exec bash "${0%/*}/skip.sh" cli_squad data "no $dev"
 fi
 tmp=$(mktemp -d)
 pid=

@@ -9,8 +9,7 @@ fail() { echo "cli_train: FAIL: $*" >&2; exit 1; }
 : "${PETL:?}" "${PETL_MODEL_DIR:?}" "${PETL_DATA_DIR:?}"
 src=$PETL_DATA_DIR/glue/SST-2
 if [ ! -f "$src/train.tsv" ] || [ ! -f "$src/dev.tsv" ]; then
-    echo "cli_train: skipped: no SST-2 under $PETL_DATA_DIR/glue"
-    exit 0
+    exec bash "${0%/*}/skip.sh" cli_train data "no SST-2 under $PETL_DATA_DIR/glue"
 fi
 tmp=$(mktemp -d)
 pid=

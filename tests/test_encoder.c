@@ -285,7 +285,7 @@ static void test_minilm(void) {
         } else {
             /* only a CPU without AVX512-BF16 may refuse, and it must say so */
             CHECKF(strstr(e2.msg, "AVX512-BF16"), "%s", e2.msg);
-            printf("MiniLM bf16: not run: %s\n", e2.msg);
+            test_skip("avx512bf16", "MiniLM bf16: %s", e2.msg);
         }
         petl_precision pr;
         CHECK(petl_precision_parse("bf16", &pr, &err) == PETL_OK && pr == PETL_BF16);

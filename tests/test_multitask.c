@@ -334,7 +334,7 @@ static void test_minilm(void) {
     char cfg[4096];
     snprintf(cfg, sizeof cfg, "%s/config.json", PETL_TEST_MODEL_DIR);
     if (access(cfg, R_OK) != 0) {
-        printf("minilm: skipped (no %s)\n", cfg);
+        test_skip("model", "minilm: no %s (run scripts/fetch-model)", cfg);
         return;
     }
     petl_error err = {0};

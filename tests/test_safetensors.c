@@ -409,7 +409,7 @@ static void test_real_model(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/model.safetensors", test_model_dir());
     if (access(path, R_OK) != 0) {
-        printf("skipping the real model: %s not found (run scripts/fetch-model)\n", path);
+        test_skip("model", "the real model: %s not found (run scripts/fetch-model)", path);
         return;
     }
     petl_safetensors *st;
