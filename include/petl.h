@@ -987,6 +987,62 @@ petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
 petl_status petl_adapter_load(const char *dir, const petl_model *base, const petl_base_identity *id,
                               petl_adapter_info *info, petl_task_model **out, petl_error *err);
 
+/* ============================================= outputs: what petl may replace (src/outputs.c)
+ *
+ * petl deletes or overwrites only what it created. An adapter folder (`petl train --out`) is
+ * written new, or replaces an empty folder, or (with --force) replaces a folder that holds
+ * nothing but a petl adapter (adapter_config.json with "format": "petl-adapter", and
+ * adapter.safetensors); any other folder or file is refused, naming what it holds. A symbolic
+ * link as --out is written through: its target is checked and replaced as above, the link
+ * stays. A checkpoint path may hold nothing or a petl checkpoint. A run takes a lock beside its
+ * output (PARENT/.NAME.lock, flock(2): released by the kernel when the process dies) so that a
+ * second run on the same output is refused at once, naming the first; under the lock, what
+ * killed runs left beside the output is provably stale and is cleaned up. */
+
+typedef enum {
+    PETL_OUT_MISSING, /* nothing there: the adapter is renamed into place */
+    PETL_OUT_EMPTY,   /* an empty folder: rename(2) replaces it */
+    PETL_OUT_ADAPTER, /* a petl adapter folder, to replace (force was given) */
+} petl_out_state;
+
+/* Checks an output folder path before any work is done: not empty, ".", ".." or "/"; its
+ * parent an existing folder that takes new entries. A symbolic link is followed (a dangling
+ * link, or one to a non-folder, is refused). `resolved` (cap bytes) gets the path to write:
+ * dir without trailing '/', or the link's target. PETL_ERR_ARG / PETL_ERR_IO naming the path. */
+petl_status petl_out_resolve(const char *dir, char *resolved, size_t cap, petl_error *err);
+
+/* What is at a resolved output path; refuses (PETL_ERR_IO, saying what is there) a file, a
+ * link, a folder that is not a petl adapter folder, and an adapter folder without force. */
+petl_status petl_out_check(const char *dir, bool force, petl_out_state *state, petl_error *err);
+
+/* Refuses (PETL_ERR_IO / PETL_ERR_ARG, naming it) a checkpoint path whose parent is missing or
+ * read-only, or that holds anything but a petl checkpoint (a link, a folder, another file). */
+petl_status petl_checkpoint_check(const char *path, petl_error *err);
+
+/* An exclusive lock beside `path` (PARENT/.NAME.lock) recording `who` (e.g. "petl train --out
+ * X") and this process's id and start time. PETL_ERR_IO naming the holder when another
+ * process has it. Released (and its file removed) by petl_lock_release, or by the kernel when
+ * the process dies. */
+typedef struct petl_lock petl_lock;
+petl_status petl_lock_take(const char *path, const char *who, petl_lock **out, petl_error *err);
+void petl_lock_release(petl_lock *l);
+
+/* Call while holding the lock on `out` (a resolved path) and on `checkpoint` (NULL: none):
+ * removes what killed runs left, all provably stale under the lock: temporary adapter folders
+ * (PARENT/.NAME.tmp-XXXXXX), replaced adapter folders (.NAME.old-PID, whose process is gone)
+ * and partial checkpoints (CHECKPOINT.tmp-XXXXXX). When `out` is missing and a complete
+ * .NAME.old-PID exists (a run killed between the two renames of a replacement), it is renamed
+ * back to `out`. Only petl's own file names are removed; a folder holding anything else is left.
+ * *report gets one line per action (caller frees; NULL when there was nothing to do). */
+petl_status petl_out_clean_litter(const char *out, const char *checkpoint, char **report,
+                                  petl_error *err);
+
+/* Whether NAME is one of the files petl writes in an adapter folder. */
+bool petl_out_is_adapter_file(const char *name);
+/* Removes petl's own files from an adapter folder, then the folder; -1 (errno set) when
+ * anything else is left in it. */
+int petl_out_remove_adapter_dir(const char *dir);
+
 /* ==================================================================== sweep grids (src/sweep.c) */
 
 /* A sweep grid: `petl sweep --grid "lr=3e-5,3e-4 epochs=1,3 size=8,64 seed=1,2"`, the cross

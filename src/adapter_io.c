@@ -6,11 +6,11 @@
 #include "model.h"
 #include "train.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -490,42 +490,6 @@ petl_status petl_adapter_read_info(const char *dir, petl_adapter_info *info, pet
 
 /* --------------------------------------------------------------------------------- saving */
 
-static bool path_exists(const char *p) {
-    struct stat sb;
-    return lstat(p, &sb) == 0;
-}
-
-/* True for a folder with no entries (such a target holds nothing to lose). */
-static bool is_empty_dir(const char *p) {
-    DIR *d = opendir(p);
-    if (!d) return false;
-    struct dirent *e;
-    bool empty = true;
-    while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            empty = false;
-            break;
-        }
-    closedir(d);
-    return empty;
-}
-
-/* Removes a flat folder (our own temporary / replaced adapter folders: files only). */
-static void remove_flat_dir(const char *p) {
-    DIR *d = opendir(p);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *f = petl_path_join(p, e->d_name);
-            if (f) unlink(f);
-            free(f);
-        }
-        closedir(d);
-    }
-    rmdir(p);
-}
-
 static int fsync_path(const char *p) {
     int fd = open(p, O_RDONLY);
     if (fd < 0) return -1;
@@ -594,17 +558,17 @@ static uint64_t params_hash(const petl_task_model *tm) {
     return h;
 }
 
-petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
+petl_status petl_adapter_save(const char *out, const petl_task_model *tm,
                               const petl_adapter_info *info, bool force, petl_error *err) {
-    char parent[4096], base[4096], tmpdir[8400], olddir[8400];
-    petl_status s = split_dir(dir, parent, base, sizeof parent, err);
+    char dir[PATH_MAX], parent[PATH_MAX], base[PATH_MAX], tmpdir[2 * PATH_MAX + 16],
+        olddir[2 * PATH_MAX + 32];
+    /* A link is written through to its target; what is there decides what may be replaced
+     * (src/outputs.c): nothing, an empty folder, or with force a petl adapter folder. */
+    petl_out_state state;
+    petl_status s = petl_out_resolve(out, dir, sizeof dir, err);
+    if (s == PETL_OK) s = petl_out_check(dir, force, &state, err);
+    if (s == PETL_OK) s = split_dir(dir, parent, base, sizeof parent, err);
     if (s != PETL_OK) return s;
-    bool exists = path_exists(dir);
-    if (exists && !force && !is_empty_dir(dir))
-        return petl_fail(err, PETL_ERR_IO,
-                         "%s already exists; pass --force to replace it (the old adapter is kept "
-                         "until the new one is complete)",
-                         dir);
     snprintf(tmpdir, sizeof tmpdir, "%s/.%s.tmp-XXXXXX", parent, base);
     if (!mkdtemp(tmpdir))
         return petl_fail(err, PETL_ERR_IO, "%s: cannot create a temporary folder in %s: %s", dir,
@@ -657,14 +621,10 @@ petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
                       strerror(errno));
         goto fail;
     }
-    /* Into place. An empty target folder is replaced by rename(2) itself. */
-    exists = path_exists(dir) && !is_empty_dir(dir);
-    if (exists) {
-        if (!force) {
-            s = petl_fail(err, PETL_ERR_IO, "%s appeared while saving; pass --force to replace it",
-                          dir);
-            goto fail;
-        }
+    /* Into place, after a second look: something may have appeared while training. An empty
+     * target folder is replaced by rename(2) itself (which fails if it is no longer empty). */
+    if ((s = petl_out_check(dir, force, &state, err)) != PETL_OK) goto fail;
+    if (state == PETL_OUT_ADAPTER) {
         snprintf(olddir, sizeof olddir, "%s/.%s.old-%ld", parent, base, (long)getpid());
         if (rename(dir, olddir) != 0) {
             s = petl_fail(err, PETL_ERR_IO, "%s: cannot move the old adapter away: %s", dir,
@@ -678,7 +638,8 @@ petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
                           dir, strerror(e));
             goto fail;
         }
-        remove_flat_dir(olddir);
+        /* petl's own files only: anything put there meanwhile keeps the old folder */
+        petl_out_remove_adapter_dir(olddir);
     } else if (rename(tmpdir, dir) != 0) {
         s = petl_fail(err, PETL_ERR_IO, "%s: cannot move the new adapter into place: %s", dir,
                       strerror(errno));
@@ -692,7 +653,7 @@ petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
     free(cpath);
     return PETL_OK;
 fail:
-    remove_flat_dir(tmpdir);
+    petl_out_remove_adapter_dir(tmpdir);
     json_decref(root);
     free(text);
     free(ents);

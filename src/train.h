@@ -21,6 +21,10 @@
 
 #include "petl.h"
 
+/* The safetensors metadata key that marks a petl checkpoint (src/trainer.c writes it,
+ * src/outputs.c recognises it). */
+#define PETL_CKPT_KEY "petl_checkpoint"
+
 /* One trainable tensor. */
 typedef struct {
     const char *name; /* e.g. "bert.encoder.layer.0.output.adapters.petl.adapter_up.weight" */

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define CKPT_KEY "petl_checkpoint"
+#define CKPT_KEY PETL_CKPT_KEY
 #define CKPT_VERSION 1
 
 void petl_train_opts_default(petl_train_opts *o) {
@@ -503,6 +503,10 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
     if ((s = petl_train_ctx_new(tm, max_batch, max_len, &ctx, err)) != PETL_OK) goto done;
     if ((s = petl_batch_buf_init(&buf, o->batch, max_len, err)) != PETL_OK) goto done;
 
+    /* A checkpoint path is overwritten at every save: it must hold nothing or a petl
+     * checkpoint (a data file given by mistake is refused here, not replaced at epoch 1). */
+    if (o->checkpoint_path && (s = petl_checkpoint_check(o->checkpoint_path, err)) != PETL_OK)
+        goto done;
     if (o->resume && o->checkpoint_path && file_exists(o->checkpoint_path)) {
         if ((s = load_checkpoint(&rs, o, train, dev, err)) != PETL_OK) goto done;
         res->resumed = true;

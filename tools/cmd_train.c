@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,19 +305,59 @@ static void on_progress(const petl_train_progress *p, void *user) {
 
 /* ------------------------------------------------------------------------------ running */
 
-static bool nonempty_path(const char *p) {
-    struct stat sb;
-    if (lstat(p, &sb) != 0) return false;
-    if (!S_ISDIR(sb.st_mode)) return true;
-    /* An empty folder holds nothing to lose (e.g. made by the user beforehand). */
-    char *probe = petl_path_join(p, PETL_ADAPTER_CONFIG);
-    bool has = probe && access(probe, F_OK) == 0;
-    free(probe);
-    if (has) return true;
-    char *w = petl_path_join(p, PETL_ADAPTER_WEIGHTS);
-    has = w && access(w, F_OK) == 0;
-    free(w);
-    return has;
+/* What a run may write, settled before any work (src/outputs.c): --out and the checkpoint are
+ * checked, locked against a second run, and cleared of what killed runs left. Returns 0, or the
+ * exit status (2 for a path that can never be written, 1 otherwise). */
+typedef struct {
+    char out[PATH_MAX];  /* --out, a link resolved to its target */
+    char ckpt[PATH_MAX]; /* --checkpoint, default OUT.checkpoint.safetensors */
+    petl_lock *out_lock, *ckpt_lock;
+} claimed_outputs;
+
+static int claim_outputs(const train_opts *o, claimed_outputs *c) {
+    petl_error err = {0};
+    petl_status s = petl_out_resolve(o->out, c->out, sizeof c->out, &err);
+    if (s == PETL_OK && !o->ckpt) {
+        size_t n = strlen(o->out);
+        while (n > 1 && o->out[n - 1] == '/')
+            n--;
+        snprintf(c->ckpt, sizeof c->ckpt, "%.*s.checkpoint.safetensors", (int)n, o->out);
+    } else if (s == PETL_OK) {
+        snprintf(c->ckpt, sizeof c->ckpt, "%s", o->ckpt);
+    }
+    if (s == PETL_OK) s = petl_checkpoint_check(c->ckpt, &err);
+    if (s != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return s == PETL_ERR_ARG ? 2 : 1;
+    }
+    char who[PATH_MAX + 32];
+    snprintf(who, sizeof who, "petl train --out %s", o->out);
+    char *report = NULL;
+    petl_out_state state;
+    if (petl_lock_take(c->out, who, &c->out_lock, &err) != PETL_OK ||
+        petl_lock_take(c->ckpt, who, &c->ckpt_lock, &err) != PETL_OK ||
+        petl_out_clean_litter(c->out, c->ckpt, &report, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    for (char *line = report, *nl; line && *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        fprintf(stderr, "petl train: %.*s\n", (int)(nl - line), line);
+    }
+    free(report);
+    /* after the clean-up: a restored adapter counts as one */
+    if (petl_out_check(c->out, o->force, &state, &err) != PETL_OK ||
+        petl_checkpoint_check(c->ckpt, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static void release_outputs(claimed_outputs *c) {
+    petl_lock_release(c->ckpt_lock);
+    petl_lock_release(c->out_lock);
+    c->ckpt_lock = c->out_lock = NULL;
 }
 
 /* What a run trains and evaluates on: a GLUE / generic task's files, or SQuAD windows. */
@@ -476,18 +517,12 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     const char *task_name = d.squad ? "squad" : d.task.name;
-    if (nonempty_path(o.out) && !o.force) {
-        fprintf(stderr, "petl train: %s already exists; pass --force to replace it\n", o.out);
-        return 1;
+    static claimed_outputs claim; /* static: two PATH_MAX buffers */
+    if ((rc = claim_outputs(&o, &claim)) != 0) {
+        release_outputs(&claim);
+        return rc;
     }
-    char ckpt_buf[4096];
-    if (!o.ckpt) {
-        size_t n = strlen(o.out);
-        while (n > 1 && o.out[n - 1] == '/')
-            n--;
-        snprintf(ckpt_buf, sizeof ckpt_buf, "%.*s.checkpoint.safetensors", (int)n, o.out);
-        o.ckpt = ckpt_buf;
-    }
+    o.ckpt = claim.ckpt;
 
     petl_tokenizer *tok = NULL;
     petl_model *base = NULL;
@@ -627,6 +662,7 @@ int cmd_train(int argc, char **argv) {
 fail:
     fprintf(stderr, "petl train: %s\n", err.msg);
 done:
+    release_outputs(&claim);
     petl_adapter_info_free(&info);
     petl_task_model_free(tm);
     train_data_free(&d);
