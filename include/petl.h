@@ -459,6 +459,9 @@ const char *const *petl_dataset_labels(const petl_dataset *ds);
 int32_t petl_dataset_label_index(const petl_dataset *ds, const char *name);
 /* Rows skipped as malformed (QQP only; 0 for every other task). */
 size_t petl_dataset_skipped(const petl_dataset *ds);
+/* TSV / CSV: the number of columns of every row after the header (skipped rows included); 0
+ * when rows differ in width, and for JSON lines. What petl_adapter_info.data_columns records. */
+size_t petl_dataset_columns(const petl_dataset *ds);
 
 /* ===================================================================== SQuAD v1.1 (src/squad.c) */
 
@@ -909,9 +912,11 @@ petl_status petl_squad_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const 
  *
  * Saving is atomic for the folder as a whole: both files are written and fsync'ed into a
  * temporary folder beside the target, which is then renamed into place. An existing adapter is
- * replaced only with force; then the old folder is renamed away, the new one in, and the old
- * one removed, so a failure at any point leaves either the old adapter or the new one complete
- * (after a crash between the two renames, the old one survives as ".NAME.old-*" beside it).
+ * replaced only with force, and only when the folder holds nothing but a petl adapter (section
+ * "outputs"); then the old folder is renamed away, the new one in, and the old one's files
+ * removed, so a failure at any point leaves either the old adapter or the new one complete
+ * (after a crash between the two renames, the old one survives as ".NAME.old-PID" beside it,
+ * and the next `petl train` on the same folder puts it back).
  *
  * Loading refuses an adapter trained on another base (naming every field that differs),
  * missing, extra or misshapen tensors (name, expected and found shape) and damaged files. */
@@ -976,8 +981,9 @@ void petl_adapter_info_free(petl_adapter_info *info);
 petl_status petl_adapter_info_set_labels(petl_adapter_info *info, const char *const *labels,
                                          size_t n, petl_error *err);
 
-/* Writes the adapter folder `dir` (see above). Refuses (PETL_ERR_IO, naming the
- * folder and --force) when `dir` exists and is not an empty folder, unless force. */
+/* Writes the adapter folder `dir` (see above; a symbolic link is written through to its
+ * target). Refuses (PETL_ERR_IO, saying what is there) what petl_out_check refuses: anything but
+ * nothing, an empty folder, or (with force) a petl adapter folder. */
 petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
                               const petl_adapter_info *info, bool force, petl_error *err);
 

@@ -50,12 +50,14 @@ static void usage(FILE *f) {
            "  --stop-at X          with --eval-every: stop at the first evaluation whose main\n"
            "                       metric (accuracy, F1, MCC, Spearman) is >= X and keep that\n"
            "                       model (time to accuracy)\n"
-           "  --checkpoint FILE    checkpoint file (default: OUT.checkpoint.safetensors)\n"
+           "  --checkpoint FILE    checkpoint file (default: OUT.checkpoint.safetensors); an existing\n"
+           "                       file there must be a petl checkpoint\n"
            "  --checkpoint-every N also checkpoint every N steps (default: at epoch ends only)\n"
            "  --keep-checkpoint    keep the checkpoint after a successful run (default: removed)\n"
            "  --resume             continue from the checkpoint when it exists (same options and\n"
            "                       --threads give the same result as an uninterrupted run)\n"
-           "  --force              replace an existing ADAPTER_DIR\n"
+           "  --force              replace an existing petl adapter folder (never any other folder\n"
+           "                       or file: those are refused)\n"
            "  --threads N          OpenMP / OpenBLAS threads (default: OMP_NUM_THREADS or all)\n");
     fprintf(
         f,
