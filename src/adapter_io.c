@@ -154,6 +154,11 @@ petl_status petl_adapter_info_set_labels(petl_adapter_info *info, const char *co
     info->labels = NULL;
     info->n_labels = 0;
     if (n == 0) return PETL_OK;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(labels[k], labels[i]))
+                return petl_fail(err, PETL_ERR_ARG, "label names must be distinct: \"%s\" twice",
+                                 labels[i]);
     info->labels = calloc(n, sizeof *info->labels);
     if (!info->labels) return petl_fail(err, PETL_ERR_NOMEM, "out of memory for labels");
     info->n_labels = n;
@@ -393,6 +398,13 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
         if (!json_is_string(l))
             return petl_fail(err, PETL_ERR_FORMAT, "%s: task.labels[%zu] is not a string", path,
                              i);
+        /* Two classes of one name could not be told apart in predictions or metrics. */
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(info->labels[k], json_string_value(l)))
+                return petl_fail(err, PETL_ERR_FORMAT,
+                                 "%s: task.labels[%zu] and [%zu] are both \"%s\": label names must "
+                                 "be distinct",
+                                 path, k, i, info->labels[k]);
         if (!(info->labels[i] = strdup(json_string_value(l))))
             return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
         info->n_labels = i + 1;

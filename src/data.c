@@ -57,6 +57,25 @@ static const petl_task GLUE_TASKS[] = {
 };
 /* clang-format on */
 
+/* The header row of each GLUE task's official files over the columns petl reads (col -1: the
+ * last one). A file with another header is another task's file: an SST-2 adapter given CoLA's
+ * headerless dev.tsv would take its first row for a header and read source ids as sentences. */
+typedef struct {
+    const char *task, *folder; /* petl_task.name, the GLUE folder name for messages */
+    int col[3];
+    const char *name[3];
+} glue_header;
+static const glue_header GLUE_HEADERS[] = {
+    {"sst2", "SST-2", {0, 1, 0}, {"sentence", "label", NULL}},
+    {"mrpc", "MRPC", {0, 3, 4}, {"Quality", "#1 String", "#2 String"}},
+    {"stsb", "STS-B", {7, 8, -1}, {"sentence1", "sentence2", "score"}},
+    {"qqp", "QQP", {3, 4, 5}, {"question1", "question2", "is_duplicate"}},
+    {"mnli", "MNLI", {8, 9, -1}, {"sentence1", "sentence2", "gold_label"}},
+    {"qnli", "QNLI", {1, 2, -1}, {"question", "sentence", "label"}},
+    {"rte", "RTE", {1, 2, -1}, {"sentence1", "sentence2", "label"}},
+    {"wnli", "WNLI", {1, 2, -1}, {"sentence1", "sentence2", "label"}},
+};
+
 /* Task names compare ignoring case and '-' so that the GLUE folder names (SST-2, STS-B, CoLA)
  * work as well as the short names. */
 static bool same_task_name(const char *given, const char *name) {
@@ -209,7 +228,9 @@ struct petl_dataset {
     size_t n_labels;
     bool regression;
     size_t skipped;
-    block *arena; /* every string of the dataset */
+    size_t columns; /* tsv / csv: every data row's field count; 0 when they differ, or jsonl */
+    bool ragged;    /* rows of different widths seen */
+    block *arena;   /* every string of the dataset */
 };
 
 /* Makes buf (malloc'ed, size cap) an arena block owned by ds; frees buf on failure. */
@@ -273,6 +294,9 @@ const char *const *petl_dataset_labels(const petl_dataset *ds) {
 }
 size_t petl_dataset_skipped(const petl_dataset *ds) {
     return ds->skipped;
+}
+size_t petl_dataset_columns(const petl_dataset *ds) {
+    return ds->ragged ? 0 : ds->columns;
 }
 
 int32_t petl_dataset_label_index(const petl_dataset *ds, const char *name) {
@@ -427,9 +451,34 @@ static void compute_need(parser *ps) {
     ps->need = need;
 }
 
+/* A GLUE task's header row must be its official one (GLUE_HEADERS). */
+static petl_status check_glue_header(parser *ps, size_t line) {
+    for (size_t i = 0; i < sizeof GLUE_HEADERS / sizeof GLUE_HEADERS[0]; i++) {
+        const glue_header *h = &GLUE_HEADERS[i];
+        if (strcmp(h->task, ps->task->name) != 0) continue;
+        for (int k = 0; k < 3 && h->name[k]; k++) {
+            size_t c = h->col[k] < 0 ? ps->nf - 1 : (size_t)h->col[k];
+            if (c < ps->nf && strcmp(ps->f[c].s, h->name[k]) == 0) continue;
+            char where[32] = "the last column";
+            if (h->col[k] >= 0) snprintf(where, sizeof where, "column %d", h->col[k] + 1);
+            char found[64] = "no such column";
+            if (c < ps->nf) snprintf(found, sizeof found, "'%.40s'", ps->f[c].s);
+            return petl_fail(ps->err, PETL_ERR_FORMAT,
+                             "%s:%zu: not %s data: %s files start with a header row that has "
+                             "'%s' in %s; this one has %s there (another task's file?)",
+                             ps->what, line, h->folder, h->folder, h->name[k], where, found);
+        }
+    }
+    return PETL_OK;
+}
+
 static petl_status take_header(parser *ps, size_t line) {
     const petl_task *t = ps->task;
     ps->seen_header = true;
+    if (t->glue) {
+        petl_status st = check_glue_header(ps, line);
+        if (st != PETL_OK) return st;
+    }
     petl_status st = resolve_column(ps, t->name_a, &ps->col_a, line);
     if (st == PETL_OK) st = resolve_column(ps, t->name_b, &ps->col_b, line);
     if (st == PETL_OK) st = resolve_column(ps, t->name_label, &ps->col_label, line);
@@ -441,6 +490,8 @@ static petl_status take_header(parser *ps, size_t line) {
 static petl_status take_row(parser *ps, size_t line) {
     if (ps->task->header && !ps->seen_header) return take_header(ps, line);
     ps->rows++;
+    if (ps->rows == 1) ps->ds->columns = ps->nf;
+    if (ps->nf != ps->ds->columns) ps->ds->ragged = true;
     if (ps->nf < ps->need) {
         if (ps->task->skip_short_rows) {
             ps->ds->skipped++;

@@ -29,6 +29,7 @@ for t in SST-2 CoLA MRPC; do
     head -n 21 "$glue/$t/dev.tsv" > "$tmp/$t/dev.tsv"
 done
 common=(--model "$MODEL" --max-len 64 --threads 2)
+printf '{"text": "a fine film"}\n' > "$tmp/one.jsonl"
 
 # Runs petl ARGS... with stdin from $in (default /dev/null); keeps stdout, stderr and status.
 in=/dev/null
@@ -48,7 +49,6 @@ run train "${common[@]}" --task sst2 --data "$tmp/SST-2" --out "$tmp/sst" --epoc
 
 # ---- 7. write errors are errors -----------------------------------------------------------
 if [ -w /dev/full ]; then
-    printf '{"text": "a fine film"}\n' > "$tmp/one.jsonl"
     "$PETL" tokenize --model "$MODEL" < "$tmp/one.jsonl" > /dev/full 2> "$tmp/err"
     status=$?
     expect 1 "tokenize > /dev/full" "petl tokenize: write error on standard output: No space left"
@@ -117,5 +117,42 @@ if command -v perl > /dev/null; then
 else
     echo "cli_robust: no perl here to tamper an adapter: the NaN / Inf checks are not run"
 fi
+
+# ---- 9. another task's files, the other input shape, duplicate labels: refused -------------
+# An SST-2 adapter on CoLA's files (headerless, 4 columns) used to score source ids as sentences.
+run eval "${common[@]}" --adapter "$tmp/sst" --data "$tmp/CoLA"
+expect 1 "eval sst2 adapter on CoLA files" "CoLA/dev.tsv:1: not SST-2 data"
+run train "${common[@]}" --task sst2 --data "$tmp/CoLA" --out "$tmp/x" --epochs 1
+expect 1 "train sst2 on CoLA files" "CoLA/train.tsv:1: not SST-2 data"
+run eval "${common[@]}" --adapter "$tmp/sst" --data "$tmp/MRPC" --task mrpc
+expect 1 "eval sst2 adapter as mrpc" "task mrpc reads text pairs but the adapter was trained on"
+grep -q '"pair_input": false' "$tmp/sst/adapter_config.json" ||
+    fail "sst2 adapter_config.json lacks pair_input: $(cat "$tmp/sst/adapter_config.json")"
+printf '%s\n' '{"text": "a fine film"}' '{"text_a": "a fine", "text_b": "film"}' > "$tmp/pair.jsonl"
+in=$tmp/pair.jsonl
+run predict --model "$MODEL" --adapter "$tmp/sst"
+in=/dev/null
+expect 1 "predict a pair with a single-text adapter" "line 2: a text pair (text_b), but the"
+[ "$(wc -l < "$tmp/out")" -eq 1 ] || fail "predict: the line before the pair lacks its output"
+# A generic task records its train file's width: a file of another width is another task's.
+run train "${common[@]}" --task "tsv:text=0,label=1,header" --data "$tmp/SST-2" --out "$tmp/gen" \
+    --epochs 1
+[ "$status" -eq 0 ] || fail "train tsv spec exited $status: $(cat "$tmp/err")"
+grep -q '"data_columns": 2' "$tmp/gen/adapter_config.json" || fail "no data_columns recorded"
+run eval "${common[@]}" --adapter "$tmp/gen" --data "$tmp/SST-2"
+[ "$status" -eq 0 ] || fail "eval tsv adapter on its own data exited $status: $(cat "$tmp/err")"
+run eval "${common[@]}" --adapter "$tmp/gen" --data "$tmp/CoLA"
+expect 1 "eval tsv adapter on CoLA" "CoLA/dev.tsv has 4 columns but the adapter was trained on a"
+# Two classes of one name: refused at load (eval, predict), not scored.
+command -v perl > /dev/null || fail "no perl to edit an adapter_config.json"
+cp -r "$tmp/sst" "$tmp/dup"
+perl -0pi -e 's/("labels": \[\s*"0",\s*)"1"/$1"0"/ or die' "$tmp/dup/adapter_config.json" ||
+    fail "cannot edit the labels"
+run eval "${common[@]}" --adapter "$tmp/dup" --data "$tmp/SST-2"
+expect 1 "eval, duplicate labels" 'task.labels[0] and [1] are both "0"'
+in=$tmp/one.jsonl
+run predict --model "$MODEL" --adapter "$tmp/dup"
+in=/dev/null
+expect 1 "predict, duplicate labels" "label names must be distinct"
 
 echo "cli_robust: all checks passed"

@@ -41,7 +41,7 @@ grep -q '^{"task": "sst2", "split": "dev", "n": 100, "accuracy": 0\.[0-9]*}$' "$
 
 # predict: one line per input, label + probabilities summing to 1.
 printf '%s\n' '{"text": "a gorgeous, witty, seductive movie."}' \
-    '{"text_a": "dull", "text_b": "and tedious"}' '{"text": "the plot is thin"}' |
+    '{"text_a": "dull and tedious"}' '{"text": "the plot is thin"}' |
     "$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$tmp/ad" > "$tmp/pred.jsonl" \
     2> "$tmp/pred.err" || fail "predict exited $?: $(cat "$tmp/pred.err")"
 [ "$(wc -l < "$tmp/pred.jsonl")" -eq 3 ] || fail "predict wrote $(wc -l < "$tmp/pred.jsonl") lines"

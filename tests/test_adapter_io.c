@@ -347,6 +347,54 @@ int main(void) {
     free(ents);
     rm_rf(ad2);
 
+    /* The input shape and the train file's width round trip (issue 16, item 9); a config from
+     * before pair_input derives it from the task spec; two labels of one name are refused. */
+    {
+        petl_adapter_info pi = {0};
+        snprintf(pi.task_name, sizeof pi.task_name, "tsv");
+        snprintf(pi.task_spec, sizeof pi.task_spec, "tsv:text=1,text_b=2,label=0");
+        CHECK_OK(petl_adapter_info_set_labels(&pi, labels, 3, &err), &err);
+        const char *dup[] = {"neg", "pos", "neg"};
+        CHECK(petl_adapter_info_set_labels(&pi, dup, 3, &err) == PETL_ERR_ARG &&
+              strstr(err.msg, "\"neg\" twice"));
+        CHECK_OK(petl_adapter_info_set_labels(&pi, labels, 3, &err), &err);
+        pi.max_len = 32;
+        pi.tune = tc;
+        pi.base = id;
+        pi.pair_input = true;
+        pi.data_columns = 3;
+        snprintf(ad2, sizeof ad2, "%s/pair", out_parent);
+        CHECK_OK(petl_adapter_save(ad2, tm, &pi, false, &err), &err);
+        CHECK_OK(petl_adapter_load(ad2, m, &id, &got, &tm2, &err), &err);
+        CHECK(got.pair_input && got.data_columns == 3);
+        petl_adapter_info_free(&got);
+        petl_task_model_free(tm2);
+        CHECK_OK(petl_adapter_load(ad, m, &id, &got, &tm2, &err), &err);
+        CHECK(!got.pair_input && got.data_columns == 0); /* tsv:text=0,label=1, not recorded */
+        petl_adapter_info_free(&got);
+        petl_task_model_free(tm2);
+        snprintf(q, sizeof q, "%s/%s", ad2, PETL_ADAPTER_CONFIG);
+        char *text = NULL;
+        size_t len = 0;
+        CHECK_OK(petl_read_file(q, 1 << 20, &text, &len, &err), &err);
+        char *at = strstr(text, "\"pair_input\": true");
+        CHECK(at != NULL);
+        memcpy(at, "\"pair_inpvt", 11); /* as if written before petl recorded it */
+        write_file(q, text, len);
+        CHECK_OK(petl_adapter_load(ad2, m, &id, &got, &tm2, &err), &err);
+        CHECK(got.pair_input); /* from the spec's text_b */
+        petl_adapter_info_free(&got);
+        petl_task_model_free(tm2);
+        at = strstr(text, "\"neutral\"");
+        CHECK(at != NULL);
+        memcpy(at, "\"pos\"    ", 9); /* labels neg, pos, pos */
+        write_file(q, text, len);
+        expect_load_fail(ad2, m, &id, PETL_ERR_FORMAT, "both \"pos\"");
+        free(text);
+        rm_rf(ad2);
+        petl_adapter_info_free(&pi);
+    }
+
     /* A span head (SQuAD): qa_outputs instead of classifier and pooler, no labels, the squad
      * settings and held-out articles round trip; a span config without its "squad" settings is
      * refused; a config from before span heads (no tune.head) is a classification head. */

@@ -341,7 +341,8 @@ static void test_mnli(void) {
     petl_dataset_free(ds);
 
     EXPECT_FAIL("mnli",
-                "index\tpromptID\tpairID\tgenre\ts1bp\ts2bp\ts1p\ts2p\ts1\ts2\tlabel1\tgold\n"
+                "index\tpromptID\tpairID\tgenre\ts1bp\ts2bp\ts1p\ts2p\tsentence1\tsentence2\t"
+                "label1\tgold_label\n"
                 "0\t1\t1n\tslate\ta\tb\tc\td\tA man.\tA person.\t-\t-\n",
                 PETL_ERR_FORMAT, "bad.tsv:2: unknown label '-'");
 }
@@ -402,7 +403,7 @@ static void test_file_rules(void) {
 
     /* In-memory parse of a buffer that is not NUL-terminated. */
     char mem[] = {'s', '\t', 'l', '\n', 'h', 'i', '\t', '1', 'X'};
-    petl_task t = task("sst2");
+    petl_task t = task("tsv:text=0,label=1,header"); /* "s\tl" is not SST-2's header */
     petl_error err;
     CHECK_OK(petl_dataset_parse(&t, mem, sizeof mem - 1, "mem", NULL, 0, &ds, &err), &err);
     CHECK(petl_dataset_count(ds) == 1 && text_is(ex(ds, 0)->text_a, "hi"));
@@ -450,6 +451,46 @@ static void test_bad_input(void) {
     petl_task broken = t;
     broken.col_a = PETL_COL_NONE;
     CHECK(petl_dataset_parse(&broken, "a\t1\n", 4, "m", NULL, 0, &ds, &err) == PETL_ERR_ARG);
+}
+
+/* Another task's file is refused by its header, not read from the wrong columns (issue 16,
+ * item 9): SST-2 reading CoLA's headerless rows took the source id for the sentence. */
+static void test_wrong_task_files(void) {
+    EXPECT_FAIL("sst2",
+                "gj04\t1\t\tThe sailors rode the breeze clear of the rocks.\n"
+                "gj04\t1\t\tThe weights made the rope stretch over the pulley.\n",
+                PETL_ERR_FORMAT,
+                "bad.tsv:1: not SST-2 data: SST-2 files start with a header row that has "
+                "'sentence' in column 1; this one has 'gj04' there");
+    EXPECT_FAIL("rte", "sentence\tlabel\ngood\t1\n", PETL_ERR_FORMAT,
+                "bad.tsv:1: not RTE data: RTE files start with a header row that has 'sentence1' "
+                "in column 2; this one has 'label' there");
+    EXPECT_FAIL("stsb", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n",
+                PETL_ERR_FORMAT, "has 'sentence1' in column 8; this one has no such column");
+    EXPECT_FAIL("qnli", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n",
+                PETL_ERR_FORMAT, "bad.tsv:1: not QNLI data");
+    EXPECT_FAIL("mrpc", "index\tsentence1\tsentence2\tlabel\t-\n0\ta\tb\t1\t-\n",
+                PETL_ERR_FORMAT, "has 'Quality' in column 1; this one has 'index'");
+    EXPECT_FAIL("wnli", "index\tsentence1\tsentence2\tgold_label\n0\ta\tb\t1\n",
+                PETL_ERR_FORMAT, "has 'label' in the last column; this one has 'gold_label'");
+    /* the real headers pass (a BOM before MRPC's, as in the official file) */
+    petl_dataset *ds = load_str("mrpc", "a.tsv",
+                                "\xEF\xBB\xBFQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+                                "1\t1\t2\tA.\tB.\n",
+                                NULL, 0);
+    CHECK(petl_dataset_count(ds) == 1 && petl_dataset_columns(ds) == 5);
+    petl_dataset_free(ds);
+
+    /* The width petl_adapter_info.data_columns records: every row's, else 0. */
+    ds = load_str("tsv:text=0,label=1", "g.tsv", "a\t1\tx\nb\t0\ty\n", NULL, 0);
+    CHECK(petl_dataset_columns(ds) == 3);
+    petl_dataset_free(ds);
+    ds = load_str("tsv:text=0,label=1,header", "g.tsv", "t\tl\na\t1\tx\nb\t0\n", NULL, 0);
+    CHECK(petl_dataset_columns(ds) == 0);
+    petl_dataset_free(ds);
+    ds = load_str("jsonl:text=t,label=l", "g.jsonl", "{\"t\": \"a\", \"l\": 1}\n", NULL, 0);
+    CHECK(petl_dataset_columns(ds) == 0);
+    petl_dataset_free(ds);
 }
 
 /* ------------------------------------------------------------------ generic formats */
@@ -593,6 +634,7 @@ int main(void) {
     test_qnli_wnli();
     test_file_rules();
     test_bad_input();
+    test_wrong_task_files();
     test_generic_tsv();
     test_generic_csv();
     test_generic_jsonl();

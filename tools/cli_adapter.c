@@ -52,6 +52,26 @@ int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter
     return 0;
 }
 
+int cli_check_task(const char *cmd, const cli_adapter *ad, const petl_task *task) {
+    const bool pair = task->col_b != PETL_COL_NONE;
+    if (pair == ad->info.pair_input) return 0;
+    fprintf(stderr, "petl %s: task %s reads %s but the adapter was trained on %s (task %s)\n",
+            cmd, task->name, pair ? "text pairs" : "single texts",
+            ad->info.pair_input ? "text pairs" : "single texts", ad->info.task_spec);
+    return 1;
+}
+
+int cli_check_data(const char *cmd, const cli_adapter *ad, const char *path,
+                   const petl_dataset *ds) {
+    const size_t want = (size_t)ad->info.data_columns, have = petl_dataset_columns(ds);
+    if (want == 0 || have == 0 || have == want) return 0;
+    fprintf(stderr,
+            "petl %s: %s has %zu columns but the adapter was trained on a file of %zu (task "
+            "%s): is it another task's data?\n",
+            cmd, path, have, want, ad->info.task_spec);
+    return 1;
+}
+
 void cli_adapter_free(cli_adapter *a) {
     petl_task_model_free(a->tm);
     petl_adapter_info_free(&a->info);

@@ -75,6 +75,13 @@ int cmd_ablate(int argc, char **argv) {
     }
     if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK)
         goto fail;
+    if (cli_check_task("ablate", &ad, &task)) goto done;
+    if (task.regression != ad.info.regression) {
+        fprintf(stderr, "petl ablate: task %s is %s but the adapter was trained for %s\n",
+                task.name, task.regression ? "regression" : "classification",
+                ad.info.regression ? "regression" : "classification");
+        goto done;
+    }
     const char *f = petl_task_split_file(&task, split);
     if (!f) {
         fprintf(stderr, "petl ablate: unknown split '%s' for task %s\n", split, task.name);
@@ -85,6 +92,7 @@ int cmd_ablate(int argc, char **argv) {
     if (petl_dataset_load(&task, path, (const char *const *)ad.info.labels, ad.info.n_labels, &ds,
                           &err) != PETL_OK)
         goto fail;
+    if (cli_check_data("ablate", &ad, path, ds)) goto done;
     if (petl_dataset_count(ds) == 0) {
         fprintf(stderr, "petl ablate: %s holds no examples\n", path);
         goto done;

@@ -83,6 +83,7 @@ int cmd_eval(int argc, char **argv) {
     char *path = NULL;
     if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK)
         goto fail;
+    if (cli_check_task("eval", &ad, &task)) goto done;
     if (task.regression != ad.info.regression) {
         fprintf(stderr, "petl eval: task %s is %s but the adapter was trained for %s\n", task.name,
                 task.regression ? "regression" : "classification",
@@ -109,6 +110,7 @@ int cmd_eval(int argc, char **argv) {
     if (petl_dataset_load(&task, path, (const char *const *)ad.info.labels, ad.info.n_labels, &ds,
                           &err) != PETL_OK)
         goto fail;
+    if (cli_check_data("eval", &ad, path, ds)) goto done;
     if (petl_dataset_count(ds) == 0) {
         fprintf(stderr, "petl eval: %s holds no examples\n", path);
         goto done;

@@ -123,6 +123,21 @@ int cmd_predict(int argc, char **argv) {
             rc = 1;
             break;
         }
+        if ((t.b != NULL) != ad.info.pair_input) {
+            /* scored anyway, the other shape would give confident nonsense */
+            cli_text_free(&t);
+            rc = flush_chunk(&ad, b, (int)batch, logits);
+            if (rc == 0)
+                fprintf(stderr,
+                        "petl predict: line %ld: %s, but the adapter (task %s) was trained on "
+                        "%s\n",
+                        lineno, ad.info.pair_input ? "a single text" : "a text pair (text_b)",
+                        ad.info.task_spec,
+                        ad.info.pair_input ? "text pairs: give text_a and text_b"
+                                           : "single texts: give text");
+            rc = 1;
+            break;
+        }
         petl_status st = petl_batcher_add(b, t.a, t.len_a, t.b, t.len_b, -1, 0, &err);
         cli_text_free(&t);
         if (st != PETL_OK) {

@@ -622,6 +622,8 @@ int cmd_train(int argc, char **argv) {
     info.regression = d.regression;
     /* what petl predict / serve accept: a span head reads question + context pairs */
     info.pair_input = d.squad || d.task.col_b != PETL_COL_NONE;
+    /* what petl eval checks its data files against (GLUE files: by their headers) */
+    info.data_columns = d.squad || d.task.glue ? 0 : (int)petl_dataset_columns(d.train);
     info.max_len = o.max_len;
     info.tune = tc;
     info.tune.num_labels = petl_task_model_tune_config(tm)->num_labels;
