@@ -533,6 +533,9 @@ static void test_http(void) {
                        "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
                        "Content-Length: 2\r\nConnection: close\r\n\r\nab",
                        buf, sizeof buf) == 200); /* the same value twice is one length */
+    /* The server closes those connections; give it a moment to forget them (the limits below
+     * count open connections). */
+    usleep(300000);
 
     /* 11. Per-address cap: two connections from 127.0.0.2 hold their slots (a request line and
      * nothing more); a third from there is answered 503 as soon as its headers are in, while
@@ -580,7 +583,7 @@ static void test_http(void) {
         close(slow3[i]);
     }
     /* Slots come back: every address is served again. */
-    usleep(200000);
+    usleep(500000);
     CHECK(request_from("127.0.0.2", get_health, buf, sizeof buf) == 200);
 
     /* A body that trickles in: cut at the deadline too. */
