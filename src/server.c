@@ -1559,7 +1559,8 @@ typedef struct conn_rec {
     uint32_t addr;  /* IPv4 client address, network order */
     double t_start; /* the deadline runs from here */
     conn_phase phase;
-    int over; /* 0, or 1 + the petl_srv_conn_event of the limit it is over */
+    int over;    /* 0, or 1 + the petl_srv_conn_event of the limit it is over */
+    bool reused; /* a keep-alive connection: t_start is the end of its previous request */
     bool killed;
 } conn_rec;
 
@@ -1639,9 +1640,11 @@ static void sweep_once(petl_server *s) {
     double idle = s->o.timeout_s > s->o.request_timeout_s ? s->o.timeout_s : s->o.request_timeout_s;
     for (conn_rec *r = s->conns; r; r = r->next) {
         if (r->killed || r->phase == CONN_BUSY || r->fd == MHD_INVALID_SOCKET) continue;
-        double limit = r->over                   ? CONN_OVER_DEADLINE_S
-                       : r->phase == CONN_IDLE   ? idle + s->o.request_timeout_s
-                                                 : s->o.request_timeout_s;
+        /* On a keep-alive connection the client may first idle (as long as the idle timeout
+         * allows), then send its next request. */
+        double limit = r->over     ? CONN_OVER_DEADLINE_S
+                       : r->reused ? idle + s->o.request_timeout_s
+                                   : s->o.request_timeout_s;
         if (r->over && limit > s->o.request_timeout_s) limit = s->o.request_timeout_s;
         if (now - r->t_start <= limit) continue;
         r->killed = true;
@@ -1681,7 +1684,10 @@ static bool conn_enter(petl_server *s, struct MHD_Connection *c, conn_phase p) {
     pthread_mutex_lock(&s->cmu);
     bool ok = !r->killed;
     if (ok) {
-        if (p == CONN_IDLE) r->t_start = petl_srv_now();
+        if (p == CONN_IDLE) {
+            r->t_start = petl_srv_now();
+            r->reused = true;
+        }
         r->phase = p;
     }
     pthread_mutex_unlock(&s->cmu);

@@ -599,6 +599,16 @@ static void test_http(void) {
     CHECKF(st != -1 && petl_srv_now() - t0 < 3.5, "a trickling body was not cut (%d)", st);
     close(tb);
 
+    /* A keep-alive client may idle past the request deadline (within the idle timeout) and
+     * then send its next request: that one is served, not cut. */
+    int ka = connect_from("127.0.0.6");
+    send_all(ka, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    CHECK(read_status(ka, 5, buf, sizeof buf) == 200);
+    usleep(2000000);
+    send_all(ka, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    CHECKF(read_status(ka, 5, buf, sizeof buf) == 200, "keep-alive after 2 s idle: %.60s", buf);
+    close(ka);
+
     /* Counted in /metrics. */
     int fd = connect_from("127.0.0.1");
     send_all(fd, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
