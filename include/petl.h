@@ -77,6 +77,8 @@ typedef struct {
     int64_t numel;                   /* product of shape (1 for a scalar) */
     uint64_t begin, end;             /* byte offsets in the data buffer, end exclusive */
     const void *data;                /* begin of the bytes (unaligned!) */
+    const char *file; /* the file it is in, for messages (petl_st_open's path, petl_st_parse's
+                         what; owned by the file object); NULL in a tensor made by hand */
 } petl_st_tensor;
 
 typedef struct petl_safetensors petl_safetensors;

@@ -60,9 +60,8 @@ petl_status petl_ctx_new(const petl_model *m, int max_batch, int max_len, petl_c
     if (max_batch < 1 || max_len < 1)
         return petl_fail(err, PETL_ERR_ARG, "max_batch %d and max_len %d must be at least 1",
                          max_batch, max_len);
-    if (max_len > c->max_position_embeddings)
-        return petl_fail(err, PETL_ERR_ARG, "max_len %d is over the model's %d position embeddings",
-                         max_len, c->max_position_embeddings);
+    petl_status ms = petl_model_check_max_len(m, max_len, err);
+    if (ms != PETL_OK) return ms;
     const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     const size_t W = 3 * H > I ? 3 * H : I;
     const size_t N = (size_t)max_batch * (size_t)max_len;

@@ -2,11 +2,13 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const char *petl_status_str(petl_status s) {
     switch (s) {
@@ -33,23 +35,56 @@ petl_status petl_fail(petl_error *err, petl_status code, const char *fmt, ...) {
     return code;
 }
 
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "a folder";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+int petl_open_regular(const char *path, long long *size, petl_error *err) {
+    /* O_NONBLOCK only changes how a FIFO or device opens; reads of a regular file ignore it. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        petl_fail(err, PETL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        petl_fail(err, PETL_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        petl_fail(err, PETL_ERR_IO, "%s: is %s, not a regular file: petl reads only files", path,
+                  file_kind(sb.st_mode));
+        close(fd);
+        return -1;
+    }
+    *size = (long long)sb.st_size;
+    return fd;
+}
+
 petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            petl_error *err) {
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return petl_fail(err, PETL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return petl_fail(err, PETL_ERR_IO, "%s: not a regular file", path);
+    long long size = 0;
+    int fd = petl_open_regular(path, &size, err);
+    if (fd < 0) return PETL_ERR_IO;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return petl_fail(err, PETL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
-    if ((uint64_t)sb.st_size > max_bytes) {
+    if ((uint64_t)size > max_bytes) {
         fclose(f);
         return petl_fail(err, PETL_ERR_FORMAT, "%s: file of %lld bytes is over the limit of %zu",
-                         path, (long long)sb.st_size, max_bytes);
+                         path, size, max_bytes);
     }
-    size_t n = (size_t)sb.st_size;
+    size_t n = (size_t)size;
     char *buf = malloc(n + 1);
     if (!buf) {
         fclose(f);

@@ -16,8 +16,15 @@
  * callers can write `return petl_fail(err, PETL_ERR_FORMAT, "%s: ...", path);`. */
 petl_status petl_fail(petl_error *err, petl_status code, const char *fmt, ...) PETL_PRINTF(3, 4);
 
-/* Reads a whole file into a NUL-terminated malloc'ed buffer (*out, caller frees; *len excludes
- * the NUL). Files over max_bytes are refused. */
+/* Opens path read-only for a reader that needs a regular file: a FIFO is opened without
+ * waiting for a writer (a FIFO given as a data or model file would otherwise hang petl in
+ * open(2)), then anything but a regular file is refused, naming what it is. Returns the
+ * descriptor (close-on-exec) with its size in *size, or -1 with err set (PETL_ERR_IO). */
+int petl_open_regular(const char *path, long long *size, petl_error *err);
+
+/* Reads a whole regular file into a NUL-terminated malloc'ed buffer (*out, caller frees; *len
+ * excludes the NUL). Files over max_bytes are refused, and so is anything but a regular file
+ * (petl_open_regular). */
 petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            petl_error *err);
 

@@ -220,6 +220,18 @@ done:
     return rc;
 }
 
+petl_status petl_model_check_max_len(const petl_model *m, int max_len, petl_error *err) {
+    const int P = m->cfg.max_position_embeddings;
+    if (max_len <= P) return PETL_OK;
+    if (m->config_path)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "max_len %d is over the model's %d position embeddings "
+                         "(max_position_embeddings in %s)",
+                         max_len, P, m->config_path);
+    return petl_fail(err, PETL_ERR_ARG, "max_len %d is over the model's %d position embeddings",
+                     max_len, P);
+}
+
 petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error *err) {
     *out = NULL;
     if (!model_dir) return petl_fail(err, PETL_ERR_ARG, "model folder is NULL");
@@ -232,7 +244,7 @@ petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error 
     }
     petl_status rc = petl_config_load(cpath, &m->cfg, err);
     if (rc == PETL_OK) rc = check_config(cpath, &m->cfg, err);
-    free(cpath);
+    m->config_path = cpath; /* freed with the model */
     if (rc == PETL_OK) {
         m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
         if (!m->layers) rc = petl_fail(err, PETL_ERR_NOMEM, "out of memory");
@@ -321,6 +333,7 @@ void petl_model_free(petl_model *m) {
     free_bf16(m);
     free(m->mem);
     free(m->layers);
+    free(m->config_path);
     free(m);
 }
 

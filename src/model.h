@@ -46,7 +46,11 @@ struct petl_model {
     float *pool_w;             /* [H, H]  NULL without a pooler */
     float *pool_b;             /* [H] */
     petl_layer_bf16 *bf16;     /* [num_layers] with PETL_BF16, else NULL */
+    char *config_path;         /* the config.json it was loaded from, for messages; or NULL */
 };
+
+/* PETL_ERR_ARG naming the model's config.json when max_len is over its position embeddings. */
+petl_status petl_model_check_max_len(const petl_model *m, int max_len, petl_error *err);
 
 /* Checks a padded batch against a model's config and a context's limits (max_batch rows of at
  * most max_len positions): arrays present, sizes in range, 1 <= lengths[r] <= seq, every id and

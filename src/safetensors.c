@@ -38,6 +38,7 @@ struct petl_safetensors {
     const petl_st_tensor **by_name; /* [n] sorted by name, for petl_st_find */
     const char **meta;              /* [2 * n_meta] key, value pairs in file order */
     size_t n_meta;
+    char *what; /* the file's name, for the tensors' messages (petl_st_tensor.file) */
 };
 
 /* ------------------------------------------------------------------------------ dtypes */
@@ -383,8 +384,13 @@ petl_status petl_st_parse(const void *buf, size_t len, const char *what, petl_sa
     *out = NULL;
     if (!what) what = "<buffer>";
     petl_safetensors *st = calloc(1, sizeof *st);
-    if (!st) return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", what);
+    if (!st || !(st->what = strdup(what))) {
+        free(st);
+        return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", what);
+    }
     petl_status s = st_parse_into(st, buf, len, what, err);
+    for (size_t i = 0; s == PETL_OK && i < st->n; i++)
+        st->tensors[i].file = st->what;
     if (s != PETL_OK) {
         petl_st_close(st);
         return s;
@@ -398,14 +404,10 @@ petl_status petl_st_parse(const void *buf, size_t len, const char *what, petl_sa
 petl_status petl_st_open(const char *path, petl_safetensors **out, petl_error *err) {
     if (!path || !out) return petl_fail(err, PETL_ERR_ARG, "petl_st_open: NULL path or output");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return petl_fail(err, PETL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return petl_fail(err, PETL_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t len = (size_t)sb.st_size;
+    long long size = 0;
+    int fd = petl_open_regular(path, &size, err); /* a FIFO or device is refused, not waited on */
+    if (fd < 0) return PETL_ERR_IO;
+    size_t len = (size_t)size;
     if (len < 8) { /* mmap refuses an empty file; the parser words the error */
         close(fd);
         unsigned char none[8] = {0};
@@ -433,6 +435,7 @@ void petl_st_close(petl_safetensors *st) {
     free(st->tensors);
     free(st->by_name);
     free(st->meta);
+    free(st->what);
     free(st);
 }
 
@@ -541,8 +544,9 @@ petl_status petl_st_read_f32(const petl_st_tensor *t, float *dst, petl_error *er
         }
         return PETL_OK;
     default:
-        return petl_fail(err, PETL_ERR_SHAPE, "tensor '%s': dtype %s cannot be read as float32",
-                         t->name ? t->name : "?", petl_dtype_name(t->dtype));
+        return petl_fail(err, PETL_ERR_SHAPE, "%s%stensor '%s': dtype %s cannot be read as float32",
+                         t->file ? t->file : "", t->file ? ": " : "", t->name ? t->name : "?",
+                         petl_dtype_name(t->dtype));
     }
 }
 

@@ -535,9 +535,8 @@ static petl_status ctx_new(const petl_task_model *tm, int max_batch, int max_len
     if (max_batch < 1 || max_len < 1)
         return petl_fail(err, PETL_ERR_ARG, "max_batch %d and max_len %d must be at least 1",
                          max_batch, max_len);
-    if (max_len > c->max_position_embeddings)
-        return petl_fail(err, PETL_ERR_ARG, "max_len %d is over the model's %d position embeddings",
-                         max_len, c->max_position_embeddings);
+    petl_status ms = petl_model_check_max_len(tm->base, max_len, err);
+    if (ms != PETL_OK) return ms;
     /* An upper bound of the float count, checked in double before any size_t arithmetic can
      * overflow. */
     const double N = (double)max_batch * max_len;
@@ -1147,9 +1146,8 @@ petl_status petl_multi_ctx_new(const petl_model *base, int max_batch, int max_le
                          "max_batch %d, max_len %d, max_adapter_size %d, max_labels %d: out of "
                          "range",
                          max_batch, max_len, max_adapter_size, max_labels);
-    if (max_len > c->max_position_embeddings)
-        return petl_fail(err, PETL_ERR_ARG, "max_len %d is over the model's %d position embeddings",
-                         max_len, c->max_position_embeddings);
+    petl_status ms = petl_model_check_max_len(base, max_len, err);
+    if (ms != PETL_OK) return ms;
     /* An upper bound of the float count, in double before any size_t arithmetic can overflow. */
     const double N = (double)max_batch * max_len;
     const double floats =

@@ -586,8 +586,14 @@ static petl_status config_bool(json_t *root, const char *key, bool *dst, bool nu
 /* Reads tokenizer_config.json (path) into opts and the special-token names. */
 static petl_status read_config(const char *path, petl_tokenizer_opts *opts, special_token *sp,
                                petl_error *err) {
+    /* petl_read_file, not json_load_file: a FIFO or device there is refused, not waited on */
+    char *text = NULL;
+    size_t len = 0;
+    petl_status rs = petl_read_file(path, VOCAB_MAX_BYTES, &text, &len, err);
+    if (rs != PETL_OK) return rs;
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root)
         return petl_fail(err, PETL_ERR_FORMAT, "%s: line %d: invalid JSON: %s", path, je.line,
                          je.text);

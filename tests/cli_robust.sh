@@ -31,10 +31,12 @@ done
 common=(--model "$MODEL" --max-len 64 --threads 2)
 printf '{"text": "a fine film"}\n' > "$tmp/one.jsonl"
 
-# Runs petl ARGS... with stdin from $in (default /dev/null); keeps stdout, stderr and status.
+# Runs petl ARGS... with stdin from $in (default /dev/null); keeps stdout, stderr and status. The
+# timeout turns a hang (a FIFO waited on) into a failed check (status 124).
 in=/dev/null
+limit=120
 run() {
-    "$PETL" "$@" < "$in" > "$tmp/out" 2> "$tmp/err"
+    timeout "$limit" "$PETL" "$@" < "$in" > "$tmp/out" 2> "$tmp/err"
     status=$?
 }
 # expect STATUS WHAT TEXT: the last run exited STATUS and its stderr holds TEXT.
@@ -154,5 +156,48 @@ in=$tmp/one.jsonl
 run predict --model "$MODEL" --adapter "$tmp/dup"
 in=/dev/null
 expect 1 "predict, duplicate labels" "label names must be distinct"
+
+# ---- 10. usage errors exit 2; messages name the file; FIFOs and devices are refused ----------
+run train "${common[@]}" --task sst2 --data "$tmp/SST-2" --out "$tmp/x" --max-len 100000
+expect 2 "train --max-len 100000" "--max-len 100000 is over the model's 512 positions"
+grep -qF "$MODEL/config.json" "$tmp/err" || fail "train --max-len: no config.json named"
+run train "${common[@]}" --task sst2 --data "$tmp/SST-2" --out "$tmp/x" --precision fp16
+expect 2 "train --precision fp16" "unknown precision 'fp16'"
+run eval "${common[@]}" --adapter "$tmp/sst" --data "$tmp/SST-2" --max-len 513
+expect 2 "eval --max-len 513" "$MODEL/config.json"
+in=$tmp/one.jsonl
+run predict --model "$MODEL" --adapter "$tmp/sst" --precision fp8
+expect 2 "predict --precision fp8" "unknown precision 'fp8'"
+run embed --model "$MODEL" --max-len 600
+expect 2 "embed --max-len 600" "$MODEL/config.json"
+in=/dev/null
+# A tensor of a type petl cannot read: the message names the file (dtype in place: same length).
+cp -r "$tmp/sst" "$tmp/i32"
+perl -pi -e 's/"dtype":"F32"/"dtype":"I32"/' "$tmp/i32/adapter.safetensors" ||
+    fail "cannot edit the dtype"
+run eval "${common[@]}" --adapter "$tmp/i32" --data "$tmp/SST-2"
+expect 1 "eval, I32 tensor" "i32/adapter.safetensors: tensor '"
+grep -qF "dtype I32 cannot be read" "$tmp/err" || fail "eval, I32 tensor: $(cat "$tmp/err")"
+# A FIFO as a data, weights or tokenizer file, a device as an eval file: refused at once, not
+# waited on (timeout: a hang fails the check instead of the suite).
+limit=20
+mkdir "$tmp/fifo" "$tmp/fmodel"
+mkfifo "$tmp/fifo/train.tsv"
+cp "$tmp/SST-2/dev.tsv" "$tmp/fifo/"
+run train "${common[@]}" --task sst2 --data "$tmp/fifo" --out "$tmp/x"
+expect 1 "train on a FIFO" "fifo/train.tsv: is a FIFO (named pipe), not a regular file"
+cp "$MODEL/config.json" "$MODEL/vocab.txt" "$tmp/fmodel/"
+mkfifo "$tmp/fmodel/model.safetensors"
+in=$tmp/one.jsonl
+run embed --model "$tmp/fmodel"
+expect 1 "embed with FIFO weights" "fmodel/model.safetensors: is a FIFO"
+rm "$tmp/fmodel/model.safetensors"
+ln -s "$MODEL/model.safetensors" "$tmp/fmodel/model.safetensors"
+mkfifo "$tmp/fmodel/tokenizer_config.json"
+run tokenize --model "$tmp/fmodel"
+expect 1 "tokenize with a FIFO tokenizer_config.json" "tokenizer_config.json: is a FIFO"
+in=/dev/null
+run eval "${common[@]}" --adapter "$tmp/sst" --file /dev/zero
+expect 1 "eval --file /dev/zero" "/dev/zero: is a character device"
 
 echo "cli_robust: all checks passed"

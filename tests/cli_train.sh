@@ -73,7 +73,7 @@ else
 fi
 "$PETL" eval --model "$PETL_MODEL_DIR" --adapter "$tmp/ad" --data "$tmp/sst" --precision fp8 \
     > /dev/null 2> "$tmp/err"
-[ $? -eq 1 ] && grep -q "unknown precision 'fp8'" "$tmp/err" || fail "--precision fp8: $(cat "$tmp/err")"
+[ $? -eq 2 ] && grep -q "unknown precision 'fp8'" "$tmp/err" || fail "--precision fp8: $(cat "$tmp/err")"
 
 # --eval-every / --stop-at (time to accuracy): periodic dev evaluations in the log with the
 # training time; a target any model reaches stops the run at the first one and says so.

@@ -121,6 +121,15 @@ void cli_set_threads(int n);
 /* --precision: text NULL or "fp32" leaves m as loaded; "bf16" packs its frozen linear layers
  * (for training too when `training`). Prints "petl CMD: ..." and returns 1 on failure. */
 int cli_set_precision(const char *cmd, petl_model *m, const char *text, bool training);
+/* The --precision option's table entry (dst: const char **): an unknown name is a usage error
+ * (exit 2) at parse time, before anything is loaded; whether this CPU can run it is checked by
+ * cli_set_precision (exit 1). */
+int cli_parse_precision(const char *cmd, const char *opt, const char *value, void *dst);
+#define CLI_OPT_PRECISION(p)                                                                       \
+    { "--precision", CLI_CUSTOM, (1 ? (p) : (const char **)0), 0, 0, 0, cli_parse_precision }
+/* --max-len against the model's positions: prints "petl CMD: --max-len N is over ..." naming
+ * the model's config.json and returns 2 (a usage error); 0 when it fits. */
+int cli_check_max_len(const char *cmd, const char *model_dir, const petl_model *m, long max_len);
 /* The --help line for it. */
 #define CLI_PRECISION_HELP                                                                         \
     "  --precision P    fp32 (default) or bf16: the frozen base's linear layers with bf16\n"       \

@@ -27,6 +27,27 @@ int cli_set_precision(const char *cmd, petl_model *m, const char *text, bool tra
     return 0;
 }
 
+int cli_parse_precision(const char *cmd, const char *opt, const char *value, void *dst) {
+    petl_precision p;
+    petl_error err = {0};
+    if (petl_precision_parse(value, &p, &err) != PETL_OK) {
+        fprintf(stderr, "petl %s: %s: %s\n", cmd, opt, err.msg);
+        return -1;
+    }
+    *(const char **)dst = value;
+    return 0;
+}
+
+int cli_check_max_len(const char *cmd, const char *model_dir, const petl_model *m, long max_len) {
+    const int positions = petl_model_config(m)->max_position_embeddings;
+    if (max_len <= positions) return 0;
+    fprintf(stderr,
+            "petl %s: --max-len %ld is over the model's %d positions (max_position_embeddings in "
+            "%s/config.json)\n",
+            cmd, max_len, positions, model_dir);
+    return 2;
+}
+
 int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter_dir,
                      const char *precision, cli_adapter *out) {
     memset(out, 0, sizeof *out);

@@ -43,7 +43,7 @@ int cmd_ablate(int argc, char **argv) {
         CLI_OPT_STR("--plot", &plot),
         CLI_OPT_LONG("--batch", &batch, 1, 1 << 16),
         CLI_OPT_LONG("--threads", &threads, 1, 1024),
-        CLI_OPT_STR("--precision", &precision),
+        CLI_OPT_PRECISION(&precision),
     };
     int rc = cli_parse_options("ablate", argc, argv, opts, CLI_N_OPTS(opts), usage);
     if (rc != CLI_GO_ON) return rc;

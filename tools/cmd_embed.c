@@ -170,7 +170,7 @@ static int parse_args(int argc, char **argv, embed_opts *o) {
         CLI_OPT_INT("--max-len", &o->max_len, 3, 1 << 20),
         CLI_OPT_INT("--batch", &o->batch, 1, 1 << 16),
         CLI_OPT_INT("--threads", &o->threads, 1, 1024),
-        CLI_OPT_STR("--precision", &o->precision),
+        CLI_OPT_PRECISION(&o->precision),
         CLI_OPT_CUSTOM("--output", parse_outputs, o),
     };
     return cli_parse_options("embed", argc, argv, opts, CLI_N_OPTS(opts), usage);
@@ -324,8 +324,13 @@ int cmd_embed(int argc, char **argv) {
     petl_precision prec;
     rc = 1;
     if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
-        petl_model_load(o.model, &m, &err) != PETL_OK ||
-        petl_precision_parse(o.precision ? o.precision : "fp32", &prec, &err) != PETL_OK ||
+        petl_model_load(o.model, &m, &err) != PETL_OK) {
+        fprintf(stderr, "petl embed: %s\n", err.msg);
+        goto done;
+    }
+    if ((rc = cli_check_max_len("embed", o.model, m, o.max_len)) != 0) goto done;
+    rc = 1;
+    if (petl_precision_parse(o.precision ? o.precision : "fp32", &prec, &err) != PETL_OK ||
         petl_model_set_precision(m, prec, false, &err) != PETL_OK ||
         petl_ctx_new(m, o.batch, o.max_len, &ctx, &err) != PETL_OK) {
         fprintf(stderr, "petl embed: %s\n", err.msg);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -255,6 +256,11 @@ int cli_plot_run(const char *in, const char *out, const char *x, const char *y,
     const char *fmt = cli_plot_format(out);
     if (!fmt) {
         fprintf(stderr, "petl plot: the output must end in .svg or .png, got '%s'\n", out);
+        return 1;
+    }
+    struct stat sb; /* a FIFO or device would be read forever (or opened never): refused */
+    if (stat(in, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "petl plot: %s: not a regular file\n", in);
         return 1;
     }
     json_error_t je;

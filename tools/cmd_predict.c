@@ -80,7 +80,7 @@ int cmd_predict(int argc, char **argv) {
         CLI_OPT_LONG("--batch", &batch, 1, 1 << 16),
         CLI_OPT_LONG("--max-len", &max_len, 3, 1 << 20),
         CLI_OPT_LONG("--threads", &threads, 1, 1024),
-        CLI_OPT_STR("--precision", &precision),
+        CLI_OPT_PRECISION(&precision),
     };
     int rc = cli_parse_options("predict", argc, argv, opts, CLI_N_OPTS(opts), usage);
     if (rc != CLI_GO_ON) return rc;
@@ -91,6 +91,10 @@ int cmd_predict(int argc, char **argv) {
     cli_set_threads((int)threads);
     cli_adapter ad;
     if (cli_load_adapter("predict", model, adapter, precision, &ad)) return 1;
+    if (max_len && (rc = cli_check_max_len("predict", model, ad.base, max_len)) != 0) {
+        cli_adapter_free(&ad);
+        return rc;
+    }
     if (ad.info.tune.head == PETL_HEAD_SPAN) {
         int src = cli_squad_predict(&ad, (int)batch, (int)max_len);
         cli_adapter_free(&ad);

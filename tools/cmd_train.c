@@ -186,7 +186,7 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         CLI_OPT_INT("--epochs", &o->epochs, 1, 100000),
         CLI_OPT_INT("--batch", &o->batch, 1, 1 << 16),
         CLI_OPT_INT("--max-len", &o->max_len, 3, 1 << 20),
-        CLI_OPT_STR("--precision", &o->precision),
+        CLI_OPT_PRECISION(&o->precision),
         CLI_OPT_INT("--threads", &o->threads, 1, 1024),
         CLI_OPT_INT("--log-every", &o->log_every, 1, 1L << 30),
         CLI_OPT_LONG("--eval-every", &o->eval_every, 1, 1L << 40),
@@ -536,11 +536,8 @@ int cmd_train(int argc, char **argv) {
         goto fail;
     if (cli_set_precision("train", base, o.precision, true)) goto done;
     const petl_config *cfg = petl_model_config(base);
-    if (o.max_len > cfg->max_position_embeddings) {
-        fprintf(stderr, "petl train: --max-len %d is over the model's %d positions\n", o.max_len,
-                cfg->max_position_embeddings);
-        goto done;
-    }
+    if ((rc = cli_check_max_len("train", o.model, base, o.max_len)) != 0) goto done;
+    rc = 1;
     if (d.squad ? load_squad(&o, tok, &d) : load_glue(&o, tok, &d)) goto done;
 
     petl_tune_config tc;
