@@ -165,6 +165,8 @@ run train "${common[@]}" --task sst2 --data "$tmp/SST-2" --out "$tmp/x" --precis
 expect 2 "train --precision fp16" "unknown precision 'fp16'"
 run eval "${common[@]}" --adapter "$tmp/sst" --data "$tmp/SST-2" --max-len 513
 expect 2 "eval --max-len 513" "$MODEL/config.json"
+run eval "${common[@]}" --adapter "$tmp/sst" --data "$tmp/SST-2" --task bogus
+expect 2 "eval --task bogus" "unknown task 'bogus'"
 in=$tmp/one.jsonl
 run predict --model "$MODEL" --adapter "$tmp/sst" --precision fp8
 expect 2 "predict --precision fp8" "unknown precision 'fp8'"

@@ -73,8 +73,10 @@ int cmd_ablate(int argc, char **argv) {
                 L);
         goto done;
     }
-    if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK)
+    if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK) {
+        if (task_spec) rc = 2; /* a bad --task is a usage error; a bad saved spec is not */
         goto fail;
+    }
     if (cli_check_task("ablate", &ad, &task)) goto done;
     if (task.regression != ad.info.regression) {
         fprintf(stderr, "petl ablate: task %s is %s but the adapter was trained for %s\n",

@@ -85,8 +85,10 @@ int cmd_eval(int argc, char **argv) {
     petl_dataset *ds = NULL;
     petl_batcher *b = NULL;
     char *path = NULL;
-    if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK)
+    if (petl_task_lookup(task_spec ? task_spec : ad.info.task_spec, &task, &err) != PETL_OK) {
+        if (task_spec) rc = 2; /* a bad --task is a usage error; a bad saved spec is not */
         goto fail;
+    }
     if (cli_check_task("eval", &ad, &task)) goto done;
     if (task.regression != ad.info.regression) {
         fprintf(stderr, "petl eval: task %s is %s but the adapter was trained for %s\n", task.name,
