@@ -11,7 +11,6 @@
 #define _GNU_SOURCE /* renameat2 (RENAME_EXCHANGE): the atomic swap of OUT/best */
 #include "cli.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -139,18 +138,16 @@ static int copy_file(const char *from, const char *to) {
     return rc;
 }
 
-/* Removes a folder of plain files (an adapter folder). */
+/* Removes a copy of the best adapter: the files install_best writes, then the folder. Anything
+ * else a user put there stays, and so does the folder (petl deletes only what it created). */
 static void remove_flat_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = path2(dir, e->d_name);
-        if (p) unlink(p);
+    static const char *const ours[] = {PETL_ADAPTER_CONFIG, PETL_ADAPTER_WEIGHTS, "SWEEP_RUN"};
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) {
+        char *p = path2(dir, ours[i]);
+        struct stat sb;
+        if (p && lstat(p, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(p);
         free(p);
     }
-    closedir(d);
     rmdir(dir);
 }
 
@@ -361,8 +358,10 @@ static void csv_value(FILE *f, json_t *v) {
 }
 
 /* Reads every finished run's summary (in grid order) and writes results.csv / results.json;
- * returns the best run's index by score (-1 when none). */
-static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, size_t *n_done) {
+ * returns the best run's index by score (-1 when none). A table that cannot be written (a full
+ * disk) is reported and sets *failed: the sweep's status says so. */
+static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, size_t *n_done,
+                         bool *failed) {
     json_t *runs = json_array();
     long best = -1;
     double best_score = -INFINITY;
@@ -390,7 +389,11 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
     /* CSV: id, the axes, the metrics any run reported, then the numbers of every run. */
     char *csv = path2(o->out, "results.csv"), *csv_tmp = path2(o->out, "results.csv.tmp");
     FILE *f = csv_tmp ? fopen(csv_tmp, "w") : NULL;
-    if (f) {
+    if (!f) {
+        fprintf(stderr, "petl sweep: cannot write %s: %s\n", csv ? csv : "results.csv",
+                strerror(errno));
+        *failed = true;
+    } else {
         fputs("id", f);
         for (size_t a = 0; a < g->n_axes; a++)
             fprintf(f, ",%s", g->axes[a].name);
@@ -414,8 +417,14 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
                 fputc(',', f), csv_value(f, json_object_get(s, num_cols[c]));
             fputc('\n', f);
         }
-        bool ok = fflush(f) == 0;
-        if ((fclose(f) == 0) && ok) rename(csv_tmp, csv);
+        bool ok = fflush(f) == 0 && !ferror(f);
+        int e = errno;
+        ok = fclose(f) == 0 && ok;
+        if (!ok || rename(csv_tmp, csv) != 0) {
+            fprintf(stderr, "petl sweep: cannot write %s: %s\n", csv, strerror(ok ? errno : e));
+            unlink(csv_tmp);
+            *failed = true;
+        }
     }
     free(csv);
     free(csv_tmp);
@@ -429,8 +438,10 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
                             best >= 0 ? json_string(ids[best]) : json_null(), "runs", runs);
     char *text = top ? json_dumps(top, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     char *jp = path2(o->out, "results.json");
-    if (!text || !jp || write_atomic(jp, text) != 0)
+    if (!text || !jp || write_atomic(jp, text) != 0) {
         fprintf(stderr, "petl sweep: cannot write %s\n", jp ? jp : "results.json");
+        *failed = true;
+    }
     free(jp);
     free(text);
     json_decref(top);
@@ -576,7 +587,8 @@ int cmd_sweep(int argc, char **argv) {
                 failed++;
             }
             /* Tables and best after every run: a long sweep is useful while it runs. */
-            long best = write_tables(&o, g, ids, &n_done);
+            bool table_failed = false; /* reported; the final write below sets the status */
+            long best = write_tables(&o, g, ids, &n_done, &table_failed);
             char cur[PETL_GRID_ID_MAX];
             current_best(o.out, cur, sizeof cur);
             if (best >= 0 && strcmp(cur, ids[best])) {
@@ -590,7 +602,9 @@ int cmd_sweep(int argc, char **argv) {
         free(sum);
     }
     /* Again at the end: a resumed sweep with nothing left to run still rewrites the tables. */
-    long best = write_tables(&o, g, ids, &n_done);
+    bool table_failed = false;
+    long best = write_tables(&o, g, ids, &n_done, &table_failed);
+    if (table_failed) failed++;
     char cur[PETL_GRID_ID_MAX];
     current_best(o.out, cur, sizeof cur);
     if (best >= 0 && strcmp(cur, ids[best])) {
