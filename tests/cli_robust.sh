@@ -86,6 +86,20 @@ head -n 20 "$tmp/SST-2/dev.tsv" | tail -n 19 | sed 's/\t.*//; s/"//g; s/.*/{"tex
 status=$?
 expect 1 "embed stdout over ulimit -f" "petl embed: write error on standard output: File too large"
 
+# A resumed sweep with nothing left to run rewrites its tables: over `ulimit -f 0` it used to
+# exit 0 with the old tables in place.
+run sweep --model "$MODEL" --threads 2 --task sst2 --data "$tmp/SST-2" --out "$tmp/sw" \
+    --grid "seed=1" -- --epochs 1 --max-len 64
+[ "$status" -eq 0 ] || fail "sweep exited $status: $(cat "$tmp/err")"
+# (stderr through a pipe: the limit applies to every file petl writes, an stderr file too)
+(
+    ulimit -f 0
+    exec "$PETL" sweep --model "$MODEL" --threads 2 --task sst2 --data "$tmp/SST-2" \
+        --out "$tmp/sw" --grid "seed=1" -- --epochs 1 --max-len 64
+) 2>&1 > /dev/null | cat > "$tmp/err"
+status=${PIPESTATUS[0]}
+expect 1 "sweep tables over ulimit -f 0" "sw/results.csv: File too large"
+
 # ---- 8. NaN or Inf in an adapter is refused at load, hash or no hash ----------------------
 # tamper SRC DST HEX: a copy of adapter SRC whose content hash is renamed away (as if written by
 # another tool) and whose first stored float is HEX (little-endian bytes).
