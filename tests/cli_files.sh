@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `petl train` deletes or overwrites only what it created (docs: include/petl.h, "outputs"):
 # a symlinked --out, --force on a folder that is not an adapter, a --checkpoint that is someone's
-# file, bad --out / --checkpoint paths caught before training, two runs on one output, and the
-# litter of killed runs. Real model, a few rows of real SST-2 copied from PETL_DATA_DIR.
+# file, bad --out / --checkpoint paths caught before training, two runs on one output, the
+# litter of killed runs, and petl sweep's OUT/best. Real model, a few rows of real SST-2 copied
+# from PETL_DATA_DIR.
 # Environment (set by CTest): PETL, PETL_MODEL_DIR, PETL_DATA_DIR.
 set -u
 fail() { echo "cli_files: FAIL: $*" >&2; exit 1; }
@@ -168,5 +169,17 @@ cp -r "$tmp/ad.copy" "$tmp/lit/.a.old-999999998"
 train --out "$tmp/lit/a" --force || fail "--force after litter: $(cat "$tmp/err")"
 [ ! -e "$tmp/lit/.a.old-999999998" ] || fail "a stale replaced adapter was left"
 ls -A "$tmp/lit" | grep -q 'lock' && fail "lock files left in $tmp/lit: $(ls -A "$tmp/lit")"
+
+# petl sweep replaces only its own copy of the best adapter (OUT/best).
+mkdir -p "$tmp/sw/best"
+echo "keep me" > "$tmp/sw/best/notes.txt"
+"$PETL" sweep --model "$PETL_MODEL_DIR" --task sst2 --data "$tmp/sst" --out "$tmp/sw" \
+    --grid "seed=1" --threads 2 -- --epochs 1 --batch 8 --max-len 32 > /dev/null 2> "$tmp/err"
+rc=$?
+[ "$rc" -eq 1 ] || fail "sweep over a user's OUT/best: exit $rc: $(cat "$tmp/err")"
+grep -q 'best holds notes.txt, which the sweep did not write' "$tmp/err" ||
+    fail "sweep over a user's OUT/best: message: $(cat "$tmp/err")"
+[ "$(cat "$tmp/sw/best/notes.txt" 2> /dev/null)" = "keep me" ] ||
+    fail "sweep over a user's OUT/best moved or removed the user's file"
 
 echo "cli_files: ok"

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE /* renameat2 (RENAME_EXCHANGE): the atomic swap of OUT/best */
 #include "cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -151,12 +152,39 @@ static void remove_flat_dir(const char *dir) {
     rmdir(dir);
 }
 
+/* Whether dir is missing, or a folder holding only what install_best writes. Otherwise says on
+ * stderr what else is there: the sweep replaces only its own copy of the best adapter. */
+static bool replaceable_best(const char *dir) {
+    struct stat sb;
+    if (lstat(dir, &sb) != 0) return errno == ENOENT;
+    if (!S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "petl sweep: %s is not a folder the sweep wrote; move it away\n", dir);
+        return false;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    const char *other = NULL;
+    struct dirent *e;
+    while (!other && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            strcmp(e->d_name, PETL_ADAPTER_CONFIG) && strcmp(e->d_name, PETL_ADAPTER_WEIGHTS) &&
+            strcmp(e->d_name, "SWEEP_RUN"))
+            other = e->d_name;
+    if (other)
+        fprintf(stderr,
+                "petl sweep: %s holds %s, which the sweep did not write; it replaces only its own "
+                "copy of the best adapter: move the folder away\n",
+                dir, other);
+    closedir(d);
+    return other == NULL;
+}
+
 /* OUT/best := a copy of adapter_dir, swapped in atomically (RENAME_EXCHANGE where the kernel
  * has it), so that a reader sees the old best or the new one, never half of either. */
 static int install_best(const char *out, const char *adapter_dir, const char *id) {
     char *best = path2(out, "best"), *tmp = path2(out, ".best.tmp");
     int rc = -1;
-    if (!best || !tmp) goto done;
+    if (!best || !tmp || !replaceable_best(best) || !replaceable_best(tmp)) goto done;
     remove_flat_dir(tmp);
     if (mkdir(tmp, 0777) != 0) goto done;
     static const char *const files[] = {"adapter_config.json", "adapter.safetensors"};
