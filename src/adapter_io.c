@@ -317,6 +317,40 @@ static int jenum(jctx *c, json_t *obj, const char *key, const char *const *names
     return 0;
 }
 
+/* task.labels: as many as num_labels says (none for regression and span heads), strings, and
+ * distinct. */
+static petl_status labels_from_json(json_t *labels, int num_labels, bool span, const char *path,
+                                    petl_adapter_info *info, petl_error *err) {
+    size_t nl = json_array_size(labels);
+    if (span               ? (nl != 0 || num_labels != 2 || info->regression)
+        : info->regression ? (nl != 0 || num_labels != 1)
+                           : (nl < 2 || nl != (size_t)num_labels))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: task.num_labels = %d does not fit %zu labels%s",
+                         path, num_labels, nl,
+                         span               ? " of a span head (2 and none)"
+                         : info->regression ? " of a regression task"
+                                            : "");
+    info->labels = calloc(nl ? nl : 1, sizeof *info->labels);
+    if (!info->labels) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < nl; i++) {
+        json_t *l = json_array_get(labels, i);
+        if (!json_is_string(l))
+            return petl_fail(err, PETL_ERR_FORMAT, "%s: task.labels[%zu] is not a string", path,
+                             i);
+        /* Two classes of one name could not be told apart in predictions or metrics. */
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(info->labels[k], json_string_value(l)))
+                return petl_fail(err, PETL_ERR_FORMAT,
+                                 "%s: task.labels[%zu] and [%zu] are both \"%s\": label names must "
+                                 "be distinct",
+                                 path, k, i, info->labels[k]);
+        if (!(info->labels[i] = strdup(json_string_value(l))))
+            return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+        info->n_labels = i + 1;
+    }
+    return PETL_OK;
+}
+
 /* The input shape of an adapter saved before pair_input was recorded: what its task spec reads
  * (a span head, whose spec is "squad", reads question + context pairs). */
 static bool pair_of_spec(const char *spec) {
@@ -382,33 +416,8 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
                              q->max_seq_len, info->max_len);
     }
 
-    size_t nl = json_array_size(labels);
-    if (span               ? (nl != 0 || num_labels != 2 || info->regression)
-        : info->regression ? (nl != 0 || num_labels != 1)
-                           : (nl < 2 || nl != (size_t)num_labels))
-        return petl_fail(err, PETL_ERR_FORMAT, "%s: task.num_labels = %d does not fit %zu labels%s",
-                         path, num_labels, nl,
-                         span               ? " of a span head (2 and none)"
-                         : info->regression ? " of a regression task"
-                                            : "");
-    info->labels = calloc(nl ? nl : 1, sizeof *info->labels);
-    if (!info->labels) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < nl; i++) {
-        json_t *l = json_array_get(labels, i);
-        if (!json_is_string(l))
-            return petl_fail(err, PETL_ERR_FORMAT, "%s: task.labels[%zu] is not a string", path,
-                             i);
-        /* Two classes of one name could not be told apart in predictions or metrics. */
-        for (size_t k = 0; k < i; k++)
-            if (!strcmp(info->labels[k], json_string_value(l)))
-                return petl_fail(err, PETL_ERR_FORMAT,
-                                 "%s: task.labels[%zu] and [%zu] are both \"%s\": label names must "
-                                 "be distinct",
-                                 path, k, i, info->labels[k]);
-        if (!(info->labels[i] = strdup(json_string_value(l))))
-            return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
-        info->n_labels = i + 1;
-    }
+    petl_status ls = labels_from_json(labels, num_labels, span, path, info, err);
+    if (ls != PETL_OK) return ls;
 
     petl_tune_config *t = &info->tune;
     static const char *const tunes[] = {"adapter", "full", "top", "layernorm", "head"};

@@ -151,8 +151,8 @@ int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter
 void cli_adapter_free(cli_adapter *a);
 
 /* What petl eval / ablate score must be what the adapter was trained on, or the score is
- * noise: a task (--task, or the adapter's own) of the adapter's input shape (single text or
- * pair), and a data file as wide as its training file (generic TSV / CSV tasks; GLUE files are
+ * noise: a task (--task, or the adapter's own) of the adapter's kind (classification or
+ * regression) and input shape (single text or pair), and a data file as wide as its training file (generic TSV / CSV tasks; GLUE files are
  * checked by their headers at load). Print "petl CMD: <why>" and return 1 otherwise. */
 int cli_check_task(const char *cmd, const cli_adapter *ad, const petl_task *task);
 int cli_check_data(const char *cmd, const cli_adapter *ad, const char *path,

@@ -74,6 +74,12 @@ int cli_load_adapter(const char *cmd, const char *model_dir, const char *adapter
 }
 
 int cli_check_task(const char *cmd, const cli_adapter *ad, const petl_task *task) {
+    if (task->regression != ad->info.regression) {
+        fprintf(stderr, "petl %s: task %s is %s but the adapter was trained for %s\n", cmd,
+                task->name, task->regression ? "regression" : "classification",
+                ad->info.regression ? "regression" : "classification");
+        return 1;
+    }
     const bool pair = task->col_b != PETL_COL_NONE;
     if (pair == ad->info.pair_input) return 0;
     fprintf(stderr, "petl %s: task %s reads %s but the adapter was trained on %s (task %s)\n",

@@ -29,6 +29,32 @@ static void usage(FILE *f) {
         "  -h, --help       this help\n");
 }
 
+/* The result as one JSON object: matrix[i][j] for j >= i, null below the diagonal. */
+static void write_matrix(FILE *o, const char *task, const char *split, size_t n, int L,
+                         const char *metric, double full, const double *score) {
+    fprintf(o, "{\"task\": ");
+    cli_json_string(o, task);
+    fprintf(o, ", \"split\": ");
+    cli_json_string(o, split);
+    fprintf(o, ", \"n\": %zu, \"layers\": %d, \"metric\": ", n, L);
+    cli_json_string(o, metric);
+    fprintf(o, ", \"full\": ");
+    cli_json_number(o, full);
+    fprintf(o, ", \"matrix\": [");
+    for (int i = 0; i < L; i++) {
+        fprintf(o, "%s[", i ? ", " : "");
+        for (int j = 0; j < L; j++) {
+            if (j) fputs(", ", o);
+            if (j < i)
+                fputs("null", o);
+            else
+                cli_json_number(o, score[i * L + j]);
+        }
+        fputc(']', o);
+    }
+    fprintf(o, "]}\n");
+}
+
 int cmd_ablate(int argc, char **argv) {
     const char *precision = NULL;
     const char *model = cli_default_model(), *adapter = NULL, *data = NULL, *task_spec = NULL,
@@ -78,12 +104,6 @@ int cmd_ablate(int argc, char **argv) {
         goto fail;
     }
     if (cli_check_task("ablate", &ad, &task)) goto done;
-    if (task.regression != ad.info.regression) {
-        fprintf(stderr, "petl ablate: task %s is %s but the adapter was trained for %s\n",
-                task.name, task.regression ? "regression" : "classification",
-                ad.info.regression ? "regression" : "classification");
-        goto done;
-    }
     const char *f = petl_task_split_file(&task, split);
     if (!f) {
         fprintf(stderr, "petl ablate: unknown split '%s' for task %s\n", split, task.name);
@@ -140,30 +160,8 @@ int cmd_ablate(int argc, char **argv) {
             goto done;
         }
     }
-    for (int pass = 0; pass < (jf ? 2 : 1); pass++) {
-        FILE *o = pass ? jf : stdout;
-        fprintf(o, "{\"task\": ");
-        cli_json_string(o, task.name);
-        fprintf(o, ", \"split\": ");
-        cli_json_string(o, split);
-        fprintf(o, ", \"n\": %zu, \"layers\": %d, \"metric\": ", petl_dataset_count(ds), L);
-        cli_json_string(o, metric);
-        fprintf(o, ", \"full\": ");
-        cli_json_number(o, full);
-        fprintf(o, ", \"matrix\": [");
-        for (int i = 0; i < L; i++) {
-            fprintf(o, "%s[", i ? ", " : "");
-            for (int j = 0; j < L; j++) {
-                if (j) fputs(", ", o);
-                if (j < i)
-                    fputs("null", o);
-                else
-                    cli_json_number(o, score[i * L + j]);
-            }
-            fputc(']', o);
-        }
-        fprintf(o, "]}\n");
-    }
+    write_matrix(stdout, task.name, split, petl_dataset_count(ds), L, metric, full, score);
+    if (jf) write_matrix(jf, task.name, split, petl_dataset_count(ds), L, metric, full, score);
     if (cli_check_stdout("ablate")) goto done;
     if (jf) {
         bool ok = fflush(jf) == 0;

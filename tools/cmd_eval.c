@@ -90,12 +90,6 @@ int cmd_eval(int argc, char **argv) {
         goto fail;
     }
     if (cli_check_task("eval", &ad, &task)) goto done;
-    if (task.regression != ad.info.regression) {
-        fprintf(stderr, "petl eval: task %s is %s but the adapter was trained for %s\n", task.name,
-                task.regression ? "regression" : "classification",
-                ad.info.regression ? "regression" : "classification");
-        goto done;
-    }
     if (file) {
         path = strdup(file);
         split = "file";
