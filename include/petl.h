@@ -1119,7 +1119,7 @@ typedef struct {
     double window_ms; /* how long to wait for more jobs after the first (2) */
     int max_batch;    /* rows per batch (32); a larger job runs in pieces, others between them */
     int queue;        /* jobs waiting at most (256); more are refused */
-    int max_tokens;   /* padded tokens (rows x longest row) per batch (2048); 0: rows only */
+    int max_tokens;   /* padded tokens (rows x longest row) per batch (1024); 0: rows only */
 } petl_srv_batcher_opts;
 
 typedef struct {

@@ -1326,7 +1326,7 @@ void petl_server_opts_default(petl_server_opts *o) {
     o->batch.window_ms = 2.0;
     o->batch.max_batch = 32;
     o->batch.queue = 256;
-    o->batch.max_tokens = 2048;
+    o->batch.max_tokens = 1024;
     o->max_per_address = 0;
     o->request_timeout_s = 10;
 }

@@ -52,7 +52,7 @@ static void usage(FILE *f) {
            "  --request-timeout S    a request's headers and body must arrive within S seconds\n"
            "                         of its connection's start, or it is cut (10)\n"
            "  --max-batch-tokens N   padded tokens (rows x longest row) per batch; a larger\n"
-           "                         request runs in pieces with others between them (2048)\n"
+           "                         request runs in pieces with others between them (1024)\n"
            "  --admin-token-file F   enables the admin routes with the token in F (first line,\n"
            "                         at least 16 bytes; F should be readable by you only)\n"
            "  -h, --help             this help\n");
@@ -82,7 +82,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                       256,
                       2.0,
                       0,
-                      2048,
+                      1024,
                       10.0};
     const cli_opt opts[] = {
         CLI_OPT_STR("--model", &o->model),
