@@ -145,14 +145,31 @@ static void run_all(petl_ctx *ctx, const golden *g, int bs, outputs *o) {
         run_batch(ctx, g, s, s + bs <= g->n ? bs : g->n - s, o, NULL, NULL);
 }
 
-/* Max abs diffs of o against the golden (pool, cls, mean); prints them. */
-static float compare_golden(const char *what, const golden *g, const outputs *o) {
+/* Bounds on the max abs diff from transformers' outputs, one per output: the pooler's tanh
+ * squashes errors, so it gets its own, tighter bound. */
+typedef struct {
+    float pool, cls, mean;
+} golden_bounds;
+
+/* The bounds vs transformers (fp32 on both sides: the outputs differ only by summation order and
+ * our exp / erf polynomials). Measured, the same in Release and the sanitizer build (-O1), on 1
+ * and 2 threads: MiniLM pooler 2.3e-7, [CLS] 1.43e-6, mean 1.42e-6; tiny BERTs pooler 2.4e-7,
+ * [CLS] and mean 7.2e-7 (a few float ulps of O(1) values). Bounds ~3.5-4.5x those, so a real
+ * numerical change fails here and not only against the naive twins: GELU's output off by 1e-5
+ * relative (both kernel and twin) moves MiniLM's [CLS] by 2.4e-5 and its pooler by 2.0e-6. */
+#define MINILM_BOUNDS ((golden_bounds){1e-6f /* 4.3x */, 5e-6f /* 3.5x */, 5e-6f /* 3.5x */})
+#define TINY_BOUNDS ((golden_bounds){1e-6f /* 4.2x */, 2.5e-6f /* 3.5x */, 2.5e-6f /* 3.5x */})
+
+/* Max abs diffs of o against the golden (pool, cls, mean); prints them and checks each against
+ * its bound. */
+static void check_golden(const char *what, const golden *g, const outputs *o, golden_bounds b) {
     size_t hn = (size_t)g->n * g->hidden;
     float dp = g->has_pool ? max_abs_diff(o->pool, g->pool, hn) : 0.0f;
     float dc = max_abs_diff(o->cls, g->cls, hn), dm = max_abs_diff(o->mean, g->mean, hn);
     printf("%-36s max abs diff vs transformers: pooler %.3g  cls %.3g  mean %.3g\n", what, dp, dc,
            dm);
-    return fmaxf(dp, fmaxf(dc, dm));
+    CHECKF(dp <= b.pool && dc <= b.cls && dm <= b.mean,
+           "%s: over the bounds (pooler %.3g, cls %.3g, mean %.3g)", what, b.pool, b.cls, b.mean);
 }
 
 static float compare_outputs(const golden *g, const outputs *a, const outputs *b) {
@@ -186,8 +203,8 @@ static void test_minilm(void) {
     outputs o8 = outputs_new(&g), o32 = outputs_new(&g), alone = outputs_new(&g);
     run_all(ctx, &g, 8, &o8);
     run_all(ctx, &g, 32, &o32);
-    CHECK(compare_golden("MiniLM, padded batches of 8:", &g, &o8) <= 1e-4f);
-    CHECK(compare_golden("MiniLM, padded batches of 32:", &g, &o32) <= 1e-4f);
+    check_golden("MiniLM, padded batches of 8:", &g, &o8, MINILM_BOUNDS);
+    check_golden("MiniLM, padded batches of 32:", &g, &o32, MINILM_BOUNDS);
 
     /* Each sentence alone gives what it gives in a padded batch, to float rounding. */
     run_all(ctx, &g, 1, &alone);
@@ -259,8 +276,8 @@ static void test_minilm(void) {
     }
 
     /* --precision bf16: the frozen linear layers in bf16 with fp32 sums. Not the reference's
-     * arithmetic, so a looser bound (measured: pooled 1.1e-3, [CLS] 5.2e-3, mean 6.7e-3 off
-     * transformers' fp32 outputs, whose entries are O(0.1-1); the check allows 2e-2), and the same
+     * arithmetic, so a looser bound (measured: pooled 1.1e-3, [CLS] 7.4e-3, mean 6.7e-3 off
+     * transformers' fp32 outputs, whose entries are O(0.1-1); the check allows 2e-2, 2.7x), and the same
      * sentence alone or in a batch still agrees to float rounding. Then back to fp32: the goldens
      * again. */
     {
@@ -270,8 +287,8 @@ static void test_minilm(void) {
             outputs b8 = outputs_new(&g), b1 = outputs_new(&g);
             run_all(ctx, &g, 8, &b8);
             run_all(ctx, &g, 1, &b1);
-            float d = compare_golden("MiniLM bf16, padded batches of 8:", &g, &b8);
-            CHECK(d <= 2e-2f);
+            check_golden("MiniLM bf16, padded batches of 8:", &g, &b8,
+                         (golden_bounds){2e-2f, 2e-2f, 2e-2f});
             float da = compare_outputs(&g, &b1, &b8);
             printf("MiniLM bf16, alone vs padded batches: max abs diff %.3g\n", da);
             CHECK(da <= 1e-5f);
@@ -280,7 +297,7 @@ static void test_minilm(void) {
             CHECK_OK(petl_model_set_precision(m, PETL_FP32, false, &err), &err);
             outputs f8 = outputs_new(&g);
             run_all(ctx, &g, 8, &f8);
-            CHECK(compare_golden("MiniLM back to fp32, padded batches of 8:", &g, &f8) <= 1e-4f);
+            check_golden("MiniLM back to fp32, padded batches of 8:", &g, &f8, MINILM_BOUNDS);
             outputs_free(&f8);
         } else {
             /* only a CPU without AVX512-BF16 may refuse, and it must say so */
@@ -351,7 +368,7 @@ static void test_tiny(const char *variant, bool want_pool) {
     run_all(ctx, &g, 5, &o);
     char what[64];
     snprintf(what, sizeof what, "tiny-bert/%s, batches of 5:", variant);
-    CHECK(compare_golden(what, &g, &o) <= 2e-5f);
+    check_golden(what, &g, &o, TINY_BOUNDS);
     /* The naive twins end to end, with the padding rows computed (last_hidden). */
     petl_ctx_use_naive(ctx, true);
     float *hid = malloc((size_t)8 * 32 * 32 * sizeof(float));

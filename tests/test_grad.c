@@ -24,7 +24,9 @@
 #include <string.h>
 
 static const double FD_STEP = 1e-5;
-static const double TOL = 1e-5;
+/* worst |fd - g| / max(1, max |g|) over every check: measured 2.1e-7 (float rounding of the
+ * analytic gradient; the same in Release and the sanitizer build, on 1 and 2 threads); 4.8x */
+static const double TOL = 1e-6;
 
 static uint64_t lcg_state = 42;
 static float frand(void) { /* uniform in [-1, 1) */

@@ -4,9 +4,11 @@
  * 20-step trajectories of torch.optim.AdamW and of BERT's AdamWeightDecayOptimizer (both with
  * clip_grad_norm_(1.0) and transformers' linear warmup schedule) on three parameter groups, one
  * without weight decay, and learning-rate schedules for several (warmup, total) pairs.
- * Checked: fed torch's clipped gradients, every parameter after every step within 1e-6
+ * Checked: fed torch's clipped gradients, every parameter after every step within REL_TOL
  * relative (of max(|p|, 1e-2)), and bit for bit for the BERT rule; clipping by itself, within
- * CLIP_TOL (see there); the pre-clip norm within 1e-6 relative; the learning rates exactly.
+ * CLIP_TOL (see there); the pre-clip norm within NORM_TOL relative; the learning rates exactly.
+ * Each bound is a small multiple of the error measured (the same in Release and the sanitizer
+ * build, on 1 and 2 threads), said next to it.
  * Then save / restore mid-run and the thread count change nothing, bit for bit, and malformed
  * states are refused. */
 #include "check.h"
@@ -16,16 +18,19 @@
 #include <omp.h>
 #include <stdint.h>
 
+/* Fed torch's clipped gradients, the update rule alone: measured 1.19e-7 (one float ulp); 5x. */
 #ifndef REL_TOL
-#define REL_TOL 1e-6
+#define REL_TOL 6e-7
 #endif
+/* The pre-clip gradient norm, ours in double vs torch's float32: measured 8.4e-8; 6x. */
+#define NORM_TOL 5e-7
 /* Relative to max(|p|, REL_FLOOR): parameters that pass near zero during the run would
  * otherwise turn a float32 rounding of the update (~1e-8 absolute) into a large ratio. */
 #define REL_FLOOR 1e-2
 /* The run that clips by itself: our norm (double) and torch's (float32) round to different
  * floats on some steps, so the clip coefficient, and from then on the gradients, differ by one
  * float ulp; Adam's normalisation carries that into the parameters as ~1e-7 absolute
- * (measured: up to 5.2e-6 relative to max(|p|, 1e-2), 2.4e-7 absolute). */
+ * (measured: up to 5.2e-6 relative to max(|p|, 1e-2), 2.4e-7 absolute; 3.9x). */
 #ifndef CLIP_TOL
 #define CLIP_TOL 2e-5
 #endif
@@ -126,7 +131,7 @@ static void run_case(FILE *f, const layout *L) {
 
         double norm = petl_adamw_clip(opt);
         double dn = fabs(norm - want_norm) / want_norm;
-        CHECKF(dn <= REL_TOL, "%s step %lld: norm %.9g, torch %.9g", name, k, norm, want_norm);
+        CHECKF(dn <= NORM_TOL, "%s step %lld: norm %.9g, torch %.9g", name, k, norm, want_norm);
         if (dn > max_norm_diff) max_norm_diff = dn;
         double used = petl_adamw_step(opt);
         CHECKF(used == want_lr, "%s step %lld: lr %.17g, transformers %.17g", name, k, used,

@@ -8,13 +8,16 @@
  * BertForQuestionAnswering with the same adapters; padded positions masked out of the loss),
  * plus its start / end logits at every real token against torch's.
  *
- * Tolerances. Loss: 1e-5 relative (float forward vs float forward, measured ~1e-7). Gradients:
- * max |ours - torch| <= 1e-4 * max(1e-2, max |g_torch|) per tensor: the two float32
- * computations differ only by summation order (GEMM blocking, LayerNorm in double here), which
- * stays far below 1e-4 of a tensor's largest entry; a wrong term of the chain rule is off by
- * O(max |g|). Norms: 1e-4 relative (of max(norm, 1e-2)).
- * Span logits: 1e-4 * max(1, max |logit|) (measured: 6e-7 tiny, 6e-6 MiniLM). AdamW losses: 1e-4
- * relative after 20 steps (rounding differences compound through the updates). */
+ * Tolerances, per golden file (the tol values in main): a small multiple (3.5-8x, said next to
+ * each) of the largest error measured on that file in Release and in the sanitizer build (-O1),
+ * on 1 and 2 threads. Loss: relative. Gradients: max |ours - torch| / max(1e-2, max |g_torch|)
+ * per tensor. Norms: relative (of max(norm, 1e-2)). Span logits: max |ours - torch| / max(1,
+ * max |logit|). AdamW losses: relative, the worst over the steps. The two float32 computations
+ * differ only by summation order (GEMM blocking, LayerNorm in double here) and our exp / erf
+ * polynomials, so the errors are a few ulps of float; a wrong term of the chain rule is off by
+ * O(max |g|), and even a constant 1e-5 relative error in GELU (forward) fails here: it moves
+ * MiniLM's AdamW losses by 1.7e-5, its gradients by 3.7e-5 of max |g| and the span head's logits
+ * by 1.3e-4. */
 #include "check.h"
 #include "optimiser.h"
 #include "petl.h"
@@ -131,13 +134,26 @@ static void hash_values(float *out, int64_t n, long long salt, double scale) {
 
 /* ------------------------------------------------------------------------------ one case */
 
+/* Bounds against torch for one golden file (see the comment at the top) and the largest errors
+ * measured on it, printed after the file so the bounds can be kept near them. */
+typedef struct {
+    double loss;   /* |loss - torch| / |torch| */
+    double grad;   /* max |g - g_torch| / max(1e-2, max |g_torch|), per tensor (or sampled) */
+    double norm;   /* |norm - torch| / max(norm_torch, 1e-2), per tensor */
+    double logits; /* max |logit - torch| / max(1, max |logit_torch|) */
+    double steps;  /* max over AdamW steps of |loss - torch| / |torch| */
+} tol;
+
+static tol seen; /* the largest of each over the current file */
+
 typedef struct {
     double worst_ratio; /* max over tensors of max|diff| / max(1e-2, max|g|) */
     char worst_name[160];
     int tensors;
 } grad_stats;
 
-static void compare_grad(grad_stats *st, const petl_param *p, const float *ref, int64_t n) {
+static void compare_grad(grad_stats *st, const petl_param *p, const float *ref, int64_t n,
+                         const tol *t) {
     double gmax = 0.0, d = 0.0;
     for (int64_t i = 0; i < n; i++) {
         gmax = fmax(gmax, fabs(ref[i]));
@@ -145,7 +161,9 @@ static void compare_grad(grad_stats *st, const petl_param *p, const float *ref, 
         if (!(e <= d)) d = e;
     }
     double ratio = d / fmax(1e-2, gmax);
-    CHECKF(ratio <= 1e-4, "%s: gradient off by %.3g (max |g| %.3g)", p->name, d, gmax);
+    seen.grad = fmax(seen.grad, ratio);
+    CHECKF(ratio <= t->grad, "%s: gradient off by %.3g of max |g| %.3g (bound %.3g)", p->name,
+           ratio, gmax, t->grad);
     if (ratio >= st->worst_ratio) {
         st->worst_ratio = ratio;
         snprintf(st->worst_name, sizeof st->worst_name, "%s", p->name);
@@ -246,7 +264,7 @@ static void check_lowest_and_predict(petl_train_ctx *ctx, const petl_task_model 
     free(pred);
 }
 
-static void run_case(const petl_model *m, reader *r, golden_case *c) {
+static void run_case(const petl_model *m, reader *r, golden_case *c, const tol *t) {
     petl_error err = {0};
     const petl_config *cfg = petl_model_config(m);
     petl_tune_config tc;
@@ -290,8 +308,10 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
             loss_ref = dbl(&s);
             petl_task_model_zero_grad(tm);
             CHECK_OK(train_step(ctx, &b, c, 0, &loss, &err), &err);
-            CHECKF(fabs(loss - loss_ref) <= 1e-5 * fabs(loss_ref), "%s: loss %.9g, torch %.9g",
-                   c->name, loss, loss_ref);
+            const double rel = fabs(loss - loss_ref) / fabs(loss_ref);
+            seen.loss = fmax(seen.loss, rel);
+            CHECKF(rel <= t->loss, "%s: loss %.9g, torch %.9g: %.3g relative (bound %.3g)",
+                   c->name, loss, loss_ref, rel, t->loss);
             first_loss = loss;
             check_lowest_and_predict(ctx, tm, &tc, cfg, c, &b);
         } else if (!strcmp(kind, "logits")) {
@@ -304,8 +324,10 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
                 lmax = fmax(lmax, fabs(v));
                 worst = fmax(worst, fabs(lg[i] - v));
             }
-            CHECKF(worst <= 1e-4 * fmax(1.0, lmax), "%s: span logits off by %.3g (max %.3g)",
-                   c->name, worst, lmax);
+            seen.logits = fmax(seen.logits, worst / fmax(1.0, lmax));
+            CHECKF(worst <= t->logits * fmax(1.0, lmax),
+                   "%s: span logits off by %.3g (max %.3g, bound %.3g of it)", c->name, worst,
+                   lmax, t->logits);
             printf("  span logits: %lld values, worst |ours - torch| %.3g\n", n, worst);
         } else if (!strcmp(kind, "grad")) {
             char *name = word(&s);
@@ -317,7 +339,7 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
             CHECK(ref);
             for (long long i = 0; i < n; i++)
                 ref[i] = (float)dbl(&s);
-            compare_grad(&st, p, ref, n);
+            compare_grad(&st, p, ref, n, t);
             free(ref);
         } else if (!strcmp(kind, "gnorm")) {
             char *name = word(&s);
@@ -336,8 +358,9 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
              * (with the span head, the top LayerNorm's bias: its tokens' d logits sum to 0 per
              * row) has norms of pure rounding noise, ~1e-8 on both sides */
             double d = fabs(norm - norm_ref) / fmax(norm_ref, 1e-2);
-            CHECKF(d <= 1e-4, "%s: %s gradient norm %.9g, torch %.9g", c->name, name, norm,
-                   norm_ref);
+            seen.norm = fmax(seen.norm, d);
+            CHECKF(d <= t->norm, "%s: %s gradient norm %.9g, torch %.9g: %.3g (bound %.3g)",
+                   c->name, name, norm, norm_ref, d, t->norm);
             double worst = 0.0;
             while (*s) {
                 long long i = ll(&s);
@@ -346,7 +369,9 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
                 worst = fmax(worst, fabs(p->grad[i] - v));
             }
             double ratio = worst / fmax(1e-2, gmax);
-            CHECKF(ratio <= 1e-4, "%s: %s sampled gradient off by %.3g", c->name, name, worst);
+            seen.grad = fmax(seen.grad, ratio);
+            CHECKF(ratio <= t->grad, "%s: %s sampled gradient off by %.3g of max |g| (bound %.3g)",
+                   c->name, name, ratio, t->grad);
             ratio = fmax(ratio, d);
             if (ratio >= st.worst_ratio) {
                 st.worst_ratio = ratio;
@@ -389,7 +414,9 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
             }
             printf("  %d AdamW steps: loss %.6f -> %.6f, worst relative diff vs torch %.3g\n", n,
                    first, last, worst);
-            CHECKF(worst <= 1e-4, "%s: AdamW losses drift from torch by %.3g", c->name, worst);
+            seen.steps = fmax(seen.steps, worst);
+            CHECKF(worst <= t->steps, "%s: AdamW losses drift from torch by %.3g (bound %.3g)",
+                   c->name, worst, t->steps);
             petl_adamw_free(opt);
             free(g);
         } else {
@@ -406,7 +433,7 @@ static void run_case(const petl_model *m, reader *r, golden_case *c) {
     petl_task_model_free(tm);
 }
 
-static void run_file(const char *model_dir, const char *golden) {
+static void run_file(const char *model_dir, const char *golden, const tol *t) {
     petl_error err = {0};
     petl_model *m = NULL;
     CHECK_OK(petl_model_load(model_dir, &m, &err), &err);
@@ -416,6 +443,7 @@ static void run_file(const char *model_dir, const char *golden) {
     CHECKF(r.f != NULL, "cannot open %s", path);
     char *s;
     int cases = 0;
+    memset(&seen, 0, sizeof seen);
     while ((s = next_line(&r))) {
         golden_case c;
         memset(&c, 0, sizeof c);
@@ -470,11 +498,15 @@ static void run_file(const char *model_dir, const char *golden) {
             for (int i = 0; i < c.B; i++)
                 c.targets[i] = (float)dbl(&s);
         }
-        run_case(m, &r, &c);
+        run_case(m, &r, &c, t);
         case_free(&c);
         cases++;
     }
     CHECK(cases > 0);
+    printf("%s vs torch, largest (bound): loss %.2g (%.2g), gradients %.2g (%.2g), norms %.2g "
+           "(%.2g), span logits %.2g (%.2g), AdamW losses %.2g (%.2g)\n",
+           golden, seen.loss, t->loss, seen.grad, t->grad, seen.norm, t->norm, seen.logits,
+           t->logits, seen.steps, t->steps);
     free(r.line);
     fclose(r.f);
     petl_model_free(m);
@@ -607,13 +639,26 @@ static void test_dropout_fd(const char *model_dir, petl_tune tune) {
 
 int main(void) {
     const char *dir = tiny_model_dir();
-    run_file(dir, "tiny.golden");
-    run_file(dir, "span_tiny.golden");
+    /* {loss, gradients, norms, span logits, AdamW losses}; the measured worst in comments. Norms
+     * and logits are absent (0) from files with no such records. */
+    const tol tiny = {5e-7 /* 1e-7: 5x */, 1e-5 /* 1.9e-6: 5.3x */, 0, 0,
+                      1e-6 /* 1.2e-7: 8x */};
+    const tol span_tiny = {1e-6 /* 1.4e-7: 7x */, 1.5e-5 /* 3e-6: 5x */, 0,
+                           1.5e-6 /* 2.7e-7: 5.6x */, 5e-7 /* 9.9e-8: 5x */};
+    /* The loss is one float: its bound is a few ulps (6e-8 relative each) even where the
+     * measured error is smaller. */
+    const tol minilm = {5e-7 /* 4.3e-10, 8 ulps */, 2e-5 /* 4.7e-6 (-O1): 4.3x */,
+                        1e-5 /* 1.5e-6: 6.7x */, 0, 2e-6 /* 4.2e-7 (-O1): 4.8x */};
+    const tol span_minilm = {5e-7 /* 1e-7: 5x */, 5e-5 /* 1.4e-5: 3.6x */,
+                             1.5e-5 /* 3.1e-6: 4.8x */, 3e-6 /* 7.7e-7 (-O1): 3.9x */,
+                             1.5e-6 /* 3.3e-7 (-O1): 4.5x */};
+    run_file(dir, "tiny.golden", &tiny);
+    run_file(dir, "span_tiny.golden", &span_tiny);
     test_dropout(dir);
     test_dropout_fd(dir, PETL_TUNE_ADAPTER);
     test_dropout_fd(dir, PETL_TUNE_FULL);
     tiny_model_dir_remove();
-    run_file(test_model_dir(), "minilm.golden");
-    run_file(test_model_dir(), "span_minilm.golden");
+    run_file(test_model_dir(), "minilm.golden", &minilm);
+    run_file(test_model_dir(), "span_minilm.golden", &span_minilm);
     CHECK_DONE("test_train");
 }
