@@ -81,7 +81,7 @@ else
     grep -q 'AVX512-BF16' "$tmp/err" || fail "bf16 refused without the reason: $(cat "$tmp/err")"
 fi
 "$PETL" embed --model "$PETL_MODEL_DIR" --precision fp8 < "$in" > /dev/null 2> "$tmp/err"
-[ $? -eq 1 ] && grep -q "unknown precision 'fp8'" "$tmp/err" || fail "--precision fp8: $(cat "$tmp/err")"
+[ $? -eq 2 ] && grep -q "unknown precision 'fp8'" "$tmp/err" || fail "--precision fp8: $(cat "$tmp/err")"
 
 # Usage.
 "$PETL" embed --help > "$tmp/help" || fail "--help exited $?"
