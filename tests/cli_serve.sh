@@ -56,6 +56,9 @@ grep -q 'usage: petl serve' "$tmp/help" || fail "--help printed no usage"
 [ $? -eq 2 ] || fail "missing --adapters should be a usage error (2)"
 "$PETL" serve --adapters "$tmp/ads" --port 70000 > /dev/null 2>&1
 [ $? -eq 2 ] || fail "--port 70000 should be a usage error (2)"
+"$PETL" serve --adapters "$tmp/ads" --precision fp16 > /dev/null 2> "$tmp/err"
+[ $? -eq 2 ] && grep -q "unknown precision 'fp16'" "$tmp/err" ||
+    fail "--precision fp16 should be a usage error (2): $(cat "$tmp/err")"
 "$PETL" serve --model "$PETL_MODEL_DIR" --adapters "$tmp/none" > /dev/null 2> "$tmp/err"
 [ $? -eq 1 ] && grep -q '^petl serve: ' "$tmp/err" || fail "missing adapters dir: $(cat "$tmp/err")"
 

@@ -88,7 +88,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         CLI_OPT_STR("--model", &o->model),
         CLI_OPT_STR("--adapters", &o->adapters),
         CLI_OPT_STR("--host", &o->host),
-        CLI_OPT_STR("--precision", &o->precision),
+        CLI_OPT_PRECISION(&o->precision),
         CLI_OPT_STR("--admin-token-file", &o->token_file),
         CLI_OPT_LONG("--port", &o->port, 0, 65535),
         CLI_OPT_LONG("--threads", &o->threads, 1, 1024),
