@@ -1,7 +1,8 @@
 /* --precision bf16 in training and serving, on the real default checkpoint (MiniLM):
  *   - a training step (adapter tuning, dropout off) with the frozen layers in bf16 gives the
- *     fp32 step's loss within 1e-2 relative and every trained gradient within 5e-2 of its
- *     tensor's norm (relative L2 distance, see worst_rel; measured values are printed);
+ *     fp32 step's loss within 3e-4 relative and every trained gradient within 5e-2 of its
+ *     tensor's norm (relative L2 distance, see worst_rel; measured values are printed, the same
+ *     in Release and the sanitizer build, on 1 and 2 threads: loss 6.8e-5, gradients 0.0194);
  *   - weights a task tunes stay fp32: with --tune full nothing reads the base's packs, so the
  *     bf16 model gives the fp32 gradients bit for bit; with --tune top:2 the frozen lower layers
  *     run in bf16 and the gradients stay within the same bound;
@@ -126,7 +127,10 @@ static void check_tune(petl_model *m, petl_tune tune, int top_k, const char *wha
     if (tune == PETL_TUNE_FULL) {
         CHECK(l16 == l32 && !memcmp(g32, g16, (size_t)n * sizeof(float)));
     } else {
-        CHECK(fabs(l16 - l32) <= 1e-2 * fabs(l32));
+        /* measured 6.8e-5 (adapter), 1.8e-5 (top:2): 4.4x (the bound was 1e-2, 150x) */
+        CHECKF(fabs(l16 - l32) <= 3e-4 * fabs(l32), "%s: loss fp32 %.9g, bf16 %.9g", what, l32,
+               l16);
+        /* measured 0.0194 (adapter), 0.0102 (top:2): 2.6x */
         CHECK(rel <= 5e-2);
     }
     free(g32), free(g16), free(g32b);
