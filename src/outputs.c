@@ -115,16 +115,23 @@ static petl_status survey(const char *dir, size_t *n, size_t *n_others, char *ot
 }
 
 petl_status petl_out_resolve(const char *dir, char *resolved, size_t cap, petl_error *err) {
-    char parent[PATH_MAX], base[PATH_MAX];
+    char parent[PATH_MAX], base[PATH_MAX], path[PATH_MAX];
     petl_status s = split_path("--out", dir, parent, base, sizeof parent, err);
     if (s != PETL_OK) return s;
+    /* Without its trailing '/': lstat("link/") follows the link and would not see it. */
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n >= cap || n >= sizeof path) return petl_fail(err, PETL_ERR_ARG, "%s: path too long", dir);
+    memcpy(path, dir, n);
+    path[n] = '\0';
     struct stat sb;
-    if (lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+    if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
         /* Written through: the target is replaced (when it is an adapter folder), the link
          * stays. Renaming the link itself away would leave the user's folder behind it to be
          * "removed" as the old adapter. */
         char target[PATH_MAX];
-        if (!realpath(dir, target))
+        if (!realpath(path, target))
             return petl_fail(err, PETL_ERR_IO,
                              "%s is a symbolic link whose target cannot be used (%s); point it at "
                              "a folder or remove it",
@@ -142,12 +149,7 @@ petl_status petl_out_resolve(const char *dir, char *resolved, size_t cap, petl_e
         return PETL_OK;
     }
     if ((s = check_parent("--out", dir, parent, err)) != PETL_OK) return s;
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        n--;
-    if (n >= cap) return petl_fail(err, PETL_ERR_ARG, "%s: path too long", dir);
-    memcpy(resolved, dir, n);
-    resolved[n] = '\0';
+    strcpy(resolved, path);
     return PETL_OK;
 }
 

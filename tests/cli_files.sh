@@ -48,6 +48,11 @@ train --out "$tmp/adlink" --force --seed 3 || fail "link to an adapter: $(cat "$
 [ "$(readlink "$tmp/adlink")" = "$tmp/ad" ] || fail "link to an adapter: the link moved"
 cmp -s "$tmp/ad/adapter.safetensors" "$tmp/ad.copy/adapter.safetensors" &&
     fail "link to an adapter: the target was not replaced"
+train --out "$tmp/link/" --force; rc=$? # a trailing '/' makes lstat follow the link
+refused_early 1 'is not a petl adapter folder (it holds notes.txt)' "link/ to a user folder"
+train --out "$tmp/adlink/" --force --seed 4 || fail "link/ to an adapter: $(cat "$tmp/err")"
+[ -L "$tmp/adlink" ] && [ "$(readlink "$tmp/adlink")" = "$tmp/ad" ] ||
+    fail "link/ to an adapter: the link was replaced or moved"
 ln -s "$tmp/nowhere" "$tmp/dangling"
 train --out "$tmp/dangling" --force; rc=$?
 refused_early 1 'symbolic link whose target' "dangling link"
