@@ -12,6 +12,7 @@ fail() {
     exit 1
 }
 : "${PETL:?}" "${PETL_MODEL_DIR:?}" "${PETL_DATA_DIR:?}"
+. "${0%/*}/serve_lib.sh"
 command -v curl > /dev/null || fail "curl is not installed"
 glue=$PETL_DATA_DIR/glue
 for f in SST-2/train.tsv SST-2/dev.tsv STS-B/train.tsv STS-B/dev.tsv; do
@@ -70,15 +71,7 @@ start_server() {
         --threads 2 "$@" 2> "$log" &
     pid=$!
     pids+=("$pid")
-    port=
-    for _ in $(seq 1 600); do
-        port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
-        [ -n "$port" ] && break
-        kill -0 "$pid" 2> /dev/null || fail "server exited at start: $(cat "$log")"
-        sleep 0.1
-    done
-    [ -n "$port" ] || fail "server did not start within 60 s"
-    base=http://127.0.0.1:$port
+    wait_for_port "$log" "$pid"
 }
 
 # stop_server: SIGTERM, wait at most 60 s, expect exit 0.
@@ -95,20 +88,6 @@ stop_server() {
     grep -q 'stopped' "$log" || fail "no 'stopped' line in the log"
 }
 
-# req METHOD PATH [curl args...]: prints the status code; the body goes to $tmp/body, the
-# headers to $tmp/hdr.
-req() {
-    local m=$1 p=$2
-    shift 2
-    "${C[@]}" -X "$m" -o "$tmp/body" -D "$tmp/hdr" -w '%{http_code}' "$@" "$base$p"
-}
-expect() { # expect CODE METHOD PATH [curl args...]
-    local want=$1
-    shift
-    local got
-    got=$(req "$@")
-    [ "$got" = "$want" ] || fail "$1 $2: status $got, expected $want: $(cat "$tmp/body")"
-}
 body_has() { grep -q -- "$1" "$tmp/body" || fail "body lacks '$1': $(cat "$tmp/body")"; }
 
 start_server "$tmp/serve.log" --admin-token-file "$tmp/token" --max-body 4096 --max-inputs 16

@@ -17,6 +17,7 @@ skip() { # skip WHAT REASON: exit 77 (tests/skip.sh, where present, applies PETL
     exit 77
 }
 : "${PETL:?}" "${PETL_MODEL_DIR:?}" "${PETL_DATA_DIR:?}"
+. "${0%/*}/serve_lib.sh"
 command -v curl > /dev/null || skip tool "curl is not installed"
 sst=$PETL_DATA_DIR/glue/SST-2
 [ -f "$sst/train.tsv" ] && [ -f "$sst/dev.tsv" ] || skip data "no SST-2 under $PETL_DATA_DIR/glue"
@@ -69,28 +70,8 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0" \
     "$PETL" serve --model "$PETL_MODEL_DIR" --adapters "$tmp/ads" --host 127.0.0.1 --port 0 \
     --threads 2 --admin-token-file "$tmp/token" 2> "$log" &
 pid=$!
-port=
-for _ in $(seq 1 600); do
-    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2> /dev/null || fail "server exited at start: $(cat "$log")"
-    sleep 0.1
-done
-[ -n "$port" ] || fail "server did not start within 60 s"
-base=http://127.0.0.1:$port
+wait_for_port "$log" "$pid"
 
-req() { # req METHOD PATH [curl args...]: prints the status; body in $tmp/body
-    local m=$1 p=$2
-    shift 2
-    "${C[@]}" -X "$m" -o "$tmp/body" -w '%{http_code}' "$@" "$base$p"
-}
-expect() { # expect CODE METHOD PATH [curl args...]
-    local want=$1
-    shift
-    local got
-    got=$(req "$@")
-    [ "$got" = "$want" ] || fail "$1 $2 $*: status $got, expected $want: $(cat "$tmp/body")"
-}
 load() { # load CODE NAME PATH
     expect "$1" POST /v1/tasks "${AUTH[@]}" --data-binary "{\"name\": \"$2\", \"path\": \"$3\"}"
     grep -q "$marker" "$tmp/body" && fail "load of $3 echoed the file's content: $(cat "$tmp/body")"
