@@ -538,31 +538,6 @@ static petl_status write_text_file(const char *path, const char *text, petl_erro
     return PETL_OK;
 }
 
-/* Splits dir (trailing '/' ignored) into its parent folder and last component. */
-static petl_status split_dir(const char *dir, char *parent, char *base, size_t cap,
-                             petl_error *err) {
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/') n--;
-    if (n == 0 || n >= cap) return petl_fail(err, PETL_ERR_ARG, "bad adapter folder '%s'", dir);
-    const char *slash = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (dir[i] == '/') slash = dir + i;
-    if (!slash) {
-        strcpy(parent, ".");
-        memcpy(base, dir, n);
-        base[n] = '\0';
-    } else {
-        size_t pl = (size_t)(slash - dir);
-        memcpy(parent, dir, pl ? pl : 1);
-        parent[pl ? pl : 1] = '\0';
-        memcpy(base, slash + 1, n - pl - 1);
-        base[n - pl - 1] = '\0';
-    }
-    if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
-        return petl_fail(err, PETL_ERR_ARG, "bad adapter folder '%s'", dir);
-    return PETL_OK;
-}
-
 static bool inject(int step) {
     if (petl_adapter_fail_at != step) return false;
     petl_adapter_fail_at = 0;
@@ -588,7 +563,7 @@ petl_status petl_adapter_save(const char *out, const petl_task_model *tm,
     petl_out_state state;
     petl_status s = petl_out_resolve(out, dir, sizeof dir, err);
     if (s == PETL_OK) s = petl_out_check(dir, force, &state, err);
-    if (s == PETL_OK) s = split_dir(dir, parent, base, sizeof parent, err);
+    if (s == PETL_OK) s = petl_path_split("--out", dir, parent, base, sizeof parent, err);
     if (s != PETL_OK) return s;
     snprintf(tmpdir, sizeof tmpdir, "%s/.%s.tmp-XXXXXX", parent, base);
     if (!mkdtemp(tmpdir))

@@ -28,6 +28,12 @@ int petl_open_regular(const char *path, long long *size, petl_error *err);
 petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            petl_error *err);
 
+/* Splits path (trailing '/' ignored) into its parent folder and last component (cap bytes
+ * each; parent "." for a bare name). PETL_ERR_ARG, naming `what` (e.g. "--out"), for "", ".",
+ * "..", "/" and paths ending in them: nothing can be renamed into place there. */
+petl_status petl_path_split(const char *what, const char *path, char *parent, char *base,
+                            size_t cap, petl_error *err);
+
 /* Drops from the process's resident set the mapped file pages that lie wholly inside tensor
  * t's data (petl_st_open maps the file; a tensor copied out is not read from the map again).
  * Without it, loading a model holds the file and its float copy at once: a peak resident set

@@ -22,10 +22,8 @@
 
 /* ------------------------------------------------------------------------- path pieces */
 
-/* Splits path (trailing '/' ignored) into parent folder and last component. Refuses "", ".",
- * "..", "/" and anything ending in them: no adapter can be written there by rename. */
-static petl_status split_path(const char *what, const char *path, char *parent, char *base,
-                              size_t cap, petl_error *err) {
+petl_status petl_path_split(const char *what, const char *path, char *parent, char *base,
+                            size_t cap, petl_error *err) {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
@@ -91,7 +89,8 @@ static bool has_petl_config(const char *dir) {
 static petl_status survey(const char *dir, size_t *n, size_t *n_others, char *others, size_t cap,
                           petl_error *err) {
     DIR *d = opendir(dir);
-    if (!d) return petl_fail(err, PETL_ERR_IO, "%s: cannot read the folder: %s", dir, strerror(errno));
+    if (!d)
+        return petl_fail(err, PETL_ERR_IO, "%s: cannot read the folder: %s", dir, strerror(errno));
     *n = *n_others = 0;
     others[0] = '\0';
     size_t used = 0;
@@ -105,8 +104,8 @@ static petl_status survey(const char *dir, size_t *n, size_t *n_others, char *ot
         free(p);
         if (file && petl_out_is_adapter_file(e->d_name)) continue;
         if (++*n_others <= 3 && used < cap)
-            used += (size_t)snprintf(others + used, cap - used, "%s%s", used ? ", " : "",
-                                     e->d_name);
+            used +=
+                (size_t)snprintf(others + used, cap - used, "%s%s", used ? ", " : "", e->d_name);
     }
     closedir(d);
     if (*n_others > 3 && used < cap)
@@ -116,7 +115,7 @@ static petl_status survey(const char *dir, size_t *n, size_t *n_others, char *ot
 
 petl_status petl_out_resolve(const char *dir, char *resolved, size_t cap, petl_error *err) {
     char parent[PATH_MAX], base[PATH_MAX], path[PATH_MAX];
-    petl_status s = split_path("--out", dir, parent, base, sizeof parent, err);
+    petl_status s = petl_path_split("--out", dir, parent, base, sizeof parent, err);
     if (s != PETL_OK) return s;
     /* Without its trailing '/': lstat("link/") follows the link and would not see it. */
     size_t n = strlen(dir);
@@ -142,7 +141,7 @@ petl_status petl_out_resolve(const char *dir, char *resolved, size_t cap, petl_e
                              "adapter folders only",
                              dir, target);
         if (strlen(target) >= cap) return petl_fail(err, PETL_ERR_ARG, "%s: path too long", dir);
-        if ((s = split_path("--out", target, parent, base, sizeof parent, err)) != PETL_OK)
+        if ((s = petl_path_split("--out", target, parent, base, sizeof parent, err)) != PETL_OK)
             return s;
         if ((s = check_parent("--out", dir, parent, err)) != PETL_OK) return s;
         strcpy(resolved, target);
@@ -156,8 +155,7 @@ petl_status petl_out_resolve(const char *dir, char *resolved, size_t cap, petl_e
 petl_status petl_out_check(const char *dir, bool force, petl_out_state *state, petl_error *err) {
     struct stat sb;
     if (lstat(dir, &sb) != 0) {
-        if (errno != ENOENT)
-            return petl_fail(err, PETL_ERR_IO, "%s: %s", dir, strerror(errno));
+        if (errno != ENOENT) return petl_fail(err, PETL_ERR_IO, "%s: %s", dir, strerror(errno));
         *state = PETL_OUT_MISSING;
         return PETL_OK;
     }
@@ -184,8 +182,7 @@ petl_status petl_out_check(const char *dir, bool force, petl_out_state *state, p
                          "%s is not a petl adapter folder (it holds %s); petl replaces only "
                          "folders it wrote, --force included: choose another --out or move it "
                          "away",
-                         dir,
-                         n_others ? others : PETL_ADAPTER_CONFIG " not written by petl");
+                         dir, n_others ? others : PETL_ADAPTER_CONFIG " not written by petl");
     if (!force)
         return petl_fail(err, PETL_ERR_IO,
                          "%s already holds an adapter; pass --force to replace it (the old "
@@ -215,7 +212,7 @@ int petl_out_remove_adapter_dir(const char *dir) {
 
 petl_status petl_checkpoint_check(const char *path, petl_error *err) {
     char parent[PATH_MAX], base[PATH_MAX];
-    petl_status s = split_path("--checkpoint", path, parent, base, sizeof parent, err);
+    petl_status s = petl_path_split("--checkpoint", path, parent, base, sizeof parent, err);
     if (s != PETL_OK) return s;
     if ((s = check_parent("--checkpoint", path, parent, err)) != PETL_OK) return s;
     struct stat sb;
@@ -255,7 +252,7 @@ struct petl_lock {
 /* PARENT/.BASE.lock for path PARENT/BASE. */
 static char *lock_path_of(const char *path) {
     char parent[PATH_MAX], base[PATH_MAX];
-    if (split_path("lock", path, parent, base, sizeof parent, NULL) != PETL_OK) return NULL;
+    if (petl_path_split("lock", path, parent, base, sizeof parent, NULL) != PETL_OK) return NULL;
     size_t n = strlen(parent) + strlen(base) + 8;
     char *p = malloc(n);
     if (p) snprintf(p, n, "%s/.%s.lock", parent, base);
@@ -293,9 +290,9 @@ petl_status petl_lock_take(const char *path, const char *who, petl_lock **out, p
             ssize_t n = pread(fd, head, sizeof head - 1, 0);
             if (n != (ssize_t)sizeof head - 1 || memcmp(head, LOCK_MAGIC, sizeof head - 1)) {
                 close(fd);
-                petl_status s = petl_fail(err, PETL_ERR_IO,
-                                          "%s: %s exists and is not a petl lock; move it away",
-                                          path, lp);
+                petl_status s =
+                    petl_fail(err, PETL_ERR_IO,
+                              "%s: %s exists and is not a petl lock; move it away", path, lp);
                 free(lp);
                 return s;
             }
@@ -387,7 +384,9 @@ static bool is_old_name(const char *name, const char *prefix, long *pid) {
     return *end == '\0' && *pid > 0;
 }
 
-static bool pid_alive(long pid) { return pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH; }
+static bool pid_alive(long pid) {
+    return pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
 
 static bool complete_adapter(const char *dir) {
     char *w = petl_path_join(dir, PETL_ADAPTER_WEIGHTS);
@@ -430,17 +429,19 @@ petl_status petl_out_clean_litter(const char *out, const char *checkpoint, char 
                                   petl_error *err) {
     *report = NULL;
     char parent[PATH_MAX], base[PATH_MAX];
-    petl_status s = split_path("--out", out, parent, base, sizeof parent, err);
+    petl_status s = petl_path_split("--out", out, parent, base, sizeof parent, err);
     if (s != PETL_OK) return s;
     DIR *d = opendir(parent);
-    if (!d) return petl_fail(err, PETL_ERR_IO, "%s: cannot read %s: %s", out, parent, strerror(errno));
+    if (!d)
+        return petl_fail(err, PETL_ERR_IO, "%s: cannot read %s: %s", out, parent, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         clean_dir_entry(parent, e->d_name, out, base, report);
     closedir(d);
     if (!checkpoint) return PETL_OK;
     char cparent[PATH_MAX], cbase[PATH_MAX], prefix[PATH_MAX + 8];
-    if ((s = split_path("--checkpoint", checkpoint, cparent, cbase, sizeof cparent, err)) != PETL_OK)
+    if ((s = petl_path_split("--checkpoint", checkpoint, cparent, cbase, sizeof cparent, err)) !=
+        PETL_OK)
         return s;
     snprintf(prefix, sizeof prefix, "%s.tmp-", cbase);
     if (!(d = opendir(cparent))) return PETL_OK;
