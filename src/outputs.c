@@ -67,11 +67,16 @@ static petl_status check_parent(const char *what, const char *path, const char *
 
 /* --------------------------------------------------------------------- adapter folders */
 
+/* NAME is PREFIX followed by exactly six characters (mkstemp / mkdtemp). */
+static bool is_tmp_name(const char *name, const char *prefix) {
+    size_t p = strlen(prefix);
+    return !strncmp(name, prefix, p) && strlen(name) == p + 6;
+}
+
 bool petl_out_is_adapter_file(const char *name) {
-    static const char tmp[] = PETL_ADAPTER_WEIGHTS ".tmp-";
-    if (!strcmp(name, PETL_ADAPTER_CONFIG) || !strcmp(name, PETL_ADAPTER_WEIGHTS)) return true;
-    /* petl_st_write's temporary file (mkstemp: six characters), left by a killed save */
-    return !strncmp(name, tmp, sizeof tmp - 1) && strlen(name) == sizeof tmp - 1 + 6;
+    /* the last: petl_st_write's temporary file, left by a killed save */
+    return !strcmp(name, PETL_ADAPTER_CONFIG) || !strcmp(name, PETL_ADAPTER_WEIGHTS) ||
+           is_tmp_name(name, PETL_ADAPTER_WEIGHTS ".tmp-");
 }
 
 /* Whether dir/adapter_config.json is one petl wrote ("format": "petl-adapter"). */
@@ -367,12 +372,6 @@ static void note(char **report, const char *fmt, ...) {
     memcpy(r + old, line, n);
     memcpy(r + old + n, "\n", 2);
     *report = r;
-}
-
-/* NAME is PREFIX followed by exactly six characters (mkstemp / mkdtemp). */
-static bool is_tmp_name(const char *name, const char *prefix) {
-    size_t p = strlen(prefix);
-    return !strncmp(name, prefix, p) && strlen(name) == p + 6;
 }
 
 /* NAME is PREFIX followed by a process id; *pid gets it. */
