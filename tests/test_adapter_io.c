@@ -84,6 +84,24 @@ static void write_file(const char *path, const void *data, size_t n) {
     CHECK(fclose(f) == 0);
 }
 
+/* Overwrites, in DIR/adapter_config.json, the start of the first occurrence of `find` with
+ * `repl` (no longer than it): a key renamed away, a value changed, the file's length kept. */
+static void edit_config(const char *dir, const char *find, const char *repl) {
+    char q[4200];
+    snprintf(q, sizeof q, "%s/%s", dir, PETL_ADAPTER_CONFIG);
+    petl_error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    CHECK_OK(petl_read_file(q, 1 << 20, &text, &len, &err), &err);
+    char *at = text ? strstr(text, find) : NULL;
+    CHECK(at != NULL && strlen(repl) <= strlen(find));
+    if (at) {
+        memcpy(at, repl, strlen(repl));
+        write_file(q, text, len);
+    }
+    free(text);
+}
+
 static void copy_dir2(const char *src, const char *dst) {
     CHECK(mkdir(dst, 0755) == 0);
     const char *names[] = {PETL_ADAPTER_CONFIG, PETL_ADAPTER_WEIGHTS};
@@ -373,24 +391,14 @@ int main(void) {
         CHECK(!got.pair_input && got.data_columns == 0); /* tsv:text=0,label=1, not recorded */
         petl_adapter_info_free(&got);
         petl_task_model_free(tm2);
-        snprintf(q, sizeof q, "%s/%s", ad2, PETL_ADAPTER_CONFIG);
-        char *text = NULL;
-        size_t len = 0;
-        CHECK_OK(petl_read_file(q, 1 << 20, &text, &len, &err), &err);
-        char *at = strstr(text, "\"pair_input\": true");
-        CHECK(at != NULL);
-        memcpy(at, "\"pair_inpvt", 11); /* as if written before petl recorded it */
-        write_file(q, text, len);
+        /* as if written before petl recorded it */
+        edit_config(ad2, "\"pair_input\": true", "\"pair_inpvt");
         CHECK_OK(petl_adapter_load(ad2, m, &id, &got, &tm2, &err), &err);
         CHECK(got.pair_input); /* from the spec's text_b */
         petl_adapter_info_free(&got);
         petl_task_model_free(tm2);
-        at = strstr(text, "\"neutral\"");
-        CHECK(at != NULL);
-        memcpy(at, "\"pos\"    ", 9); /* labels neg, pos, pos */
-        write_file(q, text, len);
+        edit_config(ad2, "\"neutral\"", "\"pos\"    "); /* labels neg, pos, pos */
         expect_load_fail(ad2, m, &id, PETL_ERR_FORMAT, "both \"pos\"");
-        free(text);
         rm_rf(ad2);
         petl_adapter_info_free(&pi);
     }
@@ -430,31 +438,18 @@ int main(void) {
         petl_adapter_info_free(&got);
         petl_task_model_free(sm2);
         /* without "squad": refused, naming the key */
-        snprintf(q, sizeof q, "%s/%s", ad2, PETL_ADAPTER_CONFIG);
-        char *text = NULL;
-        size_t len = 0;
-        CHECK_OK(petl_read_file(q, 1 << 20, &text, &len, &err), &err);
-        char *at = strstr(text, "\"squad\": {");
-        CHECK(at != NULL);
-        memcpy(at, "\"sqvad", 6);
-        write_file(q, text, len);
+        edit_config(ad2, "\"squad\": {", "\"sqvad");
         expect_load_fail(ad2, m, &id, PETL_ERR_FORMAT, "\"squad\" is missing");
-        free(text);
         rm_rf(ad2);
         petl_adapter_info_free(&si);
         petl_task_model_free(sm);
         /* the classification adapter saved above, its "head" key removed */
         copy_dir2(ad, ad2);
-        CHECK_OK(petl_read_file(q, 1 << 20, &text, &len, &err), &err);
-        at = strstr(text, "\"head\": \"classify\"");
-        CHECK(at != NULL);
-        memcpy(at, "\"hexd\"", 6);
-        write_file(q, text, len);
+        edit_config(ad2, "\"head\": \"classify\"", "\"hexd\"");
         CHECK_OK(petl_adapter_load(ad2, m, &id, &got, &sm2, &err), &err);
         CHECK(got.tune.head == PETL_HEAD_CLASSIFY && got.n_labels == 3);
         petl_adapter_info_free(&got);
         petl_task_model_free(sm2);
-        free(text);
         rm_rf(ad2);
     }
 
