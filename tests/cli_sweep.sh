@@ -13,11 +13,14 @@ if [ ! -f "$src/train.tsv" ] || [ ! -f "$src/dev.tsv" ]; then
 fi
 tmp=$(mktemp -d)
 pid=
+# The sweep runs in its own process group (setsid): killing the group also takes a petl train
+# the sweep was spawning at that instant, which a kill of its listed children would miss; such
+# an orphan would go on holding its run's lock (and writing its folder) beside the resumed sweep.
 kill_run() {
     [ -n "$pid" ] || return 0
-    for c in $(pgrep -P "$pid" 2>/dev/null); do kill -9 "$c" 2>/dev/null; done
-    kill -9 "$pid" 2>/dev/null
+    kill -9 -- "-$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    for _ in $(seq 1 200); do pgrep -g "$pid" > /dev/null || break; sleep 0.05; done
     pid=
 }
 trap 'kill_run; rm -rf "$tmp"' EXIT
@@ -40,7 +43,7 @@ ids="size2_seed1 size2_seed2 size4_seed1 size4_seed2"
 [ -f "$tmp/new/deeper/sw/runs/size2/summary.json" ] || fail "nested sweep: no summary"
 
 # Start, kill (sweep and its petl train) once the first run is done and the second started.
-"${sweep[@]}" > /dev/null 2> "$tmp/sw1.err" &
+setsid "${sweep[@]}" > /dev/null 2> "$tmp/sw1.err" &
 pid=$!
 for _ in $(seq 1 1200); do
     [ -f "$tmp/sw/runs/size2_seed1/summary.json" ] && [ -d "$tmp/sw/runs/size2_seed2" ] && break
