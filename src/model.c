@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One tensor the encoder expects: its key without the "bert." prefix (LayerNorm parameters
- * under their "weight" / "bias" names), its shape, and where its floats go. */
+/* One tensor the encoder expects: its key without the architecture's prefix ("bert.") (LayerNorm
+ * parameters under their "weight" / "bias" names), its shape, and where its floats go. */
 typedef struct {
     char key[96];
     int rank;
@@ -77,48 +77,46 @@ static petl_status check_config(const char *path, const petl_config *c, petl_err
     return PETL_OK;
 }
 
-/* Fills specs[] (5 + 16 L + 2 entries) in the order of the parameter block. Returns the count. */
+/* Fills specs[] (5 + 16 L + 2 entries) in the order of the parameter block, named by the
+ * model's architecture description. Returns the count. */
 static size_t build_specs(petl_model *m, param_spec *specs, bool with_pooler) {
     const petl_config *c = &m->cfg;
+    const petl_arch *a = m->arch;
     const int64_t H = c->hidden_size, I = c->intermediate_size;
     size_t n = 0;
-    spec_set(&specs[n++], "embeddings.word_embeddings.weight", 2, c->vocab_size, H, &m->word_emb,
-             0);
-    spec_set(&specs[n++], "embeddings.position_embeddings.weight", 2, c->max_position_embeddings, H,
-             &m->pos_emb, 0);
-    spec_set(&specs[n++], "embeddings.token_type_embeddings.weight", 2, c->type_vocab_size, H,
-             &m->type_emb, 0);
-    spec_set(&specs[n++], "embeddings.LayerNorm.weight", 1, H, 0, &m->emb_ln_w, 0);
-    spec_set(&specs[n++], "embeddings.LayerNorm.bias", 1, H, 0, &m->emb_ln_b, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_WORD], 2, c->vocab_size, H, &m->word_emb, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_POS], 2, c->max_position_embeddings, H, &m->pos_emb, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_TYPE], 2, c->type_vocab_size, H, &m->type_emb, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_LN_W], 1, H, 0, &m->emb_ln_w, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_LN_B], 1, H, 0, &m->emb_ln_b, 0);
     for (int l = 0; l < c->num_layers; l++) {
         petl_layer_params *p = &m->layers[l];
-        char k[96];
-#define LAYER_SPEC(suffix, rank, d0, d1, dst, off)                                                 \
-    do {                                                                                           \
-        snprintf(k, sizeof k, "encoder.layer.%d.%s", l, suffix);                                   \
-        spec_set(&specs[n++], k, rank, d0, d1, dst, off);                                          \
-    } while (0)
-        LAYER_SPEC("attention.self.query.weight", 2, H, H, &p->qkv_w, 0);
-        LAYER_SPEC("attention.self.key.weight", 2, H, H, &p->qkv_w, H * H);
-        LAYER_SPEC("attention.self.value.weight", 2, H, H, &p->qkv_w, 2 * H * H);
-        LAYER_SPEC("attention.self.query.bias", 1, H, 0, &p->qkv_b, 0);
-        LAYER_SPEC("attention.self.key.bias", 1, H, 0, &p->qkv_b, H);
-        LAYER_SPEC("attention.self.value.bias", 1, H, 0, &p->qkv_b, 2 * H);
-        LAYER_SPEC("attention.output.dense.weight", 2, H, H, &p->attn_out_w, 0);
-        LAYER_SPEC("attention.output.dense.bias", 1, H, 0, &p->attn_out_b, 0);
-        LAYER_SPEC("attention.output.LayerNorm.weight", 1, H, 0, &p->ln1_w, 0);
-        LAYER_SPEC("attention.output.LayerNorm.bias", 1, H, 0, &p->ln1_b, 0);
-        LAYER_SPEC("intermediate.dense.weight", 2, I, H, &p->ffn_in_w, 0);
-        LAYER_SPEC("intermediate.dense.bias", 1, I, 0, &p->ffn_in_b, 0);
-        LAYER_SPEC("output.dense.weight", 2, H, I, &p->ffn_out_w, 0);
-        LAYER_SPEC("output.dense.bias", 1, H, 0, &p->ffn_out_b, 0);
-        LAYER_SPEC("output.LayerNorm.weight", 1, H, 0, &p->ln2_w, 0);
-        LAYER_SPEC("output.LayerNorm.bias", 1, H, 0, &p->ln2_b, 0);
-#undef LAYER_SPEC
+        /* where each layer tensor goes, in petl_layer_tensor order */
+        struct {
+            int rank;
+            int64_t d0, d1;
+            float **dst;
+            int64_t off;
+        } t[PETL_L_COUNT] = {
+            {2, H, H, &p->qkv_w, 0},         {2, H, H, &p->qkv_w, H * H},
+            {2, H, H, &p->qkv_w, 2 * H * H}, {1, H, 0, &p->qkv_b, 0},
+            {1, H, 0, &p->qkv_b, H},         {1, H, 0, &p->qkv_b, 2 * H},
+            {2, H, H, &p->attn_out_w, 0},    {1, H, 0, &p->attn_out_b, 0},
+            {1, H, 0, &p->ln1_w, 0},         {1, H, 0, &p->ln1_b, 0},
+            {2, I, H, &p->ffn_in_w, 0},      {1, I, 0, &p->ffn_in_b, 0},
+            {2, H, I, &p->ffn_out_w, 0},     {1, H, 0, &p->ffn_out_b, 0},
+            {1, H, 0, &p->ln2_w, 0},         {1, H, 0, &p->ln2_b, 0},
+        };
+        for (int i = 0; i < PETL_L_COUNT; i++) {
+            char k[96], pre[48];
+            snprintf(pre, sizeof pre, a->layer, l);
+            snprintf(k, sizeof k, "%s%s", pre, a->layer_keys[i]);
+            spec_set(&specs[n++], k, t[i].rank, t[i].d0, t[i].d1, t[i].dst, t[i].off);
+        }
     }
     if (with_pooler) {
-        spec_set(&specs[n++], "pooler.dense.weight", 2, H, H, &m->pool_w, 0);
-        spec_set(&specs[n++], "pooler.dense.bias", 1, H, 0, &m->pool_b, 0);
+        spec_set(&specs[n++], a->pooler_w, 2, H, H, &m->pool_w, 0);
+        spec_set(&specs[n++], a->pooler_b, 1, H, 0, &m->pool_b, 0);
     }
     return n;
 }
@@ -161,11 +159,13 @@ static petl_status load_weights(petl_model *m, const char *dir, petl_error *err)
     rc = petl_st_open(path, &st, err);
     if (rc != PETL_OK) goto done;
 
-    const char *prefix = petl_st_find(st, "bert.embeddings.word_embeddings.weight") ? "bert." : "";
-    char name[64];
-    snprintf(name, sizeof name, "%spooler.dense.weight", prefix);
+    const petl_arch *a = m->arch;
+    char name[160];
+    snprintf(name, sizeof name, "%s%s", a->prefix, a->emb[PETL_E_WORD]);
+    const char *prefix = petl_st_find(st, name) ? a->prefix : "";
+    snprintf(name, sizeof name, "%s%s", prefix, a->pooler_w);
     bool has_w = petl_st_find(st, name) != NULL;
-    snprintf(name, sizeof name, "%spooler.dense.bias", prefix);
+    snprintf(name, sizeof name, "%s%s", prefix, a->pooler_b);
     bool has_b = petl_st_find(st, name) != NULL;
     if (has_w != has_b) {
         rc = petl_fail(err, PETL_ERR_SHAPE, "%s: pooler has a %s but no %s", path,
@@ -245,6 +245,7 @@ petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error 
     petl_status rc = petl_config_load(cpath, &m->cfg, err);
     if (rc == PETL_OK) rc = check_config(cpath, &m->cfg, err);
     m->config_path = cpath; /* freed with the model */
+    m->arch = &petl_arch_bert;
     if (rc == PETL_OK) {
         m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
         if (!m->layers) rc = petl_fail(err, PETL_ERR_NOMEM, "out of memory");

@@ -1,8 +1,10 @@
 /* The frozen encoder's parameters: one float allocation with named pointers into it (the layout
- * of karpathy/llm.c). Internal to the library: encoder.c reads it, adapters will read it. */
+ * of karpathy/llm.c). Internal to the library: src/forward.c runs it, task models (src/taskmodel.c)
+ * point into it for every tensor they do not tune. */
 #ifndef PETL_MODEL_H
 #define PETL_MODEL_H
 
+#include "arch.h"
 #include "kernels.h"
 #include "petl.h"
 
@@ -34,6 +36,7 @@ typedef struct {
 
 struct petl_model {
     petl_config cfg;
+    const petl_arch *arch; /* tensor names and forward differences of its family */
     bool has_pooler;
     float *mem; /* [num_params]: every tensor below points into this one allocation */
     int64_t num_params;
