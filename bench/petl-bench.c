@@ -20,7 +20,7 @@
  * attention products), forward and backward as the tune mode needs them; see flops_per_row(). */
 #include "optimiser.h"
 #include "petl.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <math.h>
 #include <omp.h>
@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
         if (bs[i].seq > max_s) max_s = bs[i].seq;
     }
     if (latency) max_b = 1;
-    petl_train_ctx *ctx;
+    petl_ctx *ctx;
     petl_status s = train ? petl_train_ctx_new(tm, max_b, max_s, &ctx, &err)
                           : petl_predict_ctx_new(tm, max_b, max_s, &ctx, &err);
     if (s != PETL_OK) die(err.msg, NULL);
@@ -267,11 +267,13 @@ int main(int argc, char **argv) {
         if (train) {
             float loss;
             petl_task_model_zero_grad(tm);
-            if (petl_train_step(ctx, &b, labels, NULL, (uint64_t)k + 1, &loss, &err) != PETL_OK)
+            if (petl_train_step(ctx, &b, &(petl_targets){.labels = labels, .targets = NULL},
+                                (uint64_t)k + 1, &loss, &err) != PETL_OK)
                 die(err.msg, NULL);
             petl_adamw_clip(opt);
             petl_adamw_step(opt);
-        } else if (petl_task_predict(ctx, &b, logits, &err) != PETL_OK) {
+        } else if (petl_task_predict(ctx, &b, &(petl_predictions){.logits = logits}, &err) !=
+                   PETL_OK) {
             die(err.msg, NULL);
         }
         lat_ms[k] = 1e3 * (now_s() - ts);
@@ -303,7 +305,7 @@ int main(int argc, char **argv) {
     free(logits);
     free(lat_ms);
     petl_adamw_free(opt);
-    petl_train_ctx_free(ctx);
+    petl_ctx_free(ctx);
     petl_task_model_free(tm);
     petl_model_free(model);
     return 0;

@@ -256,7 +256,9 @@ petl_status petl_precision_parse(const char *text, petl_precision *p, petl_error
 
 /* Per-thread work buffers (one arena) for batches up to max_batch x max_len (max_len at most
  * the model's max_position_embeddings). The attention scratch is sized for the OpenMP thread
- * count at creation (omp_get_max_threads()); set the thread count before creating it. */
+ * count at creation (omp_get_max_threads()); set the thread count before creating it.
+ * petl_ctx is the one context type of every forward: petl_ctx_new makes one for the bare
+ * encoder (petl_encode), petl_predict_ctx_new one for a task model; petl_ctx_free frees both. */
 typedef struct petl_ctx petl_ctx;
 petl_status petl_ctx_new(const petl_model *m, int max_batch, int max_len, petl_ctx **out,
                          petl_error *err);
@@ -683,7 +685,7 @@ typedef enum {
                            BertForSequenceClassification, tensors classifier.weight / .bias */
     PETL_HEAD_SPAN,     /* every token -> qa_outputs [2, H]: start / end logits, no pooler, no
                            head dropout (BertForQuestionAnswering, tensors qa_outputs.weight /
-                           .bias); trained on span targets, run by petl_predict_spans_all */
+                           .bias); trained on span targets, run by petl_predict_all */
 } petl_head_kind;
 
 typedef struct {
@@ -726,14 +728,20 @@ uint64_t petl_task_model_disabled_adapters(const petl_task_model *tm);
 int64_t petl_task_model_trainable_count(const petl_task_model *tm);
 int64_t petl_task_model_total_count(const petl_task_model *tm);
 
-/* Work buffers of one task model (one arena). petl_predict_ctx_new makes one for inference only
- * (one layer's activations, no backward buffers) for batches of up to max_batch x max_len:
- * pass it to petl_predict_all, petl_evaluate, petl_predict_spans_all or petl_squad_evaluate to
- * reuse it across calls (petl_train makes its own training context). */
-typedef struct petl_train_ctx petl_train_ctx;
+/* Work buffers to run one task model (a petl_ctx, the one context type of every forward, freed
+ * with petl_ctx_free), for inference only (one layer's activations, no backward buffers) on
+ * batches of up to max_batch x max_len: pass it to petl_predict_all, petl_evaluate or
+ * petl_squad_evaluate to reuse it across calls (petl_train makes its own training context). */
 petl_status petl_predict_ctx_new(const petl_task_model *tm, int max_batch, int max_len,
-                                 petl_train_ctx **out, petl_error *err);
-void petl_train_ctx_free(petl_train_ctx *ctx);
+                                 petl_ctx **out, petl_error *err);
+
+/* Where predictions go, by head kind (one predict call for every head). Rows are examples. */
+typedef struct {
+    float *logits;      /* [n, num_labels]  classification / regression (num_labels 1) */
+    float *start, *end; /* [n, seq]  span head: start / end logits, -INFINITY past each row's
+                           tokens (petl_squad_decode's layout) */
+    int seq;            /* span rows' length (petl_predict_all: >= petl_batcher_max_len) */
+} petl_predictions;
 
 /* =========================================================== tokenized examples (src/batcher.c) */
 
@@ -789,7 +797,7 @@ size_t petl_batcher_epoch_batches(size_t n, int batch);
 
 /* A dev evaluation other than petl_evaluate's (SQuAD: decode the spans and score them): fills
  * *out for the model as it is now. ctx is the training context, usable for inference. */
-typedef petl_status (*petl_eval_fn)(petl_task_model *tm, petl_train_ctx *ctx, void *user,
+typedef petl_status (*petl_eval_fn)(petl_task_model *tm, petl_ctx *ctx, void *user,
                                     petl_metric_set *out, petl_error *err);
 
 typedef struct {
@@ -862,37 +870,31 @@ typedef struct {
  * evaluates on `dev` (may be NULL) with the task's metrics, or with o->evaluate when set (task
  * may then be NULL; `dev` still sizes the context and names the dev set in checkpoints), and
  * remembers the best epoch (by petl_metric_set.score). On return tm holds the best epoch's
- * parameters (the last epoch's without a dev set). petl_train_ctx for max_batch x max_len is
+ * parameters (the last epoch's without a dev set). A training context for max_batch x max_len is
  * created inside. */
 petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_batcher *train,
                        const petl_batcher *dev, const petl_train_opts *o, petl_progress_fn cb,
                        void *user, petl_train_result *res, petl_error *err);
 
-/* Runs the model over every example of b (no dropout) in length-sorted batches and writes
- * logits[i * num_labels + c] in the INPUT order of b (num_labels 1 for regression). ctx may be
- * NULL (one is created for the call). */
-petl_status petl_predict_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
-                             int batch, float *logits, petl_error *err);
+/* Runs the model over every example of b (no dropout) in length-sorted batches and writes its
+ * head's outputs in the INPUT order of b: out->logits[i * num_labels + c] (num_labels 1 for
+ * regression), or for a span head out->start / out->end [count, out->seq] (seq >=
+ * petl_batcher_max_len(b)). ctx may be NULL (one is created for the call). */
+petl_status petl_predict_all(petl_task_model *tm, petl_ctx *ctx, const petl_batcher *b, int batch,
+                             const petl_predictions *out, petl_error *err);
 
 /* Evaluates tm on b with the task's metrics (gold = b's labels / targets). preds[n] (optional)
  * receives the predicted class index or regression value per example, in input order. */
-petl_status petl_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_task *task,
+petl_status petl_evaluate(petl_task_model *tm, petl_ctx *ctx, const petl_task *task,
                           const petl_batcher *b, int batch, double *preds, petl_metric_set *out,
                           petl_error *err);
-
-/* The span head over every example of b (no dropout), in length-sorted batches: start / end
- * logits [count, seq] in the INPUT order of b, each row padded with -INFINITY after its tokens
- * (petl_squad_decode's layout; seq >= petl_batcher_max_len(b)). ctx may be NULL. */
-petl_status petl_predict_spans_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
-                                   int batch, int seq, float *start_logits, float *end_logits,
-                                   petl_error *err);
 
 /* SQuAD evaluation of a span model: b holds the windows of f in order (petl_batcher_add_encoded
  * of each feature), which are run, decoded (petl_squad_decode with p) and scored against ds's
  * gold answers. *out: exact_match and f1 as fractions (the official script's percentages / 100,
  * like every petl metric), score = f1 (the best epoch is the best F1). preds (optional,
  * [petl_squad_count(ds)]) receives the predictions; their texts point into ds. */
-petl_status petl_squad_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_squad *ds,
+petl_status petl_squad_evaluate(petl_task_model *tm, petl_ctx *ctx, const petl_squad *ds,
                                 const petl_squad_features *f, const petl_batcher *b,
                                 const petl_squad_params *p, int batch, petl_squad_prediction *preds,
                                 petl_metric_set *out, petl_error *err);

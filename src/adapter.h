@@ -5,7 +5,7 @@
 #ifndef PETL_ADAPTER_H
 #define PETL_ADAPTER_H
 
-#include "train.h"
+#include "petl.h"
 
 #include <stdint.h>
 

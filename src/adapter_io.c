@@ -4,7 +4,7 @@
 
 #include "internal.h"
 #include "model.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <errno.h>
 #include <fcntl.h>

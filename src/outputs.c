@@ -3,7 +3,7 @@
  * holds something petl cannot prove is its own, the answer is a refusal naming what is there,
  * never a deletion. */
 #include "internal.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -4,7 +4,7 @@
 #include "server.h"
 
 #include "internal.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -999,7 +999,7 @@ struct petl_srv_exec {
     int32_t pad_id;
     struct {
         petl_srv_task *task; /* a reference, so the task model outlives its context */
-        petl_train_ctx *ctx;
+        petl_ctx *ctx;
         uint64_t used;
     } cache[EXEC_CTX_CACHE];
     uint64_t clock;
@@ -1013,7 +1013,7 @@ struct petl_srv_exec {
     /* The fused path: one context for every task sharing the base, sized for the largest
      * max_len, adapter size and label count seen so far (rebuilt larger when a task needs
      * more; a few MB, so it is never shrunk). */
-    petl_multi_ctx *mctx;
+    petl_ctx *mctx;
     const petl_model *mbase; /* the base mctx was made for */
     int m_rows, m_len, m_size, m_labels;
     const petl_task_model **mtask; /* [max_batch] task model of each fused row */
@@ -1063,14 +1063,14 @@ static void exec_shrink(petl_srv_exec *e) {
     size_t keep = (size_t)e->max_batch * 64;
     if (e->max_tokens > 0 && (size_t)e->max_tokens > keep) keep = (size_t)e->max_tokens;
     if (!e->mctx || (e->m_len <= 128 && (size_t)e->m_rows * (size_t)e->m_len <= keep)) return;
-    petl_multi_ctx_free(e->mctx);
+    petl_ctx_free(e->mctx);
     e->mctx = NULL;
     e->m_rows = e->m_len = 0;
     malloc_trim(0);
 }
 
 static void exec_evict(petl_srv_exec *e, int i) {
-    petl_train_ctx_free(e->cache[i].ctx);
+    petl_ctx_free(e->cache[i].ctx);
     petl_srv_task_release(e->cache[i].task);
     e->cache[i].ctx = NULL;
     e->cache[i].task = NULL;
@@ -1086,15 +1086,14 @@ void petl_srv_exec_free(petl_srv_exec *e) {
     free(e->idx);
     free(e->taken);
     free(e->logits);
-    petl_multi_ctx_free(e->mctx);
+    petl_ctx_free(e->mctx);
     free(e->mtask);
     free(e->fidx);
     free(e);
 }
 
 /* The context of task t, from the cache or new (evicting the least recently used). */
-static petl_status exec_ctx(petl_srv_exec *e, petl_srv_task *t, petl_train_ctx **out,
-                            petl_error *err) {
+static petl_status exec_ctx(petl_srv_exec *e, petl_srv_task *t, petl_ctx **out, petl_error *err) {
     int lru = 0;
     for (int i = 0; i < EXEC_CTX_CACHE; i++) {
         if (e->cache[i].task == t) {
@@ -1160,11 +1159,11 @@ static petl_status exec_piece(petl_srv_exec *e, petl_srv_task *t, const petl_srv
     if (seq > t->max_len)
         return petl_fail(err, PETL_ERR_ARG, "task %s: a row of %d tokens, over max_len %d", t->name,
                          seq, t->max_len);
-    petl_train_ctx *ctx;
+    petl_ctx *ctx;
     s = exec_ctx(e, t, &ctx, err);
     if (s != PETL_OK) return s;
     petl_batch b = {(int)n, seq, e->ids, e->types, e->lens};
-    s = petl_task_predict(ctx, &b, e->logits, err);
+    s = petl_task_predict(ctx, &b, &(petl_predictions){.logits = e->logits}, err);
     if (s != PETL_OK) return s;
     for (size_t k = 0; k < n; k++)
         memcpy(rows->out[idx[k]], e->logits + k * nl, nl * sizeof(float));
@@ -1206,7 +1205,7 @@ static petl_status exec_fused(petl_srv_exec *e, const petl_srv_rows *rows, const
         int len = seq_max <= 64 ? 64 : (seq_max + 31) / 32 * 32;
         int rows_cap = exec_rows_for(e, len);
         if ((size_t)rows_cap < n) rows_cap = (int)n;
-        petl_multi_ctx_free(e->mctx);
+        petl_ctx_free(e->mctx);
         e->mctx = NULL;
         e->m_rows = e->m_len = 0;
         petl_status s = petl_multi_ctx_new(e->mbase, rows_cap, len, msize, labels, &e->mctx, err);

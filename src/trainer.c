@@ -5,7 +5,7 @@
 #include "internal.h"
 #include "optimiser.h"
 #include "rng.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -53,55 +53,44 @@ static json_t *metrics_json(const petl_metric_set *m) {
 
 /* ------------------------------------------------------------------------------ inference */
 
-petl_status petl_predict_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
-                             int batch, float *logits, petl_error *err) {
-    const size_t n = petl_batcher_count(b);
-    const int C = petl_task_model_tune_config(tm)->num_labels;
-    if (n == 0) return PETL_OK;
-    petl_train_ctx *own = NULL;
-    petl_batch_plan plan = {0};
-    petl_batch_buf buf = {0};
-    float *tmp = malloc((size_t)batch * (size_t)C * sizeof *tmp);
-    petl_status s = tmp ? PETL_OK : petl_fail(err, PETL_ERR_NOMEM, "out of memory");
-    if (s == PETL_OK && !ctx) {
-        s = petl_predict_ctx_new(tm, batch, petl_batcher_max_len(b), &own, err);
-        ctx = own;
+/* out's rows for the batch plan's rows[nr] from the batch's own predictions tmp
+ * (rows of the batch's seq for spans, padded on to out->seq with -INFINITY). */
+static void scatter_predictions(const petl_predictions *out, const petl_predictions *tmp,
+                                const int64_t *rows, size_t nr, int C, size_t bs) {
+    for (size_t r = 0; r < nr; r++) {
+        const size_t i = (size_t)rows[r];
+        if (out->logits)
+            memcpy(out->logits + i * (size_t)C, tmp->logits + r * (size_t)C,
+                   (size_t)C * sizeof(float));
+        if (!out->start && !out->end) continue;
+        float *os = out->start ? out->start + i * (size_t)out->seq : NULL;
+        float *oe = out->end ? out->end + i * (size_t)out->seq : NULL;
+        for (size_t p = 0; p < (size_t)out->seq; p++) {
+            if (os) os[p] = p < bs ? tmp->start[r * bs + p] : -INFINITY;
+            if (oe) oe[p] = p < bs ? tmp->end[r * bs + p] : -INFINITY;
+        }
     }
-    if (s == PETL_OK) s = petl_batcher_plan_eval(b, batch, &plan, err);
-    if (s == PETL_OK) s = petl_batch_buf_init(&buf, batch, petl_batcher_max_len(b), err);
-    for (size_t k = 0; s == PETL_OK && k < plan.n_batches; k++) {
-        const int64_t *rows = plan.order + plan.start[k];
-        size_t nr = plan.start[k + 1] - plan.start[k];
-        s = petl_batcher_fill(b, rows, nr, false, &buf, err);
-        if (s == PETL_OK) s = petl_task_predict(ctx, &buf.batch, tmp, err);
-        if (s == PETL_OK)
-            for (size_t r = 0; r < nr; r++)
-                memcpy(logits + (size_t)rows[r] * (size_t)C, tmp + r * (size_t)C,
-                       (size_t)C * sizeof *tmp);
-    }
-    petl_batch_buf_free(&buf);
-    petl_batch_plan_free(&plan);
-    petl_train_ctx_free(own);
-    free(tmp);
-    return s;
 }
 
-petl_status petl_predict_spans_all(petl_task_model *tm, petl_train_ctx *ctx, const petl_batcher *b,
-                                   int batch, int seq, float *start_logits, float *end_logits,
-                                   petl_error *err) {
+petl_status petl_predict_all(petl_task_model *tm, petl_ctx *ctx, const petl_batcher *b, int batch,
+                             const petl_predictions *out, petl_error *err) {
     const size_t n = petl_batcher_count(b);
     const int max_len = petl_batcher_max_len(b);
+    const bool span = petl_task_model_tune_config(tm)->head == PETL_HEAD_SPAN;
+    const int C = span ? 0 : petl_task_model_tune_config(tm)->num_labels;
     if (n == 0) return PETL_OK;
-    if (seq < max_len)
-        return petl_fail(err, PETL_ERR_ARG, "span logits rows of %d for examples of up to %d", seq,
-                         max_len);
-    petl_train_ctx *own = NULL;
+    if (!out) return petl_fail(err, PETL_ERR_ARG, "predictions are NULL");
+    if (span && out->seq < max_len)
+        return petl_fail(err, PETL_ERR_ARG, "span logits rows of %d for examples of up to %d",
+                         out->seq, max_len);
+    petl_ctx *own = NULL;
     petl_batch_plan plan = {0};
     petl_batch_buf buf = {0};
-    /* [batch, max_len] each: the padded logits of one batch (its own, shorter, seq) */
-    float *st = malloc((size_t)batch * (size_t)max_len * 2 * sizeof *st);
-    float *en = st ? st + (size_t)batch * (size_t)max_len : NULL;
-    petl_status s = st ? PETL_OK : petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    /* one batch's own predictions: [batch, C] logits, or [batch, max_len] start
+     * and end */
+    const size_t per = span ? 2 * (size_t)max_len : (size_t)C;
+    float *tmpf = malloc((size_t)batch * per * sizeof *tmpf + 1);
+    petl_status s = tmpf ? PETL_OK : petl_fail(err, PETL_ERR_NOMEM, "out of memory");
     if (s == PETL_OK && !ctx) {
         s = petl_predict_ctx_new(tm, batch, max_len, &own, err);
         ctx = own;
@@ -112,26 +101,20 @@ petl_status petl_predict_spans_all(petl_task_model *tm, petl_train_ctx *ctx, con
         const int64_t *rows = plan.order + plan.start[k];
         size_t nr = plan.start[k + 1] - plan.start[k];
         s = petl_batcher_fill(b, rows, nr, false, &buf, err);
-        if (s == PETL_OK) s = petl_task_predict_span(ctx, &buf.batch, st, en, err);
-        if (s != PETL_OK) break;
         const size_t bs = (size_t)buf.batch.seq;
-        for (size_t r = 0; r < nr; r++) {
-            float *os = start_logits + (size_t)rows[r] * (size_t)seq;
-            float *oe = end_logits + (size_t)rows[r] * (size_t)seq;
-            memcpy(os, st + r * bs, bs * sizeof *os);
-            memcpy(oe, en + r * bs, bs * sizeof *oe);
-            for (size_t p = bs; p < (size_t)seq; p++)
-                os[p] = oe[p] = -INFINITY;
-        }
+        petl_predictions tmp = {span ? NULL : tmpf, span ? tmpf : NULL,
+                                span ? tmpf + (size_t)batch * bs : NULL, (int)bs};
+        if (s == PETL_OK) s = petl_task_predict(ctx, &buf.batch, &tmp, err);
+        if (s == PETL_OK) scatter_predictions(out, &tmp, rows, nr, C, bs);
     }
     petl_batch_buf_free(&buf);
     petl_batch_plan_free(&plan);
-    petl_train_ctx_free(own);
-    free(st);
+    petl_ctx_free(own);
+    free(tmpf);
     return s;
 }
 
-petl_status petl_squad_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_squad *ds,
+petl_status petl_squad_evaluate(petl_task_model *tm, petl_ctx *ctx, const petl_squad *ds,
                                 const petl_squad_features *f, const petl_batcher *b,
                                 const petl_squad_params *p, int batch, petl_squad_prediction *preds,
                                 petl_metric_set *out, petl_error *err) {
@@ -150,7 +133,8 @@ petl_status petl_squad_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const 
                         : petl_fail(err, PETL_ERR_NOMEM, "out of memory for %zu windows", n);
     if (!preds) preds = own;
     if (s == PETL_OK)
-        s = petl_predict_spans_all(tm, ctx, b, batch, (int)seq, logits, logits + n * seq, err);
+        s = petl_predict_all(tm, ctx, b, batch,
+                             &(petl_predictions){NULL, logits, logits + n * seq, (int)seq}, err);
     if (s == PETL_OK) s = petl_squad_decode(ds, f, logits, logits + n * seq, p, preds, err);
     double em = 0, f1 = 0;
     if (s == PETL_OK) {
@@ -176,7 +160,7 @@ petl_status petl_squad_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const 
     return s;
 }
 
-petl_status petl_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_task *task,
+petl_status petl_evaluate(petl_task_model *tm, petl_ctx *ctx, const petl_task *task,
                           const petl_batcher *b, int batch, double *preds, petl_metric_set *out,
                           petl_error *err) {
     const size_t n = petl_batcher_count(b);
@@ -185,7 +169,8 @@ petl_status petl_evaluate(petl_task_model *tm, petl_train_ctx *ctx, const petl_t
     float *logits = malloc(n * (size_t)C * sizeof *logits);
     double *p = malloc(n * sizeof *p), *g = malloc(n * sizeof *g);
     petl_status s = logits && p && g ? PETL_OK : petl_fail(err, PETL_ERR_NOMEM, "out of memory");
-    if (s == PETL_OK) s = petl_predict_all(tm, ctx, b, batch, logits, err);
+    if (s == PETL_OK)
+        s = petl_predict_all(tm, ctx, b, batch, &(petl_predictions){.logits = logits}, err);
     if (s == PETL_OK) {
         for (size_t i = 0; i < n; i++) {
             const float *l = logits + i * (size_t)C;
@@ -468,7 +453,6 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                             : petl_batcher_max_len(dev);
     const int eval_batch = o->eval_batch > 0 ? o->eval_batch : o->batch;
     const int max_batch = o->batch > eval_batch ? o->batch : eval_batch;
-    const bool span = petl_task_model_tune_config(tm)->head == PETL_HEAD_SPAN;
     if (dev && !task && !o->evaluate)
         return petl_fail(err, PETL_ERR_ARG,
                          "training: a dev set but no task (metrics) and no "
@@ -476,7 +460,7 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
 
     run_state rs = {.tm = tm, .n_params = petl_task_model_num_params(tm), .best_epoch = -1};
     rs.best_metrics.score = NAN;
-    petl_train_ctx *ctx = NULL;
+    petl_ctx *ctx = NULL;
     petl_opt_group *groups = calloc(rs.n_params ? rs.n_params : 1, sizeof *groups);
     rs.best = malloc((size_t)petl_task_model_trainable_count(tm) * sizeof(float) + 1);
     petl_batch_plan plan = {0};
@@ -546,12 +530,8 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
                 goto done;
             petl_task_model_zero_grad(tm);
             float loss = 0;
-            if (span)
-                s = petl_train_step_span(ctx, &buf.batch, buf.starts, buf.ends,
-                                         dropout_seed(o->seed, rs.global), &loss, err);
-            else
-                s = petl_train_step(ctx, &buf.batch, buf.labels, buf.targets,
-                                    dropout_seed(o->seed, rs.global), &loss, err);
+            const petl_targets t = {buf.labels, buf.targets, buf.starts, buf.ends};
+            s = petl_train_step(ctx, &buf.batch, &t, dropout_seed(o->seed, rs.global), &loss, err);
             if (s != PETL_OK) goto done;
             tokens += buf.tokens;
             double norm = petl_adamw_clip(rs.opt), lr = petl_adamw_lr(rs.opt);
@@ -698,7 +678,7 @@ done:
                       strerror(errno));
     petl_batch_buf_free(&buf);
     petl_batch_plan_free(&plan);
-    petl_train_ctx_free(ctx);
+    petl_ctx_free(ctx);
     petl_adamw_free(rs.opt);
     free(rs.best);
     free(groups);

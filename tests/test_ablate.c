@@ -2,16 +2,16 @@
  * layer's adapters gives the model whose adapters are zero (base + LayerNorms + head), and
  * disabling none changes nothing, bit for bit. */
 #include "check.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <math.h>
 
 static void predict(petl_task_model *tm, const petl_batch *b, float *logits) {
     petl_error err = {0};
-    petl_train_ctx *ctx = NULL;
+    petl_ctx *ctx = NULL;
     CHECK_OK(petl_predict_ctx_new(tm, b->batch, b->seq, &ctx, &err), &err);
-    CHECK_OK(petl_task_predict(ctx, b, logits, &err), &err);
-    petl_train_ctx_free(ctx);
+    CHECK_OK(petl_task_predict(ctx, b, &(petl_predictions){.logits = logits}, &err), &err);
+    petl_ctx_free(ctx);
 }
 
 int main(void) {

@@ -6,7 +6,7 @@
 #include "check.h"
 #include "internal.h"
 #include "model.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <dirent.h>
 #include <math.h>

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-void petl_ctx_use_naive(petl_ctx *ctx, bool on); /* encoder.c, for tests */
+void petl_ctx_use_naive(petl_ctx *ctx, bool on); /* src/forward.h, for tests */
 
 /* ------------------------------------------------------------------------ golden files */
 

@@ -16,7 +16,7 @@
 #include "petl.h"
 #include "rng.h"
 #include "server.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -116,7 +116,7 @@ static double compare(const petl_model *m, petl_task_model **tasks, int ntasks, 
     CHECK(rt && multi);
     for (int b = 0; b < B; b++)
         rt[b] = tasks[row_of[b]];
-    petl_multi_ctx *mc = NULL;
+    petl_ctx *mc = NULL;
     CHECK_OK(petl_multi_ctx_new(m, B, bb->seq, max_m, max_nl, &mc, &err), &err);
     petl_batch batch = {B, bb->seq, bb->ids, bb->types, bb->lens};
     CHECK_OK(petl_task_predict_multi(mc, rt, &batch, multi, ld, &err), &err);
@@ -146,17 +146,17 @@ static double compare(const petl_model *m, petl_task_model **tasks, int ntasks, 
             }
         if (!n) continue;
         const int nl = petl_task_model_tune_config(tasks[t])->num_labels;
-        petl_train_ctx *pc = NULL;
+        petl_ctx *pc = NULL;
         CHECK_OK(petl_predict_ctx_new(tasks[t], n, bb->seq, &pc, &err), &err);
         petl_batch sb = {n, bb->seq, ids, types, lens};
-        CHECK_OK(petl_task_predict(pc, &sb, single, &err), &err);
+        CHECK_OK(petl_task_predict(pc, &sb, &(petl_predictions){.logits = single}, &err), &err);
         for (int k = 0; k < n; k++)
             for (int j = 0; j < nl; j++) {
                 double d = fabs((double)single[k * nl + j] - multi[(size_t)rows[k] * ld + j]);
                 CHECKF(isfinite(single[k * nl + j]), "task %d row %d: logit not finite", t, k);
                 if (d > worst) worst = d;
             }
-        petl_train_ctx_free(pc);
+        petl_ctx_free(pc);
     }
     free(ids);
     free(types);
@@ -165,7 +165,7 @@ static double compare(const petl_model *m, petl_task_model **tasks, int ntasks, 
     free(single);
     free(rt);
     free(multi);
-    petl_multi_ctx_free(mc);
+    petl_ctx_free(mc);
     return worst;
 }
 
@@ -201,7 +201,7 @@ static void test_tiny(const char *dir) {
     CHECKF(d <= 1e-5, "one task: max diff %g", d);
 
     /* refusals: nothing computed, a clear message */
-    petl_multi_ctx *mc = NULL;
+    petl_ctx *mc = NULL;
     CHECK_OK(petl_multi_ctx_new(m, 4, 12, 8, 2, &mc, &err), &err);
     petl_batch b4 = {4, 12, bb.ids, bb.types, bb.lens};
     float lg[4 * 3];
@@ -230,11 +230,11 @@ static void test_tiny(const char *dir) {
     rt[2] = t[1];
     petl_batch b5 = {5, 12, bb.ids, bb.types, bb.lens};
     CHECK(petl_task_predict_multi(mc, rt, &b5, lg, 2, &err) == PETL_ERR_ARG); /* > max_batch */
-    petl_multi_ctx_free(mc);
+    petl_ctx_free(mc);
     CHECK(petl_multi_ctx_new(m, 4, 33, 8, 2, &mc, &err) == PETL_ERR_ARG && !mc); /* > 32 pos */
-    petl_multi_ctx_free(NULL);
+    petl_ctx_free(NULL);
     CHECK_OK(petl_multi_ctx_new(m, 4, 12, 8, 2, &mc, &err), &err);
-    petl_multi_ctx_free(mc);
+    petl_ctx_free(mc);
 
     petl_task_model_free(foreign);
     petl_task_model_free(full);
@@ -302,14 +302,14 @@ static void test_exec(const char *dir) {
     double worst = 0.0;
     for (int i = 0; i < N; i++) {
         CHECK(rerr[i].code == PETL_OK);
-        petl_train_ctx *pc = NULL;
+        petl_ctx *pc = NULL;
         CHECK_OK(petl_predict_ctx_new(rt[i]->tm, 1, 12, &pc, &err), &err);
         petl_batch one = {1, 12, bb.ids + i * 12, bb.types + i * 12, bb.lens + i};
         float ref[3];
-        CHECK_OK(petl_task_predict(pc, &one, ref, &err), &err);
+        CHECK_OK(petl_task_predict(pc, &one, &(petl_predictions){.logits = ref}, &err), &err);
         for (int k = 0; k < rt[i]->num_labels; k++)
             if (fabs((double)ref[k] - out[i][k]) > worst) worst = fabs((double)ref[k] - out[i][k]);
-        petl_train_ctx_free(pc);
+        petl_ctx_free(pc);
     }
     printf("executor: 3 tasks (one full-tuned), %d rows: max |exec - alone| = %.3g\n", N, worst);
     CHECKF(worst <= 1e-5, "max diff %g", worst);

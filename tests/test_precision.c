@@ -13,7 +13,7 @@
  * can check there. */
 #include "check.h"
 #include "petl.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -49,10 +49,12 @@ static petl_batch make_batch(void) {
 /* One step's loss and a copy of every gradient. */
 static float *step(petl_task_model *tm, const petl_batch *b, float *loss) {
     petl_error err = {0};
-    petl_train_ctx *ctx = NULL;
+    petl_ctx *ctx = NULL;
     CHECK_OK(petl_train_ctx_new(tm, B, S, &ctx, &err), &err);
     petl_task_model_zero_grad(tm);
-    CHECK_OK(petl_train_step(ctx, b, labels, NULL, 0, loss, &err), &err);
+    CHECK_OK(
+        petl_train_step(ctx, b, &(petl_targets){.labels = labels, .targets = NULL}, 0, loss, &err),
+        &err);
     int64_t n = petl_task_model_trainable_count(tm);
     float *g = malloc((size_t)n * sizeof(float));
     CHECK(g);
@@ -62,7 +64,7 @@ static float *step(petl_task_model *tm, const petl_batch *b, float *loss) {
         memcpy(g + at, p->grad, (size_t)p->numel * sizeof(float));
         at += p->numel;
     }
-    petl_train_ctx_free(ctx);
+    petl_ctx_free(ctx);
     return g;
 }
 
@@ -151,16 +153,16 @@ static void check_multi(petl_model *m) {
     }
     float single[B * 3], multi[B * 3];
     for (int t = 0; t < 2; t++) {
-        petl_train_ctx *ctx = NULL;
+        petl_ctx *ctx = NULL;
         CHECK_OK(petl_predict_ctx_new(tm[t], B, S, &ctx, &err), &err);
         float lo[B * 3];
-        CHECK_OK(petl_task_predict(ctx, &b, lo, &err), &err);
+        CHECK_OK(petl_task_predict(ctx, &b, &(petl_predictions){.logits = lo}, &err), &err);
         for (int r = t; r < B; r += 2)
             for (int k = 0; k < 2 + t; k++)
                 single[r * 3 + k] = lo[r * (2 + t) + k];
-        petl_train_ctx_free(ctx);
+        petl_ctx_free(ctx);
     }
-    petl_multi_ctx *mc = NULL;
+    petl_ctx *mc = NULL;
     CHECK_OK(petl_multi_ctx_new(m, B, S, 64, 3, &mc, &err), &err);
     const petl_task_model *row_task[B];
     for (int r = 0; r < B; r++)
@@ -172,7 +174,7 @@ static void check_multi(petl_model *m) {
             d = fmax(d, fabs(multi[r * 3 + k] - single[r * 3 + k]));
     printf("bf16 fused multi-task vs each task alone: max abs diff %.3g\n", d);
     CHECK(d <= 1e-5);
-    petl_multi_ctx_free(mc);
+    petl_ctx_free(mc);
     petl_task_model_free(tm[0]);
     petl_task_model_free(tm[1]);
     CHECK_OK(petl_model_set_precision(m, PETL_FP32, false, &err), &err);

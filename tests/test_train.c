@@ -21,7 +21,7 @@
 #include "check.h"
 #include "optimiser.h"
 #include "petl.h"
-#include "train.h"
+#include "taskmodel.h"
 
 #include <math.h>
 #include <omp.h>
@@ -172,16 +172,19 @@ static void compare_grad(grad_stats *st, const petl_param *p, const float *ref, 
 }
 
 /* One training step of the case's head. */
-static petl_status train_step(petl_train_ctx *ctx, const petl_batch *b, const golden_case *c,
+static petl_status train_step(petl_ctx *ctx, const petl_batch *b, const golden_case *c,
                               uint64_t seed, float *loss, petl_error *err) {
-    if (c->span) return petl_train_step_span(ctx, b, c->starts, c->ends, seed, loss, err);
-    return petl_train_step(ctx, b, c->labels, c->targets, seed, loss, err);
+    if (c->span)
+        return petl_train_step(ctx, b, &(petl_targets){.start = c->starts, .end = c->ends}, seed,
+                               loss, err);
+    return petl_train_step(ctx, b, &(petl_targets){.labels = c->labels, .targets = c->targets},
+                           seed, loss, err);
 }
 
 /* Span head: predict's padded start / end logits equal the training forward's packed ones (on
  * the training context and on an inference-only one), -inf at the padding; the classification
  * entry points refuse a span model and the span ones a training call on a predict context. */
-static void check_predict_span(petl_train_ctx *ctx, const petl_task_model *tm, const golden_case *c,
+static void check_predict_span(petl_ctx *ctx, const petl_task_model *tm, const golden_case *c,
                                const petl_batch *b) {
     petl_error err = {0};
     int64_t n = 0;
@@ -191,11 +194,13 @@ static void check_predict_span(petl_train_ctx *ctx, const petl_task_model *tm, c
     float *st = malloc((size_t)c->B * c->seq * sizeof(float));
     float *en = malloc((size_t)c->B * c->seq * sizeof(float));
     CHECK(packed && st && en);
-    memcpy(packed, petl_train_ctx_logits(ctx), (size_t)n * 2 * sizeof(float));
-    petl_train_ctx *pc = NULL;
+    memcpy(packed, petl_task_ctx_logits(ctx), (size_t)n * 2 * sizeof(float));
+    petl_ctx *pc = NULL;
     CHECK_OK(petl_predict_ctx_new(tm, c->B, c->seq, &pc, &err), &err);
     for (int which = 0; which < 2; which++) {
-        CHECK_OK(petl_task_predict_span(which ? pc : ctx, b, st, en, &err), &err);
+        CHECK_OK(petl_task_predict(which ? pc : ctx, b, &(petl_predictions){.start = st, .end = en},
+                                   &err),
+                 &err);
         int64_t k = 0;
         for (int r = 0; r < c->B; r++)
             for (int p = 0; p < c->seq; p++) {
@@ -213,29 +218,32 @@ static void check_predict_span(petl_train_ctx *ctx, const petl_task_model *tm, c
             }
     }
     float loss, lg[8];
-    CHECK(petl_train_step_span(pc, b, c->starts, c->ends, 0, &loss, &err) == PETL_ERR_ARG);
-    CHECK(petl_train_step(ctx, b, c->starts, NULL, 0, &loss, &err) == PETL_ERR_ARG);
-    CHECK(petl_task_predict(ctx, b, lg, &err) == PETL_ERR_ARG);
+    CHECK(petl_train_step(pc, b, &(petl_targets){.start = c->starts, .end = c->ends}, 0, &loss,
+                          &err) == PETL_ERR_ARG);
+    CHECK(petl_train_step(ctx, b, &(petl_targets){.labels = c->starts, .targets = NULL}, 0, &loss,
+                          &err) == PETL_ERR_ARG);
+    CHECK(petl_task_predict(ctx, b, &(petl_predictions){.logits = lg}, &err) == PETL_ERR_ARG);
     /* a target outside its row is refused, naming the row */
     int32_t bad[64];
     CHECK(c->B <= 64);
     memcpy(bad, c->ends, (size_t)c->B * sizeof *bad);
     bad[c->B - 1] = c->lengths[c->B - 1];
-    CHECK(petl_train_step_span(ctx, b, c->starts, bad, 0, &loss, &err) == PETL_ERR_ARG);
+    CHECK(petl_train_step(ctx, b, &(petl_targets){.start = c->starts, .end = bad}, 0, &loss,
+                          &err) == PETL_ERR_ARG);
     CHECKF(strstr(err.msg, "batch row") != NULL, "%s", err.msg);
-    petl_train_ctx_free(pc);
+    petl_ctx_free(pc);
     free(packed), free(st), free(en);
 }
 
 /* After a step without dropout: the backward went exactly down to the lowest trained
  * parameter, and predict gives the training forward's logits. */
-static void check_lowest_and_predict(petl_train_ctx *ctx, const petl_task_model *tm,
+static void check_lowest_and_predict(petl_ctx *ctx, const petl_task_model *tm,
                                      const petl_tune_config *tc, const petl_config *cfg,
                                      const golden_case *c, const petl_batch *b) {
     petl_error err = {0};
     /* Nothing below the lowest trained parameter. */
     const int L = cfg->num_layers;
-    int lowest = petl_train_ctx_lowest_computed(ctx);
+    int lowest = petl_ctx_lowest_computed(ctx);
     int want = tc->tune == PETL_TUNE_HEAD ? L : tc->tune == PETL_TUNE_TOP ? L - tc->top_k : -1;
     CHECKF(lowest == want, "%s: backward went down to %d, expected %d", c->name, lowest, want);
     if (c->span) {
@@ -247,19 +255,20 @@ static void check_lowest_and_predict(petl_train_ctx *ctx, const petl_task_model 
     float *train_logits = malloc((size_t)c->B * nl * sizeof(float));
     float *pred = malloc((size_t)c->B * nl * sizeof(float));
     CHECK(train_logits && pred);
-    memcpy(train_logits, petl_train_ctx_logits(ctx), (size_t)c->B * nl * sizeof(float));
-    CHECK_OK(petl_task_predict(ctx, b, pred, &err), &err);
+    memcpy(train_logits, petl_task_ctx_logits(ctx), (size_t)c->B * nl * sizeof(float));
+    CHECK_OK(petl_task_predict(ctx, b, &(petl_predictions){.logits = pred}, &err), &err);
     for (int i = 0; i < c->B * nl; i++)
         CHECKF(fabsf(pred[i] - train_logits[i]) <= 1e-6f, "%s: predict differs", c->name);
     /* and so does an inference-only context, which refuses to train */
-    petl_train_ctx *pc = NULL;
+    petl_ctx *pc = NULL;
     CHECK_OK(petl_predict_ctx_new(tm, c->B, c->seq, &pc, &err), &err);
-    CHECK_OK(petl_task_predict(pc, b, pred, &err), &err);
+    CHECK_OK(petl_task_predict(pc, b, &(petl_predictions){.logits = pred}, &err), &err);
     for (int i = 0; i < c->B * nl; i++)
         CHECKF(fabsf(pred[i] - train_logits[i]) <= 1e-6f, "%s: predict ctx differs", c->name);
     float loss;
-    CHECK(petl_train_step(pc, b, c->labels, c->targets, 0, &loss, &err) == PETL_ERR_ARG);
-    petl_train_ctx_free(pc);
+    CHECK(petl_train_step(pc, b, &(petl_targets){.labels = c->labels, .targets = c->targets}, 0,
+                          &loss, &err) == PETL_ERR_ARG);
+    petl_ctx_free(pc);
     free(train_logits);
     free(pred);
 }
@@ -280,7 +289,7 @@ static void run_case(const petl_model *m, reader *r, golden_case *c, const tol *
     tc.head = c->span ? PETL_HEAD_SPAN : PETL_HEAD_CLASSIFY;
     petl_task_model *tm = NULL;
     CHECK_OK(petl_task_model_new(m, &tc, 1, &tm, &err), &err);
-    petl_train_ctx *ctx = NULL;
+    petl_ctx *ctx = NULL;
     CHECK_OK(petl_train_ctx_new(tm, c->B, c->seq, &ctx, &err), &err);
     petl_batch b = {c->B, c->seq, c->ids, c->types, c->lengths};
 
@@ -317,7 +326,7 @@ static void run_case(const petl_model *m, reader *r, golden_case *c, const tol *
         } else if (!strcmp(kind, "logits")) {
             /* torch's start / end logits of every real token vs the step's (packed [n, 2]) */
             long long n = ll(&s);
-            const float *lg = petl_train_ctx_logits(ctx);
+            const float *lg = petl_task_ctx_logits(ctx);
             double worst = 0.0, lmax = 0.0;
             for (long long i = 0; i < n; i++) {
                 double v = dbl(&s);
@@ -429,7 +438,7 @@ static void run_case(const petl_model *m, reader *r, golden_case *c, const tol *
     printf("%-30s loss %.7f (torch %.7f)  %d gradients, worst %.3g of max|g| (%s)\n", c->name,
            first_loss, loss_ref, st.tensors, st.worst_ratio, st.worst_name);
 
-    petl_train_ctx_free(ctx);
+    petl_ctx_free(ctx);
     petl_task_model_free(tm);
 }
 
@@ -541,10 +550,12 @@ static void test_dropout(const char *model_dir) {
     int saved = omp_get_max_threads();
     for (int threads = 2; threads >= 1; threads--) {
         omp_set_num_threads(threads);
-        petl_train_ctx *ctx = NULL;
+        petl_ctx *ctx = NULL;
         CHECK_OK(petl_train_ctx_new(tm, B, T, &ctx, &err), &err);
         petl_task_model_zero_grad(tm);
-        CHECK_OK(petl_train_step(ctx, &b, labels, NULL, 42, threads == 2 ? &l1 : &l2, &err), &err);
+        CHECK_OK(petl_train_step(ctx, &b, &(petl_targets){.labels = labels, .targets = NULL}, 42,
+                                 threads == 2 ? &l1 : &l2, &err),
+                 &err);
         if (threads == 2) {
             memcpy(ref, g0, ng * sizeof *ref);
         } else {
@@ -554,11 +565,15 @@ static void test_dropout(const char *model_dir) {
             printf("dropout seed 42: loss %.7f (2 threads) %.7f (1 thread), max grad diff %.3g\n",
                    l1, l2, d);
             CHECK(l1 == l2 && d <= 1e-6f);
-            CHECK_OK(petl_train_step(ctx, &b, labels, NULL, 43, &l3, &err), &err);
-            CHECK_OK(petl_train_step(ctx, &b, labels, NULL, 0, &l0, &err), &err);
+            CHECK_OK(petl_train_step(ctx, &b, &(petl_targets){.labels = labels, .targets = NULL},
+                                     43, &l3, &err),
+                     &err);
+            CHECK_OK(petl_train_step(ctx, &b, &(petl_targets){.labels = labels, .targets = NULL}, 0,
+                                     &l0, &err),
+                     &err);
             CHECK(l3 != l1 && l0 != l1);
         }
-        petl_train_ctx_free(ctx);
+        petl_ctx_free(ctx);
     }
     omp_set_num_threads(saved);
     free(ref);
@@ -595,12 +610,14 @@ static void test_dropout_fd(const char *model_dir, petl_tune tune) {
     for (int i = 0; i < B * T; i++)
         ids[i] = 2 + (i * 53) % 90;
     petl_batch b = {B, T, ids, types, lens};
-    petl_train_ctx *ctx = NULL;
+    petl_ctx *ctx = NULL;
     CHECK_OK(petl_train_ctx_new(tm, B, T, &ctx, &err), &err);
     const uint64_t seed = 1234;
     float loss;
     petl_task_model_zero_grad(tm);
-    CHECK_OK(petl_train_step(ctx, &b, labels, NULL, seed, &loss, &err), &err);
+    CHECK_OK(petl_train_step(ctx, &b, &(petl_targets){.labels = labels, .targets = NULL}, seed,
+                             &loss, &err),
+             &err);
     /* the steps below accumulate into the gradients: keep this step's */
     const size_t ng = (size_t)petl_task_model_trainable_count(tm);
     const float *g0 = petl_task_model_param(tm, 0)->grad; /* the block is contiguous */
@@ -618,9 +635,13 @@ static void test_dropout_fd(const char *model_dir, petl_tune tune) {
         const float g = pg[at], keep = p->data[at], h = 1e-2f;
         float lp, lm;
         p->data[at] = keep + h;
-        CHECK_OK(petl_train_step(ctx, &b, labels, NULL, seed, &lp, &err), &err);
+        CHECK_OK(petl_train_step(ctx, &b, &(petl_targets){.labels = labels, .targets = NULL}, seed,
+                                 &lp, &err),
+                 &err);
         p->data[at] = keep - h;
-        CHECK_OK(petl_train_step(ctx, &b, labels, NULL, seed, &lm, &err), &err);
+        CHECK_OK(petl_train_step(ctx, &b, &(petl_targets){.labels = labels, .targets = NULL}, seed,
+                                 &lm, &err),
+                 &err);
         p->data[at] = keep;
         const double fd = ((double)lp - lm) / (2.0 * h), e = fabs(fd - g);
         CHECKF(e <= 5e-5 + 2e-3 * fabs(g), "dropout on: %s[%lld]: backward %.6g, differences %.6g",
@@ -632,7 +653,7 @@ static void test_dropout_fd(const char *model_dir, petl_tune tune) {
            "%.2g of the tolerance\n",
            tune == PETL_TUNE_FULL ? "full" : "adapter", checked, worst);
     free(grads);
-    petl_train_ctx_free(ctx);
+    petl_ctx_free(ctx);
     petl_task_model_free(tm);
     petl_model_free(m);
 }

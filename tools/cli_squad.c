@@ -256,8 +256,10 @@ static int flush_chunk(cli_adapter *ad, chunk *c, const petl_squad_params *p, in
         fprintf(stderr, "petl predict: out of memory for %zu windows\n", f->n);
         goto done;
     }
-    if (petl_predict_spans_all(ad->tm, NULL, b, batch, f->max_seq_len, logits, logits + cells,
-                               &err) != PETL_OK ||
+    if (petl_predict_all(
+            ad->tm, NULL, b, batch,
+            &(petl_predictions){.start = logits, .end = logits + cells, .seq = f->max_seq_len},
+            &err) != PETL_OK ||
         petl_squad_decode(ds, f, logits, logits + cells, p, preds, &err) != PETL_OK)
         goto fail;
     for (size_t i = 0; i < c->n; i++) {

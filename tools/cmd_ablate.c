@@ -89,7 +89,7 @@ int cmd_ablate(int argc, char **argv) {
     petl_task task;
     petl_dataset *ds = NULL;
     petl_batcher *b = NULL;
-    petl_train_ctx *ctx = NULL;
+    petl_ctx *ctx = NULL;
     char *path = NULL, *json_path = NULL;
     double *score = NULL;
     FILE *jf = NULL;
@@ -185,7 +185,7 @@ done:
     if (jf) fclose(jf);
     free(json_path);
     free(score);
-    petl_train_ctx_free(ctx);
+    petl_ctx_free(ctx);
     petl_batcher_free(b);
     petl_dataset_free(ds);
     free(path);

@@ -36,7 +36,8 @@ static int flush_chunk(cli_adapter *ad, petl_batcher *b, int batch, float *logit
     size_t n = petl_batcher_count(b);
     if (n == 0) return 0;
     petl_error err = {0};
-    if (petl_predict_all(ad->tm, NULL, b, batch, logits, &err) != PETL_OK) {
+    if (petl_predict_all(ad->tm, NULL, b, batch, &(petl_predictions){.logits = logits}, &err) !=
+        PETL_OK) {
         fprintf(stderr, "petl predict: %s\n", err.msg);
         return 1;
     }

@@ -470,7 +470,7 @@ static int load_squad(const train_opts *o, const petl_tokenizer *tok, train_data
 }
 
 /* The trainer's dev evaluation for SQuAD: decode the dev windows, official EM / F1. */
-static petl_status squad_dev_eval(petl_task_model *tm, petl_train_ctx *ctx, void *user,
+static petl_status squad_dev_eval(petl_task_model *tm, petl_ctx *ctx, void *user,
                                   petl_metric_set *out, petl_error *err) {
     const train_data *d = user;
     return petl_squad_evaluate(tm, ctx, d->sq_dev.ds, d->sq_dev.f, d->sq_dev.b, &d->sp,
