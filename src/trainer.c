@@ -1,4 +1,5 @@
-/* The training loop, evaluation and checkpoints. See include/petl.h (training and evaluation). */
+/* The training loop, evaluation and checkpoints. See include/petl.h (training
+ * and evaluation). */
 #include "petl.h"
 
 #include "batcher.h"
@@ -51,7 +52,8 @@ static json_t *metrics_json(const petl_metric_set *m) {
     return o;
 }
 
-/* ------------------------------------------------------------------------------ inference */
+/* ------------------------------------------------------------------------------
+ * inference */
 
 /* out's rows for the batch plan's rows[nr] from the batch's own predictions tmp
  * (rows of the batch's seq for spans, padded on to out->seq with -INFINITY). */
@@ -194,13 +196,15 @@ petl_status petl_evaluate(petl_task_model *tm, petl_ctx *ctx, const petl_task *t
     return s;
 }
 
-/* ------------------------------------------------------------------------------- training */
+/* -------------------------------------------------------------------------------
+ * training */
 
 typedef struct {
     petl_task_model *tm;
     petl_adamw *opt;
     size_t n_params;
-    float *best; /* [trainable floats] parameters of the best epoch, in param order */
+    float *best; /* [trainable floats] parameters of the best epoch, in param
+                    order */
     bool have_best;
     int best_epoch;
     petl_metric_set best_metrics;
@@ -211,7 +215,8 @@ typedef struct {
     int64_t loss_count;
 } run_state;
 
-/* The options and data shape that determine a run's numbers: a resume must match them. */
+/* The options and data shape that determine a run's numbers: a resume must
+ * match them. */
 static json_t *fingerprint(const run_state *rs, const petl_train_opts *o, const petl_batcher *tr,
                            const petl_batcher *dev) {
     char seed[24];
@@ -347,7 +352,8 @@ static petl_status load_checkpoint(run_state *rs, const petl_train_opts *o, cons
         char *a = json_dumps(opts, JSON_COMPACT | JSON_SORT_KEYS);
         char *b = json_dumps(fp, JSON_COMPACT | JSON_SORT_KEYS);
         s = petl_fail(err, PETL_ERR_ARG,
-                      "%s: the checkpoint was made with other options or data; resume with the "
+                      "%s: the checkpoint was made with other options or data; "
+                      "resume with the "
                       "same ones or start afresh. Checkpoint: %.200s; now: %.200s",
                       path, a ? a : "?", b ? b : "?");
         free(a);
@@ -403,9 +409,9 @@ static void copy_params(const run_state *rs, bool to_best) {
     }
 }
 
-/* One line of the --log file, flushed. A failed write (a full disk, EFBIG over `ulimit -f`)
- * stops the run: the log is output the user asked for, and a disk that is full now is full
- * for the adapter too. Takes obj over. */
+/* One line of the --log file, flushed. A failed write (a full disk, EFBIG over
+ * `ulimit -f`) stops the run: the log is output the user asked for, and a disk
+ * that is full now is full for the adapter too. Takes obj over. */
 static petl_status log_line(FILE *log, const char *path, json_t *obj, petl_error *err) {
     petl_status s = PETL_OK;
     if (log && obj) {
@@ -422,8 +428,8 @@ static petl_status log_line(FILE *log, const char *path, json_t *obj, petl_error
     return s;
 }
 
-/* The dropout key of a batch: a function of (seed, global batch index) only; never 0, which
- * would turn dropout off. */
+/* The dropout key of a batch: a function of (seed, global batch index) only;
+ * never 0, which would turn dropout off. */
 static uint64_t dropout_seed(uint64_t seed, int64_t global) {
     petl_rng r = petl_rng_stream(seed, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)global, 0);
     uint64_t x = petl_rng_next(&r);
@@ -435,45 +441,67 @@ static bool file_exists(const char *p) {
     return stat(p, &sb) == 0;
 }
 
-petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_batcher *train,
-                       const petl_batcher *dev, const petl_train_opts *o, petl_progress_fn cb,
-                       void *user, petl_train_result *res, petl_error *err) {
-    memset(res, 0, sizeof *res);
-    res->best_epoch = -1;
-    const size_t n = petl_batcher_count(train);
+/* One run of petl_train: its state (checkpointed), inputs and work buffers. */
+typedef struct {
+    run_state rs;
+    petl_task_model *tm;
+    const petl_task *task;
+    const petl_batcher *train, *dev;
+    const petl_train_opts *o;
+    petl_progress_fn cb;
+    void *user;
+    petl_train_result *res;
+    petl_error *err;
+    int nb;        /* batches per epoch */
+    int64_t total; /* batches of the run */
+    int eval_batch;
+    petl_ctx *ctx; /* training context, also used for the dev evaluations */
+    petl_opt_group *groups;
+    petl_batch_plan plan; /* the epoch's batches */
+    petl_batch_buf buf;
+    FILE *log;
+    double t0, eval_s; /* start, and time spent in periodic evaluations (eval_every) */
+    int64_t tokens;
+    bool stopped; /* stop_at reached */
+    petl_train_progress pr;
+} run;
+
+static void progress(run *r, petl_progress_kind kind) {
+    r->pr.kind = kind;
+    if (r->cb) r->cb(&r->pr, r->user);
+}
+
+/* Checks the options and sizes the run; makes the optimiser, the context and
+ * the batch buffer, resumes from the checkpoint when asked and opens the log.
+ */
+static petl_status run_open(run *r) {
+    const petl_train_opts *o = r->o;
+    petl_error *err = r->err;
+    const size_t n = petl_batcher_count(r->train);
     if (n == 0) return petl_fail(err, PETL_ERR_ARG, "the training set is empty");
     if (o->epochs < 1 || o->batch < 1 || o->eval_batch < 0 || !(o->warmup >= 0 && o->warmup <= 1))
         return petl_fail(err, PETL_ERR_ARG,
-                         "training options: epochs, batch and eval batch must be >= 1 and warmup "
+                         "training options: epochs, batch and eval batch must be "
+                         ">= 1 and warmup "
                          "in [0, 1]");
-    const int nb = (int)petl_batcher_epoch_batches(n, o->batch);
-    const int64_t total = (int64_t)nb * o->epochs;
-    const int max_len = petl_batcher_max_len(train) > (dev ? petl_batcher_max_len(dev) : 0)
-                            ? petl_batcher_max_len(train)
-                            : petl_batcher_max_len(dev);
-    const int eval_batch = o->eval_batch > 0 ? o->eval_batch : o->batch;
-    const int max_batch = o->batch > eval_batch ? o->batch : eval_batch;
-    if (dev && !task && !o->evaluate)
+    if (r->dev && !r->task && !o->evaluate)
         return petl_fail(err, PETL_ERR_ARG,
-                         "training: a dev set but no task (metrics) and no "
-                         "evaluator");
+                         "training: a dev set but no task (metrics) and no evaluator");
+    r->nb = (int)petl_batcher_epoch_batches(n, o->batch);
+    r->total = (int64_t)r->nb * o->epochs;
+    const int tl = petl_batcher_max_len(r->train), dl = r->dev ? petl_batcher_max_len(r->dev) : 0;
+    const int max_len = tl > dl ? tl : dl;
+    r->eval_batch = o->eval_batch > 0 ? o->eval_batch : o->batch;
+    const int max_batch = o->batch > r->eval_batch ? o->batch : r->eval_batch;
 
-    run_state rs = {.tm = tm, .n_params = petl_task_model_num_params(tm), .best_epoch = -1};
-    rs.best_metrics.score = NAN;
-    petl_ctx *ctx = NULL;
-    petl_opt_group *groups = calloc(rs.n_params ? rs.n_params : 1, sizeof *groups);
-    rs.best = malloc((size_t)petl_task_model_trainable_count(tm) * sizeof(float) + 1);
-    petl_batch_plan plan = {0};
-    petl_batch_buf buf = {0};
-    FILE *log = NULL;
-    petl_status s = PETL_OK;
-    if (!groups || !rs.best) {
-        s = petl_fail(err, PETL_ERR_NOMEM, "out of memory for the training state");
-        goto done;
-    }
-    for (size_t i = 0; i < rs.n_params; i++) {
-        const petl_param *p = petl_task_model_param(tm, i);
-        groups[i] = (petl_opt_group){p->data, p->grad, (size_t)p->numel, p->decay, NULL, NULL};
+    run_state *rs = &r->rs;
+    r->groups = calloc(rs->n_params ? rs->n_params : 1, sizeof *r->groups);
+    rs->best = malloc((size_t)petl_task_model_trainable_count(r->tm) * sizeof(float) + 1);
+    if (!r->groups || !rs->best)
+        return petl_fail(err, PETL_ERR_NOMEM, "out of memory for the training state");
+    for (size_t i = 0; i < rs->n_params; i++) {
+        const petl_param *p = petl_task_model_param(r->tm, i);
+        r->groups[i] = (petl_opt_group){p->data, p->grad, (size_t)p->numel, p->decay, NULL, NULL};
     }
     petl_adamw_opts ao;
     petl_adamw_opts_default(&ao);
@@ -481,206 +509,245 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
     ao.weight_decay = o->weight_decay;
     ao.bias_correction = o->bias_correction;
     ao.max_grad_norm = o->max_grad_norm;
-    ao.total_steps = total;
-    ao.warmup_steps = petl_warmup_steps(total, o->warmup);
-    if ((s = petl_adamw_new(groups, rs.n_params, &ao, &rs.opt, err)) != PETL_OK) goto done;
-    if ((s = petl_train_ctx_new(tm, max_batch, max_len, &ctx, err)) != PETL_OK) goto done;
-    if ((s = petl_batch_buf_init(&buf, o->batch, max_len, err)) != PETL_OK) goto done;
-
-    /* A checkpoint path is overwritten at every save: it must hold nothing or a petl
-     * checkpoint (a data file given by mistake is refused here, not replaced at epoch 1). */
-    if (o->checkpoint_path && (s = petl_checkpoint_check(o->checkpoint_path, err)) != PETL_OK)
-        goto done;
-    if (o->resume && o->checkpoint_path && file_exists(o->checkpoint_path)) {
-        if ((s = load_checkpoint(&rs, o, train, dev, err)) != PETL_OK) goto done;
-        res->resumed = true;
-        res->resumed_step = rs.global;
+    ao.total_steps = r->total;
+    ao.warmup_steps = petl_warmup_steps(r->total, o->warmup);
+    petl_status s = petl_adamw_new(r->groups, rs->n_params, &ao, &rs->opt, err);
+    if (s == PETL_OK) s = petl_train_ctx_new(r->tm, max_batch, max_len, &r->ctx, err);
+    if (s == PETL_OK) s = petl_batch_buf_init(&r->buf, o->batch, max_len, err);
+    /* A checkpoint path is overwritten at every save: it must hold nothing or a
+     * petl checkpoint (a data file given by mistake is refused here, not replaced
+     * at epoch 1). */
+    if (s == PETL_OK && o->checkpoint_path) s = petl_checkpoint_check(o->checkpoint_path, err);
+    if (s == PETL_OK && o->resume && o->checkpoint_path && file_exists(o->checkpoint_path)) {
+        s = load_checkpoint(rs, o, r->train, r->dev, err);
+        r->res->resumed = s == PETL_OK;
+        r->res->resumed_step = rs->global;
     }
-    if (o->log_path && !(log = fopen(o->log_path, "a"))) {
+    if (s == PETL_OK && o->log_path && !(r->log = fopen(o->log_path, "a")))
         s = petl_fail(err, PETL_ERR_IO, "%s: cannot open the log: %s", o->log_path,
                       strerror(errno));
-        goto done;
-    }
-    if (res->resumed &&
-        (s = log_line(log, o->log_path,
-                      json_pack("{s:s, s:I, s:i, s:i}", "event", "resume", "step",
-                                (json_int_t)rs.global, "epoch", rs.epoch, "batch", rs.batch),
-                      err)) != PETL_OK)
-        goto done;
-
-    const double t0 = now_s();
-    double eval_s = 0; /* spent in periodic evaluations (eval_every) */
-    bool stopped = false;
-    int64_t tokens = 0;
-    petl_train_progress pr = {.total_steps = total, .epochs = o->epochs};
-    pr.kind = PETL_PROGRESS_START;
-    pr.step = rs.global;
-    pr.epoch = rs.epoch;
-    if (cb) cb(&pr, user);
-
-    for (; rs.epoch < o->epochs && !stopped; rs.epoch++, rs.batch = 0) {
-        petl_batch_plan_free(&plan);
-        if ((s = petl_batcher_plan_train(train, o->batch, o->seed, rs.epoch, &plan, err)) !=
-            PETL_OK)
-            goto done;
-        for (; rs.batch < nb; rs.batch++) {
-            const int64_t *rows = plan.order + plan.start[rs.batch];
-            size_t nr = plan.start[rs.batch + 1] - plan.start[rs.batch];
-            if ((s = petl_batcher_fill(train, rows, nr, o->pad_to_max, &buf, err)) != PETL_OK)
-                goto done;
-            petl_task_model_zero_grad(tm);
-            float loss = 0;
-            const petl_targets t = {buf.labels, buf.targets, buf.starts, buf.ends};
-            s = petl_train_step(ctx, &buf.batch, &t, dropout_seed(o->seed, rs.global), &loss, err);
-            if (s != PETL_OK) goto done;
-            tokens += buf.tokens;
-            double norm = petl_adamw_clip(rs.opt), lr = petl_adamw_lr(rs.opt);
-            bool skip = !isfinite(norm) || !isfinite(loss);
-            if (skip)
-                rs.skipped++;
-            else
-                petl_adamw_step(rs.opt);
-            rs.global++;
-            if (!skip) {
-                rs.loss_sum += loss;
-                rs.loss_count++;
-            }
-            double el = now_s() - t0;
-            pr = (petl_train_progress){
-                .kind = skip ? PETL_PROGRESS_SKIPPED : PETL_PROGRESS_STEP,
-                .step = rs.global,
-                .total_steps = total,
-                .epoch = rs.epoch,
-                .epochs = o->epochs,
-                .loss = loss,
-                .mean_loss = rs.loss_count ? rs.loss_sum / (double)rs.loss_count : NAN,
-                .lr = lr,
-                .grad_norm = norm,
-                .tokens_per_s = el > 0 ? (double)tokens / el : 0,
-                .elapsed_s = el};
-            if (cb) cb(&pr, user);
-            if (log && (o->log_every <= 1 || rs.global % o->log_every == 0 || rs.global == 1 ||
-                        rs.global == total || skip) &&
-                (s = log_line(log, o->log_path,
-                              json_pack("{s:I, s:i, s:o, s:o, s:o, s:f, s:f, s:b}", "step",
-                                        (json_int_t)rs.global, "epoch", rs.epoch, "loss",
-                                        jreal(loss), "lr", jreal(lr), "grad_norm", jreal(norm),
-                                        "tokens_per_s", pr.tokens_per_s, "elapsed_s", el,
-                                        "skipped", skip),
-                              err)) != PETL_OK)
-                goto done;
-            /* Periodic evaluation (time to accuracy): logged with the training time so far,
-             * evaluations excluded; reaching stop_at ends the run with this model. */
-            if (o->eval_every > 0 && rs.global % o->eval_every == 0 && dev &&
-                petl_batcher_count(dev) > 0) {
-                const double te = now_s();
-                petl_metric_set m;
-                s = o->evaluate ? o->evaluate(tm, ctx, o->evaluate_user, &m, err)
-                                : petl_evaluate(tm, ctx, task, dev, eval_batch, NULL, &m, err);
-                if (s != PETL_OK) goto done;
-                eval_s += now_s() - te;
-                const double train_s = now_s() - t0 - eval_s;
-                const bool reached =
-                    !isnan(o->stop_at) && isfinite(m.score) && m.score >= o->stop_at;
-                json_t *pj =
-                    json_pack("{s:s, s:I, s:i, s:f}", "event", "eval", "step",
-                              (json_int_t)rs.global, "epoch", rs.epoch, "train_s", train_s);
-                json_object_set_new(pj, "dev", metrics_json(&m));
-                json_object_set_new(pj, "score", jreal(m.score));
-                if (reached) json_object_set_new(pj, "stop_at_reached", json_true());
-                if ((s = log_line(log, o->log_path, pj, err)) != PETL_OK) goto done;
-                if (reached) {
-                    copy_params(&rs, true);
-                    rs.have_best = true;
-                    rs.best_epoch = rs.epoch;
-                    rs.best_metrics = m;
-                    res->stopped_step = rs.global;
-                    res->stopped_train_s = train_s;
-                    stopped = true;
-                    break;
-                }
-            }
-            /* Mid-epoch checkpoint (the epoch's last batch is covered by the one below). The
-             * position saved is the NEXT batch. */
-            if (o->checkpoint_path && o->checkpoint_every > 0 &&
-                rs.global % o->checkpoint_every == 0 && rs.batch + 1 < nb) {
-                rs.batch++;
-                s = save_checkpoint(&rs, o, train, dev, err);
-                rs.batch--;
-                if (s != PETL_OK) goto done;
-                pr.kind = PETL_PROGRESS_CHECKPOINT;
-                pr.path = o->checkpoint_path;
-                if (cb) cb(&pr, user);
-            }
-        }
-        if (stopped) break;
-        double mean_loss = rs.loss_count ? rs.loss_sum / (double)rs.loss_count : NAN;
-        json_t *ej = json_pack("{s:I, s:i, s:o}", "step", (json_int_t)rs.global, "epoch", rs.epoch,
-                               "train_loss", jreal(mean_loss));
-        bool best = false;
-        if (dev && petl_batcher_count(dev) > 0) {
-            pr.kind = PETL_PROGRESS_EVAL_START;
-            if (cb) cb(&pr, user);
-            petl_metric_set m;
-            if (o->evaluate)
-                s = o->evaluate(tm, ctx, o->evaluate_user, &m, err);
-            else
-                s = petl_evaluate(tm, ctx, task, dev, eval_batch, NULL, &m, err);
-            if (s != PETL_OK) {
-                json_decref(ej);
-                goto done;
-            }
-            /* The first epoch is always the best so far; later ones must beat it (a NaN score
-             * never does). */
-            best = !rs.have_best || (isfinite(m.score) && (!isfinite(rs.best_metrics.score) ||
-                                                           m.score > rs.best_metrics.score));
-            if (best) {
-                copy_params(&rs, true);
-                rs.have_best = true;
-                rs.best_epoch = rs.epoch;
-                rs.best_metrics = m;
-            }
-            json_object_set_new(ej, "dev", metrics_json(&m));
-            json_object_set_new(ej, "score", jreal(m.score));
-            json_object_set_new(ej, "best", json_boolean(best));
-            pr.kind = PETL_PROGRESS_EPOCH;
-            pr.dev = &m;
-            pr.best = best;
-            pr.mean_loss = mean_loss;
-            pr.elapsed_s = now_s() - t0;
-            if (cb) cb(&pr, user);
-            pr.dev = NULL;
-        }
-        if ((s = log_line(log, o->log_path, ej, err)) != PETL_OK) goto done;
-        rs.loss_sum = 0;
-        rs.loss_count = 0;
-        if (o->checkpoint_path) {
-            rs.epoch++;
-            rs.batch = 0;
-            s = save_checkpoint(&rs, o, train, dev, err);
-            rs.epoch--;
-            rs.batch = nb;
-            if (s != PETL_OK) goto done;
-            pr.kind = PETL_PROGRESS_CHECKPOINT;
-            pr.path = o->checkpoint_path;
-            if (cb) cb(&pr, user);
-        }
-    }
-    if (rs.have_best) copy_params(&rs, false);
-    res->best_epoch = rs.have_best ? rs.best_epoch : -1;
-    res->best = rs.best_metrics;
-    res->steps = rs.global;
-    res->skipped = rs.skipped;
-    res->train_seconds = now_s() - t0;
-done:
-    if (log && fclose(log) != 0 && s == PETL_OK)
-        s = petl_fail(err, PETL_ERR_IO, "%s: cannot write the log: %s", o->log_path,
-                      strerror(errno));
-    petl_batch_buf_free(&buf);
-    petl_batch_plan_free(&plan);
-    petl_ctx_free(ctx);
-    petl_adamw_free(rs.opt);
-    free(rs.best);
-    free(groups);
+    if (s == PETL_OK && r->res->resumed)
+        s = log_line(r->log, o->log_path,
+                     json_pack("{s:s, s:I, s:i, s:i}", "event", "resume", "step",
+                               (json_int_t)rs->global, "epoch", rs->epoch, "batch", rs->batch),
+                     err);
     return s;
+}
+
+/* One optimisation step on the epoch's batch rs.batch: forward + backward,
+ * clip, AdamW (a step whose loss or gradient norm is not finite is skipped),
+ * progress and log line. */
+static petl_status train_batch(run *r) {
+    run_state *rs = &r->rs;
+    const petl_train_opts *o = r->o;
+    const int64_t *rows = r->plan.order + r->plan.start[rs->batch];
+    const size_t nr = r->plan.start[rs->batch + 1] - r->plan.start[rs->batch];
+    petl_status s = petl_batcher_fill(r->train, rows, nr, o->pad_to_max, &r->buf, r->err);
+    if (s != PETL_OK) return s;
+    petl_task_model_zero_grad(r->tm);
+    float loss = 0;
+    const petl_targets t = {r->buf.labels, r->buf.targets, r->buf.starts, r->buf.ends};
+    s = petl_train_step(r->ctx, &r->buf.batch, &t, dropout_seed(o->seed, rs->global), &loss,
+                        r->err);
+    if (s != PETL_OK) return s;
+    r->tokens += r->buf.tokens;
+    const double norm = petl_adamw_clip(rs->opt), lr = petl_adamw_lr(rs->opt);
+    const bool skip = !isfinite(norm) || !isfinite(loss);
+    if (skip)
+        rs->skipped++;
+    else
+        petl_adamw_step(rs->opt);
+    rs->global++;
+    if (!skip) {
+        rs->loss_sum += loss;
+        rs->loss_count++;
+    }
+    const double el = now_s() - r->t0;
+    r->pr = (petl_train_progress){.step = rs->global,
+                                  .total_steps = r->total,
+                                  .epoch = rs->epoch,
+                                  .epochs = o->epochs,
+                                  .loss = loss,
+                                  .mean_loss =
+                                      rs->loss_count ? rs->loss_sum / (double)rs->loss_count : NAN,
+                                  .lr = lr,
+                                  .grad_norm = norm,
+                                  .tokens_per_s = el > 0 ? (double)r->tokens / el : 0,
+                                  .elapsed_s = el};
+    progress(r, skip ? PETL_PROGRESS_SKIPPED : PETL_PROGRESS_STEP);
+    if (!r->log || !(o->log_every <= 1 || rs->global % o->log_every == 0 || rs->global == 1 ||
+                     rs->global == r->total || skip))
+        return PETL_OK;
+    return log_line(r->log, o->log_path,
+                    json_pack("{s:I, s:i, s:o, s:o, s:o, s:f, s:f, s:b}", "step",
+                              (json_int_t)rs->global, "epoch", rs->epoch, "loss", jreal(loss), "lr",
+                              jreal(lr), "grad_norm", jreal(norm), "tokens_per_s",
+                              r->pr.tokens_per_s, "elapsed_s", el, "skipped", skip),
+                    r->err);
+}
+
+/* Evaluates the model as it is now on the dev set (o->evaluate, or the task's
+ * metrics). */
+static petl_status dev_eval(run *r, petl_metric_set *m) {
+    if (r->o->evaluate) return r->o->evaluate(r->tm, r->ctx, r->o->evaluate_user, m, r->err);
+    return petl_evaluate(r->tm, r->ctx, r->task, r->dev, r->eval_batch, NULL, m, r->err);
+}
+
+/* Remembers the model as it is now as the best one, with its dev metrics m. */
+static void keep_best(run *r, const petl_metric_set *m) {
+    copy_params(&r->rs, true);
+    r->rs.have_best = true;
+    r->rs.best_epoch = r->rs.epoch;
+    r->rs.best_metrics = *m;
+}
+
+/* Saves the checkpoint with the position (epoch, batch) of the NEXT batch to
+ * run. */
+static petl_status checkpoint_at(run *r, int epoch, int batch) {
+    run_state *rs = &r->rs;
+    const int e = rs->epoch, b = rs->batch;
+    rs->epoch = epoch;
+    rs->batch = batch;
+    petl_status s = save_checkpoint(rs, r->o, r->train, r->dev, r->err);
+    rs->epoch = e;
+    rs->batch = b;
+    if (s != PETL_OK) return s;
+    r->pr.path = r->o->checkpoint_path;
+    progress(r, PETL_PROGRESS_CHECKPOINT);
+    return PETL_OK;
+}
+
+static bool has_dev(const run *r) {
+    return r->dev && petl_batcher_count(r->dev) > 0;
+}
+
+/* After each batch: the periodic evaluation (time to accuracy: logged with the
+ * training time so far, evaluations excluded; reaching stop_at ends the run
+ * with this model) and the mid-epoch checkpoint (the epoch's last batch is
+ * covered by the epoch's). */
+static petl_status after_batch(run *r) {
+    run_state *rs = &r->rs;
+    const petl_train_opts *o = r->o;
+    petl_status s = PETL_OK;
+    if (o->eval_every > 0 && rs->global % o->eval_every == 0 && has_dev(r)) {
+        const double te = now_s();
+        petl_metric_set m;
+        if ((s = dev_eval(r, &m)) != PETL_OK) return s;
+        r->eval_s += now_s() - te;
+        const double train_s = now_s() - r->t0 - r->eval_s;
+        const bool reached = !isnan(o->stop_at) && isfinite(m.score) && m.score >= o->stop_at;
+        json_t *pj = json_pack("{s:s, s:I, s:i, s:f}", "event", "eval", "step",
+                               (json_int_t)rs->global, "epoch", rs->epoch, "train_s", train_s);
+        json_object_set_new(pj, "dev", metrics_json(&m));
+        json_object_set_new(pj, "score", jreal(m.score));
+        if (reached) json_object_set_new(pj, "stop_at_reached", json_true());
+        if ((s = log_line(r->log, o->log_path, pj, r->err)) != PETL_OK) return s;
+        if (reached) {
+            keep_best(r, &m);
+            r->res->stopped_step = rs->global;
+            r->res->stopped_train_s = train_s;
+            r->stopped = true;
+            return PETL_OK;
+        }
+    }
+    if (o->checkpoint_path && o->checkpoint_every > 0 && rs->global % o->checkpoint_every == 0 &&
+        rs->batch + 1 < r->nb)
+        s = checkpoint_at(r, rs->epoch, rs->batch + 1);
+    return s;
+}
+
+/* The end of an epoch: dev evaluation and keep-best (the first epoch is always
+ * the best so far; later ones must beat it, a NaN score never does), the
+ * epoch's log line, the checkpoint. */
+static petl_status epoch_end(run *r) {
+    run_state *rs = &r->rs;
+    const petl_train_opts *o = r->o;
+    const double mean_loss = rs->loss_count ? rs->loss_sum / (double)rs->loss_count : NAN;
+    json_t *ej = json_pack("{s:I, s:i, s:o}", "step", (json_int_t)rs->global, "epoch", rs->epoch,
+                           "train_loss", jreal(mean_loss));
+    if (has_dev(r)) {
+        progress(r, PETL_PROGRESS_EVAL_START);
+        petl_metric_set m;
+        petl_status s = dev_eval(r, &m);
+        if (s != PETL_OK) {
+            json_decref(ej);
+            return s;
+        }
+        const bool best = !rs->have_best ||
+                          (isfinite(m.score) &&
+                           (!isfinite(rs->best_metrics.score) || m.score > rs->best_metrics.score));
+        if (best) keep_best(r, &m);
+        json_object_set_new(ej, "dev", metrics_json(&m));
+        json_object_set_new(ej, "score", jreal(m.score));
+        json_object_set_new(ej, "best", json_boolean(best));
+        r->pr.dev = &m;
+        r->pr.best = best;
+        r->pr.mean_loss = mean_loss;
+        r->pr.elapsed_s = now_s() - r->t0;
+        progress(r, PETL_PROGRESS_EPOCH);
+        r->pr.dev = NULL;
+    }
+    petl_status s = log_line(r->log, o->log_path, ej, r->err);
+    rs->loss_sum = 0;
+    rs->loss_count = 0;
+    if (s == PETL_OK && o->checkpoint_path) s = checkpoint_at(r, rs->epoch + 1, 0);
+    return s;
+}
+
+/* Frees what run_open made; a failed close of the log fails a run that had not
+ * failed. */
+static petl_status run_close(run *r, petl_status s) {
+    if (r->log && fclose(r->log) != 0 && s == PETL_OK)
+        s = petl_fail(r->err, PETL_ERR_IO, "%s: cannot write the log: %s", r->o->log_path,
+                      strerror(errno));
+    petl_batch_buf_free(&r->buf);
+    petl_batch_plan_free(&r->plan);
+    petl_ctx_free(r->ctx);
+    petl_adamw_free(r->rs.opt);
+    free(r->rs.best);
+    free(r->groups);
+    return s;
+}
+
+/* The training loop (karpathy/llm.c's main, in named steps). */
+petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_batcher *train,
+                       const petl_batcher *dev, const petl_train_opts *o, petl_progress_fn cb,
+                       void *user, petl_train_result *res, petl_error *err) {
+    memset(res, 0, sizeof *res);
+    res->best_epoch = -1;
+    run r = {.rs = {.tm = tm, .n_params = petl_task_model_num_params(tm), .best_epoch = -1},
+             .tm = tm,
+             .task = task,
+             .train = train,
+             .dev = dev,
+             .o = o,
+             .cb = cb,
+             .user = user,
+             .res = res,
+             .err = err};
+    r.rs.best_metrics.score = NAN;
+    run_state *rs = &r.rs;
+    petl_status s = run_open(&r);
+    r.t0 = now_s();
+    r.pr = (petl_train_progress){
+        .step = rs->global, .total_steps = r.total, .epoch = rs->epoch, .epochs = o->epochs};
+    if (s == PETL_OK) progress(&r, PETL_PROGRESS_START);
+    for (; s == PETL_OK && rs->epoch < o->epochs && !r.stopped; rs->epoch++, rs->batch = 0) {
+        petl_batch_plan_free(&r.plan);
+        s = petl_batcher_plan_train(train, o->batch, o->seed, rs->epoch, &r.plan, err);
+        for (; s == PETL_OK && rs->batch < r.nb && !r.stopped; rs->batch++) {
+            s = train_batch(&r);
+            if (s == PETL_OK) s = after_batch(&r);
+        }
+        if (s == PETL_OK && !r.stopped) s = epoch_end(&r);
+    }
+    if (s == PETL_OK) {
+        if (rs->have_best) copy_params(rs, false);
+        res->best_epoch = rs->have_best ? rs->best_epoch : -1;
+        res->best = rs->best_metrics;
+        res->steps = rs->global;
+        res->skipped = rs->skipped;
+        res->train_seconds = now_s() - r.t0;
+    }
+    return run_close(&r, s);
 }
