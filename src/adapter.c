@@ -11,31 +11,32 @@
  * nn.GELU() and transformers' "gelu"). */
 static void adapter_act_forward(float *out, const float *inp, int64_t n, petl_adapter_act act) {
     switch (act) {
-    case PETL_ADAPTER_GELU: activation_forward(out, inp, n, PETL_ACT_GELU); break;
-    case PETL_ADAPTER_RELU: activation_forward(out, inp, n, PETL_ACT_RELU); break;
-    case PETL_ADAPTER_SWISH: swish_forward(out, inp, n); break;
+    case PETL_ADAPTER_GELU: petl_activation_forward(out, inp, n, PETL_ACT_GELU); break;
+    case PETL_ADAPTER_RELU: petl_activation_forward(out, inp, n, PETL_ACT_RELU); break;
+    case PETL_ADAPTER_SWISH: petl_swish_forward(out, inp, n); break;
     }
 }
 
 static void adapter_act_backward(float *dinp, const float *dout, const float *inp, int64_t n,
                                  petl_adapter_act act) {
     switch (act) {
-    case PETL_ADAPTER_GELU: activation_backward(dinp, dout, inp, n, PETL_ACT_GELU); break;
-    case PETL_ADAPTER_RELU: activation_backward(dinp, dout, inp, n, PETL_ACT_RELU); break;
-    case PETL_ADAPTER_SWISH: swish_backward(dinp, dout, inp, n); break;
+    case PETL_ADAPTER_GELU: petl_activation_backward(dinp, dout, inp, n, PETL_ACT_GELU); break;
+    case PETL_ADAPTER_RELU: petl_activation_backward(dinp, dout, inp, n, PETL_ACT_RELU); break;
+    case PETL_ADAPTER_SWISH: petl_swish_backward(dinp, dout, inp, n); break;
     }
 }
 
-void adapter_forward(float *out, float *z, float *g, const float *h, const petl_adapter_weights *w,
-                     int64_t N, int d, int m, petl_adapter_act act, bool bf16) {
+void petl_adapter_forward(float *out, float *z, float *g, const float *h,
+                          const petl_adapter_weights *w, int64_t N, int d, int m,
+                          petl_adapter_act act, bool bf16) {
     if (bf16) {
-        matmul_forward_bf16(z, h, w->down_w, w->down_b, N, d, m);
+        petl_matmul_forward_bf16(z, h, w->down_w, w->down_b, N, d, m);
         adapter_act_forward(g, z, N * m, act);
-        matmul_forward_bf16(out, g, w->up_w, w->up_b, N, m, d);
+        petl_matmul_forward_bf16(out, g, w->up_w, w->up_b, N, m, d);
     } else {
-        matmul_forward(z, h, w->down_w, w->down_b, N, d, m); /* z [N, m] */
+        petl_matmul_forward(z, h, w->down_w, w->down_b, N, d, m); /* z [N, m] */
         adapter_act_forward(g, z, N * m, act);               /* g [N, m] */
-        matmul_forward(out, g, w->up_w, w->up_b, N, m, d);   /* out [N, d] = W_up g + b_up */
+        petl_matmul_forward(out, g, w->up_w, w->up_b, N, m, d); /* out [N, d] = W_up g + b_up */
     }
     const int64_t n = N * d;
 #pragma omp parallel for simd if (n > 65536)
@@ -43,13 +44,14 @@ void adapter_forward(float *out, float *z, float *g, const float *h, const petl_
         out[i] += h[i];
 }
 
-void adapter_backward(float *dh, const petl_adapter_grads *dw, float *scratch, const float *dout,
-                      const float *h, const float *z, const float *g, const petl_adapter_weights *w,
-                      int64_t N, int d, int m, petl_adapter_act act, bool bf16) {
+void petl_adapter_backward(float *dh, const petl_adapter_grads *dw, float *scratch,
+                           const float *dout, const float *h, const float *z, const float *g,
+                           const petl_adapter_weights *w, int64_t N, int d, int m,
+                           petl_adapter_act act, bool bf16) {
     float *dg = scratch, *dz = scratch + N * m; /* [N, m] each */
     memset(scratch, 0, (size_t)(2 * N * m) * sizeof *scratch);
     void (*backward)(float *, float *, float *, const float *, const float *, const float *,
-                     int64_t, int, int) = bf16 ? matmul_backward_bf16 : matmul_backward;
+                     int64_t, int, int) = bf16 ? petl_matmul_backward_bf16 : petl_matmul_backward;
     /* out = h + W_up g + b_up:  d g = dout W_up,  d W_up += dout^T g,  d b_up += sum dout */
     backward(dg, dw->up_w, dw->up_b, dout, g, w->up_w, N, m, d);
     /* g = f(z):  d z = f'(z) d g */

@@ -26,7 +26,7 @@ petl_status petl_ctx_new(const petl_model *m, int max_batch, int max_len, petl_c
 static void pooler_forward(const petl_model *m, bool naive, float *pooled, const float *cls,
                            int B) {
     const int H = m->cfg.hidden_size;
-    (naive ? matmul_naive : matmul_forward)(pooled, cls, m->pool_w, m->pool_b, B, H, H);
+    (naive ? petl_matmul_naive : petl_matmul_forward)(pooled, cls, m->pool_w, m->pool_b, B, H, H);
     for (int64_t i = 0; i < (int64_t)B * H; i++)
         pooled[i] = tanhf(pooled[i]);
 }

@@ -140,7 +140,7 @@ static bool adapter_on(const petl_view *v, int l, int site) {
 }
 
 /* Whether layer l of v runs in bf16: the base is packed and the layer is frozen (its weights are
- * the base's). Then its attention products and its adapters go through gemm_bf16 too; a layer
+ * the base's). Then its attention products and its adapters go through petl_gemm_bf16 too; a layer
  * the task tunes (full, top:K) stays fp32 throughout. */
 static bool layer_in_bf16(const petl_view *v, int l) {
     return v->base->bf16 && v->layers[l].qkv_w == v->base->layers[l].qkv_w;
@@ -464,20 +464,20 @@ static void linear_forward(const petl_ctx *ctx, float *out, const float *inp, co
                            const float *base_w, const petl_bf16_mat *bw, const float *b, int64_t n,
                            int IC, int OC) {
     if (bw && w == base_w)
-        (ctx->naive ? matmul_bf16_naive : matmul_bf16)(out, inp, bw, b, n, false);
+        (ctx->naive ? petl_matmul_bf16_naive : petl_matmul_bf16)(out, inp, bw, b, n, false);
     else
-        (ctx->naive ? matmul_naive : matmul_forward)(out, inp, w, b, n, IC, OC);
+        (ctx->naive ? petl_matmul_naive : petl_matmul_forward)(out, inp, w, b, n, IC, OC);
 }
 
-/* matmul_backward with the input gradient from the transposed bf16 pack when there is one. */
+/* petl_matmul_backward with the input gradient from the transposed bf16 pack when there is one. */
 static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, const float *base_w, const petl_bf16_mat *bwt,
                             int64_t n, int IC, int OC) {
     if (dinp && bwt && bwt->data && w == base_w) {
-        matmul_bf16(dinp, dout, bwt, NULL, n, true);
+        petl_matmul_bf16(dinp, dout, bwt, NULL, n, true);
         dinp = NULL;
     }
-    matmul_backward(dinp, dw, db, dout, inp, w, n, IC, OC);
+    petl_matmul_backward(dinp, dw, db, dout, inp, w, n, IC, OC);
 }
 
 /* Element-wise out[n] += a[n]. */
@@ -519,11 +519,11 @@ static void embeddings_ln_group(petl_ctx *ctx, int g, float *x) {
     const int H = c->hidden_size;
     const int64_t t0 = ctx->tstart[g], n = ctx->tstart[g + 1] - t0;
     if (ctx->saving)
-        layernorm_forward_train(x + t0 * H, ctx->emb_mean + t0, ctx->emb_rstd + t0,
-                                ctx->emb_sum + t0 * H, v->emb_ln_w, v->emb_ln_b, n, H,
-                                c->layer_norm_eps);
+        petl_layernorm_forward_train(x + t0 * H, ctx->emb_mean + t0, ctx->emb_rstd + t0,
+                                     ctx->emb_sum + t0 * H, v->emb_ln_w, v->emb_ln_b, n, H,
+                                     c->layer_norm_eps);
     else
-        (ctx->naive ? layernorm_naive : layernorm_forward)(
+        (ctx->naive ? petl_layernorm_naive : petl_layernorm_forward)(
             x + t0 * H, x + t0 * H, NULL, v->emb_ln_w, v->emb_ln_b, n, H, c->layer_norm_eps);
 }
 
@@ -547,8 +547,8 @@ static void embeddings_backward(petl_ctx *ctx, const petl_batch *b, float *dx0) 
     const bool tables = v->d_word_emb != NULL;
     float *de = tables ? ctx->ds : NULL;
     if (de) memset(de, 0, (size_t)nH * sizeof(float));
-    layernorm_backward(de, v->d_emb_ln_w, v->d_emb_ln_b, dx0, ctx->emb_sum, v->emb_ln_w,
-                       ctx->emb_mean, ctx->emb_rstd, ctx->n, H);
+    petl_layernorm_backward(de, v->d_emb_ln_w, v->d_emb_ln_b, dx0, ctx->emb_sum, v->emb_ln_w,
+                            ctx->emb_mean, ctx->emb_rstd, ctx->n, H);
     if (!tables) return;
     /* e = word[id] + pos[p] + type[tt]: scatter-add, serially (repeated ids must add up in a
      * fixed order). */
@@ -587,19 +587,20 @@ static void adapter_ln_group(petl_ctx *ctx, int g, int l, int site, const layer_
     const float *w = site ? p->ln2_w : p->ln1_w, *b = site ? p->ln2_b : p->ln1_b;
     const bool ad = adapter_on(v, l, site);
     if (!ad && !ctx->saving) {
-        (ctx->naive ? layernorm_naive : layernorm_forward)(out + t0 * H, res + t0 * H, h, w, b, n,
-                                                           H, c->layer_norm_eps);
+        (ctx->naive ? petl_layernorm_naive : petl_layernorm_forward)(out + t0 * H, res + t0 * H, h,
+                                                                     w, b, n, H, c->layer_norm_eps);
         return;
     }
     float *s = (site ? a->s2 : a->s1) + t0 * H;
     if (ad)
-        adapter_forward(s, (site ? a->z2 : a->z1) + t0 * mx, (site ? a->g2 : a->g1) + t0 * mx, h,
-                        &p->ad[site], n, H, v->m, v->act, layer_in_bf16(v, l));
+        petl_adapter_forward(s, (site ? a->z2 : a->z1) + t0 * mx, (site ? a->g2 : a->g1) + t0 * mx,
+                             h, &p->ad[site], n, H, v->m, v->act, layer_in_bf16(v, l));
     else
         memcpy(s, h, (size_t)(n * H) * sizeof(float));
     add_inplace(s, res + t0 * H, n * H);
-    layernorm_forward_train(out + t0 * H, (site ? a->mean2 : a->mean1) + t0,
-                            (site ? a->rstd2 : a->rstd1) + t0, s, w, b, n, H, c->layer_norm_eps);
+    petl_layernorm_forward_train(out + t0 * H, (site ? a->mean2 : a->mean1) + t0,
+                                 (site ? a->rstd2 : a->rstd1) + t0, s, w, b, n, H,
+                                 c->layer_norm_eps);
 }
 
 /* One post-LN layer with adapters (docs/method.md in the shared docs, Houlsby et al.):
@@ -624,14 +625,14 @@ static void layer_forward(petl_ctx *ctx, int l, layer_acts *a, const float *x, f
         const float pa = v->attention_dropout;
         const uint64_t *keys =
             ctx->dropout && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
-        attention_forward_train(a->ctx, a->probs, ctx->att_scr, ctx->att_stride, ctx->nthreads, pa,
-                                keys, a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->klen, ctx->B, H,
-                                nh, lbf);
+        petl_attention_forward_train(a->ctx, a->probs, ctx->att_scr, ctx->att_stride, ctx->nthreads,
+                                     pa, keys, a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->klen,
+                                     ctx->B, H, nh, lbf);
     } else if (ctx->naive) {
-        attention_naive(a->ctx, a->qkv, ctx->off, ctx->qlen, ctx->klen, ctx->B, H, nh);
+        petl_attention_naive(a->ctx, a->qkv, ctx->off, ctx->qlen, ctx->klen, ctx->B, H, nh);
     } else {
-        attention_forward(a->ctx, ctx->att_scr, ctx->att_stride, ctx->nthreads, a->qkv, ctx->off,
-                          ctx->qlen, ctx->klen, ctx->B, H, nh, lbf);
+        petl_attention_forward(a->ctx, ctx->att_scr, ctx->att_stride, ctx->nthreads, a->qkv,
+                               ctx->off, ctx->qlen, ctx->klen, ctx->B, H, nh, lbf);
     }
     /* attention output projection, dropout, adapter 1, residual, LayerNorm 1 */
     linear_forward(ctx, a->h1, a->ctx, p->attn_out_w, bw->attn_out_w, bf ? &bf->attn_out : NULL,
@@ -642,7 +643,8 @@ static void layer_forward(petl_ctx *ctx, int l, layer_acts *a, const float *x, f
     /* feed-forward, dropout, adapter 2, residual, LayerNorm 2 */
     linear_forward(ctx, a->f, a->y1, p->ffn_in_w, bw->ffn_in_w, bf ? &bf->ffn_in : NULL,
                    p->ffn_in_b, n, H, I); /* [n, I] */
-    (ctx->naive ? activation_naive : activation_forward)(ctx->fg, a->f, n * I, c->hidden_act);
+    (ctx->naive ? petl_activation_naive : petl_activation_forward)(ctx->fg, a->f, n * I,
+                                                                   c->hidden_act);
     linear_forward(ctx, a->h2, ctx->fg, p->ffn_out_w, bw->ffn_out_w, bf ? &bf->ffn_out : NULL,
                    p->ffn_out_b, n, I, H); /* [n, H] */
     if (ctx->dropout && v->hidden_dropout > 0.0f)
@@ -669,36 +671,38 @@ static void layer_backward(petl_ctx *ctx, int l, float *dy, bool need_dx) {
 
     /* y = LN_2(s2):  d s2 */
     memset(ds, 0, bH);
-    layernorm_backward(ds, p->d_ln2_w, p->d_ln2_b, dy, a->s2, p->ln2_w, a->mean2, a->rstd2, n, H);
+    petl_layernorm_backward(ds, p->d_ln2_w, p->d_ln2_b, dy, a->s2, p->ln2_w, a->mean2, a->rstd2, n,
+                            H);
     /* s2 = y1 + A_2(h2):  d y1 = d s2 (ds keeps it, the FFN adds to it below);  d A_2 = d s2 */
     memset(dh, 0, bH);
     if (adapter_on(v, l, 1))
-        adapter_backward(dh, &p->d_ad[1], ctx->dad, ds, a->h2, a->z2, a->g2, &p->ad[1], n, H, m,
-                         v->act, lbf);
+        petl_adapter_backward(dh, &p->d_ad[1], ctx->dad, ds, a->h2, a->z2, a->g2, &p->ad[1], n, H,
+                              m, v->act, lbf);
     else
         memcpy(dh, ds, bH);
     /* h2 = dropout(W_2 fg + b_2):  d (W_2 fg) = d h2 * mask */
     if (ctx->dropout && v->hidden_dropout > 0.0f)
         hidden_dropout(ctx, v, dh, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2 + 1);
     /* W_2:  d fg = dh W_2,  d W_2 += dh^T fg (when tuned: fg recomputed from f for it) */
-    if (p->d_ffn_out_w) activation_forward(ctx->fg, a->f, n * I, c->hidden_act);
+    if (p->d_ffn_out_w) petl_activation_forward(ctx->fg, a->f, n * I, c->hidden_act);
     memset(ctx->dfg, 0, (size_t)(n * I) * sizeof(float));
     linear_backward(ctx->dfg, p->d_ffn_out_w, p->d_ffn_out_b, dh, ctx->fg, p->ffn_out_w,
                     bw->ffn_out_w, bf ? &bf->ffn_out_t : NULL, n, I, H);
     /* fg = act(f):  d f = act'(f) d fg */
     memset(ctx->df, 0, (size_t)(n * I) * sizeof(float));
-    activation_backward(ctx->df, ctx->dfg, a->f, n * I, c->hidden_act);
+    petl_activation_backward(ctx->df, ctx->dfg, a->f, n * I, c->hidden_act);
     /* f = W_1 y1 + b_1:  d y1 += df W_1 */
     linear_backward(ds, p->d_ffn_in_w, p->d_ffn_in_b, ctx->df, a->y1, p->ffn_in_w, bw->ffn_in_w,
                     bf ? &bf->ffn_in_t : NULL, n, H, I);
     /* y1 = LN_1(s1):  d s1 into dy (d y is spent) */
     memset(dy, 0, bH);
-    layernorm_backward(dy, p->d_ln1_w, p->d_ln1_b, ds, a->s1, p->ln1_w, a->mean1, a->rstd1, n, H);
+    petl_layernorm_backward(dy, p->d_ln1_w, p->d_ln1_b, ds, a->s1, p->ln1_w, a->mean1, a->rstd1, n,
+                            H);
     /* s1 = x + A_1(h1):  d x = d s1 (kept in dy, attention adds below);  d A_1 = d s1 */
     memset(dh, 0, bH);
     if (adapter_on(v, l, 0))
-        adapter_backward(dh, &p->d_ad[0], ctx->dad, dy, a->h1, a->z1, a->g1, &p->ad[0], n, H, m,
-                         v->act, lbf);
+        petl_adapter_backward(dh, &p->d_ad[0], ctx->dad, dy, a->h1, a->z1, a->g1, &p->ad[0], n, H,
+                              m, v->act, lbf);
     else
         memcpy(dh, dy, bH);
     /* h1 = dropout(W_o ctx + b_o):  d (W_o ctx) = d h1 * mask */
@@ -713,9 +717,9 @@ static void layer_backward(petl_ctx *ctx, int l, float *dy, bool need_dx) {
     const float pa = v->attention_dropout;
     const uint64_t *keys =
         ctx->dropout && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
-    attention_backward(ctx->dqkv, ctx->att_scr, ctx->att_stride, ctx->nthreads, ctx->dctx, a->qkv,
-                       a->probs, pa, keys, ctx->off, ctx->poff, ctx->qlen, ctx->klen, ctx->B, H, nh,
-                       lbf);
+    petl_attention_backward(ctx->dqkv, ctx->att_scr, ctx->att_stride, ctx->nthreads, ctx->dctx,
+                            a->qkv, a->probs, pa, keys, ctx->off, ctx->poff, ctx->qlen, ctx->klen,
+                            ctx->B, H, nh, lbf);
     /* qkv = W_qkv x + b:  d x += dqkv W_qkv (only when something below is trained) */
     linear_backward(need_dx ? dy : NULL, p->d_qkv_w, p->d_qkv_b, ctx->dqkv, x, p->qkv_w, bw->qkv_w,
                     bf ? &bf->qkv_t : NULL, n, H, 3 * H);
@@ -732,22 +736,22 @@ static void head_group(petl_ctx *ctx, int g, const float *top, bool pooled_done)
     const int k0 = ctx->gstart[g], cnt = ctx->gstart[g + 1] - k0;
     if (v->head == PETL_HEAD_SPAN) {
         const int64_t t0 = ctx->tstart[g];
-        span_head_forward(ctx->span_logits + 2 * t0, top + t0 * H, v->qa_w, v->qa_b,
-                          ctx->tstart[g + 1] - t0, H);
+        petl_span_head_forward(ctx->span_logits + 2 * t0, top + t0 * H, v->qa_w, v->qa_b,
+                               ctx->tstart[g + 1] - t0, H);
         return;
     }
     if (v->head != PETL_HEAD_CLASSIFY) return;
     const int64_t kH = (int64_t)k0 * H;
     float *lg = ctx->logits + (int64_t)k0 * ctx->sh.max_nl;
     if (pooled_done) {
-        matmul_forward(lg, ctx->pooled + kH, v->cls.cls_w, v->cls.cls_b, cnt, H, v->NL);
+        petl_matmul_forward(lg, ctx->pooled + kH, v->cls.cls_w, v->cls.cls_b, cnt, H, v->NL);
         return;
     }
     const float ph = v->head_dropout;
     const uint64_t *keys =
         ctx->dropout && ph > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_HEAD, 0) : NULL;
-    head_forward(lg, ctx->pooled + kH, ctx->pooled_d + kH, ctx->cls_rows + kH, ph, keys, &v->cls,
-                 cnt, H, v->NL);
+    petl_head_forward(lg, ctx->pooled + kH, ctx->pooled_d + kH, ctx->cls_rows + kH, ph, keys,
+                      &v->cls, cnt, H, v->NL);
 }
 
 static void heads_forward(petl_ctx *ctx, const float *top) {
@@ -764,8 +768,8 @@ static void heads_forward(petl_ctx *ctx, const float *top) {
                       ctx->gview[g]->cls.pool_w == base->pool_w &&
                       ctx->gview[g]->cls.pool_b == base->pool_b;
     if (shared_pool) {
-        matmul_forward(ctx->pooled, ctx->cls_rows, base->pool_w, base->pool_b, ctx->B, H, H);
-        tanh_forward(ctx->pooled, ctx->pooled, (int64_t)ctx->B * H);
+        petl_matmul_forward(ctx->pooled, ctx->cls_rows, base->pool_w, base->pool_b, ctx->B, H, H);
+        petl_tanh_forward(ctx->pooled, ctx->pooled, (int64_t)ctx->B * H);
     }
     FOR_EACH_GROUP(ctx, g, head_group(ctx, g, top, shared_pool));
 }
@@ -778,8 +782,8 @@ static void head_backward_all(petl_ctx *ctx, float *dy, bool below_head) {
     if (v->head == PETL_HEAD_SPAN) {
         /* d top = dspan W_qa on every token */
         if (below_head) memset(dy, 0, (size_t)(ctx->n * H) * sizeof(float));
-        span_head_backward(below_head ? dy : NULL, v->d_qa_w, v->d_qa_b, ctx->dspan,
-                           ctx->xs + L * NH, v->qa_w, ctx->n, H);
+        petl_span_head_backward(below_head ? dy : NULL, v->d_qa_w, v->d_qa_b, ctx->dspan,
+                                ctx->xs + L * NH, v->qa_w, ctx->n, H);
         return;
     }
     float *dcls = below_head ? ctx->dcls : NULL;
@@ -787,8 +791,8 @@ static void head_backward_all(petl_ctx *ctx, float *dy, bool below_head) {
     const float ph = v->head_dropout;
     const uint64_t *keys =
         ctx->dropout && ph > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_HEAD, 0) : NULL;
-    head_backward(dcls, &v->d_cls, ctx->head_scr, ctx->dlogits, ctx->cls_rows, ctx->pooled,
-                  ctx->pooled_d, ph, keys, &v->cls, B, H, v->NL);
+    petl_head_backward(dcls, &v->d_cls, ctx->head_scr, ctx->dlogits, ctx->cls_rows, ctx->pooled,
+                       ctx->pooled_d, ph, keys, &v->cls, B, H, v->NL);
     if (!below_head) return;
     /* d top: only the [CLS] rows receive gradient */
     memset(dy, 0, (size_t)(ctx->n * H) * sizeof(float));

@@ -6,7 +6,7 @@
  * its CBLAS interface, and oneDNN 2.6 (Debian) offers bf16 only through matmul primitives
  * created per shape (a JIT per distinct row count, and a weight reorder tied to it), while
  * training calls every GEMM with a different row count. The kernel below is one register-blocked
- * loop; its naive twin (matmul_bf16_naive) rounds the same way and sums in double.
+ * loop; its naive twin (petl_matmul_bf16_naive) rounds the same way and sums in double.
  *
  * Layout. C[M, N] = A[M, K] . B[N, K]^T (+ bias), B a Linear weight [out, in] (forward) or the
  * transpose of one (input gradients). B is packed into panels of 32 columns: for each k pair
@@ -18,7 +18,7 @@
  * accumulators); K in blocks of 256 (a 16 KB slice of a panel stays in L1 while every row group
  * of the tile passes over it); tiles of 96 rows x 128 columns, spread over the OpenMP threads.
  *
- * gemm_bf16 is the same kernel for products whose operands both change every call (attention
+ * petl_gemm_bf16 is the same kernel for products whose operands both change every call (attention
  * scores and context, the adapters' projections and their gradients), autocast-style: any fp32
  * A[M, K] and B[K, N] given by strides, both rounded to bf16 while they are packed into stack
  * buffers (the B slice of a K block into the panel layout above, the A tile into pairs), fp32
@@ -93,8 +93,8 @@ static float packed_at(const petl_bf16_mat *b, int n, int k) {
     return petl_bf16_to_f32((uint16_t)(k & 1 ? w >> 16 : w & 0xFFFF));
 }
 
-void matmul_bf16_naive(float *c, const float *a, const petl_bf16_mat *b, const float *bias,
-                       int64_t M, bool accumulate) {
+void petl_matmul_bf16_naive(float *c, const float *a, const petl_bf16_mat *b, const float *bias,
+                            int64_t M, bool accumulate) {
     for (int64_t i = 0; i < M; i++)
         for (int n = 0; n < b->N; n++) {
             double s = 0.0;
@@ -182,7 +182,7 @@ static void micro_any(int mr, const uint32_t *apk, const uint32_t *bp, int kp, f
     }
 }
 
-/* ---------------------------------------------------------------- gemm_bf16: both operands */
+/* ---------------------------------------------------------------- petl_gemm_bf16: both operands */
 
 /* 16-bit lane order that interleaves the two halves of cvtne2ps_pbh(hi, lo): word i = (lo[i],
  * hi[i]), i.e. a pair of two k rows (even k in the low half) for 16 columns. */
@@ -230,7 +230,7 @@ static inline void transpose16(__m512i r[16]) {
     }
 }
 
-/* A tile for gemm_bf16, rows [0, mb) x k [0, kc), element (i, k) at a[i * rs + k * cs], into
+/* A tile for petl_gemm_bf16, rows [0, mb) x k [0, kc), element (i, k) at a[i * rs + k * cs], into
  * pairs: layout ROWS apk[i * KC/2 + kk] (a row-major A, convert_a; or any strides), COLS
  * apk[kk * MB + i] (a column-major A, cs the distance between k rows). Returns the layout. */
 enum { A_ROWS = 0, A_COLS = 1 };
@@ -260,7 +260,7 @@ static int convert_a_any(uint32_t *apk, const float *a, int64_t rs, int64_t cs, 
     return A_ROWS;
 }
 
-/* The B slice k [0, kc) x columns [0, nb) of gemm_bf16, element (k, j) at b[k * rs + j * cs],
+/* The B slice k [0, kc) x columns [0, nb) of petl_gemm_bf16, element (k, j) at b[k * rs + j * cs],
  * into panels bpk[(j / 32) * KC/2 * 32 + kk * 32 + j % 32] (columns past nb zero). */
 static void convert_b_any(uint32_t *bpk, const float *b, int64_t rs, int64_t cs, int nb, int kc) {
     const int kp = (kc + 1) / 2;
@@ -313,7 +313,7 @@ static void convert_b_any(uint32_t *bpk, const float *b, int64_t rs, int64_t cs,
     }
 }
 
-/* What gemm_bf16's micro-tile does with its sums: c = alpha sums + (first K block: beta c, not
+/* What petl_gemm_bf16's micro-tile does with its sums: c = alpha sums + (first K block: beta c, not
  * read when beta is 0, + bias; later blocks: c). */
 typedef struct {
     float alpha, beta;
@@ -321,7 +321,7 @@ typedef struct {
     bool first;
 } gemm_epi;
 
-/* The micro-tile of gemm_bf16: rows [0, mr) of the A pairs (layout acol, from ap) x one panel
+/* The micro-tile of petl_gemm_bf16: rows [0, mr) of the A pairs (layout acol, from ap) x one panel
  * slice (kp pairs), summed from zero, then the epilogue e into c (row stride ldc), ncols <= 32
  * valid columns. */
 static inline __attribute__((always_inline)) void micro_g(const int mr, const int acol,
@@ -421,7 +421,7 @@ static void gemm_block(const gemm_args *g, int m0, int m1, int n0, int n1) {
 #if defined(__AVX512BF16__)
 /* The calling thread's buffer for one row tile of A in bf16 over the whole K (grown on demand,
  * kept for the thread's life and freed when the thread exits; NULL when out of memory).
- * matmul_bf16 converts each row tile once instead of once per column tile: with K = 3072 the
+ * petl_matmul_bf16 converts each row tile once instead of once per column tile: with K = 3072 the
  * tile's fp32 rows (1.2 MB) no longer fit in L2, and reading them back for each of the 6 to 24
  * column tiles cost ~6% of a bf16 training step. Per thread rather than per call: a malloc per
  * call could fault its pages in again every time. The pthread key's destructor frees it when a
@@ -449,8 +449,8 @@ static uint32_t *thread_abuf(size_t words) {
 }
 #endif
 
-void matmul_bf16(float *c, const float *a, const petl_bf16_mat *b, const float *bias, int64_t M,
-                 bool accumulate) {
+void petl_matmul_bf16(float *c, const float *a, const petl_bf16_mat *b, const float *bias,
+                      int64_t M, bool accumulate) {
 #if defined(__AVX512BF16__)
     const int N = b->N, K = b->K, kpp = (K + 1) / 2;
     const int64_t mtiles = (M + MB - 1) / MB, ntiles = (N + NB - 1) / NB;
@@ -497,13 +497,13 @@ void matmul_bf16(float *c, const float *a, const petl_bf16_mat *b, const float *
             }
     }
 #else
-    matmul_bf16_naive(c, a, b, bias, M, accumulate);
+    petl_matmul_bf16_naive(c, a, b, bias, M, accumulate);
 #endif
 }
 
-void gemm_bf16_naive(int M, int N, int K, float alpha, const float *A, int64_t a_rs, int64_t a_cs,
-                     const float *B, int64_t b_rs, int64_t b_cs, float beta, float *C, int64_t ldc,
-                     const float *bias) {
+void petl_gemm_bf16_naive(int M, int N, int K, float alpha, const float *A, int64_t a_rs,
+                          int64_t a_cs, const float *B, int64_t b_rs, int64_t b_cs, float beta,
+                          float *C, int64_t ldc, const float *bias) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = 0.0;
@@ -516,9 +516,9 @@ void gemm_bf16_naive(int M, int N, int K, float alpha, const float *A, int64_t a
         }
 }
 
-void gemm_bf16(int M, int N, int K, float alpha, const float *A, int64_t a_rs, int64_t a_cs,
-               const float *B, int64_t b_rs, int64_t b_cs, float beta, float *C, int64_t ldc,
-               const float *bias) {
+void petl_gemm_bf16(int M, int N, int K, float alpha, const float *A, int64_t a_rs, int64_t a_cs,
+                    const float *B, int64_t b_rs, int64_t b_cs, float beta, float *C, int64_t ldc,
+                    const float *bias) {
 #if defined(__AVX512BF16__)
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* no products: the epilogue alone */
@@ -558,25 +558,26 @@ void gemm_bf16(int M, int N, int K, float alpha, const float *A, int64_t a_rs, i
         gemm_block(&g, m0, m1, n0, n1);
     }
 #else
-    gemm_bf16_naive(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, ldc, bias);
+    petl_gemm_bf16_naive(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, ldc, bias);
 #endif
 }
 
 /* ------------------------------------------------------------ linear layers of trained weights */
 
-void matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b, int64_t N,
-                         int IC, int OC) {
+void petl_matmul_forward_bf16(float *out, const float *inp, const float *w, const float *b,
+                              int64_t N, int IC, int OC) {
     /* out[N, OC] = inp[N, IC] . w^T (+ b): B[k][j] = w[j][k], a column-major operand */
-    if (N > 0) gemm_bf16((int)N, OC, IC, 1.0f, inp, IC, 1, w, 1, IC, 0.0f, out, OC, b);
+    if (N > 0) petl_gemm_bf16((int)N, OC, IC, 1.0f, inp, IC, 1, w, 1, IC, 0.0f, out, OC, b);
 }
 
-void matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *w, int64_t N, int IC, int OC) {
+void petl_matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *w, int64_t N, int IC, int OC) {
     if (N <= 0) return;
     /* d inp[N, IC] += dout[N, OC] . w[OC, IC] */
-    if (dinp) gemm_bf16((int)N, IC, OC, 1.0f, dout, OC, 1, w, IC, 1, 1.0f, dinp, IC, NULL);
+    if (dinp) petl_gemm_bf16((int)N, IC, OC, 1.0f, dout, OC, 1, w, IC, 1, 1.0f, dinp, IC, NULL);
     /* d w[OC, IC] += dout^T . inp: A[o][i] = dout[i][o], a column-major operand */
-    if (dweight) gemm_bf16(OC, IC, (int)N, 1.0f, dout, 1, OC, inp, IC, 1, 1.0f, dweight, IC, NULL);
+    if (dweight)
+        petl_gemm_bf16(OC, IC, (int)N, 1.0f, dout, 1, OC, inp, IC, 1, 1.0f, dweight, IC, NULL);
     /* the bias gradient is a sum, not a product: fp32 as ever */
-    if (dbias) matmul_backward(NULL, NULL, dbias, dout, inp, w, N, IC, OC);
+    if (dbias) petl_matmul_backward(NULL, NULL, dbias, dout, inp, w, N, IC, OC);
 }

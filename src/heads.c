@@ -9,12 +9,13 @@
 #include <stdbool.h>
 #include <string.h>
 
-void head_forward(float *logits, float *pooled, float *pooled_d, const float *cls_rows, float p,
-                  const uint64_t *keys, const petl_head_weights *w, int B, int H, int NL) {
+void petl_head_forward(float *logits, float *pooled, float *pooled_d, const float *cls_rows,
+                       float p, const uint64_t *keys, const petl_head_weights *w, int B, int H,
+                       int NL) {
     const int64_t n = (int64_t)B * H;
     if (w->pool_w) {
-        matmul_forward(pooled, cls_rows, w->pool_w, w->pool_b, B, H, H); /* [B, H] */
-        tanh_forward(pooled, pooled, n);
+        petl_matmul_forward(pooled, cls_rows, w->pool_w, w->pool_b, B, H, H); /* [B, H] */
+        petl_tanh_forward(pooled, pooled, n);
     } else {
         memcpy(pooled, cls_rows, (size_t)n * sizeof *pooled);
     }
@@ -24,19 +25,20 @@ void head_forward(float *logits, float *pooled, float *pooled_d, const float *cl
                                keys[b], 0);
     else if (pooled_d != pooled)
         memcpy(pooled_d, pooled, (size_t)n * sizeof *pooled_d);
-    matmul_forward(logits, pooled_d, w->cls_w, w->cls_b, B, H, NL); /* [B, NL] */
+    petl_matmul_forward(logits, pooled_d, w->cls_w, w->cls_b, B, H, NL); /* [B, NL] */
 }
 
-void head_backward(float *dcls, const petl_head_grads *dw, float *scratch, const float *dlogits,
-                   const float *cls_rows, const float *pooled, const float *pooled_d, float p,
-                   const uint64_t *keys, const petl_head_weights *w, int B, int H, int NL) {
+void petl_head_backward(float *dcls, const petl_head_grads *dw, float *scratch,
+                        const float *dlogits, const float *cls_rows, const float *pooled,
+                        const float *pooled_d, float p, const uint64_t *keys,
+                        const petl_head_weights *w, int B, int H, int NL) {
     const int64_t n = (int64_t)B * H;
     const bool need_below = dcls || (w->pool_w && (dw->pool_w || dw->pool_b));
     float *dpd = need_below ? scratch : NULL; /* [B, H] */
     float *dz = scratch + n;                  /* [B, H] */
     if (dpd) memset(scratch, 0, (size_t)(2 * n) * sizeof *scratch);
     /* logits = pooled_d W_cls^T + b_cls:  d W_cls += dlogits^T pooled_d,  d pooled_d = dl W */
-    matmul_backward(dpd, dw->cls_w, dw->cls_b, dlogits, pooled_d, w->cls_w, B, H, NL);
+    petl_matmul_backward(dpd, dw->cls_w, dw->cls_b, dlogits, pooled_d, w->cls_w, B, H, NL);
     if (!dpd) return;
     /* pooled_d = pooled * mask:  d pooled = d pooled_d * mask (in place, the mask regenerated) */
     if (keys && p > 0.0f)
@@ -50,12 +52,12 @@ void head_backward(float *dcls, const petl_head_grads *dw, float *scratch, const
         return;
     }
     /* pooled = tanh(z):  d z = (1 - pooled^2) d pooled */
-    tanh_backward(dz, dpd, pooled, n);
+    petl_tanh_backward(dz, dpd, pooled, n);
     /* z = cls W_pool^T + b_pool:  d cls += dz W_pool,  d W_pool += dz^T cls (when trained) */
-    matmul_backward(dcls, dw->pool_w, dw->pool_b, dz, cls_rows, w->pool_w, B, H, H);
+    petl_matmul_backward(dcls, dw->pool_w, dw->pool_b, dz, cls_rows, w->pool_w, B, H, H);
 }
 
-double cross_entropy_forward(const float *logits, const int32_t *labels, int B, int NL) {
+double petl_cross_entropy_forward(const float *logits, const int32_t *labels, int B, int NL) {
     double total = 0.0;
     for (int b = 0; b < B; b++) {
         const float *l = logits + (int64_t)b * NL;
@@ -70,8 +72,8 @@ double cross_entropy_forward(const float *logits, const int32_t *labels, int B, 
     return total / B;
 }
 
-void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *labels, int B,
-                            int NL) {
+void petl_cross_entropy_backward(float *dlogits, const float *logits, const int32_t *labels, int B,
+                                 int NL) {
     for (int b = 0; b < B; b++) {
         const float *l = logits + (int64_t)b * NL;
         float *d = dlogits + (int64_t)b * NL;
@@ -86,7 +88,7 @@ void cross_entropy_backward(float *dlogits, const float *logits, const int32_t *
     }
 }
 
-double mse_forward(const float *pred, const float *targets, int B) {
+double petl_mse_forward(const float *pred, const float *targets, int B) {
     double total = 0.0;
     for (int b = 0; b < B; b++) {
         double e = (double)pred[b] - targets[b];
@@ -95,21 +97,21 @@ double mse_forward(const float *pred, const float *targets, int B) {
     return total / B;
 }
 
-void mse_backward(float *dpred, const float *pred, const float *targets, int B) {
+void petl_mse_backward(float *dpred, const float *pred, const float *targets, int B) {
     /* d/dp mean (p - t)^2 = 2 (p - t) / B */
     for (int b = 0; b < B; b++)
         dpred[b] += (float)(2.0 * ((double)pred[b] - targets[b]) / B);
 }
 
-void span_head_forward(float *logits, const float *x, const float *w, const float *b, int64_t n,
-                       int H) {
-    matmul_forward(logits, x, w, b, n, H, 2); /* [n, 2] */
+void petl_span_head_forward(float *logits, const float *x, const float *w, const float *b,
+                            int64_t n, int H) {
+    petl_matmul_forward(logits, x, w, b, n, H, 2); /* [n, 2] */
 }
 
-void span_head_backward(float *dx, float *dw, float *db, const float *dlogits, const float *x,
-                        const float *w, int64_t n, int H) {
+void petl_span_head_backward(float *dx, float *dw, float *db, const float *dlogits, const float *x,
+                             const float *w, int64_t n, int H) {
     /* logits = x W_qa^T + b_qa:  d x += dlogits W_qa,  d W_qa += dlogits^T x,  d b_qa += sum */
-    matmul_backward(dx, dw, db, dlogits, x, w, n, H, 2);
+    petl_matmul_backward(dx, dw, db, dlogits, x, w, n, H, 2);
 }
 
 /* -log softmax(v[0..len) with stride 2)[target] in double, and the softmax's max / sum for the
@@ -125,8 +127,8 @@ static double strided_ce(const float *v, int len, int target, double *mx_out, do
     return mx + log(sum) - v[2 * target];
 }
 
-double span_loss_forward(const float *logits, const int64_t *off, const int *len,
-                         const int32_t *start, const int32_t *end, int B) {
+double petl_span_loss_forward(const float *logits, const int64_t *off, const int *len,
+                              const int32_t *start, const int32_t *end, int B) {
     double total = 0.0, mx, sum;
     for (int r = 0; r < B; r++) {
         const float *l = logits + 2 * off[r]; /* row r: start logits at l[2p], end at l[2p + 1] */
@@ -136,8 +138,8 @@ double span_loss_forward(const float *logits, const int64_t *off, const int *len
     return total / (2.0 * B);
 }
 
-void span_loss_backward(float *dlogits, const float *logits, const int64_t *off, const int *len,
-                        const int32_t *start, const int32_t *end, int B) {
+void petl_span_loss_backward(float *dlogits, const float *logits, const int64_t *off,
+                             const int *len, const int32_t *start, const int32_t *end, int B) {
     for (int r = 0; r < B; r++)
         for (int k = 0; k < 2; k++) { /* k = 0: start, 1: end */
             const float *l = logits + 2 * off[r] + k;

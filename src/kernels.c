@@ -143,8 +143,8 @@ static void matmul_small(float *out, const float *inp, const float *w, const flo
 }
 #endif
 
-void matmul_forward(float *out, const float *inp, const float *w, const float *b, int64_t N, int IC,
-                    int OC) {
+void petl_matmul_forward(float *out, const float *inp, const float *w, const float *b, int64_t N,
+                         int IC, int OC) {
 #if defined(__AVX512F__)
     if (N <= SMALL_M_MAX) {
         matmul_small(out, inp, w, b, (int)N, IC, OC);
@@ -165,8 +165,8 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
                 beta, out, OC);
 }
 
-void matmul_naive(float *out, const float *inp, const float *w, const float *b, int64_t N, int IC,
-                  int OC) {
+void petl_matmul_naive(float *out, const float *inp, const float *w, const float *b, int64_t N,
+                       int IC, int OC) {
     for (int64_t i = 0; i < N; i++)
         for (int o = 0; o < OC; o++) {
             double s = b ? b[o] : 0.0;
@@ -176,8 +176,8 @@ void matmul_naive(float *out, const float *inp, const float *w, const float *b, 
         }
 }
 
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *w, int64_t N, int IC, int OC) {
+void petl_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *w, int64_t N, int IC, int OC) {
     if (N <= 0) return;
     /* out = inp . w^T + b, so d inp = dout . w (beta = 1 accumulates onto dinp) */
     if (dinp)
@@ -201,8 +201,8 @@ void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dou
     }
 }
 
-void matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
-                           const float *inp, const float *w, int64_t N, int IC, int OC) {
+void petl_matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *w, int64_t N, int IC, int OC) {
     if (dinp)
         for (int64_t i = 0; i < N; i++)
             for (int k = 0; k < IC; k++) {
@@ -230,8 +230,8 @@ void matmul_backward_naive(float *dinp, float *dweight, float *dbias, const floa
 
 /* ---------------------------------------------------------------------------- layernorm */
 
-void layernorm_forward(float *out, const float *inp, const float *res, const float *w,
-                       const float *b, int64_t N, int C, float eps) {
+void petl_layernorm_forward(float *out, const float *inp, const float *res, const float *w,
+                            const float *b, int64_t N, int C, float eps) {
 #pragma omp parallel for if (N * C > 16384)
     for (int64_t i = 0; i < N; i++) {
         float *o = out + i * C;
@@ -267,8 +267,8 @@ void layernorm_forward(float *out, const float *inp, const float *res, const flo
     }
 }
 
-void layernorm_naive(float *out, const float *inp, const float *res, const float *w, const float *b,
-                     int64_t N, int C, float eps) {
+void petl_layernorm_naive(float *out, const float *inp, const float *res, const float *w,
+                          const float *b, int64_t N, int C, float eps) {
     for (int64_t i = 0; i < N; i++) {
         double mean = 0.0, var = 0.0;
         for (int c = 0; c < C; c++)
@@ -287,13 +287,13 @@ void layernorm_naive(float *out, const float *inp, const float *res, const float
     }
 }
 
-void layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                             const float *b, int64_t N, int C, float eps) {
+void petl_layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp,
+                                  const float *w, const float *b, int64_t N, int C, float eps) {
 #pragma omp parallel for if (N * C > 16384)
     for (int64_t i = 0; i < N; i++) {
         float *o = out + i * C;
         const float *x = inp + i * C;
-        /* The arithmetic of layernorm_forward, so training and inference agree bit for bit. */
+        /* The arithmetic of petl_layernorm_forward, so training and inference agree bit for bit. */
         double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
         for (int c = 0; c < C; c++)
@@ -312,9 +312,9 @@ void layernorm_forward_train(float *out, float *mean, float *rstd, const float *
     }
 }
 
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *w, const float *mean, const float *rstd,
-                        int64_t N, int C) {
+void petl_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *w, const float *mean, const float *rstd,
+                             int64_t N, int C) {
     /* Per row, with xhat = (x - mean) rstd and g = dout * w:
      *   d x = rstd (g - mean(g) - xhat mean(g xhat))   (mean and rstd depend on every x) */
     if (dinp) {
@@ -356,9 +356,9 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
     }
 }
 
-void layernorm_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
-                              const float *inp, const float *w, const float *mean,
-                              const float *rstd, int64_t N, int C) {
+void petl_layernorm_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                                   const float *inp, const float *w, const float *mean,
+                                   const float *rstd, int64_t N, int C) {
     for (int64_t i = 0; i < N; i++) {
         const float *x = inp + i * C, *d = dout + i * C;
         double gm = 0.0, gxm = 0.0;
@@ -380,7 +380,7 @@ void layernorm_backward_naive(float *dinp, float *dweight, float *dbias, const f
 
 /* --------------------------------------------------------------------------- activation */
 
-void activation_forward(float *out, const float *inp, int64_t n, petl_act act) {
+void petl_activation_forward(float *out, const float *inp, int64_t n, petl_act act) {
     /* Chunks of 4096 keep each thread's slice in cache and give OpenMP enough pieces. */
     const int64_t chunk = 4096;
     int64_t nchunks = (n + chunk - 1) / chunk;
@@ -414,7 +414,7 @@ void activation_forward(float *out, const float *inp, int64_t n, petl_act act) {
     }
 }
 
-void activation_naive(float *out, const float *inp, int64_t n, petl_act act) {
+void petl_activation_naive(float *out, const float *inp, int64_t n, petl_act act) {
     for (int64_t i = 0; i < n; i++) {
         double x = inp[i];
         switch (act) {
@@ -427,8 +427,8 @@ void activation_naive(float *out, const float *inp, int64_t n, petl_act act) {
     }
 }
 
-void activation_backward(float *dinp, const float *dout, const float *inp, int64_t n,
-                         petl_act act) {
+void petl_activation_backward(float *dinp, const float *dout, const float *inp, int64_t n,
+                              petl_act act) {
     const int64_t chunk = 4096;
     int64_t nchunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for if (n > 65536)
@@ -466,8 +466,8 @@ void activation_backward(float *dinp, const float *dout, const float *inp, int64
     }
 }
 
-void activation_backward_naive(float *dinp, const float *dout, const float *inp, int64_t n,
-                               petl_act act) {
+void petl_activation_backward_naive(float *dinp, const float *dout, const float *inp, int64_t n,
+                                    petl_act act) {
     for (int64_t i = 0; i < n; i++) {
         double x = inp[i], d = 0.0;
         switch (act) {
@@ -486,7 +486,7 @@ void activation_backward_naive(float *dinp, const float *dout, const float *inp,
 }
 
 /* sigmoid through exp_poly: 1 / (1 + exp(-x)) saturates cleanly at both ends. */
-void swish_forward(float *out, const float *inp, int64_t n) {
+void petl_swish_forward(float *out, const float *inp, int64_t n) {
 #pragma omp parallel for simd if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -494,7 +494,7 @@ void swish_forward(float *out, const float *inp, int64_t n) {
     }
 }
 
-void swish_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
+void petl_swish_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
     /* d/dx [x s(x)] = s (1 + x (1 - s)), s = sigmoid(x) */
 #pragma omp parallel for simd if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
@@ -506,12 +506,12 @@ void swish_backward(float *dinp, const float *dout, const float *inp, int64_t n)
 
 /* -------------------------------------------------------------------------------- tanh */
 
-void tanh_forward(float *out, const float *inp, int64_t n) {
+void petl_tanh_forward(float *out, const float *inp, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         out[i] = tanhf(inp[i]);
 }
 
-void tanh_backward(float *dinp, const float *dout, const float *out, int64_t n) {
+void petl_tanh_backward(float *dinp, const float *dout, const float *out, int64_t n) {
     /* tanh' = 1 - tanh^2, from the saved output */
     for (int64_t i = 0; i < n; i++)
         dinp[i] += (1.0f - out[i] * out[i]) * dout[i];
@@ -540,7 +540,7 @@ static void softmax_rows(float *s, int rows, int n) {
 }
 
 /* One attention product C = alpha op(A) op(B) + beta C (row-major, as cblas_sgemm), on the
- * calling thread: fp32 sgemm, or with bf16 gemm_bf16 (operands rounded, fp32 sums). */
+ * calling thread: fp32 sgemm, or with bf16 petl_gemm_bf16 (operands rounded, fp32 sums). */
 static void att_gemm(bool bf16, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K,
                      float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                      float *C, int ldc) {
@@ -550,13 +550,13 @@ static void att_gemm(bool bf16, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, i
     }
     /* A is [M, K] (stored [K, M] when transposed), B is [K, N] (stored [N, K] when transposed) */
     const bool at = ta == CblasTrans, bt = tb == CblasTrans;
-    gemm_bf16(M, N, K, alpha, A, at ? 1 : lda, at ? lda : 1, B, bt ? 1 : ldb, bt ? ldb : 1, beta, C,
-              ldc, NULL);
+    petl_gemm_bf16(M, N, K, alpha, A, at ? 1 : lda, at ? lda : 1, B, bt ? 1 : ldb, bt ? ldb : 1,
+                   beta, C, ldc, NULL);
 }
 
-void attention_forward(float *out, float *scratch, int64_t scratch_stride, int nthreads,
-                       const float *qkv, const int64_t *off, const int *qlen, const int *klen,
-                       int B, int H, int num_heads, bool bf16) {
+void petl_attention_forward(float *out, float *scratch, int64_t scratch_stride, int nthreads,
+                            const float *qkv, const int64_t *off, const int *qlen, const int *klen,
+                            int B, int H, int num_heads, bool bf16) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     /* One task per (batch row, head); the GEMMs inside run single-threaded (OpenBLAS does not
@@ -577,8 +577,8 @@ void attention_forward(float *out, float *scratch, int64_t scratch_stride, int n
     }
 }
 
-void attention_naive(float *out, const float *qkv, const int64_t *off, const int *qlen,
-                     const int *klen, int B, int H, int num_heads) {
+void petl_attention_naive(float *out, const float *qkv, const int64_t *off, const int *qlen,
+                          const int *klen, int B, int H, int num_heads) {
     const int hd = H / num_heads, ld = 3 * H;
     const double scale = 1.0 / sqrt((double)hd);
     for (int b = 0; b < B; b++)
@@ -612,10 +612,10 @@ void attention_naive(float *out, const float *qkv, const int64_t *off, const int
             }
 }
 
-void attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
-                             int nthreads, float p, const uint64_t *keys, const float *qkv,
-                             const int64_t *off, const int64_t *poff, const int *qlen,
-                             const int *klen, int B, int H, int num_heads, bool bf16) {
+void petl_attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
+                                  int nthreads, float p, const uint64_t *keys, const float *qkv,
+                                  const int64_t *off, const int64_t *poff, const int *qlen,
+                                  const int *klen, int B, int H, int num_heads, bool bf16) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const bool drop = keys && p > 0.0f;
@@ -641,10 +641,11 @@ void attention_forward_train(float *out, float *probs, float *scratch, int64_t s
     }
 }
 
-void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
-                        const float *dout, const float *qkv, const float *probs, float p,
-                        const uint64_t *keys, const int64_t *off, const int64_t *poff,
-                        const int *qlen, const int *klen, int B, int H, int num_heads, bool bf16) {
+void petl_attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
+                             const float *dout, const float *qkv, const float *probs, float p,
+                             const uint64_t *keys, const int64_t *off, const int64_t *poff,
+                             const int *qlen, const int *klen, int B, int H, int num_heads,
+                             bool bf16) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const bool drop = keys && p > 0.0f;
@@ -694,9 +695,9 @@ void attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int
     }
 }
 
-void attention_backward_naive(float *dqkv, const float *dout, const float *qkv, float p,
-                              const uint64_t *keys, const int64_t *off, const int *qlen,
-                              const int *klen, int B, int H, int num_heads) {
+void petl_attention_backward_naive(float *dqkv, const float *dout, const float *qkv, float p,
+                                   const uint64_t *keys, const int64_t *off, const int *qlen,
+                                   const int *klen, int B, int H, int num_heads) {
     const int hd = H / num_heads, ld = 3 * H;
     const double scale = 1.0 / sqrt((double)hd);
     for (int b = 0; b < B; b++)

@@ -495,16 +495,16 @@ static double head_loss(petl_ctx *ctx, const petl_view *v, const petl_batch *b,
         const int *len;
         petl_ctx_hidden(ctx, &off, &len);
         const float *sl = petl_ctx_span_logits(ctx);
-        span_loss_backward(petl_ctx_dspan(ctx), sl, off, len, t->start, t->end, B);
-        return span_loss_forward(sl, off, len, t->start, t->end, B);
+        petl_span_loss_backward(petl_ctx_dspan(ctx), sl, off, len, t->start, t->end, B);
+        return petl_span_loss_forward(sl, off, len, t->start, t->end, B);
     }
     const float *lg = petl_ctx_logits(ctx);
     if (v->NL >= 2) {
-        cross_entropy_backward(petl_ctx_dlogits(ctx), lg, t->labels, B, v->NL);
-        return cross_entropy_forward(lg, t->labels, B, v->NL);
+        petl_cross_entropy_backward(petl_ctx_dlogits(ctx), lg, t->labels, B, v->NL);
+        return petl_cross_entropy_forward(lg, t->labels, B, v->NL);
     }
-    mse_backward(petl_ctx_dlogits(ctx), lg, t->targets, B);
-    return mse_forward(lg, t->targets, B);
+    petl_mse_backward(petl_ctx_dlogits(ctx), lg, t->targets, B);
+    return petl_mse_forward(lg, t->targets, B);
 }
 
 petl_status petl_train_step(petl_ctx *ctx, const petl_batch *b, const petl_targets *t,

@@ -62,7 +62,7 @@ typedef struct {
 /* Forward + backward on one batch, for every head: *loss = mean cross-entropy (classification),
  * mean squared error (regression), or for spans the mean over rows of (CE(start) + CE(end)) / 2
  * with each cross-entropy over the row's real tokens only (padding is never a candidate: see
- * span_loss_forward in heads.h for how that differs from transformers on padded batches).
+ * petl_span_loss_forward in heads.h for how that differs from transformers on padded batches).
  * Targets out of range fail with PETL_ERR_ARG naming the row. Gradients are ACCUMULATED into the
  * task's gradient block. Dropout is on, drawn deterministically from dropout_seed whatever the
  * thread count; dropout_seed == 0 turns it off (gradient checks). */

@@ -428,12 +428,12 @@ static void test_kernels(void) {
         const int IC = mm_ic[t], OC = 45 + t;
         float *x = rand_buf(N * IC, 1.0f), *w = rand_buf((size_t)OC * IC, 0.5f),
               *b = rand_buf(OC, 1.0f), *o1 = rand_buf(N * OC, 1.0f), *o2 = rand_buf(N * OC, 1.0f);
-        matmul_forward(o1, x, w, b, N, IC, OC);
-        matmul_naive(o2, x, w, b, N, IC, OC);
+        petl_matmul_forward(o1, x, w, b, N, IC, OC);
+        petl_matmul_naive(o2, x, w, b, N, IC, OC);
         CHECKF(max_abs_diff(o1, o2, (size_t)(N * OC)) < 1e-6f * IC, "N %d IC %d: %g", (int)N, IC,
                max_abs_diff(o1, o2, (size_t)(N * OC)));
-        matmul_forward(o1, x, w, NULL, N, IC, OC);
-        matmul_naive(o2, x, w, NULL, N, IC, OC);
+        petl_matmul_forward(o1, x, w, NULL, N, IC, OC);
+        petl_matmul_naive(o2, x, w, NULL, N, IC, OC);
         CHECK(max_abs_diff(o1, o2, (size_t)(N * OC)) < 1e-6f * IC);
         free(x), free(w), free(b), free(o1), free(o2);
     }
@@ -460,16 +460,16 @@ static void test_kernels(void) {
             petl_bf16_mat bw;
             CHECK_OK(petl_bf16_pack(&bw, w, N, K, K, 1, &err), &err);
             for (int acc = 0; acc < 2; acc++) {
-                matmul_bf16(o1, a, &bw, t % 2 ? NULL : b, M, acc);
-                matmul_bf16_naive(o2, a, &bw, t % 2 ? NULL : b, M, acc);
+                petl_matmul_bf16(o1, a, &bw, t % 2 ? NULL : b, M, acc);
+                petl_matmul_bf16_naive(o2, a, &bw, t % 2 ? NULL : b, M, acc);
                 float d = max_abs_diff(o1, o2, (size_t)(M * N));
                 CHECKF(d < 1e-6f * (K + 8), "bf16 M %d N %d K %d acc %d: %g", (int)M, N, K, acc, d);
             }
             /* and against fp32: bf16 keeps 8 significant bits, so each rounding is off by at
              * most 2^-8 relative and each product by 2^-7 + 2^-16: |error| <= 0.0079 sum_k |a w|
              * (+ fp32 rounding of the sums) */
-            matmul_bf16(o1, a, &bw, b, M, false);
-            matmul_forward(o3, a, w, b, M, K, N);
+            petl_matmul_bf16(o1, a, &bw, b, M, false);
+            petl_matmul_forward(o3, a, w, b, M, K, N);
             for (int64_t i = 0; i < M; i++)
                 for (int n = 0; n < N; n++) {
                     double bound = 0.0;
@@ -501,7 +501,7 @@ static void test_kernels(void) {
         }
         petl_bf16_mat bw;
         CHECK_OK(petl_bf16_pack(&bw, w, N, K, K, 1, &err), &err);
-        matmul_bf16(o1, a, &bw, NULL, 1, false);
+        petl_matmul_bf16(o1, a, &bw, NULL, 1, false);
         for (int k = 0; k < K; k++)
             CHECKF(o1[k] == petl_bf16_to_f32(petl_bf16_round(a[k])), "k %d: %.9g vs %.9g", k, o1[k],
                    petl_bf16_to_f32(petl_bf16_round(a[k])));
@@ -517,12 +517,12 @@ static void test_kernels(void) {
         CHECK(o1 && o2);
         for (int c = 0; c < C; c++)
             x[c] += 100.0f;
-        layernorm_forward(o1, x, r, w, b, N, C, 1e-12f);
-        layernorm_naive(o2, x, r, w, b, N, C, 1e-12f);
+        petl_layernorm_forward(o1, x, r, w, b, N, C, 1e-12f);
+        petl_layernorm_naive(o2, x, r, w, b, N, C, 1e-12f);
         CHECK(max_abs_diff(o1, o2, (size_t)(N * C)) < 2e-5f);
-        layernorm_naive(o2, x, NULL, w, b, N, C, 1e-5f);
+        petl_layernorm_naive(o2, x, NULL, w, b, N, C, 1e-5f);
         memcpy(o1, x, N * C * 4);
-        layernorm_forward(o1, o1, NULL, w, b, N, C, 1e-5f);
+        petl_layernorm_forward(o1, o1, NULL, w, b, N, C, 1e-5f);
         CHECK(max_abs_diff(o1, o2, (size_t)(N * C)) < 2e-5f);
         free(x), free(r), free(w), free(b), free(o1), free(o2);
     }
@@ -533,8 +533,8 @@ static void test_kernels(void) {
         CHECK(o1 && o2);
         petl_act acts[] = {PETL_ACT_GELU, PETL_ACT_GELU_NEW, PETL_ACT_RELU};
         for (int a = 0; a < 3; a++) {
-            activation_forward(o1, x, n, acts[a]);
-            activation_naive(o2, x, n, acts[a]);
+            petl_activation_forward(o1, x, n, acts[a]);
+            petl_activation_naive(o2, x, n, acts[a]);
             float d = max_abs_diff(o1, o2, (size_t)n);
             CHECKF(d < 2e-6f, "%s: %g", petl_act_name(acts[a]), d);
         }
@@ -551,8 +551,8 @@ static void test_kernels(void) {
         float *qkv = rand_buf((size_t)n * 3 * H, 2.0f), *o1 = malloc(n * H * 4),
               *o2 = malloc(n * H * 4), *scratch = malloc((size_t)4 * 20 * 20 * 4);
         CHECK(o1 && o2 && scratch);
-        attention_forward(o1, scratch, 20 * 20, 4, qkv, off, qlen, klen, B, H, NH, false);
-        attention_naive(o2, qkv, off, qlen, klen, B, H, NH);
+        petl_attention_forward(o1, scratch, 20 * 20, 4, qkv, off, qlen, klen, B, H, NH, false);
+        petl_attention_naive(o2, qkv, off, qlen, klen, B, H, NH);
         float d = max_abs_diff(o1, o2, (size_t)(n * H));
         CHECKF(d < 1e-5f, "%g", d);
         free(qkv), free(o1), free(o2), free(scratch);

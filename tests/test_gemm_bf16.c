@@ -1,4 +1,4 @@
-/* gemm_bf16 (src/gemm_bf16.c: autocast-style C = beta C + alpha A.B + bias, both operands
+/* petl_gemm_bf16 (src/gemm_bf16.c: autocast-style C = beta C + alpha A.B + bias, both operands
  * rounded to bf16, fp32 sums) against its naive twin (the same rounding, double sums):
  *   - shapes from 1x1x1 and K = 0 through odd sizes, M off the 12-row micro-tile and 96-row
  *     tile, N off the 32-column panel and 128-column tile, K off and over the 256 block, to the
@@ -124,9 +124,9 @@ static void test_shape(int M, int N, int K) {
     /* S = sum_k |a_k b_k| on the checked blocks (bf16 rounding commutes with |.|) */
     for (int r = 0; r < nr; r++)
         for (int c = 0; c < nc; c++)
-            gemm_bf16_naive(rlen[r], clen[c], K, 1.0f, absA + (int64_t)rlo[r] * K, K, 1,
-                            absBt + (int64_t)clo[c] * K, 1, K, 0.0f, S + rlo[r] * ldc + clo[c], ldc,
-                            NULL);
+            petl_gemm_bf16_naive(rlen[r], clen[c], K, 1.0f, absA + (int64_t)rlo[r] * K, K, 1,
+                                 absBt + (int64_t)clo[c] * K, 1, K, 0.0f, S + rlo[r] * ldc + clo[c],
+                                 ldc, NULL);
 
     const struct {
         float alpha, beta;
@@ -141,14 +141,15 @@ static void test_shape(int M, int N, int K) {
         memcpy(ref, C0, (size_t)csz * sizeof(float));
         for (int r = 0; r < nr; r++)
             for (int c = 0; c < nc; c++)
-                gemm_bf16_naive(rlen[r], clen[c], K, alpha, A + (int64_t)rlo[r] * K, K, 1,
-                                Bt + (int64_t)clo[c] * K, 1, K, beta, ref + rlo[r] * ldc + clo[c],
-                                ldc, bs ? bs + clo[c] : NULL);
+                petl_gemm_bf16_naive(rlen[r], clen[c], K, alpha, A + (int64_t)rlo[r] * K, K, 1,
+                                     Bt + (int64_t)clo[c] * K, 1, K, beta,
+                                     ref + rlo[r] * ldc + clo[c], ldc, bs ? bs + clo[c] : NULL);
         for (int layout = 0; layout < LAYOUTS; layout++) {
             const operands o = store(layout, M, N, K, A, B, abuf, bbuf);
             for (int64_t i = 0; i < csz; i++) /* beta 0: C must not be read */
                 C[i] = beta == 0.0f && (i % ldc) < N ? NAN : C0[i];
-            gemm_bf16(M, N, K, alpha, o.A, o.a_rs, o.a_cs, o.B, o.b_rs, o.b_cs, beta, C, ldc, bs);
+            petl_gemm_bf16(M, N, K, alpha, o.A, o.a_rs, o.a_cs, o.B, o.b_rs, o.b_cs, beta, C, ldc,
+                           bs);
             for (int i = 0; i < M; i++)
                 for (int j = N; j < ldc; j++)
                     CHECKF(C[i * ldc + j] == SENTINEL, "%dx%dx%d %s: C[%d][%d] past N written", M,
@@ -186,8 +187,8 @@ static void test_shape(int M, int N, int K) {
             float *ab = alloc_floats((int64_t)(M + 5) * (2 * K + 3));
             float *bb = alloc_floats((int64_t)(N + 2) * (3 * K + 3));
             const operands o = store(me % LAYOUTS, M, N, K, A, B, ab, bb);
-            gemm_bf16(M, N, K, alpha, o.A, o.a_rs, o.a_cs, o.B, o.b_rs, o.b_cs, beta,
-                      inside + me * csz, ldc, bs);
+            petl_gemm_bf16(M, N, K, alpha, o.A, o.a_rs, o.a_cs, o.B, o.b_rs, o.b_cs, beta,
+                           inside + me * csz, ldc, bs);
             free(ab);
             free(bb);
         }
@@ -219,6 +220,6 @@ int main(void) {
     test_shape(97, 129, 513);
     test_shape(30, 100, 2000);
     test_shape(1000, 200, 300);
-    printf("gemm_bf16: largest |fast - twin| / tolerance %.3g\n", worst_ratio);
+    printf("petl_gemm_bf16: largest |fast - twin| / tolerance %.3g\n", worst_ratio);
     CHECK_DONE("test_gemm_bf16");
 }

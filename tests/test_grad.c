@@ -137,7 +137,7 @@ static void mm_ref(double *out, void *vc) {
 }
 
 static void test_matmul(void) {
-    printf("matmul_backward\n");
+    printf("petl_matmul_backward\n");
     const int64_t N = 6;
     const int IC = 7, OC = 5;
     float *x = rand_vec(N * IC, 1), *w = rand_vec(OC * IC, 1), *b = rand_vec(OC, 1);
@@ -145,7 +145,7 @@ static void test_matmul(void) {
     float *dx = rand_vec(N * IC, 1), *dw = zeros(OC * IC), *db = zeros(OC);
     float *dx0 = malloc(N * IC * sizeof *dx0);
     memcpy(dx0, dx, N * IC * sizeof *dx0); /* starts non-zero: the kernel must accumulate */
-    matmul_backward(dx, dw, db, R, x, w, N, IC, OC);
+    petl_matmul_backward(dx, dw, db, R, x, w, N, IC, OC);
     for (int64_t i = 0; i < N * IC; i++)
         dx[i] -= dx0[i];
     mm_ctx c = {to_double(x, N * IC), to_double(w, OC * IC), to_double(b, OC), N, IC, OC};
@@ -154,21 +154,21 @@ static void test_matmul(void) {
     fd_check("d bias", mm_ref, &c, c.b, OC, db, N * OC, R);
     /* the naive twin */
     float *nx = zeros(N * IC), *nw = zeros(OC * IC), *nb = zeros(OC);
-    matmul_backward_naive(nx, nw, nb, R, x, w, N, IC, OC);
+    petl_matmul_backward_naive(nx, nw, nb, R, x, w, N, IC, OC);
     float d =
         fmaxf(max_diff(nx, dx, N * IC), fmaxf(max_diff(nw, dw, OC * IC), max_diff(nb, db, OC)));
     printf("  optimised vs naive twin: %.3g\n", d);
     CHECK(d <= 1e-5f);
     /* NULL outputs are skipped */
-    matmul_backward(NULL, NULL, NULL, R, x, w, N, IC, OC);
+    petl_matmul_backward(NULL, NULL, NULL, R, x, w, N, IC, OC);
     /* and a larger shape through OpenBLAS, against the twin */
     const int64_t N2 = 70;
     const int IC2 = 33, OC2 = 65;
     float *x2 = rand_vec(N2 * IC2, 1), *w2 = rand_vec(OC2 * IC2, 1), *R2 = rand_vec(N2 * OC2, 1);
     float *a1 = zeros(N2 * IC2), *a2 = zeros(OC2 * IC2), *a3 = zeros(OC2);
     float *b1 = zeros(N2 * IC2), *b2 = zeros(OC2 * IC2), *b3 = zeros(OC2);
-    matmul_backward(a1, a2, a3, R2, x2, w2, N2, IC2, OC2);
-    matmul_backward_naive(b1, b2, b3, R2, x2, w2, N2, IC2, OC2);
+    petl_matmul_backward(a1, a2, a3, R2, x2, w2, N2, IC2, OC2);
+    petl_matmul_backward_naive(b1, b2, b3, R2, x2, w2, N2, IC2, OC2);
     d = fmaxf(max_diff(a1, b1, N2 * IC2),
               fmaxf(max_diff(a2, b2, OC2 * IC2), max_diff(a3, b3, OC2)));
     printf("  optimised vs naive twin (70 x 33 x 65): %.3g\n", d);
@@ -204,27 +204,27 @@ static void ln_ref(double *out, void *vc) {
 }
 
 static void test_layernorm(void) {
-    printf("layernorm_backward\n");
+    printf("petl_layernorm_backward\n");
     const int64_t N = 5;
     const int C = 9;
     const float eps = 1e-12f;
     float *x = rand_vec(N * C, 2), *w = rand_vec(C, 1), *b = rand_vec(C, 1),
           *R = rand_vec(N * C, 1);
     float *out = zeros(N * C), *out2 = zeros(N * C), *mean = zeros(N), *rstd = zeros(N);
-    layernorm_forward_train(out, mean, rstd, x, w, b, N, C, eps);
-    layernorm_forward(out2, x, NULL, w, b, N, C, eps);
+    petl_layernorm_forward_train(out, mean, rstd, x, w, b, N, C, eps);
+    petl_layernorm_forward(out2, x, NULL, w, b, N, C, eps);
     CHECKF(max_diff(out, out2, N * C) == 0.0f, "training and inference LayerNorm differ");
     ln_ctx c = {to_double(x, N * C), to_double(w, C), to_double(b, C), N, C, eps};
     double *ref = malloc(N * C * sizeof *ref);
     ln_ref(ref, &c);
     CHECK(max_diff_d(out, ref, N * C) <= 1e-5f);
     float *dx = zeros(N * C), *dw = zeros(C), *db = zeros(C);
-    layernorm_backward(dx, dw, db, R, x, w, mean, rstd, N, C);
+    petl_layernorm_backward(dx, dw, db, R, x, w, mean, rstd, N, C);
     fd_check("d inp", ln_ref, &c, c.x, N * C, dx, N * C, R);
     fd_check("d weight", ln_ref, &c, c.w, C, dw, N * C, R);
     fd_check("d bias", ln_ref, &c, c.b, C, db, N * C, R);
     float *nx = zeros(N * C), *nw = zeros(C), *nb = zeros(C);
-    layernorm_backward_naive(nx, nw, nb, R, x, w, mean, rstd, N, C);
+    petl_layernorm_backward_naive(nx, nw, nb, R, x, w, mean, rstd, N, C);
     float d = fmaxf(max_diff(nx, dx, N * C), fmaxf(max_diff(nw, dw, C), max_diff(nb, db, C)));
     printf("  optimised vs naive twin: %.3g\n", d);
     CHECK(d <= 1e-5f);
@@ -260,7 +260,7 @@ static void act_ref(double *out, void *vc) {
 }
 
 static void test_activations(void) {
-    printf("activation_backward, swish, tanh, dropout\n");
+    printf("petl_activation_backward, swish, tanh, dropout\n");
     const int64_t n = 40;
     float *x = rand_vec(n, 4), *R = rand_vec(n, 1), *y = zeros(n), *mask = zeros(n);
     /* ReLU's kink: keep inputs away from 0, where central differences straddle it */
@@ -283,17 +283,17 @@ static void test_activations(void) {
         double *ref = malloc(n * sizeof *ref);
         act_ref(ref, &c);
         if (kind <= 2) {
-            activation_forward(y, x, n, (petl_act)kind);
-            activation_backward(g, R, x, n, (petl_act)kind);
-            activation_backward_naive(gn, R, x, n, (petl_act)kind);
+            petl_activation_forward(y, x, n, (petl_act)kind);
+            petl_activation_backward(g, R, x, n, (petl_act)kind);
+            petl_activation_backward_naive(gn, R, x, n, (petl_act)kind);
             float d = max_diff(g, gn, n);
             CHECKF(d <= 1e-5f, "%s: optimised vs naive twin %.3g", names[kind], d);
         } else if (kind == 3) {
-            swish_forward(y, x, n);
-            swish_backward(g, R, x, n);
+            petl_swish_forward(y, x, n);
+            petl_swish_backward(g, R, x, n);
         } else if (kind == 4) {
-            tanh_forward(y, x, n);
-            tanh_backward(g, R, y, n);
+            petl_tanh_forward(y, x, n);
+            petl_tanh_backward(g, R, y, n);
         } else {
             /* y = x * mask:  d x = dout * mask, the same call on the gradient */
             petl_dropout_apply(y, x, (size_t)n, pdrop, key, 0);
@@ -350,7 +350,7 @@ static void att_ref(double *out, void *vc) {
 }
 
 static void test_attention(void) {
-    printf("attention_backward\n");
+    printf("petl_attention_backward\n");
     /* Two batch rows; the second has 2 padding query rows (qlen > klen) as in last_hidden. */
     const int B = 2, H = 8, nh = 2;
     const int qlen[2] = {3, 6}, klen[2] = {3, 4};
@@ -378,10 +378,10 @@ static void test_attention(void) {
     for (int with_mask = 0; with_mask < 2; with_mask++) {
         const float *mk = with_mask ? mask : NULL;
         const uint64_t *ks = with_mask ? keys : NULL;
-        attention_forward_train(out, probs, scratch, stride, 2, pdrop, ks, qkv, off, poff, qlen,
-                                klen, B, H, nh, false);
+        petl_attention_forward_train(out, probs, scratch, stride, 2, pdrop, ks, qkv, off, poff,
+                                     qlen, klen, B, H, nh, false);
         if (!with_mask) {
-            attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh, false);
+            petl_attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh, false);
             CHECKF(max_diff(out, out0, N * H) == 0.0f, "training and inference attention differ");
         }
         att_ctx c = {to_double(qkv, N * 3 * H), mk, off, poff, qlen, klen, B, H, nh};
@@ -389,9 +389,9 @@ static void test_attention(void) {
         att_ref(ref, &c);
         CHECK(max_diff_d(out, ref, N * H) <= 1e-5f);
         float *g = zeros(N * 3 * H), *gn = zeros(N * 3 * H);
-        attention_backward(g, scratch, stride, 2, R, qkv, probs, pdrop, ks, off, poff, qlen, klen,
-                           B, H, nh, false);
-        attention_backward_naive(gn, R, qkv, pdrop, ks, off, qlen, klen, B, H, nh);
+        petl_attention_backward(g, scratch, stride, 2, R, qkv, probs, pdrop, ks, off, poff, qlen,
+                                klen, B, H, nh, false);
+        petl_attention_backward_naive(gn, R, qkv, pdrop, ks, off, qlen, klen, B, H, nh);
         fd_check(with_mask ? "d qkv (probability dropout)" : "d qkv", att_ref, &c, c.qkv, N * 3 * H,
                  g, N * H, R);
         float d = max_diff(g, gn, N * 3 * H);
@@ -400,10 +400,10 @@ static void test_attention(void) {
         /* The products in bf16 (--precision bf16): within bf16 rounding of the fp32 results,
          * and not equal to them (the bf16 path ran). */
         float *ob = zeros(N * H), *pb = zeros(np), *gb = zeros(N * 3 * H);
-        attention_forward_train(ob, pb, scratch, stride, 2, pdrop, ks, qkv, off, poff, qlen, klen,
-                                B, H, nh, true);
-        attention_backward(gb, scratch, stride, 2, R, qkv, pb, pdrop, ks, off, poff, qlen, klen, B,
-                           H, nh, true);
+        petl_attention_forward_train(ob, pb, scratch, stride, 2, pdrop, ks, qkv, off, poff, qlen,
+                                     klen, B, H, nh, true);
+        petl_attention_backward(gb, scratch, stride, 2, R, qkv, pb, pdrop, ks, off, poff, qlen,
+                                klen, B, H, nh, true);
         const float eo = rel_diff(ob, out, N * H), eg = rel_diff(gb, g, N * 3 * H);
         printf("  bf16 products vs fp32: out %.3g, d qkv %.3g (of the largest)\n", eo, eg);
         CHECK(eo > 0.0f && eo <= 2e-2f && eg > 0.0f && eg <= 2e-2f);
@@ -444,7 +444,7 @@ static void ad_ref(double *out, void *vc) {
 }
 
 static void test_adapter(void) {
-    printf("adapter_backward\n");
+    printf("petl_adapter_backward\n");
     const int64_t N = 4;
     const int d = 6, m = 3;
     const char *names[] = {"gelu", "relu", "swish"};
@@ -453,7 +453,7 @@ static void test_adapter(void) {
         float *uw = rand_vec(d * m, 1), *ub = rand_vec(d, 1), *R = rand_vec(N * d, 1);
         float *out = zeros(N * d), *z = zeros(N * m), *g = zeros(N * m), *scr = zeros(2 * N * m);
         petl_adapter_weights w = {dw, db, uw, ub};
-        adapter_forward(out, z, g, h, &w, N, d, m, (petl_adapter_act)a, false);
+        petl_adapter_forward(out, z, g, h, &w, N, d, m, (petl_adapter_act)a, false);
         if (a == PETL_ADAPTER_RELU) /* keep z away from ReLU's kink */
             for (int64_t i = 0; i < N * m; i++)
                 CHECK(fabsf(z[i]) > 1e-3f);
@@ -472,14 +472,15 @@ static void test_adapter(void) {
         float *gh = zeros(N * d), *gdw = zeros(m * d), *gdb = zeros(m), *guw = zeros(d * m);
         float *gub = zeros(d);
         petl_adapter_grads gr = {gdw, gdb, guw, gub};
-        adapter_backward(gh, &gr, scr, R, h, z, g, &w, N, d, m, (petl_adapter_act)a, false);
+        petl_adapter_backward(gh, &gr, scr, R, h, z, g, &w, N, d, m, (petl_adapter_act)a, false);
         {
             /* bf16 products: within bf16 rounding of fp32, and not equal (the path ran) */
             float *ob = zeros(N * d), *zb = zeros(N * m), *gb = zeros(N * m), *ghb = zeros(N * d);
             float *b1 = zeros(m * d), *b2 = zeros(m), *b3 = zeros(d * m), *b4 = zeros(d);
             petl_adapter_grads grb = {b1, b2, b3, b4};
-            adapter_forward(ob, zb, gb, h, &w, N, d, m, (petl_adapter_act)a, true);
-            adapter_backward(ghb, &grb, scr, R, h, zb, gb, &w, N, d, m, (petl_adapter_act)a, true);
+            petl_adapter_forward(ob, zb, gb, h, &w, N, d, m, (petl_adapter_act)a, true);
+            petl_adapter_backward(ghb, &grb, scr, R, h, zb, gb, &w, N, d, m, (petl_adapter_act)a,
+                                  true);
             const float e[5] = {rel_diff(ob, out, N * d), rel_diff(ghb, gh, N * d),
                                 rel_diff(b1, gdw, m * d), rel_diff(b3, guw, d * m),
                                 rel_diff(b2, gdb, m)};
@@ -554,7 +555,7 @@ static void head_ref(double *out, void *vc) {
 }
 
 static void test_head(void) {
-    printf("head_backward, cross-entropy, MSE\n");
+    printf("petl_head_backward, cross-entropy, MSE\n");
     const int B = 3, H = 5;
     const int32_t labels[3] = {2, 0, 1};
     const float targets[3] = {0.5f, -1.0f, 2.0f};
@@ -579,9 +580,9 @@ static void test_head(void) {
         CHECK(dropped > 0 && dropped < B * H);
         float *logits = zeros(B * NL), *pooled = zeros(B * H), *pd = zeros(B * H);
         petl_head_weights w = {pooler ? pw : NULL, pooler ? pb : NULL, cw, cb};
-        head_forward(logits, pooled, pd, cls, pdrop, keys, &w, B, H, NL);
-        double loss = NL == 1 ? mse_forward(logits, targets, B)
-                              : cross_entropy_forward(logits, labels, B, NL);
+        petl_head_forward(logits, pooled, pd, cls, pdrop, keys, &w, B, H, NL);
+        double loss = NL == 1 ? petl_mse_forward(logits, targets, B)
+                              : petl_cross_entropy_forward(logits, labels, B, NL);
         head_ctx c = {to_double(cls, B * H),
                       to_double(pw, H * H),
                       to_double(pb, H),
@@ -600,11 +601,11 @@ static void test_head(void) {
         float *dl = zeros(B * NL), *dcls = zeros(B * H), *gpw = zeros(H * H), *gpb = zeros(H);
         float *gcw = zeros(NL * H), *gcb = zeros(NL), *scr = zeros(2 * B * H);
         if (NL == 1)
-            mse_backward(dl, logits, targets, B);
+            petl_mse_backward(dl, logits, targets, B);
         else
-            cross_entropy_backward(dl, logits, labels, B, NL);
+            petl_cross_entropy_backward(dl, logits, labels, B, NL);
         petl_head_grads gr = {gpw, gpb, gcw, gcb};
-        head_backward(dcls, &gr, scr, dl, cls, pooled, pd, pdrop, keys, &w, B, H, NL);
+        petl_head_backward(dcls, &gr, scr, dl, cls, pooled, pd, pdrop, keys, &w, B, H, NL);
         const char *v = variant == 0 ? "CE, pooler" : variant == 1 ? "CE, no pooler" : "MSE";
         char what[64];
         snprintf(what, sizeof what, "%s: d cls", v);
@@ -658,7 +659,7 @@ static void span_ref(double *out, void *vc) {
 }
 
 static void test_span_head(void) {
-    printf("span_head_backward, span loss\n");
+    printf("petl_span_head_backward, span loss\n");
     const int B = 3, H = 6;
     const int len[3] = {5, 1, 7};
     const int64_t off[3] = {0, 5, 6}, n = 13;
@@ -666,28 +667,28 @@ static void test_span_head(void) {
     const float one = 1.0f;
     float *x = rand_vec(n * H, 1), *w = rand_vec(2 * H, 1), *b = rand_vec(2, 1);
     float *logits = zeros(n * 2), *dl = zeros(n * 2);
-    span_head_forward(logits, x, w, b, n, H);
-    double loss = span_loss_forward(logits, off, len, start, end, B);
+    petl_span_head_forward(logits, x, w, b, n, H);
+    double loss = petl_span_loss_forward(logits, off, len, start, end, B);
     span_ctx c = {
         to_double(x, n * H), to_double(w, 2 * H), to_double(b, 2), off, len, start, end, B, H};
     double ref;
     span_ref(&ref, &c);
     CHECKF(fabs(loss - ref) <= 1e-6 * fmax(1.0, fabs(ref)), "loss %.9g vs %.9g", loss, ref);
-    span_loss_backward(dl, logits, off, len, start, end, B);
+    petl_span_loss_backward(dl, logits, off, len, start, end, B);
     /* a one-token row has a certain answer: no gradient at all */
     CHECK(dl[2 * 5] == 0.0f && dl[2 * 5 + 1] == 0.0f);
     float *dx = rand_vec(n * H, 1), *dx0 = malloc(n * H * sizeof *dx0);
     float *dw = zeros(2 * H), *db = zeros(2);
     CHECK(dx0);
     memcpy(dx0, dx, n * H * sizeof *dx0); /* starts non-zero: the backward must accumulate */
-    span_head_backward(dx, dw, db, dl, x, w, n, H);
+    petl_span_head_backward(dx, dw, db, dl, x, w, n, H);
     for (int64_t i = 0; i < n * H; i++)
         dx[i] -= dx0[i];
     fd_check("d hidden (every token)", span_ref, &c, c.x, n * H, dx, 1, &one);
     fd_check("d qa_outputs.weight", span_ref, &c, c.w, 2 * H, dw, 1, &one);
     fd_check("d qa_outputs.bias", span_ref, &c, c.b, 2, db, 1, &one);
     /* NULL outputs (frozen / nothing below) are skipped */
-    span_head_backward(NULL, NULL, NULL, dl, x, w, n, H);
+    petl_span_head_backward(NULL, NULL, NULL, dl, x, w, n, H);
     free(x), free(w), free(b), free(logits), free(dl), free(dx), free(dx0), free(dw), free(db);
     free(c.x), free(c.w), free(c.b);
 }
