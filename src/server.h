@@ -17,6 +17,7 @@
 #ifndef PETL_SERVER_H
 #define PETL_SERVER_H
 
+#include "internal.h"
 #include "petl.h"
 
 #include <stdbool.h>
@@ -62,6 +63,15 @@ void petl_srv_request_free(petl_srv_request *r);
  * caller frees). False with *rej (400) on anything else. */
 bool petl_srv_parse_load(const char *body, size_t len, char name[PETL_SRV_NAME_MAX + 1],
                          char **path, petl_srv_reject *rej);
+
+/* Constant-time comparison of a presented token with the secret (time depends only on the
+ * secret's length). */
+bool petl_srv_token_equal(const char *given, size_t given_len, const char *secret,
+                          size_t secret_len);
+
+/* Fills *rej (when non-NULL) with status and a printf-formatted reason; the task registry
+ * uses it too. */
+void petl_srv_rejectf(petl_srv_reject *rej, int status, const char *fmt, ...) PETL_PRINTF(3, 4);
 
 /* ===================================================================== tasks and registry */
 
@@ -205,11 +215,6 @@ void petl_srv_exec_set_max_tokens(petl_srv_exec *e, int max_tokens);
 size_t petl_srv_exec_held_tokens(const petl_srv_exec *e);
 void petl_srv_exec_free(petl_srv_exec *e);
 petl_status petl_srv_exec_run(void *exec, const petl_srv_rows *rows, petl_error *err);
-
-/* Constant-time comparison of a presented token with the secret (time depends only on the
- * secret's length). */
-bool petl_srv_token_equal(const char *given, size_t given_len, const char *secret,
-                          size_t secret_len);
 
 /* Monotonic seconds. */
 double petl_srv_now(void);
