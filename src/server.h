@@ -1,19 +1,22 @@
-/* petl serve, the library's internal pieces. The server itself (petl_server_*, its options and
- * the task-name rule) is public: include/petl.h, section "server". Each piece below is usable
- * (and tested) on its own:
- *   - request parsing: a pure function from a request body to a parsed request or a rejection
- *     (HTTP status + reason). This is what fuzz/fuzz_server_request.c drives.
- *   - the task registry: name -> loaded task (adapter + head on the shared base), reference
- *     counted, so that unloading a task never frees it under a request still using it.
- *   - the dynamic batcher: a bounded queue of jobs (one job = the rows of one request) and one
- *     worker thread that gathers the jobs arriving within a window, across requests AND tasks,
- *     into one batch of up to max_batch rows and hands the whole mixed batch to an executor
- *     function. The default executor runs the rows of every task that leaves the base's
+/* petl serve, the library's internal units, declared here in the order of their files. The
+ * server itself (petl_server_*, its options and the task-name rule) is public: include/petl.h,
+ * section "server". Each unit below is usable (and tested) on its own:
+ *   - request parsing (src/srv_request.c): a pure function from a request body to a parsed
+ *     request or a rejection (HTTP status + reason). This is what fuzz/fuzz_server_request.c
+ *     drives.
+ *   - the task registry (src/srv_registry.c): name -> loaded task (adapter + head on the shared
+ *     base), reference counted, so that unloading a task never frees it under a request still
+ *     using it.
+ *   - metrics in the Prometheus text format (src/srv_metrics.c).
+ *   - the dynamic batcher (src/srv_queue.c): a bounded queue of jobs (one job = the rows of one
+ *     request) and one worker thread that gathers the jobs arriving within a window, across
+ *     requests AND tasks, into one batch of up to max_batch rows and hands the whole mixed
+ *     batch to an executor function.
+ *   - the default executor (src/executor.c) runs the rows of every task that leaves the base's
  *     weights untouched through ONE fused forward (petl_task_predict_multi: the base's GEMMs
  *     once for all rows, each task's adapters, LayerNorms and head on its own rows), and the
  *     rows of full / top-K tasks through petl_task_predict, task by task.
- *   - metrics in the Prometheus text format.
- *   - the server (petl_server_*, public) puts the routes on top of the above. */
+ *   - the server (src/server.c: petl_server_*, public) puts the routes on top of the above. */
 #ifndef PETL_SERVER_H
 #define PETL_SERVER_H
 
@@ -24,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ===================================================================== request parsing */
+/* ========================================================== request parsing (src/srv_request.c) */
 
 /* Why a request is refused: the HTTP status and a one-line reason for the JSON error body. */
 typedef struct {
@@ -73,7 +76,7 @@ bool petl_srv_token_equal(const char *given, size_t given_len, const char *secre
  * uses it too. */
 void petl_srv_rejectf(petl_srv_reject *rej, int status, const char *fmt, ...) PETL_PRINTF(3, 4);
 
-/* ===================================================================== tasks and registry */
+/* ====================================================== tasks and registry (src/srv_registry.c) */
 
 /* A loaded task. Reference counted: the registry holds one reference while the task is
  * registered, each request or batch using it holds one more; the last release frees it. */
@@ -117,7 +120,7 @@ petl_srv_task *petl_srv_registry_get(petl_srv_registry *r, const char *name);
 bool petl_srv_registry_list(petl_srv_registry *r, petl_srv_task ***out, size_t *n);
 size_t petl_srv_registry_count(petl_srv_registry *r);
 
-/* ===================================================================== metrics */
+/* ================================================================== metrics (src/srv_metrics.c) */
 
 typedef struct petl_srv_metrics petl_srv_metrics;
 
@@ -144,7 +147,7 @@ void petl_srv_metrics_batch(petl_srv_metrics *m, size_t rows, size_t tasks, doub
  * tasks. malloc'ed (caller frees), NULL when out of memory. */
 char *petl_srv_metrics_render(petl_srv_metrics *m, size_t queue_depth, size_t tasks_loaded);
 
-/* ===================================================================== batcher */
+/* ==================================================================== batcher (src/srv_queue.c) */
 
 /* The rows of one gathered batch, across requests and tasks, in arrival order. Row i belongs
  * to task[i], its tokens are enc[i], and its num_labels logits go to out[i]. */
@@ -198,6 +201,12 @@ void petl_srv_batcher_free(petl_srv_batcher *b);
 bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job);
 size_t petl_srv_batcher_depth(petl_srv_batcher *b);
 
+/* Monotonic seconds: the clock of the job times above, which the server's deadlines and
+ * latencies read too. */
+double petl_srv_now(void);
+
+/* ==================================================================== executor (src/executor.c) */
+
 /* The default executor. Rows of tasks that share the base's weights (--tune adapter, layernorm,
  * head: petl_task_model_shares_base) run together through petl_task_predict_multi in padded
  * pieces of at most max_batch rows, on one context grown to the largest max_len, adapter size
@@ -215,8 +224,5 @@ void petl_srv_exec_set_max_tokens(petl_srv_exec *e, int max_tokens);
 size_t petl_srv_exec_held_tokens(const petl_srv_exec *e);
 void petl_srv_exec_free(petl_srv_exec *e);
 petl_status petl_srv_exec_run(void *exec, const petl_srv_rows *rows, petl_error *err);
-
-/* Monotonic seconds. */
-double petl_srv_now(void);
 
 #endif
