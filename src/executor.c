@@ -268,7 +268,7 @@ static size_t exec_piece_rows(const petl_srv_exec *e, const petl_srv_rows *rows,
     return m;
 }
 
-/* A failure pinned on rows idx[0..n): into their row_err when the batcher gave one (only their
+/* A failure pinned on rows idx[0..n): into their row_err when the queue gave one (only their
  * jobs fail), else into err for the whole batch. Returns what exec_run should return. */
 static petl_status exec_rows_failed(const petl_srv_rows *rows, const size_t *idx, size_t n,
                                     const petl_error *why, petl_error *err) {

@@ -2,7 +2,7 @@
  * libmicrohttpd, connection admission and request deadlines (the sweeper thread), and the
  * server's lifecycle (new, load, start, graceful stop, free). It puts the units of server.h
  * together: request parsing (src/srv_request.c), the task registry (src/srv_registry.c),
- * metrics (src/srv_metrics.c), the request batcher (src/srv_queue.c) and the default executor
+ * metrics (src/srv_metrics.c), the request queue (src/srv_queue.c) and the default executor
  * (src/executor.c). See include/petl.h (section "server") and server.h for the design. */
 #include "server.h"
 
@@ -54,7 +54,7 @@ struct petl_server {
     petl_srv_registry *reg;
     petl_srv_metrics *metrics;
     petl_srv_exec *exec;
-    petl_srv_batcher *batcher;
+    petl_srv_queue *queue;
     struct MHD_Daemon *daemon;
     int port;
     pthread_mutex_t mu; /* active, stopping, started */
@@ -714,7 +714,7 @@ static enum MHD_Result route_predict(petl_server *s, struct MHD_Connection *c, c
     job.n = n;
     job.enc = enc;
     job.out = out;
-    if (!petl_srv_batcher_run(s->batcher, &job)) {
+    if (!petl_srv_queue_run(s->queue, &job)) {
         ret = send_error(s, c, route, status = 503, NULL,
                          "the request queue is full (or the server is stopping); retry later");
         goto done;
@@ -775,7 +775,7 @@ static enum MHD_Result dispatch(petl_server *s, struct MHD_Connection *c, const 
     if (!strcmp(url, "/metrics")) {
         if (!get) return send_error(s, c, url, 405, "GET, HEAD", "%s is not allowed here", method);
         petl_srv_metrics_http(s->metrics, url, 200); /* counted before rendering: it shows */
-        char *text = petl_srv_metrics_render(s->metrics, petl_srv_batcher_depth(s->batcher),
+        char *text = petl_srv_metrics_render(s->metrics, petl_srv_queue_depth(s->queue),
                                              petl_srv_registry_count(s->reg));
         if (!text) return MHD_NO;
         return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
@@ -909,14 +909,14 @@ petl_status petl_server_start(petl_server *s, petl_error *err) {
                           &s->exec, err);
     if (st == PETL_OK) petl_srv_exec_set_max_tokens(s->exec, s->o.batch.max_tokens);
     if (st == PETL_OK)
-        st = petl_srv_batcher_new(&s->o.batch, petl_srv_exec_run, s->exec, s->metrics, &s->batcher,
-                                  err);
+        st =
+            petl_srv_queue_new(&s->o.batch, petl_srv_exec_run, s->exec, s->metrics, &s->queue, err);
     if (st != PETL_OK) return st;
     s->sweep_stop = false;
     int e = pthread_create(&s->sweeper, NULL, sweeper_main, s);
     if (e) {
-        petl_srv_batcher_free(s->batcher);
-        s->batcher = NULL;
+        petl_srv_queue_free(s->queue);
+        s->queue = NULL;
         return petl_fail(err, PETL_ERR_NOMEM, "server: cannot start a thread: %s", strerror(e));
     }
     s->sweeper_started = true;
@@ -929,8 +929,8 @@ petl_status petl_server_start(petl_server *s, petl_error *err) {
         s, MHD_OPTION_END);
     if (!s->daemon) {
         stop_sweeper(s);
-        petl_srv_batcher_free(s->batcher);
-        s->batcher = NULL;
+        petl_srv_queue_free(s->queue);
+        s->queue = NULL;
         return petl_fail(err, PETL_ERR_IO, "server: cannot listen on %s:%d (in use?)", s->host,
                          s->o.port);
     }
@@ -966,13 +966,13 @@ void petl_server_stop(petl_server *s, double grace_s) {
         e = pthread_cond_timedwait(&s->idle, &s->mu, &ts);
     int left = s->active;
     pthread_mutex_unlock(&s->mu);
-    /* Closes idle keep-alive connections and joins their threads; the batcher is still up, so
+    /* Closes idle keep-alive connections and joins their threads; the queue is still up, so
      * a request that outlived the grace period still completes before its thread is joined. */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     stop_sweeper(s);
-    petl_srv_batcher_free(s->batcher);
-    s->batcher = NULL;
+    petl_srv_queue_free(s->queue);
+    s->queue = NULL;
     pthread_mutex_lock(&s->mu);
     s->stopped = true;
     pthread_mutex_unlock(&s->mu);

@@ -8,7 +8,7 @@
  *     base), reference counted, so that unloading a task never frees it under a request still
  *     using it.
  *   - metrics in the Prometheus text format (src/srv_metrics.c).
- *   - the dynamic batcher (src/srv_queue.c): a bounded queue of jobs (one job = the rows of one
+ *   - the request queue (src/srv_queue.c): a bounded queue of jobs (one job = the rows of one
  *     request) and one worker thread that gathers the jobs arriving within a window, across
  *     requests AND tasks, into one batch of up to max_batch rows and hands the whole mixed
  *     batch to an executor function.
@@ -147,7 +147,7 @@ void petl_srv_metrics_batch(petl_srv_metrics *m, size_t rows, size_t tasks, doub
  * tasks. malloc'ed (caller frees), NULL when out of memory. */
 char *petl_srv_metrics_render(petl_srv_metrics *m, size_t queue_depth, size_t tasks_loaded);
 
-/* ==================================================================== batcher (src/srv_queue.c) */
+/* ============================================================== request queue (src/srv_queue.c) */
 
 /* The rows of one gathered batch, across requests and tasks, in arrival order. Row i belongs
  * to task[i], its tokens are enc[i], and its num_labels logits go to out[i]. */
@@ -157,7 +157,7 @@ typedef struct {
     const petl_encoding *const *enc; /* [n] */
     float *const *out;               /* [n] -> [task[i]->num_labels] */
     /* [n], each code PETL_OK on entry. An executor that cannot compute some rows (one task's
-     * model failed) sets those rows' code and message and still returns PETL_OK: the batcher
+     * model failed) sets those rows' code and message and still returns PETL_OK: the queue
      * then fails only the jobs holding such rows, and the other tasks' requests succeed. */
     petl_error *row_err;
 } petl_srv_rows;
@@ -168,7 +168,7 @@ typedef struct {
 typedef petl_status (*petl_srv_exec_fn)(void *user, const petl_srv_rows *rows, petl_error *err);
 
 /* One request's worth of rows. The submitter fills task (holding a reference), n, enc and out;
- * the batcher fills status / err / times and signals done. */
+ * the queue fills status / err / times and signals done. */
 typedef struct petl_srv_job {
     petl_srv_task *task;
     size_t n;
@@ -177,29 +177,28 @@ typedef struct petl_srv_job {
     petl_status status;
     petl_error err;
     double t_submit, t_start, t_done; /* monotonic seconds */
-    /* private to the batcher */
+    /* private to the queue */
     struct petl_srv_job *next;
     int done;
     size_t off, take; /* rows already run; rows in the batch being run */
 } petl_srv_job;
 
-typedef struct petl_srv_batcher petl_srv_batcher;
+typedef struct petl_srv_queue petl_srv_queue;
 
 /* Starts the worker thread. exec / user are used on it; metrics may be NULL.
  * Fairness: a job that does not fit one batch (more than max_batch rows, or more than
  * max_tokens padded tokens) runs one piece per batch, and after each piece goes back to the end
  * of the queue, so that requests arriving meanwhile (of any task) run between its pieces: a
  * small request waits for at most about one piece, not for the whole large job. */
-petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_fn exec, void *user,
-                                 petl_srv_metrics *metrics, petl_srv_batcher **out,
-                                 petl_error *err);
+petl_status petl_srv_queue_new(const petl_srv_queue_opts *o, petl_srv_exec_fn exec, void *user,
+                               petl_srv_metrics *metrics, petl_srv_queue **out, petl_error *err);
 /* Runs every job already queued, stops the worker and frees. New submissions are refused
  * from the start of the call. NULL is a no-op. */
-void petl_srv_batcher_free(petl_srv_batcher *b);
+void petl_srv_queue_free(petl_srv_queue *b);
 /* Queues job and waits until it has run: true with job->status set; false when the queue is
- * full or the batcher is stopping (job not run). */
-bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job);
-size_t petl_srv_batcher_depth(petl_srv_batcher *b);
+ * full or the queue is stopping (job not run). */
+bool petl_srv_queue_run(petl_srv_queue *b, petl_srv_job *job);
+size_t petl_srv_queue_depth(petl_srv_queue *b);
 
 /* Monotonic seconds: the clock of the job times above, which the server's deadlines and
  * latencies read too. */

@@ -20,8 +20,8 @@ double petl_srv_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-struct petl_srv_batcher {
-    petl_srv_batcher_opts o;
+struct petl_srv_queue {
+    petl_srv_queue_opts o;
     petl_srv_exec_fn exec;
     void *user;
     petl_srv_metrics *metrics;
@@ -40,7 +40,7 @@ struct petl_srv_batcher {
     size_t r_cap;
 };
 
-static bool grow_rows(petl_srv_batcher *b, size_t n) {
+static bool grow_rows(petl_srv_queue *b, size_t n) {
     if (n <= b->r_cap) return true;
     size_t cap = b->r_cap ? b->r_cap : 64;
     while (cap < n)
@@ -59,7 +59,7 @@ static bool grow_rows(petl_srv_batcher *b, size_t n) {
 }
 
 /* Puts job j at the tail of the queue. Caller holds mu. */
-static void queue_push(petl_srv_batcher *b, petl_srv_job *j) {
+static void queue_push(petl_srv_queue *b, petl_srv_job *j) {
     j->next = NULL;
     if (b->tail)
         b->tail->next = j;
@@ -72,7 +72,7 @@ static void queue_push(petl_srv_batcher *b, petl_srv_job *j) {
 /* Runs rows [off, off + take) of the jobs first..(NULL) as one batch, on the worker, without
  * the lock; then finishes the jobs whose last rows ran and puts the others (pieces of a large
  * job) back at the end of the queue. */
-static void run_batch(petl_srv_batcher *b, petl_srv_job *first) {
+static void run_batch(petl_srv_queue *b, petl_srv_job *first) {
     double t0 = petl_srv_now();
     size_t n = 0, tasks = 0;
     for (petl_srv_job *j = first; j; j = j->next) {
@@ -134,7 +134,7 @@ static void run_batch(petl_srv_batcher *b, petl_srv_job *first) {
 /* Takes the head job off the queue. Caller holds mu. The tail is reset with the head, at
  * once: the worker waits (unlocking) between pops, and a submitter must never append to a
  * job that has already left the queue. */
-static petl_srv_job *queue_pop(petl_srv_batcher *b) {
+static petl_srv_job *queue_pop(petl_srv_queue *b) {
     petl_srv_job *j = b->head;
     b->head = j->next;
     if (!b->head) b->tail = NULL;
@@ -145,7 +145,7 @@ static petl_srv_job *queue_pop(petl_srv_batcher *b) {
 
 /* How many of job j's remaining rows fit a batch that holds *rows rows padded to *seq tokens
  * (max_batch rows, max_tokens padded tokens); updates *rows and *seq for them. */
-static size_t rows_that_fit(const petl_srv_batcher *b, const petl_srv_job *j, size_t *rows,
+static size_t rows_that_fit(const petl_srv_queue *b, const petl_srv_job *j, size_t *rows,
                             int *seq) {
     size_t k = 0, left = j->n - j->off;
     int sq = *seq;
@@ -162,7 +162,7 @@ static size_t rows_that_fit(const petl_srv_batcher *b, const petl_srv_job *j, si
 }
 
 static void *batch_worker(void *arg) {
-    petl_srv_batcher *b = arg;
+    petl_srv_queue *b = arg;
     pthread_mutex_lock(&b->mu);
     for (;;) {
         while (!b->head && !b->stopping)
@@ -214,18 +214,17 @@ static void *batch_worker(void *arg) {
     return NULL;
 }
 
-petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_fn exec, void *user,
-                                 petl_srv_metrics *metrics, petl_srv_batcher **out,
-                                 petl_error *err) {
+petl_status petl_srv_queue_new(const petl_srv_queue_opts *o, petl_srv_exec_fn exec, void *user,
+                               petl_srv_metrics *metrics, petl_srv_queue **out, petl_error *err) {
     *out = NULL;
     if (o->max_batch < 1 || o->queue < 1 || !(o->window_ms >= 0) || o->window_ms > 10000 ||
         o->max_tokens < 0 || !exec)
         return petl_fail(err, PETL_ERR_ARG,
-                         "batcher: max batch %d, queue %d, window %g ms, max tokens %d: out of "
-                         "range",
+                         "request queue: max batch %d, queue %d, window %g ms, max tokens %d: "
+                         "out of range",
                          o->max_batch, o->queue, o->window_ms, o->max_tokens);
-    petl_srv_batcher *b = calloc(1, sizeof *b);
-    if (!b) return petl_fail(err, PETL_ERR_NOMEM, "batcher: out of memory");
+    petl_srv_queue *b = calloc(1, sizeof *b);
+    if (!b) return petl_fail(err, PETL_ERR_NOMEM, "request queue: out of memory");
     b->o = *o;
     b->exec = exec;
     b->user = user;
@@ -239,13 +238,14 @@ petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_f
         pthread_cond_destroy(&b->more);
         pthread_mutex_destroy(&b->mu);
         free(b);
-        return petl_fail(err, PETL_ERR_NOMEM, "batcher: cannot start the worker: %s", strerror(e));
+        return petl_fail(err, PETL_ERR_NOMEM, "request queue: cannot start the worker: %s",
+                         strerror(e));
     }
     *out = b;
     return PETL_OK;
 }
 
-void petl_srv_batcher_free(petl_srv_batcher *b) {
+void petl_srv_queue_free(petl_srv_queue *b) {
     if (!b) return;
     pthread_mutex_lock(&b->mu);
     b->stopping = true;
@@ -262,7 +262,7 @@ void petl_srv_batcher_free(petl_srv_batcher *b) {
     free(b);
 }
 
-bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job) {
+bool petl_srv_queue_run(petl_srv_queue *b, petl_srv_job *job) {
     job->next = NULL;
     job->done = 0;
     job->status = PETL_OK;
@@ -288,7 +288,7 @@ bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job) {
     return true;
 }
 
-size_t petl_srv_batcher_depth(petl_srv_batcher *b) {
+size_t petl_srv_queue_depth(petl_srv_queue *b) {
     pthread_mutex_lock(&b->mu);
     size_t d = b->depth;
     pthread_mutex_unlock(&b->mu);
