@@ -281,7 +281,8 @@ typedef struct conn_rec {
 #define CONN_SWEEP_S 0.1
 
 static conn_rec *conn_of(struct MHD_Connection *c) {
-    const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return i ? i->socket_context : NULL;
 }
 
@@ -306,7 +307,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     conn_rec *r = calloc(1, sizeof *r);
     *socket_context = r; /* NULL: on_request closes the connection */
     if (!r) return;
-    const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     const union MHD_ConnectionInfo *ai =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     r->fd = fi ? fi->connect_fd : MHD_INVALID_SOCKET;
@@ -367,8 +369,7 @@ static void sweep_once(petl_server *s) {
             petl_srv_metrics_conn(s->metrics, (petl_srv_conn_event)(r->over - 1));
         else if (r->phase != CONN_IDLE)
             petl_srv_metrics_conn(s->metrics, PETL_SRV_CONN_DEADLINE);
-        if (r->phase == CONN_NEW)
-            petl_srv_metrics_http(s->metrics, "other", r->over ? 503 : 408);
+        if (r->phase == CONN_NEW) petl_srv_metrics_http(s->metrics, "other", r->over ? 503 : 408);
     }
 }
 
@@ -545,24 +546,27 @@ static char *confined_path(const petl_server *s, const char *path, int *status, 
  * content (a JSON parser's "near '...'" or a value read from the file would echo what the
  * server read). The full message goes to the server's log. */
 static void load_error_for_client(const petl_error *e, char *out, size_t cap) {
+    /* clang-format off */
     static const char *const fields[] = {
         "model_type", "vocab_size", "hidden_size", "num_layers", "num_heads",
         "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_params",
         "content_hash", "tokenizer lowercase", "tokenizer strip_accents", "tokenizer clean_text",
         "tokenizer handle_chinese_chars", "vocab_hash"};
+    /* clang-format on */
     const char *diff = strstr(e->msg, "different base model or tokenizer: ");
     if (diff) {
         diff += strlen("different base model or tokenizer: ");
-        size_t n = (size_t)snprintf(out, cap, "trained on a different base model or tokenizer; "
-                                              "differing:");
+        size_t n = (size_t)snprintf(out, cap,
+                                    "trained on a different base model or tokenizer; "
+                                    "differing:");
         for (size_t i = 0; i < sizeof fields / sizeof fields[0] && n < cap; i++) {
             /* each field opens the diff or follows "; " (so that "tokenizer lowercase" is not
              * also counted as "lowercase", and vocab_size not inside another word) */
             size_t fl = strlen(fields[i]);
             bool found = false;
             for (const char *p = strstr(diff, fields[i]); p && !found; p = strstr(p + 1, fields[i]))
-                found = (p == diff || (p >= diff + 2 && p[-2] == ';' && p[-1] == ' ')) &&
-                        p[fl] == ' ';
+                found =
+                    (p == diff || (p >= diff + 2 && p[-2] == ';' && p[-1] == ' ')) && p[fl] == ' ';
             if (found) n += (size_t)snprintf(out + n, cap - n, " %s", fields[i]);
         }
         return;
@@ -904,9 +908,8 @@ petl_status petl_server_start(petl_server *s, petl_error *err) {
     const char *host = strcmp(s->host, "localhost") ? s->host : "127.0.0.1";
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         return petl_fail(err, PETL_ERR_ARG, "server: '%s' is not an IPv4 address", s->host);
-    petl_status st =
-        petl_srv_exec_new(s->o.batch.max_batch, s->tok ? petl_tokenizer_pad_id(s->tok) : 0,
-                          &s->exec, err);
+    petl_status st = petl_srv_exec_new(s->o.batch.max_batch,
+                                       s->tok ? petl_tokenizer_pad_id(s->tok) : 0, &s->exec, err);
     if (st == PETL_OK) petl_srv_exec_set_max_tokens(s->exec, s->o.batch.max_tokens);
     if (st == PETL_OK)
         st =
@@ -921,12 +924,18 @@ petl_status petl_server_start(petl_server *s, petl_error *err) {
     }
     s->sweeper_started = true;
     unsigned hard = mhd_connection_limit(s);
+    /* One option (and its values) a line. */
+    /* clang-format off */
     s->daemon = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC,
-        (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_CONNECTION_LIMIT, hard, MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        s, MHD_OPTION_END);
+        (uint16_t)s->o.port, NULL, NULL, on_request, s,
+        MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_CONNECTION_LIMIT, hard,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_END);
+    /* clang-format on */
     if (!s->daemon) {
         stop_sweeper(s);
         petl_srv_queue_free(s->queue);
