@@ -1122,7 +1122,7 @@ typedef struct {
     int max_batch;    /* rows per batch (32); a larger job runs in pieces, others between them */
     int queue;        /* jobs waiting at most (256); more are refused */
     int max_tokens;   /* padded tokens (rows x longest row) per batch (1024); 0: rows only */
-} petl_srv_batcher_opts;
+} petl_srv_queue_opts;
 
 typedef struct {
     const char *host;    /* IPv4 address to bind ("127.0.0.1"; "localhost" is accepted) */
@@ -1135,7 +1135,7 @@ typedef struct {
                             max_connections); more are answered 503 */
     double request_timeout_s; /* a request's headers and body must arrive within this (10) */
     unsigned timeout_s;  /* idle connection timeout (30) */
-    petl_srv_batcher_opts batch;
+    petl_srv_queue_opts batch;
     const char *admin_token;  /* NULL: the admin routes answer 403 */
     const char *adapters_dir; /* relative paths of POST /v1/tasks resolve against it */
     /* One line per start / load / unload / stop (no newline); NULL: silent. Called from any

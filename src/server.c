@@ -1,20 +1,19 @@
-/* petl serve, the library part: request parsing, task registry, metrics, dynamic batcher,
- * default executor and the HTTP daemon. See include/petl.h (section "server") and server.h
- * for the design. */
+/* petl serve's HTTP side: the routes (predict, task list / load / unload, health, metrics) on
+ * libmicrohttpd, connection admission and request deadlines (the sweeper thread), and the
+ * server's lifecycle (new, load, start, graceful stop, free). It puts the units of server.h
+ * together: request parsing (src/srv_request.c), the task registry (src/srv_registry.c),
+ * metrics (src/srv_metrics.c), the request queue (src/srv_queue.c) and the default executor
+ * (src/executor.c). See include/petl.h (section "server") and server.h for the design. */
 #include "server.h"
 
 #include "internal.h"
-#include "taskmodel.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <limits.h>
-#include <malloc.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <omp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,1291 +24,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-double petl_srv_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void reject(petl_srv_reject *rej, int status, const char *fmt, ...) PETL_PRINTF(3, 4);
-static void reject(petl_srv_reject *rej, int status, const char *fmt, ...) {
-    if (!rej) return;
-    rej->status = status;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(rej->reason, sizeof rej->reason, fmt, ap);
-    va_end(ap);
-}
-
-/* ===================================================================== request parsing */
-
-bool petl_srv_name_valid(const char *name, size_t len) {
-    if (!name || len == 0 || len > PETL_SRV_NAME_MAX || name[0] == '.') return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '-' || c == '.';
-        if (!ok) return false;
-    }
-    return true;
-}
-
-/* Parses a JSON object body; on failure fills rej (400) and returns NULL. */
-static json_t *parse_object(const char *body, size_t len, petl_srv_reject *rej) {
-    if (!body || len == 0) {
-        reject(rej, 400, "empty body: expected a JSON object");
-        return NULL;
-    }
-    json_error_t je;
-    /* Without JSON_ALLOW_NUL, "\u0000" is refused: C strings downstream stay whole. jansson
-     * refuses invalid UTF-8 and bounds the nesting depth itself. */
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        reject(rej, 400, "invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        reject(rej, 400, "expected a JSON object");
-        return NULL;
-    }
-    return root;
-}
-
-/* The first key of obj not in allowed[], or NULL. Unknown keys are refused so that a typo
- * ("input") is an error rather than a silently different request. */
-static const char *unknown_key(json_t *obj, const char *const *allowed, size_t n) {
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        (void)v;
-        bool ok = false;
-        for (size_t i = 0; i < n && !ok; i++)
-            ok = !strcmp(key, allowed[i]);
-        if (!ok) return key;
-    }
-    return NULL;
-}
-
-static bool get_name(json_t *root, const char *key, char name[PETL_SRV_NAME_MAX + 1],
-                     petl_srv_reject *rej) {
-    json_t *t = json_object_get(root, key);
-    if (!t || !json_is_string(t)) {
-        reject(rej, 400, "expected a string field \"%s\"", key);
-        return false;
-    }
-    size_t n = json_string_length(t);
-    if (!petl_srv_name_valid(json_string_value(t), n)) {
-        reject(rej, 400,
-               "\"%s\": a task name is 1 to %d characters of A-Z a-z 0-9 _ - . and does not "
-               "start with '.'",
-               key, PETL_SRV_NAME_MAX);
-        return false;
-    }
-    memcpy(name, json_string_value(t), n + 1);
-    return true;
-}
-
-bool petl_srv_parse_predict(const char *body, size_t len, size_t max_inputs, petl_srv_request *out,
-                            petl_srv_reject *rej) {
-    memset(out, 0, sizeof *out);
-    json_t *root = parse_object(body, len, rej);
-    if (!root) return false;
-    static const char *const keys[] = {"task", "inputs"};
-    const char *bad = unknown_key(root, keys, 2);
-    if (bad) {
-        /* The key is user input: cut it short; the JSON encoder escapes it on the way out. */
-        reject(rej, 400, "unknown field \"%.64s\" (expected \"task\" and \"inputs\")", bad);
-        goto fail;
-    }
-    if (!get_name(root, "task", out->task, rej)) goto fail;
-    json_t *in = json_object_get(root, "inputs");
-    if (!in || !json_is_array(in)) {
-        reject(rej, 400, "expected an array field \"inputs\" of strings or [text_a, text_b] pairs");
-        goto fail;
-    }
-    size_t n = json_array_size(in);
-    if (n == 0) {
-        reject(rej, 400, "\"inputs\" is empty");
-        goto fail;
-    }
-    if (n > max_inputs) {
-        reject(rej, 413, "%zu inputs in one request; the limit is %zu", n, max_inputs);
-        goto fail;
-    }
-    out->inputs = calloc(n, sizeof *out->inputs);
-    if (!out->inputs) {
-        reject(rej, 500, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *x = json_array_get(in, i);
-        json_t *a = x, *b = NULL;
-        if (json_is_array(x)) {
-            size_t k = json_array_size(x);
-            if (k < 1 || k > 2) {
-                reject(rej, 400, "inputs[%zu]: a pair is [text_a, text_b] (%zu elements given)", i,
-                       k);
-                goto fail;
-            }
-            a = json_array_get(x, 0);
-            b = k == 2 ? json_array_get(x, 1) : NULL;
-        }
-        if (!json_is_string(a) || (b && !json_is_string(b))) {
-            reject(rej, 400, "inputs[%zu]: expected a string or an array of two strings", i);
-            goto fail;
-        }
-        petl_srv_input *p = &out->inputs[i];
-        p->a = json_string_value(a);
-        p->len_a = json_string_length(a);
-        if (b) {
-            p->b = json_string_value(b);
-            p->len_b = json_string_length(b);
-        }
-    }
-    out->n_inputs = n;
-    out->root = root;
-    return true;
-fail:
-    free(out->inputs);
-    json_decref(root);
-    memset(out, 0, sizeof *out);
-    return false;
-}
-
-void petl_srv_request_free(petl_srv_request *r) {
-    if (!r) return;
-    free(r->inputs);
-    if (r->root) json_decref((json_t *)r->root);
-    memset(r, 0, sizeof *r);
-}
-
-bool petl_srv_parse_load(const char *body, size_t len, char name[PETL_SRV_NAME_MAX + 1],
-                         char **path, petl_srv_reject *rej) {
-    *path = NULL;
-    name[0] = '\0';
-    json_t *root = parse_object(body, len, rej);
-    if (!root) return false;
-    static const char *const keys[] = {"name", "path"};
-    const char *bad = unknown_key(root, keys, 2);
-    bool ok = false;
-    if (bad) {
-        reject(rej, 400, "unknown field \"%.64s\" (expected \"name\" and \"path\")", bad);
-        goto done;
-    }
-    if (!get_name(root, "name", name, rej)) goto done;
-    json_t *p = json_object_get(root, "path");
-    if (!p || !json_is_string(p) || json_string_length(p) == 0 ||
-        json_string_length(p) >= PATH_MAX) {
-        reject(rej, 400, "expected a non-empty string field \"path\" (an adapter folder)");
-        goto done;
-    }
-    *path = strdup(json_string_value(p));
-    if (!*path) {
-        reject(rej, 500, "out of memory");
-        goto done;
-    }
-    ok = true;
-done:
-    if (!ok) name[0] = '\0';
-    json_decref(root);
-    return ok;
-}
-
-bool petl_srv_token_equal(const char *given, size_t given_len, const char *secret,
-                          size_t secret_len) {
-    /* Every byte of the secret is visited whatever the input, and no early exit: the time
-     * tells an attacker the secret's length at most. */
-    volatile unsigned char diff = (unsigned char)(given_len != secret_len);
-    for (size_t i = 0; i < secret_len; i++) {
-        unsigned char g = i < given_len ? (unsigned char)given[i] : 0;
-        diff |= (unsigned char)(g ^ (unsigned char)secret[i]);
-    }
-    return diff == 0;
-}
-
-/* ===================================================================== tasks and registry */
-
-petl_status petl_srv_task_wrap(const char *name, const char *dir, petl_task_model *tm,
-                               petl_adapter_info *info, petl_srv_task **out, petl_error *err) {
-    *out = NULL;
-    if (!petl_srv_name_valid(name, strlen(name)))
-        return petl_fail(err, PETL_ERR_ARG, "'%s': not a valid task name", name);
-    petl_srv_task *t = calloc(1, sizeof *t);
-    char *p = strdup(dir ? dir : "");
-    if (!t || !p) {
-        free(t);
-        free(p);
-        return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", name);
-    }
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->path = p;
-    t->tm = tm;
-    t->info = *info;
-    memset(info, 0, sizeof *info);
-    t->num_labels = t->info.regression ? 1 : (int)t->info.n_labels;
-    t->max_len = t->info.max_len;
-    t->params = tm ? petl_task_model_trainable_count(tm) : 0;
-    t->refs = 1;
-    *out = t;
-    return PETL_OK;
-}
-
-petl_status petl_srv_task_load(const char *name, const char *dir, const petl_model *base,
-                               const petl_base_identity *id, petl_srv_task **out, petl_error *err) {
-    *out = NULL;
-    petl_adapter_info info;
-    memset(&info, 0, sizeof info);
-    petl_task_model *tm = NULL;
-    petl_status s = petl_adapter_load(dir, base, id, &info, &tm, err);
-    if (s != PETL_OK) {
-        petl_adapter_info_free(&info);
-        return s;
-    }
-    if (info.tune.head != PETL_HEAD_CLASSIFY) {
-        petl_task_model_free(tm);
-        petl_adapter_info_free(&info);
-        return petl_fail(err, PETL_ERR_UNSUPPORTED,
-                         "%s: a span (question answering) adapter cannot be served; use petl "
-                         "predict",
-                         dir);
-    }
-    if ((!info.regression && info.n_labels < 2) || info.max_len < 3) {
-        petl_task_model_free(tm);
-        petl_adapter_info_free(&info);
-        return petl_fail(err, PETL_ERR_FORMAT, "%s: %zu labels and max_len %d cannot be served",
-                         dir, info.n_labels, info.max_len);
-    }
-    s = petl_srv_task_wrap(name, dir, tm, &info, out, err);
-    if (s != PETL_OK) {
-        petl_task_model_free(tm);
-        petl_adapter_info_free(&info);
-    }
-    return s;
-}
-
-void petl_srv_task_acquire(petl_srv_task *t) {
-    __atomic_fetch_add(&t->refs, 1, __ATOMIC_RELAXED);
-}
-
-void petl_srv_task_release(petl_srv_task *t) {
-    if (!t) return;
-    if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    petl_task_model_free(t->tm);
-    petl_adapter_info_free(&t->info);
-    free(t->path);
-    free(t);
-}
-
-struct petl_srv_registry {
-    pthread_mutex_t mu;
-    petl_srv_task **tasks; /* [n], sorted by name; one reference each */
-    size_t n, cap, max;
-};
-
-petl_status petl_srv_registry_new(size_t max_tasks, petl_srv_registry **out, petl_error *err) {
-    petl_srv_registry *r = calloc(1, sizeof *r);
-    if (!r) return petl_fail(err, PETL_ERR_NOMEM, "task registry: out of memory");
-    pthread_mutex_init(&r->mu, NULL);
-    r->max = max_tasks;
-    *out = r;
-    return PETL_OK;
-}
-
-void petl_srv_registry_free(petl_srv_registry *r) {
-    if (!r) return;
-    for (size_t i = 0; i < r->n; i++) {
-        __atomic_store_n(&r->tasks[i]->removed, 1, __ATOMIC_RELEASE);
-        petl_srv_task_release(r->tasks[i]);
-    }
-    free(r->tasks);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
-}
-
-/* Index of name, or of where it would go (*found false). Caller holds mu. */
-static size_t registry_find(const petl_srv_registry *r, const char *name, bool *found) {
-    size_t lo = 0, hi = r->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(r->tasks[mid]->name, name);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
-}
-
-bool petl_srv_registry_add(petl_srv_registry *r, petl_srv_task *t, petl_srv_reject *rej) {
-    pthread_mutex_lock(&r->mu);
-    bool found, ok = false;
-    size_t at = registry_find(r, t->name, &found);
-    if (found) {
-        reject(rej, 409, "a task named '%s' is already loaded (unload it first)", t->name);
-        goto done;
-    }
-    if (r->n >= r->max) {
-        reject(rej, 507, "%zu tasks are loaded, the limit", r->max);
-        goto done;
-    }
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? 2 * r->cap : 16;
-        petl_srv_task **nt = realloc(r->tasks, cap * sizeof *nt);
-        if (!nt) {
-            reject(rej, 500, "out of memory");
-            goto done;
-        }
-        r->tasks = nt;
-        r->cap = cap;
-    }
-    memmove(r->tasks + at + 1, r->tasks + at, (r->n - at) * sizeof *r->tasks);
-    r->tasks[at] = t;
-    r->n++;
-    petl_srv_task_acquire(t);
-    ok = true;
-done:
-    pthread_mutex_unlock(&r->mu);
-    return ok;
-}
-
-bool petl_srv_registry_remove(petl_srv_registry *r, const char *name) {
-    pthread_mutex_lock(&r->mu);
-    bool found;
-    size_t at = registry_find(r, name, &found);
-    petl_srv_task *t = NULL;
-    if (found) {
-        t = r->tasks[at];
-        memmove(r->tasks + at, r->tasks + at + 1, (r->n - at - 1) * sizeof *r->tasks);
-        r->n--;
-    }
-    pthread_mutex_unlock(&r->mu);
-    if (t) {
-        /* The executor's context cache sees the flag and lets its reference go. */
-        __atomic_store_n(&t->removed, 1, __ATOMIC_RELEASE);
-        petl_srv_task_release(t);
-    }
-    return found;
-}
-
-petl_srv_task *petl_srv_registry_get(petl_srv_registry *r, const char *name) {
-    pthread_mutex_lock(&r->mu);
-    bool found;
-    size_t at = registry_find(r, name, &found);
-    petl_srv_task *t = found ? r->tasks[at] : NULL;
-    if (t) petl_srv_task_acquire(t);
-    pthread_mutex_unlock(&r->mu);
-    return t;
-}
-
-bool petl_srv_registry_list(petl_srv_registry *r, petl_srv_task ***out, size_t *n) {
-    pthread_mutex_lock(&r->mu);
-    *n = r->n;
-    *out = malloc((r->n ? r->n : 1) * sizeof **out);
-    if (*out) {
-        for (size_t i = 0; i < r->n; i++) {
-            (*out)[i] = r->tasks[i];
-            petl_srv_task_acquire(r->tasks[i]);
-        }
-    } else {
-        *n = 0;
-    }
-    pthread_mutex_unlock(&r->mu);
-    return *out != NULL;
-}
-
-size_t petl_srv_registry_count(petl_srv_registry *r) {
-    pthread_mutex_lock(&r->mu);
-    size_t n = r->n;
-    pthread_mutex_unlock(&r->mu);
-    return n;
-}
-
-/* ===================================================================== metrics */
-
-static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                    0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-#define N_LAT (sizeof lat_bounds / sizeof lat_bounds[0])
-static const double size_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
-#define N_SIZE (sizeof size_bounds / sizeof size_bounds[0])
-#define N_BUCKETS_MAX 16
-
-typedef struct {
-    const double *bounds;
-    size_t nb;
-    uint64_t counts[N_BUCKETS_MAX + 1]; /* per bucket (not cumulative); last: +Inf */
-    double sum;
-    uint64_t count;
-} hist;
-
-static void hist_init(hist *h, const double *bounds, size_t nb) {
-    memset(h, 0, sizeof *h);
-    h->bounds = bounds;
-    h->nb = nb;
-}
-
-static void hist_observe(hist *h, double v) {
-    size_t i = 0;
-    while (i < h->nb && v > h->bounds[i])
-        i++;
-    h->counts[i]++;
-    h->sum += v;
-    h->count++;
-}
-
-#define MAX_CODES 12 /* distinct status codes kept per series; more fold into the last */
-
-typedef struct {
-    int code[MAX_CODES];
-    uint64_t count[MAX_CODES];
-    size_t n;
-} code_counts;
-
-static void codes_add(code_counts *c, int code) {
-    for (size_t i = 0; i < c->n; i++)
-        if (c->code[i] == code) {
-            c->count[i]++;
-            return;
-        }
-    if (c->n < MAX_CODES) {
-        c->code[c->n] = code;
-        c->count[c->n++] = 1;
-    } else {
-        c->count[MAX_CODES - 1]++;
-    }
-}
-
-typedef struct {
-    char name[PETL_SRV_NAME_MAX + 1];
-    uint64_t inputs;
-    code_counts codes;
-    hist queue, latency;
-} task_metrics;
-
-#define MAX_TASK_SERIES 4096 /* beyond: folded into task="_other", bounding the memory */
-static const char *const routes[] = {"/v1/predict", "/v1/tasks", "/v1/tasks/NAME",
-                                     "/healthz",    "/metrics",  "other"};
-#define N_ROUTES (sizeof routes / sizeof routes[0])
-
-struct petl_srv_metrics {
-    pthread_mutex_t mu;
-    code_counts http[N_ROUTES];
-    task_metrics *tasks; /* [n], in first-seen order */
-    size_t n, cap;
-    hist batch_rows, batch_tasks, batch_seconds;
-    uint64_t conn[PETL_SRV_CONN_KINDS];
-};
-
-petl_status petl_srv_metrics_new(petl_srv_metrics **out, petl_error *err) {
-    petl_srv_metrics *m = calloc(1, sizeof *m);
-    if (!m) return petl_fail(err, PETL_ERR_NOMEM, "metrics: out of memory");
-    pthread_mutex_init(&m->mu, NULL);
-    hist_init(&m->batch_rows, size_bounds, N_SIZE);
-    hist_init(&m->batch_tasks, size_bounds, N_SIZE);
-    hist_init(&m->batch_seconds, lat_bounds, N_LAT);
-    *out = m;
-    return PETL_OK;
-}
-
-void petl_srv_metrics_free(petl_srv_metrics *m) {
-    if (!m) return;
-    pthread_mutex_destroy(&m->mu);
-    free(m->tasks);
-    free(m);
-}
-
-void petl_srv_metrics_http(petl_srv_metrics *m, const char *route, int status) {
-    size_t i = 0;
-    while (i < N_ROUTES - 1 && strcmp(routes[i], route))
-        i++;
-    pthread_mutex_lock(&m->mu);
-    codes_add(&m->http[i], status);
-    pthread_mutex_unlock(&m->mu);
-}
-
-/* The series of task name, created on first use. Caller holds mu. NULL only without memory. */
-static task_metrics *task_series(petl_srv_metrics *m, const char *name) {
-    for (size_t i = 0; i < m->n; i++)
-        if (!strcmp(m->tasks[i].name, name)) return &m->tasks[i];
-    if (m->n >= MAX_TASK_SERIES) name = "_other";
-    for (size_t i = 0; i < m->n; i++)
-        if (!strcmp(m->tasks[i].name, name)) return &m->tasks[i];
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? 2 * m->cap : 16;
-        task_metrics *nt = realloc(m->tasks, cap * sizeof *nt);
-        if (!nt) return NULL;
-        m->tasks = nt;
-        m->cap = cap;
-    }
-    task_metrics *t = &m->tasks[m->n++];
-    memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", name);
-    hist_init(&t->queue, lat_bounds, N_LAT);
-    hist_init(&t->latency, lat_bounds, N_LAT);
-    return t;
-}
-
-void petl_srv_metrics_predict(petl_srv_metrics *m, const char *task, size_t inputs, int status,
-                              double queue_s, double latency_s) {
-    pthread_mutex_lock(&m->mu);
-    task_metrics *t = task_series(m, task);
-    if (t) {
-        t->inputs += inputs;
-        codes_add(&t->codes, status);
-        if (queue_s >= 0) hist_observe(&t->queue, queue_s);
-        hist_observe(&t->latency, latency_s);
-    }
-    pthread_mutex_unlock(&m->mu);
-}
-
-void petl_srv_metrics_conn(petl_srv_metrics *m, petl_srv_conn_event ev) {
-    if ((unsigned)ev >= PETL_SRV_CONN_KINDS) return;
-    pthread_mutex_lock(&m->mu);
-    m->conn[ev]++;
-    pthread_mutex_unlock(&m->mu);
-}
-
-void petl_srv_metrics_batch(petl_srv_metrics *m, size_t rows, size_t tasks, double run_s) {
-    pthread_mutex_lock(&m->mu);
-    hist_observe(&m->batch_rows, (double)rows);
-    hist_observe(&m->batch_tasks, (double)tasks);
-    hist_observe(&m->batch_seconds, run_s);
-    pthread_mutex_unlock(&m->mu);
-}
-
-/* A growing string; on allocation failure it stays failed and the render returns NULL. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool failed;
-} strbuf;
-
-static void sb_printf(strbuf *b, const char *fmt, ...) PETL_PRINTF(2, 3);
-static void sb_printf(strbuf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int w = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (w < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)w < b->cap) {
-            b->len += (size_t)w;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap <= b->len + (size_t)w)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->failed = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
-/* One histogram's _bucket / _sum / _count lines; labels is "" or `task="x",`. */
-static void render_hist(strbuf *b, const char *name, const char *labels, const hist *h) {
-    uint64_t cum = 0;
-    for (size_t i = 0; i <= h->nb; i++) {
-        cum += h->counts[i];
-        if (i < h->nb)
-            sb_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, h->bounds[i],
-                      (unsigned long long)cum);
-        else
-            sb_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
-    }
-    const char *l = labels;
-    size_t ll = strlen(l);
-    /* The same labels without the trailing comma, for _sum and _count. */
-    if (ll)
-        sb_printf(b, "%s_sum{%.*s} %.9g\n%s_count{%.*s} %llu\n", name, (int)(ll - 1), l, h->sum,
-                  name, (int)(ll - 1), l, (unsigned long long)h->count);
-    else
-        sb_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
-                  (unsigned long long)h->count);
-}
-
-char *petl_srv_metrics_render(petl_srv_metrics *m, size_t queue_depth, size_t tasks_loaded) {
-    strbuf b = {0};
-    pthread_mutex_lock(&m->mu);
-    sb_printf(&b, "# HELP petl_http_requests_total HTTP responses by route and status code.\n"
-                  "# TYPE petl_http_requests_total counter\n");
-    for (size_t r = 0; r < N_ROUTES; r++)
-        for (size_t i = 0; i < m->http[r].n; i++)
-            sb_printf(&b, "petl_http_requests_total{route=\"%s\",code=\"%d\"} %llu\n", routes[r],
-                      m->http[r].code[i], (unsigned long long)m->http[r].count[i]);
-    sb_printf(&b, "# HELP petl_predict_requests_total Predict requests by task and status code.\n"
-                  "# TYPE petl_predict_requests_total counter\n");
-    for (size_t t = 0; t < m->n; t++)
-        for (size_t i = 0; i < m->tasks[t].codes.n; i++)
-            sb_printf(&b, "petl_predict_requests_total{task=\"%s\",code=\"%d\"} %llu\n",
-                      m->tasks[t].name, m->tasks[t].codes.code[i],
-                      (unsigned long long)m->tasks[t].codes.count[i]);
-    sb_printf(&b, "# HELP petl_predict_inputs_total Inputs (rows) received by task.\n"
-                  "# TYPE petl_predict_inputs_total counter\n");
-    for (size_t t = 0; t < m->n; t++)
-        sb_printf(&b, "petl_predict_inputs_total{task=\"%s\"} %llu\n", m->tasks[t].name,
-                  (unsigned long long)m->tasks[t].inputs);
-    sb_printf(&b, "# HELP petl_queue_seconds Time a predict request waited for its batch.\n"
-                  "# TYPE petl_queue_seconds histogram\n");
-    char labels[PETL_SRV_NAME_MAX + 16];
-    for (size_t t = 0; t < m->n; t++) {
-        snprintf(labels, sizeof labels, "task=\"%s\",", m->tasks[t].name);
-        render_hist(&b, "petl_queue_seconds", labels, &m->tasks[t].queue);
-    }
-    sb_printf(&b, "# HELP petl_request_seconds Predict latency from the full body to the "
-                  "response.\n# TYPE petl_request_seconds histogram\n");
-    for (size_t t = 0; t < m->n; t++) {
-        snprintf(labels, sizeof labels, "task=\"%s\",", m->tasks[t].name);
-        render_hist(&b, "petl_request_seconds", labels, &m->tasks[t].latency);
-    }
-    sb_printf(&b, "# HELP petl_batch_rows Rows per batch run by the worker.\n"
-                  "# TYPE petl_batch_rows histogram\n");
-    render_hist(&b, "petl_batch_rows", "", &m->batch_rows);
-    sb_printf(&b, "# HELP petl_batch_tasks Distinct tasks per batch.\n"
-                  "# TYPE petl_batch_tasks histogram\n");
-    render_hist(&b, "petl_batch_tasks", "", &m->batch_tasks);
-    sb_printf(&b, "# HELP petl_batch_seconds Time to run one batch.\n"
-                  "# TYPE petl_batch_seconds histogram\n");
-    render_hist(&b, "petl_batch_seconds", "", &m->batch_seconds);
-    sb_printf(&b,
-              "# HELP petl_connections_refused_total Connections over a limit, answered 503 and "
-              "closed.\n# TYPE petl_connections_refused_total counter\n"
-              "petl_connections_refused_total{limit=\"per_address\"} %llu\n"
-              "petl_connections_refused_total{limit=\"total\"} %llu\n"
-              "# HELP petl_connections_timed_out_total Connections closed because a request's "
-              "headers and body did not arrive within the deadline.\n"
-              "# TYPE petl_connections_timed_out_total counter\n"
-              "petl_connections_timed_out_total %llu\n",
-              (unsigned long long)m->conn[PETL_SRV_CONN_OVER_ADDRESS],
-              (unsigned long long)m->conn[PETL_SRV_CONN_OVER_TOTAL],
-              (unsigned long long)m->conn[PETL_SRV_CONN_DEADLINE]);
-    pthread_mutex_unlock(&m->mu);
-    sb_printf(&b,
-              "# HELP petl_queue_depth Requests waiting for the batch worker.\n"
-              "# TYPE petl_queue_depth gauge\npetl_queue_depth %zu\n"
-              "# HELP petl_tasks_loaded Tasks (adapters) loaded.\n"
-              "# TYPE petl_tasks_loaded gauge\npetl_tasks_loaded %zu\n",
-              queue_depth, tasks_loaded);
-    if (b.failed) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
-}
-
-/* ===================================================================== batcher */
-
-struct petl_srv_batcher {
-    petl_srv_batcher_opts o;
-    petl_srv_exec_fn exec;
-    void *user;
-    petl_srv_metrics *metrics;
-    pthread_mutex_t mu;
-    pthread_cond_t more; /* a job was queued, or stopping */
-    pthread_cond_t done; /* some job finished */
-    petl_srv_job *head, *tail;
-    size_t depth;
-    bool stopping;
-    pthread_t thread;
-    /* worker-only scratch for the rows of a batch, grown as needed */
-    petl_srv_task **r_task;
-    const petl_encoding **r_enc;
-    float **r_out;
-    petl_error *r_err;
-    size_t r_cap;
-};
-
-static bool grow_rows(petl_srv_batcher *b, size_t n) {
-    if (n <= b->r_cap) return true;
-    size_t cap = b->r_cap ? b->r_cap : 64;
-    while (cap < n)
-        cap *= 2;
-    petl_srv_task **t = realloc(b->r_task, cap * sizeof *t);
-    if (t) b->r_task = t;
-    const petl_encoding **e = realloc(b->r_enc, cap * sizeof *e);
-    if (e) b->r_enc = e;
-    float **o = realloc(b->r_out, cap * sizeof *o);
-    if (o) b->r_out = o;
-    petl_error *re = realloc(b->r_err, cap * sizeof *re);
-    if (re) b->r_err = re;
-    if (!t || !e || !o || !re) return false;
-    b->r_cap = cap;
-    return true;
-}
-
-/* Puts job j at the tail of the queue. Caller holds mu. */
-static void queue_push(petl_srv_batcher *b, petl_srv_job *j) {
-    j->next = NULL;
-    if (b->tail)
-        b->tail->next = j;
-    else
-        b->head = j;
-    b->tail = j;
-    b->depth++;
-}
-
-/* Runs rows [off, off + take) of the jobs first..(NULL) as one batch, on the worker, without
- * the lock; then finishes the jobs whose last rows ran and puts the others (pieces of a large
- * job) back at the end of the queue. */
-static void run_batch(petl_srv_batcher *b, petl_srv_job *first) {
-    double t0 = petl_srv_now();
-    size_t n = 0, tasks = 0;
-    for (petl_srv_job *j = first; j; j = j->next) {
-        if (j->off == 0) j->t_start = t0;
-        bool seen = false;
-        for (petl_srv_job *k = first; k != j && !seen; k = k->next)
-            seen = k->task == j->task;
-        tasks += !seen;
-        n += j->take;
-    }
-    petl_error err = {0};
-    petl_status s = PETL_OK;
-    if (!grow_rows(b, n)) {
-        s = petl_fail(&err, PETL_ERR_NOMEM, "batch of %zu rows: out of memory", n);
-    } else {
-        size_t r = 0;
-        for (petl_srv_job *j = first; j; j = j->next)
-            for (size_t i = j->off; i < j->off + j->take; i++, r++) {
-                b->r_task[r] = j->task;
-                b->r_enc[r] = &j->enc[i];
-                b->r_out[r] = j->out + i * (size_t)j->task->num_labels;
-                b->r_err[r].code = PETL_OK;
-                b->r_err[r].msg[0] = '\0';
-            }
-        petl_srv_rows rows = {n, b->r_task, b->r_enc, b->r_out, b->r_err};
-        s = b->exec(b->user, &rows, &err);
-    }
-    double t1 = petl_srv_now();
-    if (b->metrics) petl_srv_metrics_batch(b->metrics, n, tasks, t1 - t0);
-    pthread_mutex_lock(&b->mu);
-    size_t r = 0;
-    for (petl_srv_job *j = first, *next; j; j = next) {
-        next = j->next; /* the submitter may free j as soon as done is set */
-        if (s != PETL_OK) {
-            j->status = s;
-            j->err = err;
-        }
-        /* A row the executor could not compute fails its own job only. */
-        for (size_t i = 0; s == PETL_OK && j->status == PETL_OK && i < j->take; i++)
-            if (b->r_err[r + i].code != PETL_OK) {
-                j->status = b->r_err[r + i].code;
-                j->err = b->r_err[r + i];
-            }
-        r += j->take;
-        j->off += j->take;
-        j->take = 0;
-        j->next = NULL;
-        if (j->off < j->n && j->status == PETL_OK) {
-            queue_push(b, j); /* its next piece after the jobs that arrived meanwhile */
-            continue;
-        }
-        j->t_done = t1;
-        j->done = 1;
-    }
-    pthread_cond_broadcast(&b->done);
-    pthread_mutex_unlock(&b->mu);
-}
-
-/* Takes the head job off the queue. Caller holds mu. The tail is reset with the head, at
- * once: the worker waits (unlocking) between pops, and a submitter must never append to a
- * job that has already left the queue. */
-static petl_srv_job *queue_pop(petl_srv_batcher *b) {
-    petl_srv_job *j = b->head;
-    b->head = j->next;
-    if (!b->head) b->tail = NULL;
-    j->next = NULL;
-    b->depth--;
-    return j;
-}
-
-/* How many of job j's remaining rows fit a batch that holds *rows rows padded to *seq tokens
- * (max_batch rows, max_tokens padded tokens); updates *rows and *seq for them. */
-static size_t rows_that_fit(const petl_srv_batcher *b, const petl_srv_job *j, size_t *rows,
-                            int *seq) {
-    size_t k = 0, left = j->n - j->off;
-    int sq = *seq;
-    while (k < left && *rows + k < (size_t)b->o.max_batch) {
-        int len = j->enc[j->off + k].len;
-        int s2 = len > sq ? len : sq;
-        if (b->o.max_tokens > 0 && (*rows + k + 1) * (size_t)s2 > (size_t)b->o.max_tokens) break;
-        sq = s2;
-        k++;
-    }
-    *rows += k;
-    *seq = sq;
-    return k;
-}
-
-static void *batch_worker(void *arg) {
-    petl_srv_batcher *b = arg;
-    pthread_mutex_lock(&b->mu);
-    for (;;) {
-        while (!b->head && !b->stopping)
-            pthread_cond_wait(&b->more, &b->mu);
-        if (!b->head) break; /* stopping and drained */
-        /* Gather: FIFO, up to max_batch rows and max_tokens padded tokens, waiting until the
-         * first job's arrival + window for more unless the batch is full. A job that does not
-         * fit ends the gathering, so that no job is overtaken. A job too large for any batch
-         * gives one piece (at least one row) and goes back to the end of the queue after it
-         * (run_batch), so that the requests behind it run between its pieces. */
-        double deadline = b->head->t_submit + b->o.window_ms * 1e-3;
-        size_t rows = 0;
-        int seq = 0;
-        petl_srv_job *first = queue_pop(b), *last = first;
-        first->take = rows_that_fit(b, first, &rows, &seq);
-        if (first->take == 0) first->take = rows = 1; /* one row over max_tokens still runs */
-        bool full = first->off + first->take < first->n;
-        while (!full) {
-            while (b->head) {
-                size_t r2 = rows;
-                int s2 = seq;
-                size_t k = rows_that_fit(b, b->head, &r2, &s2);
-                if (k < b->head->n - b->head->off) break;
-                last->next = queue_pop(b);
-                last = last->next;
-                last->take = k;
-                rows = r2, seq = s2;
-            }
-            if (b->head || rows >= (size_t)b->o.max_batch || b->stopping) break;
-            double now = petl_srv_now();
-            if (now >= deadline) break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            double wait = deadline - now;
-            ts.tv_sec += (time_t)wait;
-            ts.tv_nsec += (long)((wait - floor(wait)) * 1e9);
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&b->more, &b->mu, &ts);
-        }
-        last->next = NULL;
-        pthread_mutex_unlock(&b->mu);
-        run_batch(b, first);
-        pthread_mutex_lock(&b->mu);
-    }
-    pthread_mutex_unlock(&b->mu);
-    return NULL;
-}
-
-petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_fn exec, void *user,
-                                 petl_srv_metrics *metrics, petl_srv_batcher **out,
-                                 petl_error *err) {
-    *out = NULL;
-    if (o->max_batch < 1 || o->queue < 1 || !(o->window_ms >= 0) || o->window_ms > 10000 ||
-        o->max_tokens < 0 || !exec)
-        return petl_fail(err, PETL_ERR_ARG,
-                         "batcher: max batch %d, queue %d, window %g ms, max tokens %d: out of "
-                         "range",
-                         o->max_batch, o->queue, o->window_ms, o->max_tokens);
-    petl_srv_batcher *b = calloc(1, sizeof *b);
-    if (!b) return petl_fail(err, PETL_ERR_NOMEM, "batcher: out of memory");
-    b->o = *o;
-    b->exec = exec;
-    b->user = user;
-    b->metrics = metrics;
-    pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->more, NULL);
-    pthread_cond_init(&b->done, NULL);
-    int e = pthread_create(&b->thread, NULL, batch_worker, b);
-    if (e) {
-        pthread_cond_destroy(&b->done);
-        pthread_cond_destroy(&b->more);
-        pthread_mutex_destroy(&b->mu);
-        free(b);
-        return petl_fail(err, PETL_ERR_NOMEM, "batcher: cannot start the worker: %s", strerror(e));
-    }
-    *out = b;
-    return PETL_OK;
-}
-
-void petl_srv_batcher_free(petl_srv_batcher *b) {
-    if (!b) return;
-    pthread_mutex_lock(&b->mu);
-    b->stopping = true;
-    pthread_cond_signal(&b->more);
-    pthread_mutex_unlock(&b->mu);
-    pthread_join(b->thread, NULL);
-    pthread_cond_destroy(&b->done);
-    pthread_cond_destroy(&b->more);
-    pthread_mutex_destroy(&b->mu);
-    free(b->r_task);
-    free(b->r_enc);
-    free(b->r_out);
-    free(b->r_err);
-    free(b);
-}
-
-bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job) {
-    job->next = NULL;
-    job->done = 0;
-    job->status = PETL_OK;
-    job->err.code = PETL_OK;
-    job->err.msg[0] = '\0';
-    job->t_submit = petl_srv_now();
-    job->off = job->take = 0;
-    if (job->n == 0) { /* nothing to run (the server never sends such a job) */
-        job->t_start = job->t_done = job->t_submit;
-        job->done = 1;
-        return true;
-    }
-    pthread_mutex_lock(&b->mu);
-    if (b->stopping || b->depth >= (size_t)b->o.queue) {
-        pthread_mutex_unlock(&b->mu);
-        return false;
-    }
-    queue_push(b, job);
-    pthread_cond_signal(&b->more);
-    while (!job->done)
-        pthread_cond_wait(&b->done, &b->mu);
-    pthread_mutex_unlock(&b->mu);
-    return true;
-}
-
-size_t petl_srv_batcher_depth(petl_srv_batcher *b) {
-    pthread_mutex_lock(&b->mu);
-    size_t d = b->depth;
-    pthread_mutex_unlock(&b->mu);
-    return d;
-}
-
-/* ===================================================================== default executor */
-
-/* Per-task contexts kept, each ~max_batch x max_len activations (1-2 MB for MiniLM at 32 x 64):
- * fewer than the tasks in traffic means a context built per batch (~2x slower mixed traffic). */
-#define EXEC_CTX_CACHE 32
-
-struct petl_srv_exec {
-    int max_batch;
-    int max_tokens; /* padded tokens per forward; 0: max_batch rows only */
-    int32_t pad_id;
-    struct {
-        petl_srv_task *task; /* a reference, so the task model outlives its context */
-        petl_ctx *ctx;
-        uint64_t used;
-    } cache[EXEC_CTX_CACHE];
-    uint64_t clock;
-    int32_t *ids, *types; /* [max_batch, max_len], grown */
-    int *lens;            /* [max_batch] */
-    size_t tok_cap;
-    size_t *idx;   /* [rows] row indices grouped by task */
-    bool *taken;   /* [rows] */
-    float *logits; /* [max_batch, labels], grown */
-    size_t idx_cap, logit_cap;
-    /* The fused path: one context for every task sharing the base, sized for the largest
-     * max_len, adapter size and label count seen so far (rebuilt larger when a task needs
-     * more; a few MB, so it is never shrunk). */
-    petl_ctx *mctx;
-    const petl_model *mbase; /* the base mctx was made for */
-    int m_rows, m_len, m_size, m_labels;
-    const petl_task_model **mtask; /* [max_batch] task model of each fused row */
-    size_t *fidx;                  /* [rows] rows taking the fused path */
-    size_t fidx_cap;
-};
-
-petl_status petl_srv_exec_new(int max_batch, int32_t pad_id, petl_srv_exec **out, petl_error *err) {
-    *out = NULL;
-    if (max_batch < 1) return petl_fail(err, PETL_ERR_ARG, "executor: max batch %d", max_batch);
-    petl_srv_exec *e = calloc(1, sizeof *e);
-    if (!e) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
-    e->max_batch = max_batch;
-    e->pad_id = pad_id;
-    e->lens = calloc((size_t)max_batch, sizeof *e->lens);
-    e->mtask = calloc((size_t)max_batch, sizeof *e->mtask);
-    if (!e->lens || !e->mtask) {
-        free(e->lens);
-        free(e->mtask);
-        free(e);
-        return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
-    }
-    *out = e;
-    return PETL_OK;
-}
-
-void petl_srv_exec_set_max_tokens(petl_srv_exec *e, int max_tokens) {
-    e->max_tokens = max_tokens > 0 ? max_tokens : 0;
-}
-
-size_t petl_srv_exec_held_tokens(const petl_srv_exec *e) {
-    return e->mctx ? (size_t)e->m_rows * (size_t)e->m_len : 0;
-}
-
-/* Rows of one forward at a padded length of len: max_batch, fewer when max_tokens says so. */
-static int exec_rows_for(const petl_srv_exec *e, int len) {
-    if (e->max_tokens <= 0 || len <= 0) return e->max_batch;
-    int r = e->max_tokens / len;
-    if (r < 1) r = 1;
-    return r < e->max_batch ? r : e->max_batch;
-}
-
-/* Work buffers beyond what ordinary traffic needs (max_batch rows of 64 tokens, or the token
- * budget) are given back after the batch that needed them: a context for 32 x 512 tokens is
- * ~400 MB, and glibc keeps freed heap memory unless asked (malloc_trim). */
-static void exec_shrink(petl_srv_exec *e) {
-    size_t keep = (size_t)e->max_batch * 64;
-    if (e->max_tokens > 0 && (size_t)e->max_tokens > keep) keep = (size_t)e->max_tokens;
-    if (!e->mctx || (e->m_len <= 128 && (size_t)e->m_rows * (size_t)e->m_len <= keep)) return;
-    petl_ctx_free(e->mctx);
-    e->mctx = NULL;
-    e->m_rows = e->m_len = 0;
-    malloc_trim(0);
-}
-
-static void exec_evict(petl_srv_exec *e, int i) {
-    petl_ctx_free(e->cache[i].ctx);
-    petl_srv_task_release(e->cache[i].task);
-    e->cache[i].ctx = NULL;
-    e->cache[i].task = NULL;
-}
-
-void petl_srv_exec_free(petl_srv_exec *e) {
-    if (!e) return;
-    for (int i = 0; i < EXEC_CTX_CACHE; i++)
-        exec_evict(e, i);
-    free(e->ids);
-    free(e->types);
-    free(e->lens);
-    free(e->idx);
-    free(e->taken);
-    free(e->logits);
-    petl_ctx_free(e->mctx);
-    free(e->mtask);
-    free(e->fidx);
-    free(e);
-}
-
-/* The context of task t, from the cache or new (evicting the least recently used). */
-static petl_status exec_ctx(petl_srv_exec *e, petl_srv_task *t, petl_ctx **out, petl_error *err) {
-    int lru = 0;
-    for (int i = 0; i < EXEC_CTX_CACHE; i++) {
-        if (e->cache[i].task == t) {
-            e->cache[i].used = ++e->clock;
-            *out = e->cache[i].ctx;
-            return PETL_OK;
-        }
-        if (!e->cache[i].task || (e->cache[lru].task && e->cache[i].used < e->cache[lru].used))
-            lru = i;
-    }
-    exec_evict(e, lru);
-    petl_status s = petl_predict_ctx_new(t->tm, exec_rows_for(e, t->max_len), t->max_len, out, err);
-    if (s != PETL_OK) return s;
-    petl_srv_task_acquire(t);
-    e->cache[lru].task = t;
-    e->cache[lru].ctx = *out;
-    e->cache[lru].used = ++e->clock;
-    return PETL_OK;
-}
-
-/* Pads rows idx[0..n) (n <= max_batch) into e->ids / types / lens [n, *seq], *seq their
- * longest, and makes room for n * nl logits. */
-static petl_status exec_fill(petl_srv_exec *e, const petl_srv_rows *rows, const size_t *idx,
-                             size_t n, size_t nl, int *seq_out, petl_error *err) {
-    int seq = 1;
-    for (size_t k = 0; k < n; k++)
-        if (rows->enc[idx[k]]->len > seq) seq = rows->enc[idx[k]]->len;
-    *seq_out = seq;
-    size_t need = n * (size_t)seq;
-    if (need > e->tok_cap) {
-        int32_t *ids = realloc(e->ids, need * sizeof *ids);
-        if (ids) e->ids = ids;
-        int32_t *types = realloc(e->types, need * sizeof *types);
-        if (types) e->types = types;
-        if (!ids || !types) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
-        e->tok_cap = need;
-    }
-    if (n * nl > e->logit_cap) {
-        float *l = realloc(e->logits, n * nl * sizeof *l);
-        if (!l) return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
-        e->logits = l;
-        e->logit_cap = n * nl;
-    }
-    for (size_t k = 0; k < n; k++) {
-        const petl_encoding *en = rows->enc[idx[k]];
-        int32_t *ids = e->ids + k * (size_t)seq, *types = e->types + k * (size_t)seq;
-        memcpy(ids, en->ids, (size_t)en->len * sizeof *ids);
-        memcpy(types, en->type_ids, (size_t)en->len * sizeof *types);
-        for (int p = en->len; p < seq; p++)
-            ids[p] = e->pad_id, types[p] = 0;
-        e->lens[k] = en->len;
-    }
-    return PETL_OK;
-}
-
-/* Runs rows idx[0..n) (n <= max_batch, all of task t) as one padded batch. */
-static petl_status exec_piece(petl_srv_exec *e, petl_srv_task *t, const petl_srv_rows *rows,
-                              const size_t *idx, size_t n, petl_error *err) {
-    const size_t nl = (size_t)t->num_labels;
-    int seq;
-    petl_status s = exec_fill(e, rows, idx, n, nl, &seq, err);
-    if (s != PETL_OK) return s;
-    if (seq > t->max_len)
-        return petl_fail(err, PETL_ERR_ARG, "task %s: a row of %d tokens, over max_len %d", t->name,
-                         seq, t->max_len);
-    petl_ctx *ctx;
-    s = exec_ctx(e, t, &ctx, err);
-    if (s != PETL_OK) return s;
-    petl_batch b = {(int)n, seq, e->ids, e->types, e->lens};
-    s = petl_task_predict(ctx, &b, &(petl_predictions){.logits = e->logits}, err);
-    if (s != PETL_OK) return s;
-    for (size_t k = 0; k < n; k++)
-        memcpy(rows->out[idx[k]], e->logits + k * nl, nl * sizeof(float));
-    return PETL_OK;
-}
-
-/* Whether task t's rows can take the fused path: a model that reads every base weight from
- * the base the fused context is for (the first such task fixes it; a server has one base). */
-static bool exec_fusable(petl_srv_exec *e, const petl_srv_task *t) {
-    if (!t->tm || !petl_task_model_shares_base(t->tm)) return false;
-    const petl_model *base = petl_task_model_base(t->tm);
-    if (!e->mbase) e->mbase = base;
-    return base == e->mbase;
-}
-
-/* Runs fused rows idx[0..n) (n <= max_batch, tasks sharing e->mbase) as one padded batch
- * through petl_task_predict_multi, first growing the context when a task needs more. */
-static petl_status exec_fused(petl_srv_exec *e, const petl_srv_rows *rows, const size_t *idx,
-                              size_t n, petl_error *err) {
-    int seq_max = 1, msize = e->m_size, labels = e->m_labels;
-    for (size_t k = 0; k < n; k++) {
-        const petl_srv_task *t = rows->task[idx[k]];
-        const petl_tune_config *tc = petl_task_model_tune_config(t->tm);
-        int len = rows->enc[idx[k]]->len;
-        if (len > t->max_len)
-            return petl_fail(err, PETL_ERR_ARG, "task %s: a row of %d tokens, over max_len %d",
-                             t->name, len, t->max_len);
-        if (len > seq_max) seq_max = len;
-        if (tc->tune == PETL_TUNE_ADAPTER && tc->adapter_size > msize) msize = tc->adapter_size;
-        if (t->num_labels > labels) labels = t->num_labels;
-        e->mtask[k] = t->tm;
-    }
-    /* Sized by the rows' own lengths (64 at least, so that ordinary traffic keeps one
-     * context), not by the tasks' max_len: a task with max_len 512 costs 512-token buffers only
-     * while it is sent long inputs, and exec_shrink frees them after that batch. */
-    bool fits = e->mctx && (size_t)e->m_rows >= n && e->m_len >= seq_max && msize <= e->m_size &&
-                labels <= e->m_labels;
-    if (!fits) {
-        int len = seq_max <= 64 ? 64 : (seq_max + 31) / 32 * 32;
-        int rows_cap = exec_rows_for(e, len);
-        if ((size_t)rows_cap < n) rows_cap = (int)n;
-        petl_ctx_free(e->mctx);
-        e->mctx = NULL;
-        e->m_rows = e->m_len = 0;
-        petl_status s = petl_multi_ctx_new(e->mbase, rows_cap, len, msize, labels, &e->mctx, err);
-        if (s != PETL_OK) return s;
-        e->m_rows = rows_cap, e->m_len = len, e->m_size = msize, e->m_labels = labels;
-    }
-    int seq;
-    petl_status s = exec_fill(e, rows, idx, n, (size_t)e->m_labels, &seq, err);
-    if (s != PETL_OK) return s;
-    petl_batch b = {(int)n, seq, e->ids, e->types, e->lens};
-    s = petl_task_predict_multi(e->mctx, e->mtask, &b, e->logits, e->m_labels, err);
-    if (s != PETL_OK) return s;
-    for (size_t k = 0; k < n; k++)
-        memcpy(rows->out[idx[k]], e->logits + k * (size_t)e->m_labels,
-               (size_t)rows->task[idx[k]]->num_labels * sizeof(float));
-    return PETL_OK;
-}
-
-/* How many of rows idx[0..n) go into the next fused forward: at most max_batch, and at most
- * max_tokens padded tokens (at least one row). */
-static size_t exec_piece_rows(const petl_srv_exec *e, const petl_srv_rows *rows, const size_t *idx,
-                              size_t n) {
-    size_t m = 0;
-    int seq = 0;
-    while (m < n && m < (size_t)e->max_batch) {
-        int len = rows->enc[idx[m]]->len;
-        int s2 = len > seq ? len : seq;
-        if (m > 0 && e->max_tokens > 0 && (m + 1) * (size_t)s2 > (size_t)e->max_tokens) break;
-        seq = s2;
-        m++;
-    }
-    return m;
-}
-
-/* A failure pinned on rows idx[0..n): into their row_err when the batcher gave one (only their
- * jobs fail), else into err for the whole batch. Returns what exec_run should return. */
-static petl_status exec_rows_failed(const petl_srv_rows *rows, const size_t *idx, size_t n,
-                                    const petl_error *why, petl_error *err) {
-    if (!rows->row_err) {
-        if (err) *err = *why;
-        return why->code;
-    }
-    for (size_t k = 0; k < n; k++)
-        rows->row_err[idx[k]] = *why;
-    return PETL_OK;
-}
-
-petl_status petl_srv_exec_run(void *user, const petl_srv_rows *rows, petl_error *err) {
-    petl_srv_exec *e = user;
-    /* Contexts of unloaded tasks go first: they hold the task model alive. */
-    for (int i = 0; i < EXEC_CTX_CACHE; i++)
-        if (e->cache[i].task && __atomic_load_n(&e->cache[i].task->removed, __ATOMIC_ACQUIRE))
-            exec_evict(e, i);
-    if (rows->n > e->idx_cap) {
-        size_t *idx = realloc(e->idx, rows->n * sizeof *idx);
-        if (idx) e->idx = idx;
-        bool *taken = realloc(e->taken, rows->n * sizeof *taken);
-        if (taken) e->taken = taken;
-        size_t *fidx = realloc(e->fidx, rows->n * sizeof *fidx);
-        if (fidx) e->fidx = fidx;
-        if (!idx || !taken || !fidx)
-            return petl_fail(err, PETL_ERR_NOMEM, "executor: out of memory");
-        e->idx_cap = rows->n;
-    }
-    memset(e->taken, 0, rows->n * sizeof *e->taken);
-    /* 1. Every row of a task sharing the base: one fused forward per max_batch rows (the base's
-     * GEMMs once for all of them). A piece that fails is left to step 2, which runs it task by
-     * task, so that the failure lands on the task that caused it and not on its neighbours. */
-    size_t nf = 0;
-    for (size_t i = 0; i < rows->n; i++)
-        if (exec_fusable(e, rows->task[i])) e->fidx[nf++] = i;
-    for (size_t k = 0, m; k < nf; k += m) {
-        m = exec_piece_rows(e, rows, e->fidx + k, nf - k);
-        petl_error ferr = {0};
-        if (exec_fused(e, rows, e->fidx + k, m, &ferr) == PETL_OK)
-            for (size_t j = 0; j < m; j++)
-                e->taken[e->fidx[k + j]] = true;
-    }
-    /* 2. The rest, task by task in order of first appearance: tasks that tuned base weights
-     * (full, top:K) and the rows of failed fused pieces. */
-    for (size_t i = 0; i < rows->n; i++) {
-        if (e->taken[i]) continue;
-        petl_srv_task *t = rows->task[i];
-        size_t n = 0;
-        for (size_t j = i; j < rows->n; j++)
-            if (!e->taken[j] && rows->task[j] == t) {
-                e->taken[j] = true;
-                e->idx[n++] = j;
-            }
-        size_t per = (size_t)exec_rows_for(e, t->max_len); /* the rows its context holds */
-        for (size_t k = 0; k < n; k += per) {
-            size_t m = n - k < per ? n - k : per;
-            petl_error terr = {0};
-            if (exec_piece(e, t, rows, e->idx + k, m, &terr) == PETL_OK) continue;
-            petl_status s = exec_rows_failed(rows, e->idx + k, m, &terr, err);
-            if (s != PETL_OK) {
-                exec_shrink(e);
-                return s;
-            }
-        }
-    }
-    exec_shrink(e);
-    return PETL_OK;
-}
 
 /* ===================================================================== the server */
 
@@ -1340,7 +54,7 @@ struct petl_server {
     petl_srv_registry *reg;
     petl_srv_metrics *metrics;
     petl_srv_exec *exec;
-    petl_srv_batcher *batcher;
+    petl_srv_queue *queue;
     struct MHD_Daemon *daemon;
     int port;
     pthread_mutex_t mu; /* active, stopping, started */
@@ -1567,7 +281,8 @@ typedef struct conn_rec {
 #define CONN_SWEEP_S 0.1
 
 static conn_rec *conn_of(struct MHD_Connection *c) {
-    const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return i ? i->socket_context : NULL;
 }
 
@@ -1592,7 +307,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     conn_rec *r = calloc(1, sizeof *r);
     *socket_context = r; /* NULL: on_request closes the connection */
     if (!r) return;
-    const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     const union MHD_ConnectionInfo *ai =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     r->fd = fi ? fi->connect_fd : MHD_INVALID_SOCKET;
@@ -1653,8 +369,7 @@ static void sweep_once(petl_server *s) {
             petl_srv_metrics_conn(s->metrics, (petl_srv_conn_event)(r->over - 1));
         else if (r->phase != CONN_IDLE)
             petl_srv_metrics_conn(s->metrics, PETL_SRV_CONN_DEADLINE);
-        if (r->phase == CONN_NEW)
-            petl_srv_metrics_http(s->metrics, "other", r->over ? 503 : 408);
+        if (r->phase == CONN_NEW) petl_srv_metrics_http(s->metrics, "other", r->over ? 503 : 408);
     }
 }
 
@@ -1831,24 +546,27 @@ static char *confined_path(const petl_server *s, const char *path, int *status, 
  * content (a JSON parser's "near '...'" or a value read from the file would echo what the
  * server read). The full message goes to the server's log. */
 static void load_error_for_client(const petl_error *e, char *out, size_t cap) {
+    /* clang-format off */
     static const char *const fields[] = {
         "model_type", "vocab_size", "hidden_size", "num_layers", "num_heads",
         "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_params",
         "content_hash", "tokenizer lowercase", "tokenizer strip_accents", "tokenizer clean_text",
         "tokenizer handle_chinese_chars", "vocab_hash"};
+    /* clang-format on */
     const char *diff = strstr(e->msg, "different base model or tokenizer: ");
     if (diff) {
         diff += strlen("different base model or tokenizer: ");
-        size_t n = (size_t)snprintf(out, cap, "trained on a different base model or tokenizer; "
-                                              "differing:");
+        size_t n = (size_t)snprintf(out, cap,
+                                    "trained on a different base model or tokenizer; "
+                                    "differing:");
         for (size_t i = 0; i < sizeof fields / sizeof fields[0] && n < cap; i++) {
             /* each field opens the diff or follows "; " (so that "tokenizer lowercase" is not
              * also counted as "lowercase", and vocab_size not inside another word) */
             size_t fl = strlen(fields[i]);
             bool found = false;
             for (const char *p = strstr(diff, fields[i]); p && !found; p = strstr(p + 1, fields[i]))
-                found = (p == diff || (p >= diff + 2 && p[-2] == ';' && p[-1] == ' ')) &&
-                        p[fl] == ' ';
+                found =
+                    (p == diff || (p >= diff + 2 && p[-2] == ';' && p[-1] == ' ')) && p[fl] == ' ';
             if (found) n += (size_t)snprintf(out + n, cap - n, " %s", fields[i]);
         }
         return;
@@ -2000,7 +718,7 @@ static enum MHD_Result route_predict(petl_server *s, struct MHD_Connection *c, c
     job.n = n;
     job.enc = enc;
     job.out = out;
-    if (!petl_srv_batcher_run(s->batcher, &job)) {
+    if (!petl_srv_queue_run(s->queue, &job)) {
         ret = send_error(s, c, route, status = 503, NULL,
                          "the request queue is full (or the server is stopping); retry later");
         goto done;
@@ -2061,7 +779,7 @@ static enum MHD_Result dispatch(petl_server *s, struct MHD_Connection *c, const 
     if (!strcmp(url, "/metrics")) {
         if (!get) return send_error(s, c, url, 405, "GET, HEAD", "%s is not allowed here", method);
         petl_srv_metrics_http(s->metrics, url, 200); /* counted before rendering: it shows */
-        char *text = petl_srv_metrics_render(s->metrics, petl_srv_batcher_depth(s->batcher),
+        char *text = petl_srv_metrics_render(s->metrics, petl_srv_queue_depth(s->queue),
                                              petl_srv_registry_count(s->reg));
         if (!text) return MHD_NO;
         return send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
@@ -2190,33 +908,38 @@ petl_status petl_server_start(petl_server *s, petl_error *err) {
     const char *host = strcmp(s->host, "localhost") ? s->host : "127.0.0.1";
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         return petl_fail(err, PETL_ERR_ARG, "server: '%s' is not an IPv4 address", s->host);
-    petl_status st =
-        petl_srv_exec_new(s->o.batch.max_batch, s->tok ? petl_tokenizer_pad_id(s->tok) : 0,
-                          &s->exec, err);
+    petl_status st = petl_srv_exec_new(s->o.batch.max_batch,
+                                       s->tok ? petl_tokenizer_pad_id(s->tok) : 0, &s->exec, err);
     if (st == PETL_OK) petl_srv_exec_set_max_tokens(s->exec, s->o.batch.max_tokens);
     if (st == PETL_OK)
-        st = petl_srv_batcher_new(&s->o.batch, petl_srv_exec_run, s->exec, s->metrics, &s->batcher,
-                                  err);
+        st =
+            petl_srv_queue_new(&s->o.batch, petl_srv_exec_run, s->exec, s->metrics, &s->queue, err);
     if (st != PETL_OK) return st;
     s->sweep_stop = false;
     int e = pthread_create(&s->sweeper, NULL, sweeper_main, s);
     if (e) {
-        petl_srv_batcher_free(s->batcher);
-        s->batcher = NULL;
+        petl_srv_queue_free(s->queue);
+        s->queue = NULL;
         return petl_fail(err, PETL_ERR_NOMEM, "server: cannot start a thread: %s", strerror(e));
     }
     s->sweeper_started = true;
     unsigned hard = mhd_connection_limit(s);
+    /* One option (and its values) a line. */
+    /* clang-format off */
     s->daemon = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC,
-        (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_CONNECTION_LIMIT, hard, MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        s, MHD_OPTION_END);
+        (uint16_t)s->o.port, NULL, NULL, on_request, s,
+        MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_CONNECTION_LIMIT, hard,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_END);
+    /* clang-format on */
     if (!s->daemon) {
         stop_sweeper(s);
-        petl_srv_batcher_free(s->batcher);
-        s->batcher = NULL;
+        petl_srv_queue_free(s->queue);
+        s->queue = NULL;
         return petl_fail(err, PETL_ERR_IO, "server: cannot listen on %s:%d (in use?)", s->host,
                          s->o.port);
     }
@@ -2252,13 +975,13 @@ void petl_server_stop(petl_server *s, double grace_s) {
         e = pthread_cond_timedwait(&s->idle, &s->mu, &ts);
     int left = s->active;
     pthread_mutex_unlock(&s->mu);
-    /* Closes idle keep-alive connections and joins their threads; the batcher is still up, so
+    /* Closes idle keep-alive connections and joins their threads; the queue is still up, so
      * a request that outlived the grace period still completes before its thread is joined. */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
     stop_sweeper(s);
-    petl_srv_batcher_free(s->batcher);
-    s->batcher = NULL;
+    petl_srv_queue_free(s->queue);
+    s->queue = NULL;
     pthread_mutex_lock(&s->mu);
     s->stopped = true;
     pthread_mutex_unlock(&s->mu);

@@ -1,29 +1,33 @@
-/* petl serve, the library's internal pieces. The server itself (petl_server_*, its options and
- * the task-name rule) is public: include/petl.h, section "server". Each piece below is usable
- * (and tested) on its own:
- *   - request parsing: a pure function from a request body to a parsed request or a rejection
- *     (HTTP status + reason). This is what fuzz/fuzz_server_request.c drives.
- *   - the task registry: name -> loaded task (adapter + head on the shared base), reference
- *     counted, so that unloading a task never frees it under a request still using it.
- *   - the dynamic batcher: a bounded queue of jobs (one job = the rows of one request) and one
- *     worker thread that gathers the jobs arriving within a window, across requests AND tasks,
- *     into one batch of up to max_batch rows and hands the whole mixed batch to an executor
- *     function. The default executor runs the rows of every task that leaves the base's
+/* petl serve, the library's internal units, declared here in the order of their files. The
+ * server itself (petl_server_*, its options and the task-name rule) is public: include/petl.h,
+ * section "server". Each unit below is usable (and tested) on its own:
+ *   - request parsing (src/srv_request.c): a pure function from a request body to a parsed
+ *     request or a rejection (HTTP status + reason). This is what fuzz/fuzz_server_request.c
+ *     drives.
+ *   - the task registry (src/srv_registry.c): name -> loaded task (adapter + head on the shared
+ *     base), reference counted, so that unloading a task never frees it under a request still
+ *     using it.
+ *   - metrics in the Prometheus text format (src/srv_metrics.c).
+ *   - the request queue (src/srv_queue.c): a bounded queue of jobs (one job = the rows of one
+ *     request) and one worker thread that gathers the jobs arriving within a window, across
+ *     requests AND tasks, into one batch of up to max_batch rows and hands the whole mixed
+ *     batch to an executor function.
+ *   - the default executor (src/executor.c) runs the rows of every task that leaves the base's
  *     weights untouched through ONE fused forward (petl_task_predict_multi: the base's GEMMs
  *     once for all rows, each task's adapters, LayerNorms and head on its own rows), and the
  *     rows of full / top-K tasks through petl_task_predict, task by task.
- *   - metrics in the Prometheus text format.
- *   - the server (petl_server_*, public) puts the routes on top of the above. */
+ *   - the server (src/server.c: petl_server_*, public) puts the routes on top of the above. */
 #ifndef PETL_SERVER_H
 #define PETL_SERVER_H
 
+#include "internal.h"
 #include "petl.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* ===================================================================== request parsing */
+/* ========================================================== request parsing (src/srv_request.c) */
 
 /* Why a request is refused: the HTTP status and a one-line reason for the JSON error body. */
 typedef struct {
@@ -63,7 +67,16 @@ void petl_srv_request_free(petl_srv_request *r);
 bool petl_srv_parse_load(const char *body, size_t len, char name[PETL_SRV_NAME_MAX + 1],
                          char **path, petl_srv_reject *rej);
 
-/* ===================================================================== tasks and registry */
+/* Constant-time comparison of a presented token with the secret (time depends only on the
+ * secret's length). */
+bool petl_srv_token_equal(const char *given, size_t given_len, const char *secret,
+                          size_t secret_len);
+
+/* Fills *rej (when non-NULL) with status and a printf-formatted reason; the task registry
+ * uses it too. */
+void petl_srv_rejectf(petl_srv_reject *rej, int status, const char *fmt, ...) PETL_PRINTF(3, 4);
+
+/* ====================================================== tasks and registry (src/srv_registry.c) */
 
 /* A loaded task. Reference counted: the registry holds one reference while the task is
  * registered, each request or batch using it holds one more; the last release frees it. */
@@ -107,7 +120,7 @@ petl_srv_task *petl_srv_registry_get(petl_srv_registry *r, const char *name);
 bool petl_srv_registry_list(petl_srv_registry *r, petl_srv_task ***out, size_t *n);
 size_t petl_srv_registry_count(petl_srv_registry *r);
 
-/* ===================================================================== metrics */
+/* ================================================================== metrics (src/srv_metrics.c) */
 
 typedef struct petl_srv_metrics petl_srv_metrics;
 
@@ -134,7 +147,7 @@ void petl_srv_metrics_batch(petl_srv_metrics *m, size_t rows, size_t tasks, doub
  * tasks. malloc'ed (caller frees), NULL when out of memory. */
 char *petl_srv_metrics_render(petl_srv_metrics *m, size_t queue_depth, size_t tasks_loaded);
 
-/* ===================================================================== batcher */
+/* ============================================================== request queue (src/srv_queue.c) */
 
 /* The rows of one gathered batch, across requests and tasks, in arrival order. Row i belongs
  * to task[i], its tokens are enc[i], and its num_labels logits go to out[i]. */
@@ -144,7 +157,7 @@ typedef struct {
     const petl_encoding *const *enc; /* [n] */
     float *const *out;               /* [n] -> [task[i]->num_labels] */
     /* [n], each code PETL_OK on entry. An executor that cannot compute some rows (one task's
-     * model failed) sets those rows' code and message and still returns PETL_OK: the batcher
+     * model failed) sets those rows' code and message and still returns PETL_OK: the queue
      * then fails only the jobs holding such rows, and the other tasks' requests succeed. */
     petl_error *row_err;
 } petl_srv_rows;
@@ -155,7 +168,7 @@ typedef struct {
 typedef petl_status (*petl_srv_exec_fn)(void *user, const petl_srv_rows *rows, petl_error *err);
 
 /* One request's worth of rows. The submitter fills task (holding a reference), n, enc and out;
- * the batcher fills status / err / times and signals done. */
+ * the queue fills status / err / times and signals done. */
 typedef struct petl_srv_job {
     petl_srv_task *task;
     size_t n;
@@ -164,29 +177,34 @@ typedef struct petl_srv_job {
     petl_status status;
     petl_error err;
     double t_submit, t_start, t_done; /* monotonic seconds */
-    /* private to the batcher */
+    /* private to the queue */
     struct petl_srv_job *next;
     int done;
     size_t off, take; /* rows already run; rows in the batch being run */
 } petl_srv_job;
 
-typedef struct petl_srv_batcher petl_srv_batcher;
+typedef struct petl_srv_queue petl_srv_queue;
 
 /* Starts the worker thread. exec / user are used on it; metrics may be NULL.
  * Fairness: a job that does not fit one batch (more than max_batch rows, or more than
  * max_tokens padded tokens) runs one piece per batch, and after each piece goes back to the end
  * of the queue, so that requests arriving meanwhile (of any task) run between its pieces: a
  * small request waits for at most about one piece, not for the whole large job. */
-petl_status petl_srv_batcher_new(const petl_srv_batcher_opts *o, petl_srv_exec_fn exec, void *user,
-                                 petl_srv_metrics *metrics, petl_srv_batcher **out,
-                                 petl_error *err);
+petl_status petl_srv_queue_new(const petl_srv_queue_opts *o, petl_srv_exec_fn exec, void *user,
+                               petl_srv_metrics *metrics, petl_srv_queue **out, petl_error *err);
 /* Runs every job already queued, stops the worker and frees. New submissions are refused
  * from the start of the call. NULL is a no-op. */
-void petl_srv_batcher_free(petl_srv_batcher *b);
+void petl_srv_queue_free(petl_srv_queue *b);
 /* Queues job and waits until it has run: true with job->status set; false when the queue is
- * full or the batcher is stopping (job not run). */
-bool petl_srv_batcher_run(petl_srv_batcher *b, petl_srv_job *job);
-size_t petl_srv_batcher_depth(petl_srv_batcher *b);
+ * full or the queue is stopping (job not run). */
+bool petl_srv_queue_run(petl_srv_queue *b, petl_srv_job *job);
+size_t petl_srv_queue_depth(petl_srv_queue *b);
+
+/* Monotonic seconds: the clock of the job times above, which the server's deadlines and
+ * latencies read too. */
+double petl_srv_now(void);
+
+/* ==================================================================== executor (src/executor.c) */
 
 /* The default executor. Rows of tasks that share the base's weights (--tune adapter, layernorm,
  * head: petl_task_model_shares_base) run together through petl_task_predict_multi in padded
@@ -205,13 +223,5 @@ void petl_srv_exec_set_max_tokens(petl_srv_exec *e, int max_tokens);
 size_t petl_srv_exec_held_tokens(const petl_srv_exec *e);
 void petl_srv_exec_free(petl_srv_exec *e);
 petl_status petl_srv_exec_run(void *exec, const petl_srv_rows *rows, petl_error *err);
-
-/* Constant-time comparison of a presented token with the secret (time depends only on the
- * secret's length). */
-bool petl_srv_token_equal(const char *given, size_t given_len, const char *secret,
-                          size_t secret_len);
-
-/* Monotonic seconds. */
-double petl_srv_now(void);
 
 #endif

@@ -1,5 +1,5 @@
 /* Server pieces that need no model: request parsing, the task registry's reference counting,
- * the dynamic batcher (with a fake executor), metrics and the token comparison; and the HTTP
+ * the request queue (with a fake executor), metrics and the token comparison; and the HTTP
  * server itself (no tasks) over real sockets on loopback: connection limits answered 503, the
  * total deadline for a request's headers and body, conflicting Content-Length headers. */
 #include "check.h"
@@ -150,7 +150,7 @@ static void test_registry(void) {
     petl_srv_task_release(NULL);
 }
 
-/* ---------------------------------------------------------------------------------- batcher */
+/* --------------------------------------------------------------------------- request queue */
 
 /* The fake executor: out[i][k] = first token id * 10 + k; records batch sizes. */
 typedef struct {
@@ -185,7 +185,7 @@ static petl_status fake_run(void *user, const petl_srv_rows *rows, petl_error *e
 }
 
 typedef struct {
-    petl_srv_batcher *b;
+    petl_srv_queue *b;
     petl_srv_task *task;
     int first_id, rows, reps;
     int ok, refused, wrong;
@@ -208,7 +208,7 @@ static void *client(void *p) {
         job.n = (size_t)c->rows;
         job.enc = enc;
         job.out = out;
-        if (!petl_srv_batcher_run(c->b, &job)) {
+        if (!petl_srv_queue_run(c->b, &job)) {
             c->refused++;
             continue;
         }
@@ -225,14 +225,14 @@ static void *client(void *p) {
     return NULL;
 }
 
-static void test_batcher(void) {
+static void test_queue(void) {
     petl_error err = {0};
     petl_srv_metrics *m;
     CHECK_OK(petl_srv_metrics_new(&m, &err), &err);
     fake_exec f = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    petl_srv_batcher_opts o = {5.0, 16, 64, 0};
-    petl_srv_batcher *b;
-    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, m, &b, &err), &err);
+    petl_srv_queue_opts o = {5.0, 16, 64, 0};
+    petl_srv_queue *b;
+    CHECK_OK(petl_srv_queue_new(&o, fake_run, &f, m, &b, &err), &err);
     petl_srv_task *t2 = fake_task("two", 2), *t3 = fake_task("three", 3);
     /* 8 clients over two tasks, 3 rows per request: batches mix requests and tasks, never
      * more than max_batch rows, and every row gets its own result. */
@@ -256,17 +256,17 @@ static void test_batcher(void) {
     CHECKF(f.max_rows <= 16, "a batch of %zu rows", f.max_rows);
     CHECKF(f.batches < (size_t)NC * REPS, "no batching: %zu batches", f.batches);
     CHECKF(f.mixed > 0, "no batch mixed two tasks");
-    printf("batcher: %d requests in %zu batches (largest %zu rows, %zu mixed-task)\n", ok,
-           f.batches, f.max_rows, f.mixed);
+    printf("queue: %d requests in %zu batches (largest %zu rows, %zu mixed-task)\n", ok, f.batches,
+           f.max_rows, f.mixed);
     /* A request larger than max_batch runs alone. */
     client_arg big = {b, t2, 7, 8, 1, 0, 0, 0};
     o.max_batch = 4;
-    petl_srv_batcher_free(b);
-    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, m, &b, &err), &err);
+    petl_srv_queue_free(b);
+    CHECK_OK(petl_srv_queue_new(&o, fake_run, &f, m, &b, &err), &err);
     big.b = b;
     client(&big);
     CHECK(big.ok == 1);
-    /* Executor failure: reported to the request, the batcher keeps going. */
+    /* Executor failure: reported to the request, the queue keeps going. */
     f.fail = true;
     petl_srv_job job;
     memset(&job, 0, sizeof job);
@@ -276,15 +276,15 @@ static void test_batcher(void) {
     job.n = 1;
     job.enc = &enc;
     job.out = out;
-    CHECK(petl_srv_batcher_run(b, &job) && job.status == PETL_ERR_ARG &&
+    CHECK(petl_srv_queue_run(b, &job) && job.status == PETL_ERR_ARG &&
           strstr(job.err.msg, "fake failure"));
     f.fail = false;
-    petl_srv_batcher_free(b);
+    petl_srv_queue_free(b);
 
     /* A full queue refuses: one slow worker, a queue of 1, 8 concurrent clients. */
-    o = (petl_srv_batcher_opts){0.0, 1, 1, 0};
+    o = (petl_srv_queue_opts){0.0, 1, 1, 0};
     f.sleep_us = 20000;
-    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, m, &b, &err), &err);
+    CHECK_OK(petl_srv_queue_new(&o, fake_run, &f, m, &b, &err), &err);
     for (int i = 0; i < NC; i++) {
         ca[i] = (client_arg){b, t2, 10 * (i + 1), 1, 2, 0, 0, 0};
         pthread_create(&th[i], NULL, client, &ca[i]);
@@ -297,8 +297,8 @@ static void test_batcher(void) {
     }
     CHECKF(refused > 0, "no request refused with a queue of 1");
     /* Stopping runs what is queued and then refuses. */
-    petl_srv_batcher_free(b);
-    petl_srv_batcher_free(NULL);
+    petl_srv_queue_free(b);
+    petl_srv_queue_free(NULL);
 
     char *text = petl_srv_metrics_render(m, 0, 2);
     CHECK(text);
@@ -354,11 +354,10 @@ static void test_metrics(void) {
     petl_srv_metrics_free(NULL);
 }
 
-
-/* ------------------------------------------------------------------------ batcher fairness */
+/* -------------------------------------------------------------------------- queue fairness */
 
 typedef struct {
-    petl_srv_batcher *b;
+    petl_srv_queue *b;
     petl_srv_task *task;
     size_t rows;
     int len; /* tokens per row */
@@ -387,7 +386,7 @@ static void *timed_client(void *p) {
     a->job.n = a->rows;
     a->job.enc = enc;
     a->job.out = out;
-    a->ran = petl_srv_batcher_run(a->b, &a->job);
+    a->ran = petl_srv_queue_run(a->b, &a->job);
     a->right = a->ran && a->job.status == PETL_OK;
     for (size_t i = 0; a->right && i < a->rows; i++)
         a->right = out[i * (size_t)a->task->num_labels] == (float)((i + 1) * 10);
@@ -404,9 +403,9 @@ static void *timed_client(void *p) {
 static void test_fairness(void) {
     petl_error err = {0};
     fake_exec f = {.mu = PTHREAD_MUTEX_INITIALIZER, .row_us = 5000}; /* 5 ms per row */
-    petl_srv_batcher_opts o = {0.0, 4, 64, 0};
-    petl_srv_batcher *b;
-    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, NULL, &b, &err), &err);
+    petl_srv_queue_opts o = {0.0, 4, 64, 0};
+    petl_srv_queue *b;
+    CHECK_OK(petl_srv_queue_new(&o, fake_run, &f, NULL, &b, &err), &err);
     petl_srv_task *big_t = fake_task("big", 2), *small_t = fake_task("small", 2);
     /* 100 rows = 500 ms at least, in 25 pieces of 4; the small request comes 60 ms in. */
     timed_arg big = {b, big_t, 100, 1, 0, {0}, false, false};
@@ -425,12 +424,12 @@ static void test_fairness(void) {
            "the small request finished at %.3f s, the large one at %.3f s: not interleaved",
            small.job.t_done - big.job.t_submit, big_run);
     CHECKF(f.max_rows <= 4, "a batch of %zu rows over max_batch 4", f.max_rows);
-    petl_srv_batcher_free(b);
+    petl_srv_queue_free(b);
     /* Token budget: rows of 100 tokens, 250 tokens per batch: pieces of 2 rows. */
     f.max_rows = 0;
     f.row_us = 0;
-    o = (petl_srv_batcher_opts){0.0, 32, 64, 250};
-    CHECK_OK(petl_srv_batcher_new(&o, fake_run, &f, NULL, &b, &err), &err);
+    o = (petl_srv_queue_opts){0.0, 32, 64, 250};
+    CHECK_OK(petl_srv_queue_new(&o, fake_run, &f, NULL, &b, &err), &err);
     timed_arg longrows = {b, big_t, 9, 100, 0, {0}, false, false};
     timed_client(&longrows);
     CHECK(longrows.right);
@@ -439,7 +438,7 @@ static void test_fairness(void) {
     timed_arg huge = {b, big_t, 2, 300, 0, {0}, false, false};
     timed_client(&huge);
     CHECK(huge.right);
-    petl_srv_batcher_free(b);
+    petl_srv_queue_free(b);
     petl_srv_task_release(big_t);
     petl_srv_task_release(small_t);
 }
@@ -633,7 +632,7 @@ int main(void) {
     test_parse();
     test_registry();
     test_metrics();
-    test_batcher();
+    test_queue();
     test_fairness();
     test_http();
     CHECK_DONE("test_server");
