@@ -1,6 +1,6 @@
-/* The bottleneck adapter of Houlsby et al. (docs/method.md), forward and backward:
+/* The bottleneck adapter of Houlsby et al. (../shared/docs/method.md), forward and backward:
  *   A(h) = h + W_up f(W_down h + b_down) + b_up      W_down [m, d], W_up [d, m]
- * Internal to the library (taskmodel.c runs it inside each encoder layer; tests check it by
+ * Internal to the library (src/forward.c runs it inside each encoder layer; tests check it by
  * finite differences). */
 #ifndef PETL_ADAPTER_H
 #define PETL_ADAPTER_H

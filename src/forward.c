@@ -603,7 +603,7 @@ static void adapter_ln_group(petl_ctx *ctx, int g, int l, int site, const layer_
                                  c->layer_norm_eps);
 }
 
-/* One post-LN layer with adapters (docs/method.md in the shared docs, Houlsby et al.):
+/* One post-LN layer with adapters (Houlsby et al., ../shared/docs/method.md):
  *   h1 = dropout(W_o attention(x))    y1 = LayerNorm_1(x + A_1(h1))
  *   h2 = dropout(W_2 act(W_1 y1))     y  = LayerNorm_2(y1 + A_2(h2))
  * The GEMMs and attention over every row with the first group's weights; adapters and
