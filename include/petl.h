@@ -251,8 +251,11 @@ typedef enum { PETL_FP32, PETL_BF16 } petl_precision;
 petl_status petl_model_set_precision(petl_model *m, petl_precision p, bool training,
                                      petl_error *err);
 petl_precision petl_model_precision(const petl_model *m);
-/* "fp32" / "bf16" -> *p; PETL_ERR_ARG naming the text otherwise. */
+/* "fp32" / "bf16" -> *p; PETL_ERR_ARG naming the text and the accepted names otherwise
+ * (src/options.c, with the other option names). */
 petl_status petl_precision_parse(const char *text, petl_precision *p, petl_error *err);
+/* The name petl_precision_parse reads; NULL for a value outside the enum. */
+const char *petl_precision_name(petl_precision p);
 
 /* Per-thread work buffers (one arena) for batches up to max_batch x max_len (max_len at most
  * the model's max_position_embeddings). The attention scratch is sized for the OpenMP thread
@@ -994,6 +997,33 @@ petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
  * *out (caller frees with petl_task_model_free). */
 petl_status petl_adapter_load(const char *dir, const petl_model *base, const petl_base_identity *id,
                               petl_adapter_info *info, petl_task_model **out, petl_error *err);
+
+/* ============================================================ option names (src/options.c)
+ *
+ * The names of the tuning choices, one table per enum: `petl train --tune / --adapter-act /
+ * --placement`, the values of `petl sweep`'s grid and adapter_config.json all go through these
+ * functions. *_name gives a value's name, NULL for a value outside the enum (so a loop from 0
+ * up to the first NULL lists the choices in order). *_parse reads a name; anything else is
+ * PETL_ERR_ARG with a message naming the text and the accepted names, and leaves the outputs
+ * untouched. */
+
+#define PETL_TUNE_TOP_MAX 64 /* the most layers --tune top:K takes */
+
+/* "adapter", "full", "top", "layernorm", "head": adapter_config.json's tune.mode (top's K is
+ * stored apart, as tune.top_k). */
+const char *petl_tune_name(petl_tune t);
+/* "adapter", "full", "layernorm", "head", or "top:K" with K in 1..PETL_TUNE_TOP_MAX (`--tune`)
+ * -> *tune, and *top_k for top:K only (whether K fits the model is petl_task_model_new's
+ * check). */
+petl_status petl_tune_parse(const char *text, petl_tune *tune, int *top_k, petl_error *err);
+
+/* "gelu", "relu", "swish". */
+const char *petl_adapter_act_name(petl_adapter_act a);
+petl_status petl_adapter_act_parse(const char *text, petl_adapter_act *a, petl_error *err);
+
+/* "both", "ffn". */
+const char *petl_placement_name(petl_adapter_placement p);
+petl_status petl_placement_parse(const char *text, petl_adapter_placement *p, petl_error *err);
 
 /* ============================================= outputs: what petl may replace (src/outputs.c)
  *

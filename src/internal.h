@@ -34,6 +34,17 @@ petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_
 petl_status petl_path_split(const char *what, const char *path, char *parent, char *base,
                             size_t cap, petl_error *err);
 
+/* The names of an enum petl reads by name, in value order (src/options.c): for readers that
+ * report a bad name themselves (adapter_config.json names the file and the key). *n gets the
+ * count. */
+typedef enum {
+    PETL_NAMES_TUNE,        /* petl_tune */
+    PETL_NAMES_ADAPTER_ACT, /* petl_adapter_act */
+    PETL_NAMES_PLACEMENT,   /* petl_adapter_placement */
+    PETL_NAMES_PRECISION,   /* petl_precision */
+} petl_names_kind;
+const char *const *petl_option_names(petl_names_kind kind, size_t *n);
+
 /* Drops from the process's resident set the mapped file pages that lie wholly inside tensor
  * t's data (petl_st_open maps the file; a tensor copied out is not read from the map again).
  * Without it, loading a model holds the file and its float copy at once: a peak resident set

@@ -72,7 +72,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                       NULL,
                       "127.0.0.1",
                       NULL,
-                      "fp32",
+                      NULL,
                       8080,
                       0,
                       32,
@@ -263,14 +263,12 @@ int cmd_serve(int argc, char **argv) {
     petl_server *srv = NULL;
     rc = 1;
     double t0 = now_s();
-    petl_precision prec;
-    if (petl_precision_parse(o.precision, &prec, &err) != PETL_OK ||
-        petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
-        petl_model_load(o.model, &base, &err) != PETL_OK ||
-        petl_model_set_precision(base, prec, false, &err) != PETL_OK) {
+    if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
+        petl_model_load(o.model, &base, &err) != PETL_OK) {
         fprintf(stderr, "petl serve: %s\n", err.msg);
         goto done;
     }
+    if (cli_set_precision("serve", base, o.precision, false)) goto done;
     petl_server_opts so;
     petl_server_opts_default(&so);
     so.host = o.host;
