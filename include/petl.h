@@ -47,6 +47,19 @@ const char *petl_status_str(petl_status s);
  * The library and the CLI build every file path of a model or adapter folder with it. */
 char *petl_path_join(const char *dir, const char *name);
 
+/* ====================================================================== utilities (src/util.c) */
+
+/* Writes data[len] to path atomically: into a new temporary file PATH.tmp-XXXXXX (mkstemp) in
+ * the same folder, fsync'ed and renamed over path, then the folder fsync'ed. A failure removes
+ * the temporary file and leaves what was at path untouched (only a killed process leaves the
+ * temporary file behind: see petl_is_write_tmp). The file gets mode 0644. PETL_ERR_IO naming
+ * path and the reason. Every file petl writes whole goes through it (safetensors files and
+ * checkpoints, adapter_config.json, petl sweep's tables). */
+petl_status petl_write_file(const char *path, const void *data, size_t len, petl_error *err);
+/* Whether NAME is a temporary file of petl_write_file for the file named TARGET
+ * (TARGET.tmp-XXXXXX): what a writer killed before its rename leaves. */
+bool petl_is_write_tmp(const char *name, const char *target);
+
 /* =========================================================== safetensors (src/safetensors.c) */
 
 typedef enum {
@@ -119,10 +132,9 @@ typedef struct {
     const void *data; /* numel * dtype size bytes */
 } petl_st_entry;
 
-/* Writes a safetensors file atomically (temporary file in the same folder, fsync, rename):
- * a failure never leaves a half-written file at `path`. The header is padded with spaces to
- * a multiple of 8 and carries {"format":"pt"} plus the given metadata pairs
- * (meta[2*i] = key, meta[2*i+1] = value). */
+/* Writes a safetensors file atomically (as petl_write_file): a failure never leaves a
+ * half-written file at `path`. The header is padded with spaces to a multiple of 8 and carries
+ * {"format":"pt"} plus the given metadata pairs (meta[2*i] = key, meta[2*i+1] = value). */
 petl_status petl_st_write(const char *path, const petl_st_entry *entries, size_t n,
                           const char *const *meta, size_t n_meta, petl_error *err);
 

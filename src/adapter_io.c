@@ -513,25 +513,6 @@ static int fsync_path(const char *p) {
     return rc;
 }
 
-static petl_status write_text_file(const char *path, const char *text, petl_error *err) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return petl_fail(err, PETL_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    size_t n = strlen(text), done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, text + done, n - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            return petl_fail(err, PETL_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0)
-        return petl_fail(err, PETL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    return PETL_OK;
-}
-
 static bool inject(int step) {
     if (petl_adapter_fail_at != step) return false;
     petl_adapter_fail_at = 0;
@@ -601,7 +582,7 @@ petl_status petl_adapter_save(const char *out, const petl_task_model *tm,
     }
     text = t2;
     memcpy(text + tl, "\n", 2);
-    if ((s = write_text_file(cpath, text, err)) != PETL_OK) goto fail;
+    if ((s = petl_write_file(cpath, text, strlen(text), err)) != PETL_OK) goto fail;
     if (inject(2) || fsync_path(tmpdir) != 0) {
         s = petl_fail(err, PETL_ERR_IO, "%s: cannot write: %s", tmpdir, strerror(errno));
         goto fail;

@@ -28,6 +28,14 @@ int petl_open_regular(const char *path, long long *size, petl_error *err);
 petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            petl_error *err);
 
+/* petl_write_file for a writer that streams: fill(fd, user) writes the contents into the
+ * temporary file (returning false with errno set on failure), which is then fsync'ed and
+ * renamed over path. */
+typedef bool (*petl_write_fn)(int fd, void *user);
+petl_status petl_write_atomic(const char *path, petl_write_fn fill, void *user, petl_error *err);
+/* write(2) of all n bytes, again after EINTR; false with errno set on failure. */
+bool petl_write_all(int fd, const void *p, size_t n);
+
 /* Splits path (trailing '/' ignored) into its parent folder and last component (cap bytes
  * each; parent "." for a bare name). PETL_ERR_ARG, naming `what` (e.g. "--out"), for "", ".",
  * "..", "/" and paths ending in them: nothing can be renamed into place there. */
