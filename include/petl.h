@@ -49,6 +49,9 @@ char *petl_path_join(const char *dir, const char *name);
 
 /* ====================================================================== utilities (src/util.c) */
 
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC): for durations, not dates. */
+double petl_now(void);
+
 /* Writes data[len] to path atomically: into a new temporary file PATH.tmp-XXXXXX (mkstemp) in
  * the same folder, fsync'ed and renamed over path, then the folder fsync'ed. A failure removes
  * the temporary file and leaves what was at path untouched (only a killed process leaves the

@@ -1,4 +1,5 @@
-/* Small utilities shared by the library and the tools: atomic file writes. */
+/* Small utilities shared by the library and the tools: atomic file writes and the monotonic
+ * clock. */
 #include "internal.h"
 
 #include <errno.h>
@@ -7,7 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+double petl_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------------- atomic writes */
 
 #define TMP_SUFFIX ".tmp-"
 

@@ -1,5 +1,5 @@
 /* src/util.c: atomic file writes (a failure leaves the old file and no temporary file; the
- * temporary names are those petl_out_clean_litter recognises). */
+ * temporary names are those petl_out_clean_litter recognises) and the monotonic clock. */
 #include "check.h"
 #include "internal.h"
 
@@ -98,7 +98,16 @@ static void test_tmp_names(void) {
     CHECK(!petl_is_write_tmp(".adapter.safetensors.tmp-Ab12Cd", "adapter.safetensors"));
 }
 
+static void test_now(void) {
+    double a = petl_now();
+    CHECK(a > 0);
+    usleep(20000);
+    double b = petl_now(), c = petl_now();
+    CHECKF(b - a >= 0.015 && b - a < 5 && c >= b, "%.6f %.6f %.6f", a, b, c);
+}
+
 int main(void) {
+    test_now();
     CHECK(mkdtemp(dir));
     test_write_file();
     test_tmp_names();

@@ -24,7 +24,6 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -234,12 +233,6 @@ static void current_best(const char *out, char *buf, size_t cap) {
 
 /* ------------------------------------------------------------------------- running */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* The dev score of a train summary: the mean of its dev metrics except mse (GLUE's task score,
  * as petl_metric_set.score), which for SQuAD is F1 alone (exact_match is not averaged in);
  * NAN when none. */
@@ -304,7 +297,7 @@ static int run_one(const sweep_opts *o, const petl_grid *g, size_t r, const char
     posix_spawn_file_actions_addopen(&fa, 1, sum_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0666);
     pid_t pid;
-    double t0 = now_s();
+    double t0 = petl_now();
     int e = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, av, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (e) {
@@ -318,7 +311,7 @@ static int run_one(const sweep_opts *o, const petl_grid *g, size_t r, const char
             fprintf(stderr, "petl sweep: %s: wait: %s\n", id, strerror(errno));
             goto done;
         }
-    double wall = now_s() - t0;
+    double wall = petl_now() - t0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         if (WIFSIGNALED(status))
             fprintf(stderr, "petl sweep: %s: petl train killed by signal %d (see %s)\n", id,
@@ -598,12 +591,12 @@ int cmd_sweep(int argc, char **argv) {
             failed++;
         } else {
             fprintf(stderr, "[%zu/%zu] %s: training\n", r + 1, g->n_runs, ids[r]);
-            double t0 = now_s();
+            double t0 = petl_now();
             if (run_one(&o, g, r, ids[r], rdir) == 0) {
                 json_t *s = json_load_file(sum, 0, NULL);
                 json_t *sc = json_object_get(s, "score");
                 fprintf(stderr, "[%zu/%zu] %s: dev score %.4f in %.1f s\n", r + 1, g->n_runs,
-                        ids[r], json_is_number(sc) ? json_number_value(sc) : NAN, now_s() - t0);
+                        ids[r], json_is_number(sc) ? json_number_value(sc) : NAN, petl_now() - t0);
                 json_decref(s);
             } else {
                 failed++;
