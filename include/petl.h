@@ -9,6 +9,37 @@
  *   - The model (config + frozen weights) is immutable after load and may be shared between
  *     threads; per-thread work buffers live in a petl_ctx.
  */
+/* Usage (tests/test_usage.c compiles and runs the same lines): train an adapter on a GLUE
+ * task's train.tsv and classify a sentence with it. model_dir is a HuggingFace BERT folder
+ * (config.json, model.safetensors, vocab.txt); fail(&err) prints err.msg and returns 1.
+ *
+ *     petl_error err;
+ *     petl_model *base = NULL; petl_tokenizer *tok = NULL; petl_task task;
+ *     petl_dataset *train = NULL; petl_batcher *b = NULL; petl_task_model *tm = NULL;
+ *     if (petl_model_load(model_dir, &base, &err) || petl_tokenizer_load(model_dir, &tok, &err) ||
+ *         petl_task_lookup("sst2", &task, &err) ||
+ *         petl_dataset_load(&task, train_tsv, NULL, 0, &train, &err) ||
+ *         petl_batcher_new(tok, 128, &b, &err) || petl_batcher_add_dataset(b, train, &err))
+ *         return fail(&err);
+ *     petl_tune_config tc; // adapters of size 64 after attention and feed-forward, 2 labels
+ *     petl_tune_config_default(&tc, petl_model_config(base));
+ *     petl_train_opts opts; // 3 epochs, lr 3e-4, batch 32; no dev set: keeps the last epoch
+ *     petl_train_opts_default(&opts);
+ *     petl_train_result res;
+ *     if (petl_task_model_new(base, &tc, 42, &tm, &err) ||
+ *         petl_train(tm, &task, b, NULL, &opts, NULL, NULL, &res, &err))
+ *         return fail(&err);
+ *     float logits[2]; // the scores of labels "0" and "1"
+ *     petl_batcher_clear(b); // now the texts to classify
+ *     if (petl_batcher_add(b, "a gripping film", 15, NULL, 0, -1, 0, &err) ||
+ *         petl_predict_all(tm, NULL, b, 1, logits, &err))
+ *         return fail(&err);
+ *     printf("positive: %s\n", logits[1] > logits[0] ? "yes" : "no");
+ *     petl_task_model_free(tm); petl_batcher_free(b); petl_dataset_free(train);
+ *     petl_tokenizer_free(tok); petl_model_free(base);
+ *
+ * petl_adapter_save / petl_adapter_load keep the trained task model as an adapter folder;
+ * petl_evaluate scores it on a dev set (see petl train, tools/cmd_train.c). */
 #ifndef PETL_H
 #define PETL_H
 
