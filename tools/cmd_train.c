@@ -596,150 +596,205 @@ static char *training_notes(const train_opts *o, const petl_train_result *r, con
     return s;
 }
 
+/* Everything one run holds, freed by run_free. */
+typedef struct {
+    claimed_outputs claim;
+    petl_tokenizer *tok;
+    petl_model *base;
+    train_data d;
+    petl_tune_config tc; /* what tm was made with */
+    petl_task_model *tm;
+    petl_train_result res;
+    petl_adapter_info info;
+} train_run;
+
+static void run_free(train_run *r) {
+    release_outputs(&r->claim);
+    petl_adapter_info_free(&r->info);
+    petl_task_model_free(r->tm);
+    train_data_free(&r->d);
+    petl_model_free(r->base);
+    petl_tokenizer_free(r->tok);
+}
+
+/* --task: SQuAD, or a GLUE / generic task (a bad spec is a usage error). */
+static int lookup_task(const train_opts *o, train_data *d) {
+    petl_error err = {0};
+    *d = (train_data){.squad = !strcmp(o->task, "squad"), .eval_batch = o->to.batch};
+    if (!d->squad && petl_task_lookup(o->task, &d->task, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 2;
+    }
+    return 0;
+}
+
+static const char *task_name(const train_data *d) {
+    return d->squad ? "squad" : d->task.name;
+}
+
+/* The tokenizer and base model (in --precision), then the training and dev data. */
+static int load_inputs(const train_opts *o, train_run *r) {
+    petl_error err = {0};
+    if (petl_tokenizer_load(o->model, &r->tok, &err) != PETL_OK ||
+        petl_model_load(o->model, &r->base, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    if (cli_set_precision("train", r->base, o->precision, true)) return 1;
+    int rc = cli_check_max_len("train", o->model, r->base, o->max_len);
+    if (rc) return rc;
+    return r->d.squad ? load_squad(o, r->tok, &r->d) : load_glue(o, r->tok, &r->d);
+}
+
+/* The task model: the library's tune config for this base with the command line's choices,
+ * and a head for the data's labels. */
+static int new_task_model(const train_opts *o, train_run *r) {
+    const petl_config *cfg = petl_model_config(r->base);
+    const train_data *d = &r->d;
+    petl_tune_config tc;
+    petl_tune_config_default(&tc, cfg);
+    tc.tune = o->tc.tune;
+    tc.top_k = o->tc.top_k;
+    tc.adapter_size = o->tc.adapter_size;
+    tc.adapter_act = o->tc.adapter_act;
+    tc.adapter_init_sd = o->tc.adapter_init_sd;
+    tc.placement = o->tc.placement;
+    tc.head = d->squad ? PETL_HEAD_SPAN : PETL_HEAD_CLASSIFY;
+    tc.num_labels = d->squad ? 2 : d->regression ? 1 : (int)d->n_labels;
+    if (tc.tune == PETL_TUNE_TOP && tc.top_k > cfg->num_layers) {
+        fprintf(stderr, "petl train: --tune %s:%d but the model has %d layers\n",
+                petl_tune_name(tc.tune), tc.top_k, cfg->num_layers);
+        return 1;
+    }
+    r->tc = tc;
+    petl_error err = {0};
+    if (petl_task_model_new(r->base, &tc, o->to.seed, &r->tm, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    if (d->squad)
+        fprintf(stderr,
+                "squad: %zu train questions (%zu windows, articles %s of %s), %zu dev questions "
+                "(%zu windows, articles %s), span head\n",
+                petl_squad_count(d->sq_train.ds), d->sq_train.f->n, d->sq_train.articles,
+                d->train_path, d->sq_dev.ds ? petl_squad_count(d->sq_dev.ds) : 0,
+                d->sq_dev.f ? d->sq_dev.f->n : 0, d->sq_dev.ds ? d->sq_dev.articles : "-");
+    else
+        fprintf(stderr, "%s: %zu train / %zu dev examples, %s, %zu labels\n", task_name(d),
+                petl_dataset_count(d->train), d->dev ? petl_dataset_count(d->dev) : 0,
+                d->regression ? "regression" : "classification", d->regression ? 0 : d->n_labels);
+    int64_t trained = petl_task_model_trainable_count(r->tm);
+    int64_t total = petl_task_model_total_count(r->tm);
+    fprintf(stderr, "trainable parameters: %lld of %lld (%.2f%% of the model)\n",
+            (long long)trained, (long long)total, 100.0 * (double)trained / (double)total);
+    return 0;
+}
+
+/* petl_train with the options, a SQuAD run's own dev evaluation, and the progress display. */
+static int train(const train_opts *o, train_run *r) {
+    train_data *d = &r->d;
+    petl_train_opts to = o->to;
+    char key[160];
+    if (d->squad) {
+        /* the windows are in n_train / train_tokens already; decoding and the ranges pick the
+         * best epoch */
+        snprintf(key, sizeof key, "squad %d %d %d %d %d %s %s", d->sp.max_seq_len,
+                 d->sp.max_query_len, d->sp.doc_stride, d->sp.n_best, d->sp.max_answer_len,
+                 d->sq_train.articles, d->sq_dev.ds ? d->sq_dev.articles : "-");
+        to.resume_key = key;
+    }
+    if (d->squad && d->bdev) {
+        to.evaluate = squad_dev_eval;
+        to.evaluate_user = d;
+    }
+    if (to.resume && access(to.checkpoint_path, F_OK) != 0)
+        fprintf(stderr, "no checkpoint at %s: starting from the beginning\n", to.checkpoint_path);
+    int64_t steps = (int64_t)petl_batcher_epoch_batches(petl_batcher_count(d->btrain), to.batch);
+    progress pg = {.tty = isatty(2) != 0, .every = steps * to.epochs / 20};
+    if (pg.every < 1) pg.every = 1;
+    petl_error err = {0};
+    petl_status s = petl_train(r->tm, d->squad ? NULL : &d->task, d->btrain, d->bdev, &to,
+                               on_progress, &pg, &r->res, &err);
+    if (pg.bar_open) fputc('\n', stderr);
+    if (s != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* The adapter folder: what was trained, on what, and the training notes. */
+static int save(const train_opts *o, train_run *r) {
+    const train_data *d = &r->d;
+    petl_adapter_info *info = &r->info;
+    snprintf(info->task_name, sizeof info->task_name, "%s", task_name(d));
+    snprintf(info->task_spec, sizeof info->task_spec, "%s", o->task);
+    info->regression = d->regression;
+    /* what petl predict / serve accept: a span head reads question + context pairs */
+    info->pair_input = d->squad || d->task.col_b != PETL_COL_NONE;
+    /* what petl eval checks its data files against (GLUE files: by their headers) */
+    info->data_columns = d->squad || d->task.glue ? 0 : (int)petl_dataset_columns(d->train);
+    info->max_len = o->max_len;
+    info->tune = r->tc;
+    info->tune.num_labels = petl_task_model_tune_config(r->tm)->num_labels;
+    if (d->squad) {
+        info->squad = d->sp;
+        /* what petl eval scores by default: the held-out articles of a split file */
+        snprintf(info->squad_eval_articles, sizeof info->squad_eval_articles, "%s",
+                 d->sq_dev.ds && !strcmp(d->train_path, d->dev_path) ? d->sq_dev.articles : "all");
+    }
+    petl_base_identity_of(r->base, &info->base);
+    petl_base_identity_set_tokenizer(&info->base, r->tok);
+    petl_error err = {0};
+    petl_status s = PETL_OK;
+    if (!d->squad && !d->regression)
+        s = petl_adapter_info_set_labels(info, petl_dataset_labels(d->train), d->n_labels, &err);
+    if (s == PETL_OK) {
+        info->training_json = training_notes(o, &r->res, d);
+        s = petl_adapter_save(o->out, r->tm, info, o->force, &err);
+    }
+    if (s != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    if (!o->keep_ckpt) unlink(o->to.checkpoint_path);
+    fprintf(stderr, "saved %s (best epoch %d) in %.1f s\n", o->out, r->res.best_epoch + 1,
+            r->res.train_seconds);
+    return 0;
+}
+
+/* The summary on stdout: one JSON object. */
+static void print_summary(const train_opts *o, const train_run *r) {
+    const petl_train_result *res = &r->res;
+    int64_t trained = petl_task_model_trainable_count(r->tm);
+    int64_t total = petl_task_model_total_count(r->tm);
+    printf("{\"task\": ");
+    cli_json_string(stdout, task_name(&r->d));
+    printf(", \"adapter\": ");
+    cli_json_string(stdout, o->out);
+    printf(", \"trainable\": %lld, \"trainable_pct\": %.4f, \"steps\": %lld, \"best_epoch\": %d",
+           (long long)trained, 100.0 * (double)trained / (double)total, (long long)res->steps,
+           res->best_epoch + 1);
+    for (size_t i = 0; i < res->best.count; i++) {
+        printf(", \"%s\": ", petl_metric_name(res->best.metric[i]));
+        cli_json_number(stdout, res->best.value[i]);
+    }
+    if (res->stopped_step > 0)
+        printf(", \"stopped_at_step\": %lld, \"stopped_train_s\": %.1f",
+               (long long)res->stopped_step, res->stopped_train_s);
+    printf(", \"seconds\": %.1f}\n", res->train_seconds);
+}
+
 int cmd_train(int argc, char **argv) {
     train_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc != CLI_GO_ON) return rc;
     cli_set_threads(o.threads);
-    petl_error err = {0};
-    train_data d = {.squad = !strcmp(o.task, "squad"), .eval_batch = o.to.batch};
-    if (!d.squad && petl_task_lookup(o.task, &d.task, &err) != PETL_OK) {
-        fprintf(stderr, "petl train: %s\n", err.msg);
-        return 2;
-    }
-    const char *task_name = d.squad ? "squad" : d.task.name;
-    static claimed_outputs claim; /* static: two PATH_MAX buffers */
-    if ((rc = claim_outputs(&o, &claim)) != 0) {
-        release_outputs(&claim);
-        return rc;
-    }
-
-    petl_tokenizer *tok = NULL;
-    petl_model *base = NULL;
-    petl_task_model *tm = NULL;
-    petl_adapter_info info = {0};
-    rc = 1;
-    if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
-        petl_model_load(o.model, &base, &err) != PETL_OK)
-        goto fail;
-    if (cli_set_precision("train", base, o.precision, true)) goto done;
-    const petl_config *cfg = petl_model_config(base);
-    if ((rc = cli_check_max_len("train", o.model, base, o.max_len)) != 0) goto done;
-    rc = 1;
-    if (d.squad ? load_squad(&o, tok, &d) : load_glue(&o, tok, &d)) goto done;
-
-    petl_tune_config tc;
-    petl_tune_config_default(&tc, cfg);
-    tc.tune = o.tc.tune;
-    tc.top_k = o.tc.top_k;
-    tc.adapter_size = o.tc.adapter_size;
-    tc.adapter_act = o.tc.adapter_act;
-    tc.adapter_init_sd = o.tc.adapter_init_sd;
-    tc.placement = o.tc.placement;
-    tc.head = d.squad ? PETL_HEAD_SPAN : PETL_HEAD_CLASSIFY;
-    tc.num_labels = d.squad ? 2 : d.regression ? 1 : (int)d.n_labels;
-    if (tc.tune == PETL_TUNE_TOP && tc.top_k > cfg->num_layers) {
-        fprintf(stderr, "petl train: --tune %s:%d but the model has %d layers\n",
-                petl_tune_name(tc.tune), tc.top_k, cfg->num_layers);
-        goto done;
-    }
-    if (petl_task_model_new(base, &tc, o.to.seed, &tm, &err) != PETL_OK) goto fail;
-    int64_t trained = petl_task_model_trainable_count(tm), total = petl_task_model_total_count(tm);
-    if (d.squad)
-        fprintf(stderr,
-                "squad: %zu train questions (%zu windows, articles %s of %s), %zu dev questions "
-                "(%zu windows, articles %s), span head\n",
-                petl_squad_count(d.sq_train.ds), d.sq_train.f->n, d.sq_train.articles, d.train_path,
-                d.sq_dev.ds ? petl_squad_count(d.sq_dev.ds) : 0, d.sq_dev.f ? d.sq_dev.f->n : 0,
-                d.sq_dev.ds ? d.sq_dev.articles : "-");
-    else
-        fprintf(stderr, "%s: %zu train / %zu dev examples, %s, %zu labels\n", task_name,
-                petl_dataset_count(d.train), d.dev ? petl_dataset_count(d.dev) : 0,
-                d.regression ? "regression" : "classification", d.regression ? 0 : d.n_labels);
-    fprintf(stderr, "trainable parameters: %lld of %lld (%.2f%% of the model)\n",
-            (long long)trained, (long long)total, 100.0 * (double)trained / (double)total);
-
-    petl_train_opts to = o.to;
-    char key[160];
-    if (d.squad) {
-        /* the windows are in n_train / train_tokens already; decoding and the ranges pick the
-         * best epoch */
-        snprintf(key, sizeof key, "squad %d %d %d %d %d %s %s", d.sp.max_seq_len,
-                 d.sp.max_query_len, d.sp.doc_stride, d.sp.n_best, d.sp.max_answer_len,
-                 d.sq_train.articles, d.sq_dev.ds ? d.sq_dev.articles : "-");
-        to.resume_key = key;
-    }
-    if (d.squad && d.bdev) {
-        to.evaluate = squad_dev_eval;
-        to.evaluate_user = &d;
-    }
-    if (to.resume && access(to.checkpoint_path, F_OK) != 0)
-        fprintf(stderr, "no checkpoint at %s: starting from the beginning\n", to.checkpoint_path);
-    int64_t steps = (int64_t)petl_batcher_epoch_batches(petl_batcher_count(d.btrain), to.batch);
-    progress pg = {.tty = isatty(2) != 0, .every = steps * to.epochs / 20};
-    if (pg.every < 1) pg.every = 1;
-    petl_train_result res;
-    if (petl_train(tm, d.squad ? NULL : &d.task, d.btrain, d.bdev, &to, on_progress, &pg, &res,
-                   &err) != PETL_OK) {
-        if (pg.bar_open) fputc('\n', stderr);
-        goto fail;
-    }
-    if (pg.bar_open) fputc('\n', stderr);
-
-    snprintf(info.task_name, sizeof info.task_name, "%s", task_name);
-    snprintf(info.task_spec, sizeof info.task_spec, "%s", o.task);
-    info.regression = d.regression;
-    /* what petl predict / serve accept: a span head reads question + context pairs */
-    info.pair_input = d.squad || d.task.col_b != PETL_COL_NONE;
-    /* what petl eval checks its data files against (GLUE files: by their headers) */
-    info.data_columns = d.squad || d.task.glue ? 0 : (int)petl_dataset_columns(d.train);
-    info.max_len = o.max_len;
-    info.tune = tc;
-    info.tune.num_labels = petl_task_model_tune_config(tm)->num_labels;
-    if (d.squad) {
-        info.squad = d.sp;
-        /* what petl eval scores by default: the held-out articles of a split file */
-        snprintf(info.squad_eval_articles, sizeof info.squad_eval_articles, "%s",
-                 d.sq_dev.ds && !strcmp(d.train_path, d.dev_path) ? d.sq_dev.articles : "all");
-    }
-    petl_base_identity_of(base, &info.base);
-    petl_base_identity_set_tokenizer(&info.base, tok);
-    if (!d.squad && !d.regression &&
-        petl_adapter_info_set_labels(&info, petl_dataset_labels(d.train), d.n_labels, &err) !=
-            PETL_OK)
-        goto fail;
-    info.training_json = training_notes(&o, &res, &d);
-    if (petl_adapter_save(o.out, tm, &info, o.force, &err) != PETL_OK) goto fail;
-    if (!o.keep_ckpt) unlink(to.checkpoint_path);
-    fprintf(stderr, "saved %s (best epoch %d) in %.1f s\n", o.out, res.best_epoch + 1,
-            res.train_seconds);
-
-    /* The summary on stdout. */
-    printf("{\"task\": ");
-    cli_json_string(stdout, task_name);
-    printf(", \"adapter\": ");
-    cli_json_string(stdout, o.out);
-    printf(", \"trainable\": %lld, \"trainable_pct\": %.4f, \"steps\": %lld, \"best_epoch\": %d",
-           (long long)trained, 100.0 * (double)trained / (double)total, (long long)res.steps,
-           res.best_epoch + 1);
-    for (size_t i = 0; i < res.best.count; i++) {
-        printf(", \"%s\": ", petl_metric_name(res.best.metric[i]));
-        cli_json_number(stdout, res.best.value[i]);
-    }
-    if (res.stopped_step > 0)
-        printf(", \"stopped_at_step\": %lld, \"stopped_train_s\": %.1f",
-               (long long)res.stopped_step, res.stopped_train_s);
-    printf(", \"seconds\": %.1f}\n", res.train_seconds);
-    rc = 0;
-    goto done;
-fail:
-    fprintf(stderr, "petl train: %s\n", err.msg);
-done:
-    release_outputs(&claim);
-    petl_adapter_info_free(&info);
-    petl_task_model_free(tm);
-    train_data_free(&d);
-    petl_model_free(base);
-    petl_tokenizer_free(tok);
+    static train_run r; /* static: the claim's two PATH_MAX buffers */
+    if ((rc = lookup_task(&o, &r.d)) == 0 && (rc = claim_outputs(&o, &r.claim)) == 0 &&
+        (rc = load_inputs(&o, &r)) == 0 && (rc = new_task_model(&o, &r)) == 0 &&
+        (rc = train(&o, &r)) == 0 && (rc = save(&o, &r)) == 0)
+        print_summary(&o, &r);
+    run_free(&r);
     return rc;
 }
