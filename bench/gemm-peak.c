@@ -7,18 +7,13 @@
  * where X is the FLOP-weighted mean over the shapes (total FLOPs / total best time).
  *
  *   gemm-peak [--hidden 768] [--intermediate 3072] [--rows 4096] [--reps 5] [--threads N] */
+#include "petl.h"
+
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 int main(int argc, char **argv) {
     int H = 768, inter = 3072, rows = 4096, reps = 5, threads = 0;
@@ -58,10 +53,10 @@ int main(int argc, char **argv) {
         int n = shapes[s][0], k = shapes[s][1];
         double best = 1e30;
         for (int r = 0; r <= reps; r++) {
-            double t0 = now_s();
+            double t0 = petl_now();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, k, 1.0f, a, k, w, k, 0.0f,
                         c, n);
-            double dt = now_s() - t0;
+            double dt = petl_now() - t0;
             if (r > 0 && dt < best) best = dt;
         }
         double flop = 2.0 * rows * n * k;

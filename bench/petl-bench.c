@@ -28,19 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 typedef struct {
     int n;    /* rows */
     int *len; /* [n] real tokens per row */
     int seq;  /* longest row: the padded width */
 } bench_batch;
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void die(const char *msg, const char *detail) {
     fprintf(stderr, "petl-bench: %s%s%s\n", msg, detail ? ": " : "", detail ? detail : "");
@@ -160,7 +153,7 @@ int main(int argc, char **argv) {
     if (threads > 0) omp_set_num_threads(threads);
 
     petl_error err = {0};
-    double t_load = now_s();
+    double t_load = petl_now();
     petl_model *model;
     if (petl_model_load(model_dir, &model, &err) != PETL_OK) die(err.msg, NULL);
     petl_precision prec;
@@ -174,7 +167,7 @@ int main(int argc, char **argv) {
     tc.num_labels = 2;
     petl_task_model *tm;
     if (petl_task_model_new(model, &tc, 42, &tm, &err) != PETL_OK) die(err.msg, NULL);
-    t_load = now_s() - t_load;
+    t_load = petl_now() - t_load;
 
     int nb;
     bench_batch *bs = read_batches(batches_path, batch, seq, 1, &nb);
@@ -224,7 +217,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < total; k++) {
         if (k == warmup) {
             tokens = rows = flops = 0;
-            t0 = now_s();
+            t0 = petl_now();
         }
         const bench_batch *bb;
         int B, S;
@@ -263,7 +256,7 @@ int main(int argc, char **argv) {
         }
         rows += B;
         petl_batch b = {.batch = B, .seq = S, .ids = ids, .type_ids = types, .lengths = lens};
-        double ts = now_s();
+        double ts = petl_now();
         if (train) {
             float loss;
             petl_task_model_zero_grad(tm);
@@ -276,9 +269,9 @@ int main(int argc, char **argv) {
                    PETL_OK) {
             die(err.msg, NULL);
         }
-        lat_ms[k] = 1e3 * (now_s() - ts);
+        lat_ms[k] = 1e3 * (petl_now() - ts);
     }
-    double dt = now_s() - t0;
+    double dt = petl_now() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     qsort(lat_ms + warmup, (size_t)steps, sizeof(double), cmp_double);

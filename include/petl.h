@@ -9,6 +9,37 @@
  *   - The model (config + frozen weights) is immutable after load and may be shared between
  *     threads; per-thread work buffers live in a petl_ctx.
  */
+/* Usage (tests/test_usage.c compiles and runs the same lines): train an adapter on a GLUE
+ * task's train.tsv and classify a sentence with it. model_dir is a HuggingFace BERT folder
+ * (config.json, model.safetensors, vocab.txt); fail(&err) prints err.msg and returns 1.
+ *
+ *     petl_error err;
+ *     petl_model *base = NULL; petl_tokenizer *tok = NULL; petl_task task;
+ *     petl_dataset *train = NULL; petl_batcher *b = NULL; petl_task_model *tm = NULL;
+ *     if (petl_model_load(model_dir, &base, &err) || petl_tokenizer_load(model_dir, &tok, &err) ||
+ *         petl_task_lookup("sst2", &task, &err) ||
+ *         petl_dataset_load(&task, train_tsv, NULL, 0, &train, &err) ||
+ *         petl_batcher_new(tok, 128, &b, &err) || petl_batcher_add_dataset(b, train, &err))
+ *         return fail(&err);
+ *     petl_tune_config tc; // adapters of size 64 after attention and feed-forward, 2 labels
+ *     petl_tune_config_default(&tc, petl_model_config(base));
+ *     petl_train_opts opts; // 3 epochs, lr 3e-4, batch 32; no dev set: keeps the last epoch
+ *     petl_train_opts_default(&opts);
+ *     petl_train_result res;
+ *     if (petl_task_model_new(base, &tc, 42, &tm, &err) ||
+ *         petl_train(tm, &task, b, NULL, &opts, NULL, NULL, &res, &err))
+ *         return fail(&err);
+ *     float logits[2]; // the scores of labels "0" and "1"
+ *     petl_batcher_clear(b); // now the texts to classify
+ *     if (petl_batcher_add(b, "a gripping film", 15, NULL, 0, -1, 0, &err) ||
+ *         petl_predict_all(tm, NULL, b, 1, &(petl_predictions){.logits = logits}, &err))
+ *         return fail(&err);
+ *     printf("positive: %s\n", logits[1] > logits[0] ? "yes" : "no");
+ *     petl_task_model_free(tm); petl_batcher_free(b); petl_dataset_free(train);
+ *     petl_tokenizer_free(tok); petl_model_free(base);
+ *
+ * petl_adapter_save / petl_adapter_load keep the trained task model as an adapter folder;
+ * petl_evaluate scores it on a dev set (see petl train, tools/cmd_train.c). */
 #ifndef PETL_H
 #define PETL_H
 
@@ -46,6 +77,22 @@ const char *petl_status_str(petl_status s);
 /* dir and name joined with one '/' into a malloc'ed string (caller frees); NULL on no memory.
  * The library and the CLI build every file path of a model or adapter folder with it. */
 char *petl_path_join(const char *dir, const char *name);
+
+/* ====================================================================== utilities (src/util.c) */
+
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC): for durations, not dates. */
+double petl_now(void);
+
+/* Writes data[len] to path atomically: into a new temporary file PATH.tmp-XXXXXX (mkstemp) in
+ * the same folder, fsync'ed and renamed over path, then the folder fsync'ed. A failure removes
+ * the temporary file and leaves what was at path untouched (only a killed process leaves the
+ * temporary file behind: see petl_is_write_tmp). The file gets mode 0644. PETL_ERR_IO naming
+ * path and the reason. Every file petl writes whole goes through it (safetensors files and
+ * checkpoints, adapter_config.json, petl sweep's tables). */
+petl_status petl_write_file(const char *path, const void *data, size_t len, petl_error *err);
+/* Whether NAME is a temporary file of petl_write_file for the file named TARGET
+ * (TARGET.tmp-XXXXXX): what a writer killed before its rename leaves. */
+bool petl_is_write_tmp(const char *name, const char *target);
 
 /* =========================================================== safetensors (src/safetensors.c) */
 
@@ -119,10 +166,9 @@ typedef struct {
     const void *data; /* numel * dtype size bytes */
 } petl_st_entry;
 
-/* Writes a safetensors file atomically (temporary file in the same folder, fsync, rename):
- * a failure never leaves a half-written file at `path`. The header is padded with spaces to
- * a multiple of 8 and carries {"format":"pt"} plus the given metadata pairs
- * (meta[2*i] = key, meta[2*i+1] = value). */
+/* Writes a safetensors file atomically (as petl_write_file): a failure never leaves a
+ * half-written file at `path`. The header is padded with spaces to a multiple of 8 and carries
+ * {"format":"pt"} plus the given metadata pairs (meta[2*i] = key, meta[2*i+1] = value). */
 petl_status petl_st_write(const char *path, const petl_st_entry *entries, size_t n,
                           const char *const *meta, size_t n_meta, petl_error *err);
 
@@ -251,8 +297,11 @@ typedef enum { PETL_FP32, PETL_BF16 } petl_precision;
 petl_status petl_model_set_precision(petl_model *m, petl_precision p, bool training,
                                      petl_error *err);
 petl_precision petl_model_precision(const petl_model *m);
-/* "fp32" / "bf16" -> *p; PETL_ERR_ARG naming the text otherwise. */
+/* "fp32" / "bf16" -> *p; PETL_ERR_ARG naming the text and the accepted names otherwise
+ * (src/options.c, with the other option names). */
 petl_status petl_precision_parse(const char *text, petl_precision *p, petl_error *err);
+/* The name petl_precision_parse reads; NULL for a value outside the enum. */
+const char *petl_precision_name(petl_precision p);
 
 /* Per-thread work buffers (one arena) for batches up to max_batch x max_len (max_len at most
  * the model's max_position_embeddings). The attention scratch is sized for the OpenMP thread
@@ -996,6 +1045,33 @@ petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
  * *out (caller frees with petl_task_model_free). */
 petl_status petl_adapter_load(const char *dir, const petl_model *base, const petl_base_identity *id,
                               petl_adapter_info *info, petl_task_model **out, petl_error *err);
+
+/* ============================================================ option names (src/options.c)
+ *
+ * The names of the tuning choices, one table per enum: `petl train --tune / --adapter-act /
+ * --placement`, the values of `petl sweep`'s grid and adapter_config.json all go through these
+ * functions. *_name gives a value's name, NULL for a value outside the enum (so a loop from 0
+ * up to the first NULL lists the choices in order). *_parse reads a name; anything else is
+ * PETL_ERR_ARG with a message naming the text and the accepted names, and leaves the outputs
+ * untouched. */
+
+#define PETL_TUNE_TOP_MAX 64 /* the most layers --tune top:K takes */
+
+/* "adapter", "full", "top", "layernorm", "head": adapter_config.json's tune.mode (top's K is
+ * stored apart, as tune.top_k). */
+const char *petl_tune_name(petl_tune t);
+/* "adapter", "full", "layernorm", "head", or "top:K" with K in 1..PETL_TUNE_TOP_MAX (`--tune`)
+ * -> *tune, and *top_k for top:K only (whether K fits the model is petl_task_model_new's
+ * check). */
+petl_status petl_tune_parse(const char *text, petl_tune *tune, int *top_k, petl_error *err);
+
+/* "gelu", "relu", "swish". */
+const char *petl_adapter_act_name(petl_adapter_act a);
+petl_status petl_adapter_act_parse(const char *text, petl_adapter_act *a, petl_error *err);
+
+/* "both", "ffn". */
+const char *petl_placement_name(petl_adapter_placement p);
+petl_status petl_placement_parse(const char *text, petl_adapter_placement *p, petl_error *err);
 
 /* ============================================= outputs: what petl may replace (src/outputs.c)
  *

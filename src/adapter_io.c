@@ -26,9 +26,13 @@ int petl_adapter_fail_at;
 #define P2 0xC2B2AE3D27D4EB4FULL
 #define P3 0x165667B19E3779F9ULL
 
-static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static uint64_t rotl(uint64_t x, int r) {
+    return (x << r) | (x >> (64 - r));
+}
 
-static uint64_t lane(uint64_t acc, uint64_t w) { return rotl(acc + w * P2, 31) * P1; }
+static uint64_t lane(uint64_t acc, uint64_t w) {
+    return rotl(acc + w * P2, 31) * P1;
+}
 
 static uint64_t load64(const unsigned char *p) {
     uint64_t w;
@@ -49,8 +53,10 @@ static uint64_t hash_bytes(const unsigned char *p, size_t n, uint64_t seed) {
     }
     uint64_t h = rotl(a, 1) + rotl(b, 7) + rotl(c, 12) + rotl(d, 18);
     h ^= (uint64_t)n * P3;
-    for (; i + 8 <= n; i += 8) h = rotl(h ^ lane(0, load64(p + i)), 27) * P1 + P3;
-    for (; i < n; i++) h = rotl(h ^ (p[i] * P3), 11) * P1;
+    for (; i + 8 <= n; i += 8)
+        h = rotl(h ^ lane(0, load64(p + i)), 27) * P1 + P3;
+    for (; i < n; i++)
+        h = rotl(h ^ (p[i] * P3), 11) * P1;
     h ^= h >> 33;
     h *= P2;
     h ^= h >> 29;
@@ -97,10 +103,10 @@ petl_status petl_adapter_check_base(const char *dir, const petl_base_identity *h
                                     const petl_base_identity *want, petl_error *err) {
     char diff[400] = "";
     size_t used = 0;
-#define DIFF(field, fmt)                                                                       \
-    if (have->field != want->field && used < sizeof diff)                                     \
-        used += (size_t)snprintf(diff + used, sizeof diff - used,                              \
-                                 "%s" #field " " fmt " (adapter) vs " fmt " (model)",          \
+#define DIFF(field, fmt)                                                                           \
+    if (have->field != want->field && used < sizeof diff)                                          \
+        used += (size_t)snprintf(diff + used, sizeof diff - used,                                  \
+                                 "%s" #field " " fmt " (adapter) vs " fmt " (model)",              \
                                  used ? "; " : "", have->field, want->field);
     if (strcmp(have->model_type, want->model_type) != 0)
         used += (size_t)snprintf(diff, sizeof diff, "model_type %s (adapter) vs %s (model)",
@@ -114,12 +120,11 @@ petl_status petl_adapter_check_base(const char *dir, const petl_base_identity *h
     DIFF(type_vocab_size, "%d")
     DIFF(num_params, "%" PRId64)
     DIFF(content_hash, "%016" PRIx64)
-#define TDIFF(field)                                                                           \
-    if (have->field != want->field && used < sizeof diff)                                     \
-        used += (size_t)snprintf(diff + used, sizeof diff - used,                              \
-                                 "%stokenizer " #field " %s (adapter) vs %s (model)",          \
-                                 used ? "; " : "", have->field ? "true" : "false",             \
-                                 want->field ? "true" : "false");
+#define TDIFF(field)                                                                               \
+    if (have->field != want->field && used < sizeof diff)                                          \
+        used += (size_t)snprintf(                                                                  \
+            diff + used, sizeof diff - used, "%stokenizer " #field " %s (adapter) vs %s (model)",  \
+            used ? "; " : "", have->field ? "true" : "false", want->field ? "true" : "false");
     if (have->has_tokenizer && want->has_tokenizer) {
         TDIFF(lowercase)
         TDIFF(strip_accents)
@@ -139,7 +144,8 @@ petl_status petl_adapter_check_base(const char *dir, const petl_base_identity *h
 
 void petl_adapter_info_free(petl_adapter_info *info) {
     if (!info) return;
-    for (size_t i = 0; i < info->n_labels; i++) free(info->labels[i]);
+    for (size_t i = 0; i < info->n_labels; i++)
+        free(info->labels[i]);
     free(info->labels);
     free(info->training_json);
     info->labels = NULL;
@@ -149,7 +155,8 @@ void petl_adapter_info_free(petl_adapter_info *info) {
 
 petl_status petl_adapter_info_set_labels(petl_adapter_info *info, const char *const *labels,
                                          size_t n, petl_error *err) {
-    for (size_t i = 0; i < info->n_labels; i++) free(info->labels[i]);
+    for (size_t i = 0; i < info->n_labels; i++)
+        free(info->labels[i]);
     free(info->labels);
     info->labels = NULL;
     info->n_labels = 0;
@@ -168,25 +175,9 @@ petl_status petl_adapter_info_set_labels(petl_adapter_info *info, const char *co
     return PETL_OK;
 }
 
-static const char *tune_name(petl_tune t) {
-    switch (t) {
-    case PETL_TUNE_ADAPTER: return "adapter";
-    case PETL_TUNE_FULL: return "full";
-    case PETL_TUNE_TOP: return "top";
-    case PETL_TUNE_LAYERNORM: return "layernorm";
-    case PETL_TUNE_HEAD: return "head";
-    }
-    return "?";
-}
-
-static const char *act_name(petl_adapter_act a) {
-    switch (a) {
-    case PETL_ADAPTER_GELU: return "gelu";
-    case PETL_ADAPTER_RELU: return "relu";
-    case PETL_ADAPTER_SWISH: return "swish";
-    }
-    return "?";
-}
+/* tune.head: petl_head_kind's names, in enum order. */
+static const char *const head_names[] = {
+    [PETL_HEAD_CLASSIFY] = "classify", [PETL_HEAD_SPAN] = "span"};
 
 static json_t *info_to_json(const petl_adapter_info *info) {
     const petl_tune_config *t = &info->tune;
@@ -206,16 +197,15 @@ static json_t *info_to_json(const petl_adapter_info *info) {
         "petl_version", PETL_VERSION, "format", "petl-adapter", "format_version",
         PETL_ADAPTER_FORMAT_VERSION, "task", "name", info->task_name, "spec", info->task_spec,
         "labels", labels, "num_labels", t->num_labels, "regression", info->regression, "max_len",
-        info->max_len, "tune", "mode", tune_name(t->tune), "top_k", t->top_k, "adapter_size",
-        t->adapter_size, "adapter_act", act_name(t->adapter_act), "adapter_init_sd",
-        (double)t->adapter_init_sd, "placement", t->placement == PETL_PLACE_FFN ? "ffn" : "both",
-        "adapter_layers", layers, "hidden_dropout", (double)t->hidden_dropout,
-        "attention_dropout", (double)t->attention_dropout, "head_dropout",
-        (double)t->head_dropout, "base", "model_type", b->model_type, "vocab_size",
-        b->vocab_size, "hidden_size", b->hidden_size, "num_layers", b->num_layers, "num_heads",
-        b->num_heads, "intermediate_size", b->intermediate_size, "max_position_embeddings",
-        b->max_position_embeddings, "type_vocab_size", b->type_vocab_size, "num_params",
-        (json_int_t)b->num_params, "content_hash", hash);
+        info->max_len, "tune", "mode", petl_tune_name(t->tune), "top_k", t->top_k, "adapter_size",
+        t->adapter_size, "adapter_act", petl_adapter_act_name(t->adapter_act), "adapter_init_sd",
+        (double)t->adapter_init_sd, "placement", petl_placement_name(t->placement),
+        "adapter_layers", layers, "hidden_dropout", (double)t->hidden_dropout, "attention_dropout",
+        (double)t->attention_dropout, "head_dropout", (double)t->head_dropout, "base", "model_type",
+        b->model_type, "vocab_size", b->vocab_size, "hidden_size", b->hidden_size, "num_layers",
+        b->num_layers, "num_heads", b->num_heads, "intermediate_size", b->intermediate_size,
+        "max_position_embeddings", b->max_position_embeddings, "type_vocab_size",
+        b->type_vocab_size, "num_params", (json_int_t)b->num_params, "content_hash", hash);
     if (root) {
         json_t *task = json_object_get(root, "task");
         json_object_set_new(task, "pair_input", json_boolean(info->pair_input));
@@ -223,7 +213,7 @@ static json_t *info_to_json(const petl_adapter_info *info) {
             json_object_set_new(task, "data_columns", json_integer(info->data_columns));
         const bool span = t->head == PETL_HEAD_SPAN;
         json_object_set_new(json_object_get(root, "tune"), "head",
-                            json_string(span ? "span" : "classify"));
+                            json_string(head_names[t->head]));
         if (span) {
             const petl_squad_params *q = &info->squad;
             json_object_set_new(root, "squad",
@@ -260,14 +250,13 @@ typedef struct {
 static json_t *jget(jctx *c, json_t *obj, const char *key, json_type type) {
     if (c->st != PETL_OK) return NULL;
     json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
-    bool ok = v && (json_typeof(v) == type ||
-                    (type == JSON_REAL && json_is_integer(v)) ||
+    bool ok = v && (json_typeof(v) == type || (type == JSON_REAL && json_is_integer(v)) ||
                     (type == JSON_TRUE && json_is_boolean(v)));
     if (!ok) {
-        static const char *names[] = {"an object", "an array", "a string", "an integer",
+        static const char *names[] = {"an object", "an array",  "a string",  "an integer",
                                       "a number",  "a boolean", "a boolean", "null"};
-        c->st = petl_fail(c->err, PETL_ERR_FORMAT, "%s: \"%s\" is missing or not %s", c->path,
-                          key, names[type]);
+        c->st = petl_fail(c->err, PETL_ERR_FORMAT, "%s: \"%s\" is missing or not %s", c->path, key,
+                          names[type]);
         return NULL;
     }
     return v;
@@ -289,8 +278,8 @@ static const char *jstr(jctx *c, json_t *obj, const char *key, size_t cap) {
     json_t *v = jget(c, obj, key, JSON_STRING);
     if (!v) return "";
     if (json_string_length(v) >= cap) {
-        c->st = petl_fail(c->err, PETL_ERR_FORMAT, "%s: \"%s\" is longer than %zu bytes",
-                          c->path, key, cap - 1);
+        c->st = petl_fail(c->err, PETL_ERR_FORMAT, "%s: \"%s\" is longer than %zu bytes", c->path,
+                          key, cap - 1);
         return "";
     }
     return json_string_value(v);
@@ -317,6 +306,13 @@ static int jenum(jctx *c, json_t *obj, const char *key, const char *const *names
     return 0;
 }
 
+/* A field holding one of the names of src/options.c. */
+static int jname(jctx *c, json_t *obj, const char *key, petl_names_kind kind) {
+    size_t n;
+    const char *const *names = petl_option_names(kind, &n);
+    return jenum(c, obj, key, names, (int)n);
+}
+
 /* task.labels: as many as num_labels says (none for regression and span heads), strings, and
  * distinct. */
 static petl_status labels_from_json(json_t *labels, int num_labels, bool span, const char *path,
@@ -335,8 +331,7 @@ static petl_status labels_from_json(json_t *labels, int num_labels, bool span, c
     for (size_t i = 0; i < nl; i++) {
         json_t *l = json_array_get(labels, i);
         if (!json_is_string(l))
-            return petl_fail(err, PETL_ERR_FORMAT, "%s: task.labels[%zu] is not a string", path,
-                             i);
+            return petl_fail(err, PETL_ERR_FORMAT, "%s: task.labels[%zu] is not a string", path, i);
         /* Two classes of one name could not be told apart in predictions or metrics. */
         for (size_t k = 0; k < i; k++)
             if (!strcmp(info->labels[k], json_string_value(l)))
@@ -368,8 +363,10 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
         return petl_fail(err, PETL_ERR_FORMAT, "%s: not a JSON object", path);
     json_t *fmt = json_object_get(root, "format");
     if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "petl-adapter") != 0)
-        return petl_fail(err, PETL_ERR_FORMAT, "%s: not a petl adapter (\"format\" is not "
-                         "\"petl-adapter\")", path);
+        return petl_fail(err, PETL_ERR_FORMAT,
+                         "%s: not a petl adapter (\"format\" is not "
+                         "\"petl-adapter\")",
+                         path);
     int version = jint(&c, root, "format_version", 1, 1 << 30);
     if (c.st == PETL_OK && version > PETL_ADAPTER_FORMAT_VERSION)
         return petl_fail(err, PETL_ERR_UNSUPPORTED,
@@ -395,9 +392,9 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
     json_t *tune = jget(&c, root, "tune", JSON_OBJECT);
     json_t *base = jget(&c, root, "base", JSON_OBJECT);
     if (c.st != PETL_OK) return c.st;
-    static const char *const heads[] = {"classify", "span"};
     if (json_object_get(tune, "head")) /* absent in files from before span heads */
-        info->tune.head = (petl_head_kind)jenum(&c, tune, "head", heads, 2);
+        info->tune.head = (petl_head_kind)jenum(&c, tune, "head", head_names,
+                                                sizeof head_names / sizeof *head_names);
     const bool span = info->tune.head == PETL_HEAD_SPAN;
     if (span) {
         json_t *sq = jget(&c, root, "squad", JSON_OBJECT);
@@ -420,15 +417,12 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
     if (ls != PETL_OK) return ls;
 
     petl_tune_config *t = &info->tune;
-    static const char *const tunes[] = {"adapter", "full", "top", "layernorm", "head"};
-    static const char *const acts[] = {"gelu", "relu", "swish"};
-    static const char *const places[] = {"both", "ffn"};
-    t->tune = (petl_tune)jenum(&c, tune, "mode", tunes, 5);
-    t->top_k = jint(&c, tune, "top_k", 0, 64);
+    t->tune = (petl_tune)jname(&c, tune, "mode", PETL_NAMES_TUNE);
+    t->top_k = jint(&c, tune, "top_k", 0, PETL_TUNE_TOP_MAX);
     t->adapter_size = jint(&c, tune, "adapter_size", 1, 1 << 16);
-    t->adapter_act = (petl_adapter_act)jenum(&c, tune, "adapter_act", acts, 3);
+    t->adapter_act = (petl_adapter_act)jname(&c, tune, "adapter_act", PETL_NAMES_ADAPTER_ACT);
     t->adapter_init_sd = (float)jnum(&c, tune, "adapter_init_sd", 0, 10);
-    t->placement = (petl_adapter_placement)jenum(&c, tune, "placement", places, 2);
+    t->placement = (petl_adapter_placement)jname(&c, tune, "placement", PETL_NAMES_PLACEMENT);
     t->hidden_dropout = (float)jnum(&c, tune, "hidden_dropout", 0, 1);
     t->attention_dropout = (float)jnum(&c, tune, "attention_dropout", 0, 1);
     t->head_dropout = (float)jnum(&c, tune, "head_dropout", 0, 1);
@@ -477,8 +471,8 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
         if (!json_is_integer(l) || json_integer_value(l) < 0 ||
             json_integer_value(l) >= b->num_layers)
             return petl_fail(err, PETL_ERR_FORMAT,
-                             "%s: tune.adapter_layers[%zu] is not a layer index below %d", path,
-                             i, b->num_layers);
+                             "%s: tune.adapter_layers[%zu] is not a layer index below %d", path, i,
+                             b->num_layers);
         t->adapter_layers |= 1ULL << json_integer_value(l);
     }
     json_t *tr = json_object_get(root, "training");
@@ -517,25 +511,6 @@ static int fsync_path(const char *p) {
     int rc = fsync(fd);
     close(fd);
     return rc;
-}
-
-static petl_status write_text_file(const char *path, const char *text, petl_error *err) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return petl_fail(err, PETL_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    size_t n = strlen(text), done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, text + done, n - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            return petl_fail(err, PETL_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0)
-        return petl_fail(err, PETL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    return PETL_OK;
 }
 
 static bool inject(int step) {
@@ -607,7 +582,7 @@ petl_status petl_adapter_save(const char *out, const petl_task_model *tm,
     }
     text = t2;
     memcpy(text + tl, "\n", 2);
-    if ((s = write_text_file(cpath, text, err)) != PETL_OK) goto fail;
+    if ((s = petl_write_file(cpath, text, strlen(text), err)) != PETL_OK) goto fail;
     if (inject(2) || fsync_path(tmpdir) != 0) {
         s = petl_fail(err, PETL_ERR_IO, "%s: cannot write: %s", tmpdir, strerror(errno));
         goto fail;
@@ -630,8 +605,8 @@ petl_status petl_adapter_save(const char *out, const petl_task_model *tm,
         if (rename(tmpdir, dir) != 0) {
             int e = errno;
             rename(olddir, dir); /* put the old one back */
-            s = petl_fail(err, PETL_ERR_IO, "%s: cannot move the new adapter into place: %s",
-                          dir, strerror(e));
+            s = petl_fail(err, PETL_ERR_IO, "%s: cannot move the new adapter into place: %s", dir,
+                          strerror(e));
             goto fail;
         }
         /* petl's own files only: anything put there meanwhile keeps the old folder */
@@ -706,7 +681,8 @@ petl_status petl_adapter_load(const char *dir, const petl_model *base, const pet
             goto fail;
         }
         bool same = t->rank == p->rank;
-        for (int k = 0; same && k < p->rank; k++) same = t->shape[k] == p->shape[k];
+        for (int k = 0; same && k < p->rank; k++)
+            same = t->shape[k] == p->shape[k];
         if (!same) {
             shape_str(got, sizeof got, t->rank, t->shape);
             s = petl_fail(err, PETL_ERR_SHAPE, "%s: tensor %s has shape %s, expected %s", wpath,
@@ -722,7 +698,7 @@ petl_status petl_adapter_load(const char *dir, const petl_model *base, const pet
             if (!petl_task_model_find(tm, name)) {
                 s = petl_fail(err, PETL_ERR_SHAPE,
                               "%s: unexpected tensor %s (not a parameter of tune mode \"%s\")",
-                              wpath, name, tune_name(info->tune.tune));
+                              wpath, name, petl_tune_name(info->tune.tune));
                 goto fail;
             }
         }

@@ -31,15 +31,6 @@ void petl_config_default(petl_config *cfg) {
     snprintf(cfg->model_type, sizeof cfg->model_type, "bert");
 }
 
-const char *petl_act_name(petl_act a) {
-    switch (a) {
-    case PETL_ACT_GELU: return "gelu";
-    case PETL_ACT_GELU_NEW: return "gelu_new";
-    case PETL_ACT_RELU: return "relu";
-    }
-    return "?";
-}
-
 /* transformers' ACT2FN names that compute one of our three functions. The tanh-form GELUs
  * differ only in how the constant sqrt(2/pi) is written (gelu_fast: 0.7978845608), i.e. by
  * rounding. Clipped, quick (sigmoid) and other activations are refused. */
@@ -56,6 +47,13 @@ static const struct {
     {"gelu_accurate", PETL_ACT_GELU_NEW},
     {"relu", PETL_ACT_RELU},
 };
+
+/* The first of the act_names that computes a: "gelu", "gelu_new", "relu". */
+const char *petl_act_name(petl_act a) {
+    for (size_t i = 0; i < sizeof act_names / sizeof *act_names; i++)
+        if (act_names[i].act == a) return act_names[i].name;
+    return "?";
+}
 
 /* Reads an integer field in [lo, hi] into *out; absent keeps *out. */
 static petl_status get_int(const json_t *root, const char *key, int lo, int hi, int *out,

@@ -28,11 +28,30 @@ int petl_open_regular(const char *path, long long *size, petl_error *err);
 petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            petl_error *err);
 
+/* petl_write_file for a writer that streams: fill(fd, user) writes the contents into the
+ * temporary file (returning false with errno set on failure), which is then fsync'ed and
+ * renamed over path. */
+typedef bool (*petl_write_fn)(int fd, void *user);
+petl_status petl_write_atomic(const char *path, petl_write_fn fill, void *user, petl_error *err);
+/* write(2) of all n bytes, again after EINTR; false with errno set on failure. */
+bool petl_write_all(int fd, const void *p, size_t n);
+
 /* Splits path (trailing '/' ignored) into its parent folder and last component (cap bytes
  * each; parent "." for a bare name). PETL_ERR_ARG, naming `what` (e.g. "--out"), for "", ".",
  * "..", "/" and paths ending in them: nothing can be renamed into place there. */
 petl_status petl_path_split(const char *what, const char *path, char *parent, char *base,
                             size_t cap, petl_error *err);
+
+/* The names of an enum petl reads by name, in value order (src/options.c): for readers that
+ * report a bad name themselves (adapter_config.json names the file and the key). *n gets the
+ * count. */
+typedef enum {
+    PETL_NAMES_TUNE,        /* petl_tune */
+    PETL_NAMES_ADAPTER_ACT, /* petl_adapter_act */
+    PETL_NAMES_PLACEMENT,   /* petl_adapter_placement */
+    PETL_NAMES_PRECISION,   /* petl_precision */
+} petl_names_kind;
+const char *const *petl_option_names(petl_names_kind kind, size_t *n);
 
 /* Drops from the process's resident set the mapped file pages that lie wholly inside tensor
  * t's data (petl_st_open maps the file; a tensor copied out is not read from the map again).

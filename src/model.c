@@ -319,16 +319,6 @@ petl_precision petl_model_precision(const petl_model *m) {
     return m->bf16 ? PETL_BF16 : PETL_FP32;
 }
 
-petl_status petl_precision_parse(const char *text, petl_precision *p, petl_error *err) {
-    if (!strcmp(text, "fp32"))
-        *p = PETL_FP32;
-    else if (!strcmp(text, "bf16"))
-        *p = PETL_BF16;
-    else
-        return petl_fail(err, PETL_ERR_ARG, "unknown precision '%s' (fp32 or bf16)", text);
-    return PETL_OK;
-}
-
 void petl_model_free(petl_model *m) {
     if (!m) return;
     free_bf16(m);

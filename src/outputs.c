@@ -67,16 +67,17 @@ static petl_status check_parent(const char *what, const char *path, const char *
 
 /* --------------------------------------------------------------------- adapter folders */
 
-/* NAME is PREFIX followed by exactly six characters (mkstemp / mkdtemp). */
+/* NAME is PREFIX followed by exactly six characters (mkdtemp). */
 static bool is_tmp_name(const char *name, const char *prefix) {
     size_t p = strlen(prefix);
     return !strncmp(name, prefix, p) && strlen(name) == p + 6;
 }
 
 bool petl_out_is_adapter_file(const char *name) {
-    /* the last: petl_st_write's temporary file, left by a killed save */
+    /* and the temporary files of petl_write_file, left by a killed save */
     return !strcmp(name, PETL_ADAPTER_CONFIG) || !strcmp(name, PETL_ADAPTER_WEIGHTS) ||
-           is_tmp_name(name, PETL_ADAPTER_WEIGHTS ".tmp-");
+           petl_is_write_tmp(name, PETL_ADAPTER_CONFIG) ||
+           petl_is_write_tmp(name, PETL_ADAPTER_WEIGHTS);
 }
 
 /* Whether dir/adapter_config.json is one petl wrote ("format": "petl-adapter"). */
@@ -438,14 +439,13 @@ petl_status petl_out_clean_litter(const char *out, const char *checkpoint, char 
         clean_dir_entry(parent, e->d_name, out, base, report);
     closedir(d);
     if (!checkpoint) return PETL_OK;
-    char cparent[PATH_MAX], cbase[PATH_MAX], prefix[PATH_MAX + 8];
+    char cparent[PATH_MAX], cbase[PATH_MAX];
     if ((s = petl_path_split("--checkpoint", checkpoint, cparent, cbase, sizeof cparent, err)) !=
         PETL_OK)
         return s;
-    snprintf(prefix, sizeof prefix, "%s.tmp-", cbase);
     if (!(d = opendir(cparent))) return PETL_OK;
     while ((e = readdir(d)) != NULL) {
-        if (!is_tmp_name(e->d_name, prefix)) continue;
+        if (!petl_is_write_tmp(e->d_name, cbase)) continue;
         char *p = petl_path_join(cparent, e->d_name);
         struct stat sb;
         if (p && lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(p) == 0)

@@ -651,88 +651,43 @@ static petl_status build_header(const char *path, const petl_st_entry *entries, 
     return s;
 }
 
-static bool write_all(int fd, const void *p, size_t n) {
-    const unsigned char *b = p;
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        b += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
+/* What write_body writes: the header text and the entries' data. */
+typedef struct {
+    const char *header;
+    const petl_st_entry *entries;
+    size_t n;
+} st_body;
 
-static bool write_body(int fd, const char *header, const petl_st_entry *entries, size_t n) {
-    size_t hlen = strlen(header);
+static bool write_body(int fd, void *user) {
+    const st_body *b = user;
+    const petl_st_entry *e = b->entries;
+    size_t hlen = strlen(b->header);
     size_t pad = (8 - hlen % 8) % 8; /* data starts 8-aligned, as the reference writer does */
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)(hlen + pad) >> (8 * i));
-    if (!write_all(fd, len8, 8) || !write_all(fd, header, hlen) || !write_all(fd, "       ", pad))
+    if (!petl_write_all(fd, len8, 8) || !petl_write_all(fd, b->header, hlen) ||
+        !petl_write_all(fd, "       ", pad))
         return false;
-    for (size_t i = 0; i < n; i++) {
-        size_t nbytes = petl_dtype_size(entries[i].dtype);
-        for (int d = 0; d < entries[i].rank; d++)
-            nbytes *= (size_t)entries[i].shape[d];
-        if (nbytes && !write_all(fd, entries[i].data, nbytes)) return false;
+    for (size_t i = 0; i < b->n; i++) {
+        size_t nbytes = petl_dtype_size(e[i].dtype);
+        for (int d = 0; d < e[i].rank; d++)
+            nbytes *= (size_t)e[i].shape[d];
+        if (nbytes && !petl_write_all(fd, e[i].data, nbytes)) return false;
     }
     return true;
-}
-
-/* Makes the rename durable; file systems that cannot fsync a folder are not an error. */
-static void sync_dir_of(const char *path) {
-    char *dir = strdup(path);
-    if (!dir) return;
-    char *slash = strrchr(dir, '/');
-    if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
-    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
 }
 
 petl_status petl_st_write(const char *path, const petl_st_entry *entries, size_t n,
                           const char *const *meta, size_t n_meta, petl_error *err) {
     if (!path || (n && !entries) || (n_meta && !meta))
         return petl_fail(err, PETL_ERR_ARG, "petl_st_write: NULL path, entries or metadata");
-    char *header = NULL, *tmp = NULL;
-    int fd = -1;
-    bool created = false; /* the temporary file exists and must go on failure */
+    char *header = NULL;
     petl_status s = build_header(path, entries, n, meta, n_meta, &header, err);
-    if (s != PETL_OK) goto done;
-    size_t plen = strlen(path);
-    tmp = malloc(plen + 16);
-    if (!tmp) {
-        s = petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
+    if (s == PETL_OK) {
+        st_body body = {header, entries, n};
+        s = petl_write_atomic(path, write_body, &body, err);
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp-XXXXXX", 12);
-    fd = mkstemp(tmp);
-    created = fd >= 0;
-    if (fd < 0) {
-        s = petl_fail(err, PETL_ERR_IO, "%s: cannot create a temporary file: %s", path,
-                      strerror(errno));
-        goto done;
-    }
-    if (fchmod(fd, 0644) != 0 || !write_body(fd, header, entries, n) || fsync(fd) != 0) {
-        s = petl_fail(err, PETL_ERR_IO, "%s: cannot write %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0 || rename(tmp, path) != 0) {
-        s = petl_fail(err, PETL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        goto done;
-    }
-    sync_dir_of(path);
-done:
-    if (fd >= 0) close(fd);
-    if (s != PETL_OK && created) (void)unlink(tmp);
-    free(tmp);
     free(header);
     return s;
 }

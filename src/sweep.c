@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { AX_INT, AX_REAL, AX_TUNE, AX_ACT, AX_PLACE } axis_kind;
+/* AX_TUNE, AX_TOP, AX_ACT and AX_PLACE values are read by src/options.c's parsers: the grid
+ * takes exactly what `petl train` takes. */
+typedef enum { AX_INT, AX_REAL, AX_TUNE, AX_TOP, AX_ACT, AX_PLACE } axis_kind;
 
 static const struct {
     const char *name, *alias, *option;
@@ -29,7 +31,7 @@ static const struct {
     {"act", "adapter-act", "--adapter-act", AX_ACT, 0, 0},
     {"placement", NULL, "--placement", AX_PLACE, 0, 0},
     {"tune", NULL, "--tune", AX_TUNE, 0, 0},
-    {"top", NULL, "--tune", AX_INT, 1, 64}, /* K of --tune top:K */
+    {"top", NULL, "--tune", AX_TOP, 0, 0}, /* K of --tune top:K */
 };
 #define N_KNOWN (sizeof known / sizeof known[0])
 
@@ -60,18 +62,34 @@ static bool parse_number(const char *s, bool integer, double lo, double hi) {
     return !errno && end != s && !*end && isfinite(v) && v >= lo && v <= hi;
 }
 
-static bool valid_value(int k, const char *v) {
+/* The `petl train` argument of value v of axis k (malloc'ed; the value itself, or top:K for the
+ * top axis) into *arg, after checking v as `petl train` will. */
+static petl_status axis_arg(int k, const char *axis, const char *v, char **arg, petl_error *err) {
+    size_t n = strlen(v);
+    const char *top = petl_tune_name(PETL_TUNE_TOP);
+    *arg = malloc(strlen(top) + n + 2);
+    if (!*arg) return petl_fail(err, PETL_ERR_NOMEM, "grid: out of memory");
+    if (known[k].kind == AX_TOP)
+        sprintf(*arg, "%s:%s", top, v);
+    else
+        memcpy(*arg, v, n + 1);
+    petl_error why = {0};
+    petl_tune tune;
+    int top_k;
+    petl_adapter_act act;
+    petl_adapter_placement place;
+    bool ok = true;
     switch (known[k].kind) {
-    case AX_INT: return parse_number(v, true, known[k].lo, known[k].hi);
-    case AX_REAL: return parse_number(v, false, known[k].lo, known[k].hi);
-    case AX_ACT: return !strcmp(v, "gelu") || !strcmp(v, "relu") || !strcmp(v, "swish");
-    case AX_PLACE: return !strcmp(v, "both") || !strcmp(v, "ffn");
+    case AX_INT: ok = parse_number(v, true, known[k].lo, known[k].hi); break;
+    case AX_REAL: ok = parse_number(v, false, known[k].lo, known[k].hi); break;
     case AX_TUNE:
-        if (!strncmp(v, "top:", 4)) return parse_number(v + 4, true, 1, 64);
-        return !strcmp(v, "adapter") || !strcmp(v, "full") || !strcmp(v, "layernorm") ||
-               !strcmp(v, "head");
+    case AX_TOP: ok = petl_tune_parse(*arg, &tune, &top_k, &why) == PETL_OK; break;
+    case AX_ACT: ok = petl_adapter_act_parse(v, &act, &why) == PETL_OK; break;
+    case AX_PLACE: ok = petl_placement_parse(v, &place, &why) == PETL_OK; break;
     }
-    return false;
+    if (ok) return PETL_OK;
+    return petl_fail(err, PETL_ERR_ARG, "grid: bad value '%s' for axis '%s'%s%s", v, axis,
+                     why.msg[0] ? ": " : "", why.msg);
 }
 
 static char id_char(char c) {
@@ -125,15 +143,17 @@ static petl_status parse_axis(petl_grid *g, const char *s, size_t n, petl_error 
     if (k < 0)
         return petl_fail(err, PETL_ERR_ARG,
                          "grid: unknown axis '%s' (lr, epochs, batch, seed, max-len, warmup, "
-                         "weight-decay, size, init-sd, act, placement, tune, top)", name);
+                         "weight-decay, size, init-sd, act, placement, tune, top)",
+                         name);
     for (size_t a = 0; a < g->n_axes; a++) {
         const char *other = g->axes[a].name;
         if (!strcmp(other, known[k].name))
             return petl_fail(err, PETL_ERR_ARG, "grid: axis '%s' appears twice", known[k].name);
         if ((!strcmp(other, "tune") && !strcmp(known[k].name, "top")) ||
             (!strcmp(other, "top") && !strcmp(known[k].name, "tune")))
-            return petl_fail(err, PETL_ERR_ARG, "grid: 'top' and 'tune' both set --tune: use "
-                                                "tune=top:1,top:2,... with the other values");
+            return petl_fail(err, PETL_ERR_ARG,
+                             "grid: 'top' and 'tune' both set --tune: use "
+                             "tune=top:1,top:2,... with the other values");
     }
     petl_grid_axis *axes = realloc(g->axes, (g->n_axes + 1) * sizeof *axes);
     if (!axes) return petl_fail(err, PETL_ERR_NOMEM, "grid: out of memory");
@@ -160,21 +180,14 @@ static petl_status parse_axis(petl_grid *g, const char *s, size_t n, petl_error 
         ax->n++;
         char *v = ax->values[ax->n - 1];
         if (!v) return petl_fail(err, PETL_ERR_NOMEM, "grid: out of memory");
-        if (!valid_value(k, v))
-            return petl_fail(err, PETL_ERR_ARG, "grid: bad value '%s' for axis '%s'", v,
-                             ax->name);
+        petl_status st = axis_arg(k, ax->name, v, &ax->args[ax->n - 1], err);
+        if (st != PETL_OK) return st;
         for (size_t i = 0; i + 1 < ax->n; i++)
             if (same_id(ax->values[i], v))
-                return petl_fail(err, PETL_ERR_ARG, "grid: axis '%s' lists '%s' and '%s', "
-                                                    "which name the same run", ax->name,
-                                 ax->values[i], v);
-        if (!strcmp(ax->name, "top")) {
-            ax->args[ax->n - 1] = malloc(vl + 5);
-            if (ax->args[ax->n - 1]) snprintf(ax->args[ax->n - 1], vl + 5, "top:%s", v);
-        } else {
-            ax->args[ax->n - 1] = dup_n(v, vl);
-        }
-        if (!ax->args[ax->n - 1]) return petl_fail(err, PETL_ERR_NOMEM, "grid: out of memory");
+                return petl_fail(err, PETL_ERR_ARG,
+                                 "grid: axis '%s' lists '%s' and '%s', "
+                                 "which name the same run",
+                                 ax->name, ax->values[i], v);
         if (!c) break;
         p = c + 1;
     }
@@ -192,10 +205,12 @@ petl_status petl_grid_parse(const char *spec, petl_grid **out, petl_error *err) 
     g->n_runs = 1;
     const char *p = spec;
     for (;;) {
-        while (*p && isspace((unsigned char)*p)) p++;
+        while (*p && isspace((unsigned char)*p))
+            p++;
         if (!*p) break;
         const char *s = p;
-        while (*p && !isspace((unsigned char)*p)) p++;
+        while (*p && !isspace((unsigned char)*p))
+            p++;
         petl_status rc = parse_axis(g, s, (size_t)(p - s), err);
         if (rc != PETL_OK) {
             petl_grid_free(g);
@@ -219,10 +234,10 @@ size_t petl_grid_value_index(const petl_grid *g, size_t run, size_t axis) {
 
 size_t petl_grid_run_id(const petl_grid *g, size_t run, char *buf, size_t cap) {
     size_t len = 0;
-#define PUT(ch)                                                                            \
-    do {                                                                                   \
-        if (len + 1 < cap) buf[len] = (ch);                                                \
-        len++;                                                                             \
+#define PUT(ch)                                                                                    \
+    do {                                                                                           \
+        if (len + 1 < cap) buf[len] = (ch);                                                        \
+        len++;                                                                                     \
     } while (0)
     for (size_t a = 0; a < g->n_axes; a++) {
         if (a) PUT('_');

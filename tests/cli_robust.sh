@@ -98,7 +98,7 @@ run sweep --model "$MODEL" --threads 2 --task sst2 --data "$tmp/SST-2" --out "$t
         --out "$tmp/sw" --grid "seed=1" -- --epochs 1 --max-len 64
 ) 2>&1 > /dev/null | cat > "$tmp/err"
 status=${PIPESTATUS[0]}
-expect 1 "sweep tables over ulimit -f 0" "sw/results.csv: File too large"
+expect 1 "sweep tables over ulimit -f 0" "sw/results.csv: cannot write: File too large"
 
 # ---- 8. NaN or Inf in an adapter is refused at load, hash or no hash ----------------------
 # tamper SRC DST HEX: a copy of adapter SRC whose content hash is renamed away (as if written by

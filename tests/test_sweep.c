@@ -73,8 +73,15 @@ int main(void) {
     parse_bad("tune=top:0", "bad value");
     parse_bad("tune=fancy", "bad value");
     parse_bad("act=tanh", "bad value");
+    /* Words are checked by the library's parsers, as `petl train` checks them. */
+    parse_bad("act=relu,tanh", "unknown adapter activation 'tanh' (gelu, relu or swish)");
+    parse_bad("placement=attn", "'attn' (both or ffn)");
+    parse_bad("tune=adapter,fancy", "(adapter, full, top:K, layernorm or head)");
+    parse_bad("top=65", "bad value '65' for axis 'top': tune mode 'top:65'");
+    parse_bad("tune=top", "top:K needs");
     parse_bad("tune=top:1 seed=1,1", "same run");
     parse_bad("seed=1,2,3,4,5,6,7,8,9,10 lr=1,2,3,4,5,6,7,8,9,10 size=1,2,3,4,5,6,7,8,9,10 "
-              "batch=1,2,3,4,5,6,7,8,9,10 epochs=1,2,3,4,5,6,7,8,9,10,11", "more than");
+              "batch=1,2,3,4,5,6,7,8,9,10 epochs=1,2,3,4,5,6,7,8,9,10,11",
+              "more than");
     CHECK_DONE("test_sweep");
 }

@@ -114,6 +114,15 @@ int cli_parse_options(const char *cmd, int argc, char **argv, const cli_opt *opt
                       void (*usage)(FILE *));
 #define CLI_N_OPTS(table) (sizeof(table) / sizeof((table)[0]))
 
+/* Help lines: "  OPT" and text from column 23, the text wrapped at 92 columns (opt "" for a
+ * line of text alone). */
+void cli_help_line(FILE *f, const char *opt, const char *text);
+/* The help line of an option that takes one of the library's names (names[n], from its *_name
+ * function): "a (what; default), b (what) or c", what[i] for i < n_what (NULL or none: no
+ * description), "default" after names[def]. */
+void cli_help_names(FILE *f, const char *opt, const char *const *names, size_t n,
+                    const char *const *what, size_t n_what, size_t def);
+
 /* ---- shared by train / eval / predict (tools/cli_adapter.c) ---- */
 
 /* OpenMP and OpenBLAS threads (n <= 0: leave the defaults). Call before creating contexts. */
@@ -152,8 +161,9 @@ void cli_adapter_free(cli_adapter *a);
 
 /* What petl eval / ablate score must be what the adapter was trained on, or the score is
  * noise: a task (--task, or the adapter's own) of the adapter's kind (classification or
- * regression) and input shape (single text or pair), and a data file as wide as its training file (generic TSV / CSV tasks; GLUE files are
- * checked by their headers at load). Print "petl CMD: <why>" and return 1 otherwise. */
+ * regression) and input shape (single text or pair), and a data file as wide as its training file
+ * (generic TSV / CSV tasks; GLUE files are checked by their headers at load). Print "petl CMD:
+ * <why>" and return 1 otherwise. */
 int cli_check_task(const char *cmd, const cli_adapter *ad, const petl_task *task);
 int cli_check_data(const char *cmd, const cli_adapter *ad, const char *path,
                    const petl_dataset *ds);

@@ -18,8 +18,8 @@ void cli_set_threads(int n) {
 
 int cli_set_precision(const char *cmd, petl_model *m, const char *text, bool training) {
     petl_error err = {0};
-    petl_precision p;
-    if (petl_precision_parse(text ? text : "fp32", &p, &err) != PETL_OK ||
+    petl_precision p = PETL_FP32; /* what petl_model_load gives */
+    if ((text && petl_precision_parse(text, &p, &err) != PETL_OK) ||
         petl_model_set_precision(m, p, training, &err) != PETL_OK) {
         fprintf(stderr, "petl %s: %s\n", cmd, err.msg);
         return 1;
@@ -82,8 +82,8 @@ int cli_check_task(const char *cmd, const cli_adapter *ad, const petl_task *task
     }
     const bool pair = task->col_b != PETL_COL_NONE;
     if (pair == ad->info.pair_input) return 0;
-    fprintf(stderr, "petl %s: task %s reads %s but the adapter was trained on %s (task %s)\n",
-            cmd, task->name, pair ? "text pairs" : "single texts",
+    fprintf(stderr, "petl %s: task %s reads %s but the adapter was trained on %s (task %s)\n", cmd,
+            task->name, pair ? "text pairs" : "single texts",
             ad->info.pair_input ? "text pairs" : "single texts", ad->info.task_spec);
     return 1;
 }

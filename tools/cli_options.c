@@ -126,3 +126,47 @@ int cli_parse_options(const char *cmd, int argc, char **argv, const cli_opt *opt
     }
     return CLI_GO_ON;
 }
+
+/* ------------------------------------------------------------------------------- help */
+
+#define HELP_COLUMN 23
+#define HELP_WIDTH 92
+
+void cli_help_line(FILE *f, const char *opt, const char *text) {
+    int col = fprintf(f, "  %s", opt);
+    const char *w = text;
+    bool first = true;
+    while (*w) {
+        while (*w == ' ')
+            w++;
+        size_t len = strcspn(w, " ");
+        if (!len) break;
+        if (first || col + 1 + (int)len > HELP_WIDTH) {
+            if (!first || col >= HELP_COLUMN) fprintf(f, "\n"), col = 0;
+            col += fprintf(f, "%*s", HELP_COLUMN - col, "");
+        } else {
+            col += fprintf(f, " ");
+        }
+        col += fprintf(f, "%.*s", (int)len, w);
+        w += len;
+        first = false;
+    }
+    fputc('\n', f);
+}
+
+void cli_help_names(FILE *f, const char *opt, const char *const *names, size_t n,
+                    const char *const *what, size_t n_what, size_t def) {
+    char text[1024];
+    size_t u = 0;
+    for (size_t i = 0; i < n && u < sizeof text; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
+        const char *w = what && i < n_what ? what[i] : NULL;
+        const char *dflt = i == def ? (w ? "default: " : "default") : "";
+        if (w || i == def)
+            u += (size_t)snprintf(text + u, sizeof text - u, "%s%s (%s%s)", sep, names[i], dflt,
+                                  w ? w : "");
+        else
+            u += (size_t)snprintf(text + u, sizeof text - u, "%s%s", sep, names[i]);
+    }
+    cli_help_line(f, opt, text);
+}

@@ -321,7 +321,6 @@ int cmd_embed(int argc, char **argv) {
     petl_tokenizer *tok = NULL;
     petl_model *m = NULL;
     petl_ctx *ctx = NULL;
-    petl_precision prec;
     rc = 1;
     if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
         petl_model_load(o.model, &m, &err) != PETL_OK) {
@@ -330,9 +329,8 @@ int cmd_embed(int argc, char **argv) {
     }
     if ((rc = cli_check_max_len("embed", o.model, m, o.max_len)) != 0) goto done;
     rc = 1;
-    if (petl_precision_parse(o.precision ? o.precision : "fp32", &prec, &err) != PETL_OK ||
-        petl_model_set_precision(m, prec, false, &err) != PETL_OK ||
-        petl_ctx_new(m, o.batch, o.max_len, &ctx, &err) != PETL_OK) {
+    if (cli_set_precision("embed", m, o.precision, false)) goto done;
+    if (petl_ctx_new(m, o.batch, o.max_len, &ctx, &err) != PETL_OK) {
         fprintf(stderr, "petl embed: %s\n", err.msg);
         goto done;
     }

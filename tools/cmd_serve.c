@@ -15,13 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Monotonic seconds, for the "ready in" line. */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void usage(FILE *f) {
     fprintf(
         f, "usage: petl serve --adapters DIR [OPTIONS]\n\n"
@@ -72,7 +65,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                       NULL,
                       "127.0.0.1",
                       NULL,
-                      "fp32",
+                      NULL,
                       8080,
                       0,
                       32,
@@ -262,15 +255,13 @@ int cmd_serve(int argc, char **argv) {
     petl_model *base = NULL;
     petl_server *srv = NULL;
     rc = 1;
-    double t0 = now_s();
-    petl_precision prec;
-    if (petl_precision_parse(o.precision, &prec, &err) != PETL_OK ||
-        petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
-        petl_model_load(o.model, &base, &err) != PETL_OK ||
-        petl_model_set_precision(base, prec, false, &err) != PETL_OK) {
+    double t0 = petl_now();
+    if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
+        petl_model_load(o.model, &base, &err) != PETL_OK) {
         fprintf(stderr, "petl serve: %s\n", err.msg);
         goto done;
     }
+    if (cli_set_precision("serve", base, o.precision, false)) goto done;
     petl_server_opts so;
     petl_server_opts_default(&so);
     so.host = o.host;
@@ -298,7 +289,7 @@ int cmd_serve(int argc, char **argv) {
         goto done;
     }
     char line[128];
-    snprintf(line, sizeof line, "ready in %.1f s (admin routes %s)", now_s() - t0,
+    snprintf(line, sizeof line, "ready in %.1f s (admin routes %s)", petl_now() - t0,
              token ? "enabled" : "disabled");
     log_line(NULL, line);
     int sig = 0;

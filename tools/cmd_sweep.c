@@ -24,7 +24,6 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -99,24 +98,12 @@ static int mkdir_parents(const char *p) {
     return rc;
 }
 
-/* Writes text to path atomically (temporary file, fsync, rename). */
-static int write_atomic(const char *path, const char *text) {
-    size_t n = strlen(path) + 8;
-    char *tmp = malloc(n);
-    if (!tmp) return -1;
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int rc = -1;
-    if (f) {
-        bool ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-        ok = (fclose(f) == 0) && ok;
-        if (ok && rename(tmp, path) == 0)
-            rc = 0;
-        else
-            unlink(tmp);
-    }
-    free(tmp);
-    return rc;
+/* Writes text to path atomically (petl_write_file); says why on stderr when it cannot. */
+static int write_text(const char *path, const char *text) {
+    petl_error err = {0};
+    if (petl_write_file(path, text, strlen(text), &err) == PETL_OK) return 0;
+    fprintf(stderr, "petl sweep: %s\n", err.msg);
+    return -1;
 }
 
 static int copy_file(const char *from, const char *to) {
@@ -139,16 +126,27 @@ static int copy_file(const char *from, const char *to) {
     return rc;
 }
 
+#define BEST_MARKER "SWEEP_RUN" /* OUT/best's file naming the run it was copied from */
+
+/* Whether NAME is a file install_best writes (or its temporary file, left by a killed sweep). */
+static bool is_best_file(const char *name) {
+    return !strcmp(name, PETL_ADAPTER_CONFIG) || !strcmp(name, PETL_ADAPTER_WEIGHTS) ||
+           !strcmp(name, BEST_MARKER) || petl_is_write_tmp(name, BEST_MARKER);
+}
+
 /* Removes a copy of the best adapter: the files install_best writes, then the folder. Anything
  * else a user put there stays, and so does the folder (petl deletes only what it created). */
 static void remove_flat_dir(const char *dir) {
-    static const char *const ours[] = {PETL_ADAPTER_CONFIG, PETL_ADAPTER_WEIGHTS, "SWEEP_RUN"};
-    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) {
-        char *p = path2(dir, ours[i]);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!is_best_file(e->d_name)) continue;
+        char *p = path2(dir, e->d_name);
         struct stat sb;
         if (p && lstat(p, &sb) == 0 && S_ISREG(sb.st_mode)) unlink(p);
         free(p);
     }
+    if (d) closedir(d);
     rmdir(dir);
 }
 
@@ -166,9 +164,7 @@ static bool replaceable_best(const char *dir) {
     const char *other = NULL;
     struct dirent *e;
     while (!other && (e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-            strcmp(e->d_name, PETL_ADAPTER_CONFIG) && strcmp(e->d_name, PETL_ADAPTER_WEIGHTS) &&
-            strcmp(e->d_name, "SWEEP_RUN"))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !is_best_file(e->d_name))
             other = e->d_name;
     if (other)
         fprintf(stderr,
@@ -187,7 +183,7 @@ static int install_best(const char *out, const char *adapter_dir, const char *id
     if (!best || !tmp || !replaceable_best(best) || !replaceable_best(tmp)) goto done;
     remove_flat_dir(tmp);
     if (mkdir(tmp, 0777) != 0) goto done;
-    static const char *const files[] = {"adapter_config.json", "adapter.safetensors"};
+    static const char *const files[] = {PETL_ADAPTER_CONFIG, PETL_ADAPTER_WEIGHTS};
     for (size_t i = 0; i < 2; i++) {
         char *a = path2(adapter_dir, files[i]), *b = path2(tmp, files[i]);
         int r = a && b ? copy_file(a, b) : -1;
@@ -195,8 +191,8 @@ static int install_best(const char *out, const char *adapter_dir, const char *id
         free(b);
         if (r) goto done;
     }
-    char *marker = path2(tmp, "SWEEP_RUN");
-    int r = marker ? write_atomic(marker, id) : -1;
+    char *marker = path2(tmp, BEST_MARKER);
+    int r = marker ? write_text(marker, id) : -1;
     free(marker);
     if (r) goto done;
     struct stat sb;
@@ -225,7 +221,7 @@ done:
 /* The id of the run OUT/best was copied from ("" when none). */
 static void current_best(const char *out, char *buf, size_t cap) {
     buf[0] = '\0';
-    char *p = path3(out, "best", "SWEEP_RUN");
+    char *p = path3(out, "best", BEST_MARKER);
     FILE *f = p ? fopen(p, "r") : NULL;
     if (f) {
         size_t n = fread(buf, 1, cap - 1, f);
@@ -236,12 +232,6 @@ static void current_best(const char *out, char *buf, size_t cap) {
 }
 
 /* ------------------------------------------------------------------------- running */
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* The dev score of a train summary: the mean of its dev metrics except mse (GLUE's task score,
  * as petl_metric_set.score), which for SQuAD is F1 alone (exact_match is not averaged in);
@@ -307,7 +297,7 @@ static int run_one(const sweep_opts *o, const petl_grid *g, size_t r, const char
     posix_spawn_file_actions_addopen(&fa, 1, sum_tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0666);
     pid_t pid;
-    double t0 = now_s();
+    double t0 = petl_now();
     int e = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, av, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (e) {
@@ -321,7 +311,7 @@ static int run_one(const sweep_opts *o, const petl_grid *g, size_t r, const char
             fprintf(stderr, "petl sweep: %s: wait: %s\n", id, strerror(errno));
             goto done;
         }
-    double wall = now_s() - t0;
+    double wall = petl_now() - t0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         if (WIFSIGNALED(status))
             fprintf(stderr, "petl sweep: %s: petl train killed by signal %d (see %s)\n", id,
@@ -350,8 +340,9 @@ static int run_one(const sweep_opts *o, const petl_grid *g, size_t r, const char
     json_object_set_new(s, "peak_rss_mb", json_real((double)ru.ru_maxrss / 1024.0));
     char *text = json_dumps(s, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(s);
-    if (!text || write_atomic(sum, text) != 0) {
-        fprintf(stderr, "petl sweep: %s: cannot write %s\n", id, sum);
+    if (!text || write_text(sum, text) != 0) {
+        fprintf(stderr, "petl sweep: %s: cannot write %s%s\n", id, sum,
+                text ? "" : ": out of memory");
         free(text);
         goto done;
     }
@@ -370,7 +361,7 @@ done:
 /* ------------------------------------------------------------------------- tables */
 
 /* GLUE's metrics and SQuAD's exact_match: the CSV has a column for each that any run reported. */
-static const char *const metric_cols[] = {"accuracy", "exact_match", "f1",  "mcc",
+static const char *const metric_cols[] = {"accuracy", "exact_match", "f1", "mcc",
                                           "pearson",  "spearman",    "mse"};
 #define N_METRIC_COLS (sizeof metric_cols / sizeof *metric_cols)
 static const char *const num_cols[] = {"score",      "trainable", "trainable_pct", "steps",
@@ -383,6 +374,33 @@ static void csv_value(FILE *f, json_t *v) {
         fprintf(f, "%.9g", json_number_value(v));
     else if (json_is_string(v))
         fputs(json_string_value(v), f); /* grid values: no commas or quotes by construction */
+}
+
+/* results.csv: id, the axes, the metrics any run reported, then the numbers of every run. */
+static void write_csv(FILE *f, const petl_grid *g, json_t *runs, const bool *has_metric) {
+    fputs("id", f);
+    for (size_t a = 0; a < g->n_axes; a++)
+        fprintf(f, ",%s", g->axes[a].name);
+    for (size_t m = 0; m < N_METRIC_COLS; m++)
+        if (has_metric[m]) fprintf(f, ",%s", metric_cols[m]);
+    for (size_t c = 0; c < sizeof num_cols / sizeof *num_cols; c++)
+        fprintf(f, ",%s", num_cols[c]);
+    fputc('\n', f);
+    size_t i;
+    json_t *s;
+    json_array_foreach(runs, i, s) {
+        fputs(json_string_value(json_object_get(s, "id")), f);
+        json_t *set = json_object_get(s, "settings");
+        for (size_t a = 0; a < g->n_axes; a++) {
+            fputc(',', f);
+            csv_value(f, json_object_get(set, g->axes[a].name));
+        }
+        for (size_t m = 0; m < N_METRIC_COLS; m++)
+            if (has_metric[m]) fputc(',', f), csv_value(f, json_object_get(s, metric_cols[m]));
+        for (size_t c = 0; c < sizeof num_cols / sizeof *num_cols; c++)
+            fputc(',', f), csv_value(f, json_object_get(s, num_cols[c]));
+        fputc('\n', f);
+    }
 }
 
 /* Reads every finished run's summary (in grid order) and writes results.csv / results.json;
@@ -414,48 +432,16 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
         }
         json_array_append_new(runs, s);
     }
-    /* CSV: id, the axes, the metrics any run reported, then the numbers of every run. */
-    char *csv = path2(o->out, "results.csv"), *csv_tmp = path2(o->out, "results.csv.tmp");
-    FILE *f = csv_tmp ? fopen(csv_tmp, "w") : NULL;
-    if (!f) {
-        fprintf(stderr, "petl sweep: cannot write %s: %s\n", csv ? csv : "results.csv",
-                strerror(errno));
-        *failed = true;
-    } else {
-        fputs("id", f);
-        for (size_t a = 0; a < g->n_axes; a++)
-            fprintf(f, ",%s", g->axes[a].name);
-        for (size_t m = 0; m < N_METRIC_COLS; m++)
-            if (has_metric[m]) fprintf(f, ",%s", metric_cols[m]);
-        for (size_t c = 0; c < sizeof num_cols / sizeof *num_cols; c++)
-            fprintf(f, ",%s", num_cols[c]);
-        fputc('\n', f);
-        size_t i;
-        json_t *s;
-        json_array_foreach(runs, i, s) {
-            fputs(json_string_value(json_object_get(s, "id")), f);
-            json_t *set = json_object_get(s, "settings");
-            for (size_t a = 0; a < g->n_axes; a++) {
-                fputc(',', f);
-                csv_value(f, json_object_get(set, g->axes[a].name));
-            }
-            for (size_t m = 0; m < N_METRIC_COLS; m++)
-                if (has_metric[m]) fputc(',', f), csv_value(f, json_object_get(s, metric_cols[m]));
-            for (size_t c = 0; c < sizeof num_cols / sizeof *num_cols; c++)
-                fputc(',', f), csv_value(f, json_object_get(s, num_cols[c]));
-            fputc('\n', f);
-        }
-        bool ok = fflush(f) == 0 && !ferror(f);
-        int e = errno;
-        ok = fclose(f) == 0 && ok;
-        if (!ok || rename(csv_tmp, csv) != 0) {
-            fprintf(stderr, "petl sweep: cannot write %s: %s\n", csv, strerror(ok ? errno : e));
-            unlink(csv_tmp);
-            *failed = true;
-        }
-    }
+    char *csv = path2(o->out, "results.csv"), *table = NULL;
+    size_t table_len = 0;
+    FILE *f = csv ? open_memstream(&table, &table_len) : NULL;
+    if (f) write_csv(f, g, runs, has_metric);
+    const bool built = f && fclose(f) == 0 && table;
+    if (!built)
+        fprintf(stderr, "petl sweep: cannot write %s: out of memory\n", csv ? csv : "results.csv");
+    if (!built || write_text(csv, table) != 0) *failed = true;
+    free(table);
     free(csv);
-    free(csv_tmp);
 
     json_t *axes = json_array();
     for (size_t a = 0; a < g->n_axes; a++)
@@ -466,8 +452,10 @@ static long write_tables(const sweep_opts *o, const petl_grid *g, char **ids, si
                             best >= 0 ? json_string(ids[best]) : json_null(), "runs", runs);
     char *text = top ? json_dumps(top, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     char *jp = path2(o->out, "results.json");
-    if (!text || !jp || write_atomic(jp, text) != 0) {
-        fprintf(stderr, "petl sweep: cannot write %s\n", jp ? jp : "results.json");
+    if (!text || !jp) {
+        fprintf(stderr, "petl sweep: cannot write %s: out of memory\n", jp ? jp : "results.json");
+        *failed = true;
+    } else if (write_text(jp, text) != 0) {
         *failed = true;
     }
     free(jp);
@@ -541,8 +529,7 @@ static int check_fixed(const sweep_opts *o) {
         }
         rc = 0;
     } else {
-        rc = write_atomic(p, text);
-        if (rc) fprintf(stderr, "petl sweep: cannot write %s\n", p);
+        rc = write_text(p, text);
     }
 done:
     free(text);
@@ -604,12 +591,12 @@ int cmd_sweep(int argc, char **argv) {
             failed++;
         } else {
             fprintf(stderr, "[%zu/%zu] %s: training\n", r + 1, g->n_runs, ids[r]);
-            double t0 = now_s();
+            double t0 = petl_now();
             if (run_one(&o, g, r, ids[r], rdir) == 0) {
                 json_t *s = json_load_file(sum, 0, NULL);
                 json_t *sc = json_object_get(s, "score");
                 fprintf(stderr, "[%zu/%zu] %s: dev score %.4f in %.1f s\n", r + 1, g->n_runs,
-                        ids[r], json_is_number(sc) ? json_number_value(sc) : NAN, now_s() - t0);
+                        ids[r], json_is_number(sc) ? json_number_value(sc) : NAN, petl_now() - t0);
                 json_decref(s);
             } else {
                 failed++;

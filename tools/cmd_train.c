@@ -11,7 +11,115 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The peak learning rate when --lr is not given, per what is trained: the library's default
+ * (the paper's adapter rate) for adapters, BERT's for full / top-K fine-tuning; the cheap
+ * baselines come from the learning-rate sweeps of docs/results.md (all-MiniLM-L6-v2, five GLUE
+ * tasks): LayerNorm-only peaks at 1e-3..3e-3 and collapses at 1e-2, and a head of a few hundred
+ * parameters barely moves at adapter rates in a few epochs (it peaks at 1e-1..3e-1). SQuAD's
+ * span head, which scores every token of a window from the last hidden states, diverges at 1e-1
+ * and learns at 1e-2. */
+static double default_lr(petl_tune tune, bool squad) {
+    switch (tune) {
+    case PETL_TUNE_FULL:
+    case PETL_TUNE_TOP: return 3e-5;
+    case PETL_TUNE_LAYERNORM: return 1e-3;
+    case PETL_TUNE_HEAD: return squad ? 1e-2 : 1e-1;
+    default: {
+        petl_train_opts d;
+        petl_train_opts_default(&d);
+        return d.lr;
+    }
+    }
+}
+
+/* --max-len's default but for SQuAD (whose windows are the library's max_seq_len). */
+#define GLUE_MAX_LEN 128
+#define MAX_NAMES 16
+
+/* A small rate as the help writes it: 3e-4, not 0.0003 or 3e-04. */
+static const char *short_real(char *buf, size_t cap, double x) {
+    int mantissa, exp;
+    char e[32];
+    snprintf(e, sizeof e, "%.0e", x);
+    if (sscanf(e, "%de%d", &mantissa, &exp) == 2)
+        snprintf(buf, cap, "%de%d", mantissa, exp);
+    else
+        snprintf(buf, cap, "%g", x);
+    return buf;
+}
+
+/* The help lines of the options that take names and of --lr: the library's names and
+ * defaults. */
+#define N_OF(a) (sizeof(a) / sizeof *(a))
+
+static size_t tune_names(const char *names[MAX_NAMES], char top[32]) {
+    size_t n = 0;
+    while (n < MAX_NAMES && (names[n] = petl_tune_name((petl_tune)n)))
+        n++;
+    snprintf(top, 32, "%s:K", names[PETL_TUNE_TOP]);
+    names[PETL_TUNE_TOP] = top;
+    return n;
+}
+
+static void help_tune(FILE *f, const petl_tune_config *d) {
+    static const char *const what[] = {
+        [PETL_TUNE_ADAPTER] = "adapters + LayerNorms + head",
+        [PETL_TUNE_FULL] = "every weight",
+        [PETL_TUNE_TOP] = "the top K layers + head",
+        [PETL_TUNE_LAYERNORM] = "LayerNorms + head",
+        [PETL_TUNE_HEAD] = "the head only",
+    };
+    const char *names[MAX_NAMES];
+    char top[32];
+    size_t n = tune_names(names, top);
+    cli_help_names(f, "--tune WHAT", names, n, what, N_OF(what), d->tune);
+}
+
+static void help_act(FILE *f, const petl_tune_config *d) {
+    const char *names[MAX_NAMES];
+    size_t n = 0;
+    while (n < MAX_NAMES && (names[n] = petl_adapter_act_name((petl_adapter_act)n)))
+        n++;
+    cli_help_names(f, "--adapter-act F", names, n, NULL, 0, d->adapter_act);
+}
+
+static void help_placement(FILE *f, const petl_tune_config *d) {
+    static const char *const what[] = {
+        [PETL_PLACE_BOTH] = "after attention and feed-forward",
+        [PETL_PLACE_FFN] = "after the feed-forward only",
+    };
+    const char *names[MAX_NAMES];
+    size_t n = 0;
+    while (n < MAX_NAMES && (names[n] = petl_placement_name((petl_adapter_placement)n)))
+        n++;
+    cli_help_names(f, "--placement P", names, n, what, N_OF(what), d->placement);
+}
+
+static void help_lr(FILE *f) {
+    const char *names[MAX_NAMES];
+    char top[32], text[512], r1[16], r2[16];
+    size_t n = tune_names(names, top);
+    size_t u = (size_t)snprintf(text, sizeof text, "peak learning rate (by --tune: ");
+    for (size_t i = 0; i < n && u < sizeof text; i++) {
+        double glue = default_lr((petl_tune)i, false), squad = default_lr((petl_tune)i, true);
+        u += (size_t)snprintf(text + u, sizeof text - u, "%s%s %s", i ? ", " : "", names[i],
+                              short_real(r1, sizeof r1, glue));
+        if (squad != glue && u < sizeof text)
+            u += (size_t)snprintf(text + u, sizeof text - u, " (squad %s)",
+                                  short_real(r2, sizeof r2, squad));
+    }
+    if (u < sizeof text) snprintf(text + u, sizeof text - u, ": see docs/results.md)");
+    cli_help_line(f, "--lr X", text);
+}
+
 static void usage(FILE *f) {
+    petl_tune_config tc;
+    petl_train_opts to;
+    petl_squad_params sp;
+    petl_tune_config_default(&tc, NULL);
+    petl_train_opts_default(&to);
+    petl_squad_params_default(&sp);
+    char sd[16];
     fprintf(
         f, "usage: petl train --task TASK --data DIR --out ADAPTER_DIR [OPTIONS]\n\n"
            "Trains on DIR/train.tsv (GLUE layout), evaluates on the dev set after every epoch and\n"
@@ -23,42 +131,48 @@ static void usage(FILE *f) {
            "                       jsonl:text=review,label=stars\n"
            "  --data DIR           task folder: train and dev files (train.tsv, dev.tsv; MNLI\n"
            "                       dev_matched.tsv; generic: train.EXT, dev.EXT)\n"
-           "  --out DIR            adapter folder to write\n"
-           "  --tune WHAT          adapter (default: adapters + LayerNorms + head), full, top:K,\n"
-           "                       layernorm, head\n"
-           "  --adapter-size M     bottleneck size (64)\n"
-           "  --adapter-act F      gelu (default), relu, swish\n"
-           "  --init-sd X          adapter weight init sd, truncated normal (1e-3)\n"
-           "  --placement P        both (default: after attention and feed-forward) or ffn\n"
-           "  --lr X               peak learning rate (adapter 3e-4, full / top:K 3e-5 as BERT,\n"
-           "                       layernorm 1e-3, head 1e-1 (squad 1e-2): see docs/results.md)\n"
-           "  --epochs N           (3)\n"
-           "  --batch N            (32)\n"
-           "  --max-len N          truncate to N tokens, special tokens included (128; squad:\n"
-           "                       the window length, 384)\n"
-           "  --seed N             initialisation, batch order and dropout (42)\n"
-           "  --warmup X           fraction of the steps with a linear warmup (0.1)\n"
-           "  --weight-decay X     decoupled, not on LayerNorms or biases (0.01)\n"
-           "  --bias-correction    Adam with bias correction (torch AdamW); default: BERT-style\n"
-           "                       without, as the paper\n"
-           "  --pad-to-max         pad every batch to --max-len (default: to its longest row)\n"
-           "  --log FILE           JSON-lines log: loss, lr, grad norm, tokens/s; dev metrics per\n"
-           "                       epoch (appended)\n"
-           "  --log-every N        steps between log lines (10)\n"
-           "  --eval-every N       also evaluate on dev every N steps, logged with the training\n"
-           "                       time without evaluations (\"train_s\")\n"
-           "  --stop-at X          with --eval-every: stop at the first evaluation whose main\n"
-           "                       metric (accuracy, F1, MCC, Spearman) is >= X and keep that\n"
-           "                       model (time to accuracy)\n"
-           "  --checkpoint FILE    checkpoint file (default: OUT.checkpoint.safetensors); an existing\n"
-           "                       file there must be a petl checkpoint\n"
-           "  --checkpoint-every N also checkpoint every N steps (default: at epoch ends only)\n"
-           "  --keep-checkpoint    keep the checkpoint after a successful run (default: removed)\n"
-           "  --resume             continue from the checkpoint when it exists (same options and\n"
-           "                       --threads give the same result as an uninterrupted run)\n"
-           "  --force              replace an existing petl adapter folder (never any other folder\n"
-           "                       or file: those are refused)\n"
-           "  --threads N          OpenMP / OpenBLAS threads (default: OMP_NUM_THREADS or all)\n");
+           "  --out DIR            adapter folder to write\n");
+    help_tune(f, &tc);
+    fprintf(f, "  --adapter-size M     bottleneck size (%d)\n", tc.adapter_size);
+    help_act(f, &tc);
+    fprintf(f, "  --init-sd X          adapter weight init sd, truncated normal (%s)\n",
+            short_real(sd, sizeof sd, tc.adapter_init_sd));
+    help_placement(f, &tc);
+    help_lr(f);
+    fprintf(
+        f,
+        "  --epochs N           (%d)\n"
+        "  --batch N            (%d)\n"
+        "  --max-len N          truncate to N tokens, special tokens included (%d; squad:\n"
+        "                       the window length, %d)\n"
+        "  --seed N             initialisation, batch order and dropout (%llu)\n"
+        "  --warmup X           fraction of the steps with a linear warmup (%g)\n"
+        "  --weight-decay X     decoupled, not on LayerNorms or biases (%g)\n"
+        "  --bias-correction    Adam with bias correction (torch AdamW); default: BERT-style\n"
+        "                       without, as the paper\n"
+        "  --pad-to-max         pad every batch to --max-len (default: to its longest row)\n"
+        "  --log FILE           JSON-lines log: loss, lr, grad norm, tokens/s; dev metrics per\n"
+        "                       epoch (appended)\n"
+        "  --log-every N        steps between log lines (%d)\n",
+        to.epochs, to.batch, GLUE_MAX_LEN, sp.max_seq_len, (unsigned long long)to.seed, to.warmup,
+        to.weight_decay, to.log_every);
+    fprintf(
+        f,
+        "  --eval-every N       also evaluate on dev every N steps, logged with the training\n"
+        "                       time without evaluations (\"train_s\")\n"
+        "  --stop-at X          with --eval-every: stop at the first evaluation whose main\n"
+        "                       metric (accuracy, F1, MCC, Spearman) is >= X and keep that\n"
+        "                       model (time to accuracy)\n"
+        "  --checkpoint FILE    checkpoint file (default: OUT.checkpoint.safetensors); an "
+        "existing\n"
+        "                       file there must be a petl checkpoint\n"
+        "  --checkpoint-every N also checkpoint every N steps (default: at epoch ends only)\n"
+        "  --keep-checkpoint    keep the checkpoint after a successful run (default: removed)\n"
+        "  --resume             continue from the checkpoint when it exists (same options and\n"
+        "                       --threads give the same result as an uninterrupted run)\n"
+        "  --force              replace an existing petl adapter folder (never any other folder\n"
+        "                       or file: those are refused)\n"
+        "  --threads N          OpenMP / OpenBLAS threads (default: OMP_NUM_THREADS or all)\n");
     fprintf(
         f,
         "  --precision P        fp32 (default) or bf16: the frozen base's linear layers with\n"
@@ -80,149 +194,125 @@ static void usage(FILE *f) {
         "  --eval-articles R    (default: eval for a split file, else all)\n"
         "  --max-train-questions N, --max-eval-questions N\n"
         "                       only the first N questions of the range (quick runs)\n"
-        "  --doc-stride N       step between the starts of a context's windows, tokens (128)\n"
-        "  --max-query-len N    question tokens kept (64)\n"
-        "  --max-answer-len N   longest answer decoded, tokens (30)\n"
-        "  --n-best N           start / end candidates per window in decoding (20)\n"
-        "These settings are recorded in adapter_config.json; eval and predict use them.\n");
+        "  --doc-stride N       step between the starts of a context's windows, tokens (%d)\n"
+        "  --max-query-len N    question tokens kept (%d)\n"
+        "  --max-answer-len N   longest answer decoded, tokens (%d)\n"
+        "  --n-best N           start / end candidates per window in decoding (%d)\n"
+        "These settings are recorded in adapter_config.json; eval and predict use them.\n",
+        sp.doc_stride, sp.max_query_len, sp.max_answer_len, sp.n_best);
 }
 
+/* The command line. tc, to and sp start from the library's defaults (petl_tune_config_default,
+ * petl_train_opts_default, petl_squad_params_default) and take the options as given. */
 typedef struct {
-    const char *model, *task, *data, *out, *log, *ckpt, *precision;
-    petl_tune tune;
-    int top_k, adapter_size, act, placement, epochs, batch, max_len, threads, log_every;
-    long ckpt_every, eval_every;
-    double stop_at; /* NAN: none */
+    const char *model, *task, *data, *out, *ckpt, *precision;
+    petl_tune_config tc; /* the choices of --tune ... --placement; the rest set at load */
+    petl_train_opts to;  /* checkpoint_path: set when the outputs are claimed */
+    petl_squad_params sp;
+    int max_len, threads; /* max_len 0: GLUE_MAX_LEN, or squad's window length */
+    double lr;            /* < 0: default_lr */
     /* squad */
     const char *train_articles, *eval_articles; /* NULL: the defaults of the data layout */
-    int doc_stride, max_query_len, max_answer_len, n_best;
     long max_train_q, max_eval_q;
-    double lr, init_sd, warmup, wd;
-    unsigned long long seed;
-    bool resume, force, bias_correction, pad_to_max, keep_ckpt;
+    bool force, keep_ckpt;
 } train_opts;
 
-/* --tune: CLI_CUSTOM of the option table, dst the train_opts. */
-static int parse_tune(const char *cmd, const char *opt, const char *v, void *dst) {
-    train_opts *o = dst;
-    (void)opt;
-    if (!strcmp(v, "adapter"))
-        o->tune = PETL_TUNE_ADAPTER;
-    else if (!strcmp(v, "full"))
-        o->tune = PETL_TUNE_FULL;
-    else if (!strcmp(v, "layernorm"))
-        o->tune = PETL_TUNE_LAYERNORM;
-    else if (!strcmp(v, "head"))
-        o->tune = PETL_TUNE_HEAD;
-    else if (!strncmp(v, "top:", 4)) {
-        long k;
-        if (cli_parse_long(cmd, "--tune top:K", v + 4, 1, 64, &k)) return -1;
-        o->tune = PETL_TUNE_TOP;
-        o->top_k = (int)k;
-    } else {
-        fprintf(stderr,
-                "petl %s: --tune takes adapter, full, top:K, layernorm or head; "
-                "got '%s'\n",
-                cmd, v);
-        return -1;
-    }
-    return 0;
+/* --tune, --adapter-act, --placement: CLI_CUSTOM entries of the option table, dst the
+ * petl_tune_config. */
+static int parse_name(const char *cmd, const char *opt, petl_status s, const petl_error *err) {
+    if (s == PETL_OK) return 0;
+    fprintf(stderr, "petl %s: %s: %s\n", cmd, opt, err->msg);
+    return -1;
 }
 
-/* The peak learning rate when --lr is not given, per what is trained. Adapters and full / top-K
- * fine-tuning follow the paper and BERT; the cheap baselines come from the learning-rate sweeps
- * of docs/results.md (all-MiniLM-L6-v2, five GLUE tasks): LayerNorm-only peaks at 1e-3..3e-3 and
- * collapses at 1e-2, and a head of a few hundred parameters barely moves at adapter rates in a
- * few epochs (it peaks at 1e-1..3e-1). SQuAD's span head, which scores every token of a window
- * from the last hidden states, diverges at 1e-1 and learns at 1e-2. */
-static double default_lr(petl_tune tune, bool squad) {
-    switch (tune) {
-    case PETL_TUNE_FULL:
-    case PETL_TUNE_TOP: return 3e-5;
-    case PETL_TUNE_LAYERNORM: return 1e-3;
-    case PETL_TUNE_HEAD: return squad ? 1e-2 : 1e-1;
-    default: return 3e-4;
-    }
+static int parse_tune(const char *cmd, const char *opt, const char *v, void *dst) {
+    petl_tune_config *tc = dst;
+    petl_error err = {0};
+    return parse_name(cmd, opt, petl_tune_parse(v, &tc->tune, &tc->top_k, &err), &err);
+}
+
+static int parse_act(const char *cmd, const char *opt, const char *v, void *dst) {
+    petl_tune_config *tc = dst;
+    petl_error err = {0};
+    return parse_name(cmd, opt, petl_adapter_act_parse(v, &tc->adapter_act, &err), &err);
+}
+
+static int parse_placement(const char *cmd, const char *opt, const char *v, void *dst) {
+    petl_tune_config *tc = dst;
+    petl_error err = {0};
+    return parse_name(cmd, opt, petl_placement_parse(v, &tc->placement, &err), &err);
 }
 
 /* Returns CLI_GO_ON, or the exit status (0 after --help, 2 for bad usage). */
-
 static int parse_args(int argc, char **argv, train_opts *o) {
-    *o = (train_opts){.model = cli_default_model(),
-                      .stop_at = NAN,
-                      .tune = PETL_TUNE_ADAPTER,
-                      .adapter_size = 64,
-                      .epochs = 3,
-                      .batch = 32,
-                      .max_len = 0,
-                      .log_every = 10,
-                      .lr = -1,
-                      .init_sd = 1e-3,
-                      .warmup = 0.1,
-                      .wd = 0.01,
-                      .seed = 42,
-                      .doc_stride = 128,
-                      .max_query_len = 64,
-                      .max_answer_len = 30,
-                      .n_best = 20};
-    static const char *const acts[] = {"gelu", "relu", "swish", NULL};
-    static const char *const places[] = {"both", "ffn", NULL};
-    long seed = (long)o->seed;
+    *o = (train_opts){.model = cli_default_model(), .lr = -1};
+    petl_tune_config_default(&o->tc, NULL);
+    petl_train_opts_default(&o->to);
+    petl_squad_params_default(&o->sp);
+    petl_train_opts *to = &o->to;
+    petl_squad_params *sp = &o->sp;
+    long seed = (long)to->seed, ckpt_every = (long)to->checkpoint_every,
+         eval_every = (long)to->eval_every;
+    double init_sd = o->tc.adapter_init_sd;
     const cli_opt opts[] = {
         CLI_OPT_STR("--model", &o->model),
         CLI_OPT_STR("--task", &o->task),
         CLI_OPT_STR("--data", &o->data),
         CLI_OPT_STR("--out", &o->out),
-        CLI_OPT_STR("--log", &o->log),
+        CLI_OPT_STR("--log", &to->log_path),
         CLI_OPT_STR("--checkpoint", &o->ckpt),
-        CLI_OPT_CUSTOM("--tune", parse_tune, o),
-        CLI_OPT_INT("--adapter-size", &o->adapter_size, 1, 1 << 16),
-        CLI_OPT_CHOICE("--adapter-act", &o->act, acts),
-        CLI_OPT_CHOICE("--placement", &o->placement, places),
-        CLI_OPT_DOUBLE("--init-sd", &o->init_sd, 0, 1),
+        CLI_OPT_CUSTOM("--tune", parse_tune, &o->tc),
+        CLI_OPT_INT("--adapter-size", &o->tc.adapter_size, 1, 1 << 16),
+        CLI_OPT_CUSTOM("--adapter-act", parse_act, &o->tc),
+        CLI_OPT_CUSTOM("--placement", parse_placement, &o->tc),
+        CLI_OPT_DOUBLE("--init-sd", &init_sd, 0, 1),
         CLI_OPT_DOUBLE("--lr", &o->lr, 0, 10),
-        CLI_OPT_DOUBLE("--warmup", &o->warmup, 0, 1),
-        CLI_OPT_DOUBLE("--weight-decay", &o->wd, 0, 10),
-        CLI_OPT_INT("--epochs", &o->epochs, 1, 100000),
-        CLI_OPT_INT("--batch", &o->batch, 1, 1 << 16),
+        CLI_OPT_DOUBLE("--warmup", &to->warmup, 0, 1),
+        CLI_OPT_DOUBLE("--weight-decay", &to->weight_decay, 0, 10),
+        CLI_OPT_INT("--epochs", &to->epochs, 1, 100000),
+        CLI_OPT_INT("--batch", &to->batch, 1, 1 << 16),
         CLI_OPT_INT("--max-len", &o->max_len, 3, 1 << 20),
         CLI_OPT_PRECISION(&o->precision),
         CLI_OPT_INT("--threads", &o->threads, 1, 1024),
-        CLI_OPT_INT("--log-every", &o->log_every, 1, 1L << 30),
-        CLI_OPT_LONG("--eval-every", &o->eval_every, 1, 1L << 40),
-        CLI_OPT_DOUBLE("--stop-at", &o->stop_at, -1e9, 1e9),
-        CLI_OPT_LONG("--checkpoint-every", &o->ckpt_every, 0, 1L << 40),
+        CLI_OPT_INT("--log-every", &to->log_every, 1, 1L << 30),
+        CLI_OPT_LONG("--eval-every", &eval_every, 1, 1L << 40),
+        CLI_OPT_DOUBLE("--stop-at", &to->stop_at, -1e9, 1e9),
+        CLI_OPT_LONG("--checkpoint-every", &ckpt_every, 0, 1L << 40),
         CLI_OPT_STR("--train-articles", &o->train_articles),
         CLI_OPT_STR("--eval-articles", &o->eval_articles),
         CLI_OPT_LONG("--max-train-questions", &o->max_train_q, 1, 1L << 40),
         CLI_OPT_LONG("--max-eval-questions", &o->max_eval_q, 1, 1L << 40),
-        CLI_OPT_INT("--doc-stride", &o->doc_stride, 1, 1 << 20),
-        CLI_OPT_INT("--max-query-len", &o->max_query_len, 1, 1 << 20),
-        CLI_OPT_INT("--max-answer-len", &o->max_answer_len, 1, 1 << 20),
-        CLI_OPT_INT("--n-best", &o->n_best, 1, 1 << 20),
+        CLI_OPT_INT("--doc-stride", &sp->doc_stride, 1, 1 << 20),
+        CLI_OPT_INT("--max-query-len", &sp->max_query_len, 1, 1 << 20),
+        CLI_OPT_INT("--max-answer-len", &sp->max_answer_len, 1, 1 << 20),
+        CLI_OPT_INT("--n-best", &sp->n_best, 1, 1 << 20),
         CLI_OPT_LONG("--seed", &seed, 0, 0x7fffffffL),
-        CLI_OPT_FLAG("--resume", &o->resume),
+        CLI_OPT_FLAG("--resume", &to->resume),
         CLI_OPT_FLAG("--force", &o->force),
-        CLI_OPT_FLAG("--bias-correction", &o->bias_correction),
-        CLI_OPT_FLAG("--pad-to-max", &o->pad_to_max),
+        CLI_OPT_FLAG("--bias-correction", &to->bias_correction),
+        CLI_OPT_FLAG("--pad-to-max", &to->pad_to_max),
         CLI_OPT_FLAG("--keep-checkpoint", &o->keep_ckpt),
     };
     int rc = cli_parse_options("train", argc, argv, opts, CLI_N_OPTS(opts), usage);
     if (rc != CLI_GO_ON) return rc;
-    o->seed = (unsigned long long)seed;
+    to->seed = (uint64_t)seed;
+    to->checkpoint_every = ckpt_every;
+    to->eval_every = eval_every;
+    o->tc.adapter_init_sd = (float)init_sd;
     if (!o->task || !o->data || !o->out) {
         fprintf(stderr, "petl train: --task, --data and --out are required (petl train --help)\n");
         return 2;
     }
     const bool squad = !strcmp(o->task, "squad");
-    if (o->lr < 0) o->lr = default_lr(o->tune, squad);
-    if (!o->max_len) o->max_len = squad ? 384 : 128;
+    to->lr = o->lr < 0 ? default_lr(o->tc.tune, squad) : o->lr;
+    if (!o->max_len) o->max_len = squad ? sp->max_seq_len : GLUE_MAX_LEN;
+    sp->max_seq_len = o->max_len;
     if (!squad && (o->train_articles || o->eval_articles || o->max_train_q || o->max_eval_q)) {
         fprintf(stderr, "petl train: --train-articles, --eval-articles and --max-*-questions are "
                         "for --task squad\n");
         return 2;
     }
-    if (!isnan(o->stop_at) && !o->eval_every) {
+    if (!isnan(to->stop_at) && !to->eval_every) {
         fprintf(stderr, "petl train: --stop-at needs --eval-every\n");
         return 2;
     }
@@ -316,7 +406,7 @@ typedef struct {
     petl_lock *out_lock, *ckpt_lock;
 } claimed_outputs;
 
-static int claim_outputs(const train_opts *o, claimed_outputs *c) {
+static int claim_outputs(train_opts *o, claimed_outputs *c) {
     petl_error err = {0};
     petl_status s = petl_out_resolve(o->out, c->out, sizeof c->out, &err);
     if (s == PETL_OK && !o->ckpt) {
@@ -353,6 +443,7 @@ static int claim_outputs(const train_opts *o, claimed_outputs *c) {
         fprintf(stderr, "petl train: %s\n", err.msg);
         return 1;
     }
+    o->to.checkpoint_path = c->ckpt;
     return 0;
 }
 
@@ -440,11 +531,7 @@ fail:
 
 /* SQuAD: the training and evaluation questions (see the usage), windowed. */
 static int load_squad(const train_opts *o, const petl_tokenizer *tok, train_data *d) {
-    d->sp = (petl_squad_params){.max_seq_len = o->max_len,
-                                .max_query_len = o->max_query_len,
-                                .doc_stride = o->doc_stride,
-                                .n_best = o->n_best,
-                                .max_answer_len = o->max_answer_len};
+    d->sp = o->sp;
     bool split;
     if (cli_squad_data("train", o->data, &d->train_path, &d->dev_path, &split)) return 1;
     const char *tr = o->train_articles ? o->train_articles : split ? "train" : "all";
@@ -484,12 +571,14 @@ static char *training_notes(const train_opts *o, const petl_train_result *r, con
         json_object_set_new(dev, petl_metric_name(r->best.metric[i]),
                             isfinite(v) ? json_real(v) : json_null());
     }
-    json_t *j = json_pack("{s:f, s:i, s:i, s:I, s:f, s:f, s:b, s:i, s:I, s:I, s:i, s:o, s:f}", "lr",
-                          o->lr, "epochs", o->epochs, "batch", o->batch, "seed",
-                          (json_int_t)o->seed, "warmup", o->warmup, "weight_decay", o->wd,
-                          "bias_correction", o->bias_correction, "max_len", o->max_len, "n_train",
-                          (json_int_t)petl_batcher_count(d->btrain), "steps", (json_int_t)r->steps,
-                          "best_epoch", r->best_epoch + 1, "dev", dev, "seconds", r->train_seconds);
+    const petl_train_opts *to = &o->to;
+    json_t *j =
+        json_pack("{s:f, s:i, s:i, s:I, s:f, s:f, s:b, s:i, s:I, s:I, s:i, s:o, s:f}", "lr", to->lr,
+                  "epochs", to->epochs, "batch", to->batch, "seed", (json_int_t)to->seed, "warmup",
+                  to->warmup, "weight_decay", to->weight_decay, "bias_correction",
+                  to->bias_correction, "max_len", o->max_len, "n_train",
+                  (json_int_t)petl_batcher_count(d->btrain), "steps", (json_int_t)r->steps,
+                  "best_epoch", r->best_epoch + 1, "dev", dev, "seconds", r->train_seconds);
     if (j && d->squad) { /* n_train counts windows; which questions they come from */
         json_object_set_new(j, "train_file", json_string(d->train_path));
         json_object_set_new(j, "train_articles", json_string(d->sq_train.articles));
@@ -507,167 +596,205 @@ static char *training_notes(const train_opts *o, const petl_train_result *r, con
     return s;
 }
 
+/* Everything one run holds, freed by run_free. */
+typedef struct {
+    claimed_outputs claim;
+    petl_tokenizer *tok;
+    petl_model *base;
+    train_data d;
+    petl_tune_config tc; /* what tm was made with */
+    petl_task_model *tm;
+    petl_train_result res;
+    petl_adapter_info info;
+} train_run;
+
+static void run_free(train_run *r) {
+    release_outputs(&r->claim);
+    petl_adapter_info_free(&r->info);
+    petl_task_model_free(r->tm);
+    train_data_free(&r->d);
+    petl_model_free(r->base);
+    petl_tokenizer_free(r->tok);
+}
+
+/* --task: SQuAD, or a GLUE / generic task (a bad spec is a usage error). */
+static int lookup_task(const train_opts *o, train_data *d) {
+    petl_error err = {0};
+    *d = (train_data){.squad = !strcmp(o->task, "squad"), .eval_batch = o->to.batch};
+    if (!d->squad && petl_task_lookup(o->task, &d->task, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 2;
+    }
+    return 0;
+}
+
+static const char *task_name(const train_data *d) {
+    return d->squad ? "squad" : d->task.name;
+}
+
+/* The tokenizer and base model (in --precision), then the training and dev data. */
+static int load_inputs(const train_opts *o, train_run *r) {
+    petl_error err = {0};
+    if (petl_tokenizer_load(o->model, &r->tok, &err) != PETL_OK ||
+        petl_model_load(o->model, &r->base, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    if (cli_set_precision("train", r->base, o->precision, true)) return 1;
+    int rc = cli_check_max_len("train", o->model, r->base, o->max_len);
+    if (rc) return rc;
+    return r->d.squad ? load_squad(o, r->tok, &r->d) : load_glue(o, r->tok, &r->d);
+}
+
+/* The task model: the library's tune config for this base with the command line's choices,
+ * and a head for the data's labels. */
+static int new_task_model(const train_opts *o, train_run *r) {
+    const petl_config *cfg = petl_model_config(r->base);
+    const train_data *d = &r->d;
+    petl_tune_config tc;
+    petl_tune_config_default(&tc, cfg);
+    tc.tune = o->tc.tune;
+    tc.top_k = o->tc.top_k;
+    tc.adapter_size = o->tc.adapter_size;
+    tc.adapter_act = o->tc.adapter_act;
+    tc.adapter_init_sd = o->tc.adapter_init_sd;
+    tc.placement = o->tc.placement;
+    tc.head = d->squad ? PETL_HEAD_SPAN : PETL_HEAD_CLASSIFY;
+    tc.num_labels = d->squad ? 2 : d->regression ? 1 : (int)d->n_labels;
+    if (tc.tune == PETL_TUNE_TOP && tc.top_k > cfg->num_layers) {
+        fprintf(stderr, "petl train: --tune %s:%d but the model has %d layers\n",
+                petl_tune_name(tc.tune), tc.top_k, cfg->num_layers);
+        return 1;
+    }
+    r->tc = tc;
+    petl_error err = {0};
+    if (petl_task_model_new(r->base, &tc, o->to.seed, &r->tm, &err) != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    if (d->squad)
+        fprintf(stderr,
+                "squad: %zu train questions (%zu windows, articles %s of %s), %zu dev questions "
+                "(%zu windows, articles %s), span head\n",
+                petl_squad_count(d->sq_train.ds), d->sq_train.f->n, d->sq_train.articles,
+                d->train_path, d->sq_dev.ds ? petl_squad_count(d->sq_dev.ds) : 0,
+                d->sq_dev.f ? d->sq_dev.f->n : 0, d->sq_dev.ds ? d->sq_dev.articles : "-");
+    else
+        fprintf(stderr, "%s: %zu train / %zu dev examples, %s, %zu labels\n", task_name(d),
+                petl_dataset_count(d->train), d->dev ? petl_dataset_count(d->dev) : 0,
+                d->regression ? "regression" : "classification", d->regression ? 0 : d->n_labels);
+    int64_t trained = petl_task_model_trainable_count(r->tm);
+    int64_t total = petl_task_model_total_count(r->tm);
+    fprintf(stderr, "trainable parameters: %lld of %lld (%.2f%% of the model)\n",
+            (long long)trained, (long long)total, 100.0 * (double)trained / (double)total);
+    return 0;
+}
+
+/* petl_train with the options, a SQuAD run's own dev evaluation, and the progress display. */
+static int train(const train_opts *o, train_run *r) {
+    train_data *d = &r->d;
+    petl_train_opts to = o->to;
+    char key[160];
+    if (d->squad) {
+        /* the windows are in n_train / train_tokens already; decoding and the ranges pick the
+         * best epoch */
+        snprintf(key, sizeof key, "squad %d %d %d %d %d %s %s", d->sp.max_seq_len,
+                 d->sp.max_query_len, d->sp.doc_stride, d->sp.n_best, d->sp.max_answer_len,
+                 d->sq_train.articles, d->sq_dev.ds ? d->sq_dev.articles : "-");
+        to.resume_key = key;
+    }
+    if (d->squad && d->bdev) {
+        to.evaluate = squad_dev_eval;
+        to.evaluate_user = d;
+    }
+    if (to.resume && access(to.checkpoint_path, F_OK) != 0)
+        fprintf(stderr, "no checkpoint at %s: starting from the beginning\n", to.checkpoint_path);
+    int64_t steps = (int64_t)petl_batcher_epoch_batches(petl_batcher_count(d->btrain), to.batch);
+    progress pg = {.tty = isatty(2) != 0, .every = steps * to.epochs / 20};
+    if (pg.every < 1) pg.every = 1;
+    petl_error err = {0};
+    petl_status s = petl_train(r->tm, d->squad ? NULL : &d->task, d->btrain, d->bdev, &to,
+                               on_progress, &pg, &r->res, &err);
+    if (pg.bar_open) fputc('\n', stderr);
+    if (s != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* The adapter folder: what was trained, on what, and the training notes. */
+static int save(const train_opts *o, train_run *r) {
+    const train_data *d = &r->d;
+    petl_adapter_info *info = &r->info;
+    snprintf(info->task_name, sizeof info->task_name, "%s", task_name(d));
+    snprintf(info->task_spec, sizeof info->task_spec, "%s", o->task);
+    info->regression = d->regression;
+    /* what petl predict / serve accept: a span head reads question + context pairs */
+    info->pair_input = d->squad || d->task.col_b != PETL_COL_NONE;
+    /* what petl eval checks its data files against (GLUE files: by their headers) */
+    info->data_columns = d->squad || d->task.glue ? 0 : (int)petl_dataset_columns(d->train);
+    info->max_len = o->max_len;
+    info->tune = r->tc;
+    info->tune.num_labels = petl_task_model_tune_config(r->tm)->num_labels;
+    if (d->squad) {
+        info->squad = d->sp;
+        /* what petl eval scores by default: the held-out articles of a split file */
+        snprintf(info->squad_eval_articles, sizeof info->squad_eval_articles, "%s",
+                 d->sq_dev.ds && !strcmp(d->train_path, d->dev_path) ? d->sq_dev.articles : "all");
+    }
+    petl_base_identity_of(r->base, &info->base);
+    petl_base_identity_set_tokenizer(&info->base, r->tok);
+    petl_error err = {0};
+    petl_status s = PETL_OK;
+    if (!d->squad && !d->regression)
+        s = petl_adapter_info_set_labels(info, petl_dataset_labels(d->train), d->n_labels, &err);
+    if (s == PETL_OK) {
+        info->training_json = training_notes(o, &r->res, d);
+        s = petl_adapter_save(o->out, r->tm, info, o->force, &err);
+    }
+    if (s != PETL_OK) {
+        fprintf(stderr, "petl train: %s\n", err.msg);
+        return 1;
+    }
+    if (!o->keep_ckpt) unlink(o->to.checkpoint_path);
+    fprintf(stderr, "saved %s (best epoch %d) in %.1f s\n", o->out, r->res.best_epoch + 1,
+            r->res.train_seconds);
+    return 0;
+}
+
+/* The summary on stdout: one JSON object. */
+static void print_summary(const train_opts *o, const train_run *r) {
+    const petl_train_result *res = &r->res;
+    int64_t trained = petl_task_model_trainable_count(r->tm);
+    int64_t total = petl_task_model_total_count(r->tm);
+    printf("{\"task\": ");
+    cli_json_string(stdout, task_name(&r->d));
+    printf(", \"adapter\": ");
+    cli_json_string(stdout, o->out);
+    printf(", \"trainable\": %lld, \"trainable_pct\": %.4f, \"steps\": %lld, \"best_epoch\": %d",
+           (long long)trained, 100.0 * (double)trained / (double)total, (long long)res->steps,
+           res->best_epoch + 1);
+    for (size_t i = 0; i < res->best.count; i++) {
+        printf(", \"%s\": ", petl_metric_name(res->best.metric[i]));
+        cli_json_number(stdout, res->best.value[i]);
+    }
+    if (res->stopped_step > 0)
+        printf(", \"stopped_at_step\": %lld, \"stopped_train_s\": %.1f",
+               (long long)res->stopped_step, res->stopped_train_s);
+    printf(", \"seconds\": %.1f}\n", res->train_seconds);
+}
+
 int cmd_train(int argc, char **argv) {
     train_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc != CLI_GO_ON) return rc;
     cli_set_threads(o.threads);
-    petl_error err = {0};
-    train_data d = {.squad = !strcmp(o.task, "squad"), .eval_batch = o.batch};
-    if (!d.squad && petl_task_lookup(o.task, &d.task, &err) != PETL_OK) {
-        fprintf(stderr, "petl train: %s\n", err.msg);
-        return 2;
-    }
-    const char *task_name = d.squad ? "squad" : d.task.name;
-    static claimed_outputs claim; /* static: two PATH_MAX buffers */
-    if ((rc = claim_outputs(&o, &claim)) != 0) {
-        release_outputs(&claim);
-        return rc;
-    }
-    o.ckpt = claim.ckpt;
-
-    petl_tokenizer *tok = NULL;
-    petl_model *base = NULL;
-    petl_task_model *tm = NULL;
-    petl_adapter_info info = {0};
-    rc = 1;
-    if (petl_tokenizer_load(o.model, &tok, &err) != PETL_OK ||
-        petl_model_load(o.model, &base, &err) != PETL_OK)
-        goto fail;
-    if (cli_set_precision("train", base, o.precision, true)) goto done;
-    const petl_config *cfg = petl_model_config(base);
-    if ((rc = cli_check_max_len("train", o.model, base, o.max_len)) != 0) goto done;
-    rc = 1;
-    if (d.squad ? load_squad(&o, tok, &d) : load_glue(&o, tok, &d)) goto done;
-
-    petl_tune_config tc;
-    petl_tune_config_default(&tc, cfg);
-    tc.tune = o.tune;
-    tc.top_k = o.top_k;
-    tc.adapter_size = o.adapter_size;
-    tc.adapter_act = (petl_adapter_act)o.act;
-    tc.adapter_init_sd = (float)o.init_sd;
-    tc.placement = (petl_adapter_placement)o.placement;
-    tc.head = d.squad ? PETL_HEAD_SPAN : PETL_HEAD_CLASSIFY;
-    tc.num_labels = d.squad ? 2 : d.regression ? 1 : (int)d.n_labels;
-    if (o.tune == PETL_TUNE_TOP && o.top_k > cfg->num_layers) {
-        fprintf(stderr, "petl train: --tune top:%d but the model has %d layers\n", o.top_k,
-                cfg->num_layers);
-        goto done;
-    }
-    if (petl_task_model_new(base, &tc, o.seed, &tm, &err) != PETL_OK) goto fail;
-    int64_t trained = petl_task_model_trainable_count(tm), total = petl_task_model_total_count(tm);
-    if (d.squad)
-        fprintf(stderr,
-                "squad: %zu train questions (%zu windows, articles %s of %s), %zu dev questions "
-                "(%zu windows, articles %s), span head\n",
-                petl_squad_count(d.sq_train.ds), d.sq_train.f->n, d.sq_train.articles, d.train_path,
-                d.sq_dev.ds ? petl_squad_count(d.sq_dev.ds) : 0, d.sq_dev.f ? d.sq_dev.f->n : 0,
-                d.sq_dev.ds ? d.sq_dev.articles : "-");
-    else
-        fprintf(stderr, "%s: %zu train / %zu dev examples, %s, %zu labels\n", task_name,
-                petl_dataset_count(d.train), d.dev ? petl_dataset_count(d.dev) : 0,
-                d.regression ? "regression" : "classification", d.regression ? 0 : d.n_labels);
-    fprintf(stderr, "trainable parameters: %lld of %lld (%.2f%% of the model)\n",
-            (long long)trained, (long long)total, 100.0 * (double)trained / (double)total);
-
-    petl_train_opts to;
-    petl_train_opts_default(&to);
-    to.lr = o.lr;
-    to.epochs = o.epochs;
-    to.batch = o.batch;
-    to.seed = o.seed;
-    to.warmup = o.warmup;
-    to.weight_decay = o.wd;
-    to.bias_correction = o.bias_correction;
-    to.pad_to_max = o.pad_to_max;
-    to.checkpoint_every = o.ckpt_every;
-    to.checkpoint_path = o.ckpt;
-    to.resume = o.resume;
-    to.log_path = o.log;
-    to.log_every = o.log_every;
-    to.eval_every = o.eval_every;
-    to.stop_at = o.stop_at;
-    char key[160];
-    if (d.squad) {
-        /* the windows are in n_train / train_tokens already; decoding and the ranges pick the
-         * best epoch */
-        snprintf(key, sizeof key, "squad %d %d %d %d %d %s %s", d.sp.max_seq_len,
-                 d.sp.max_query_len, d.sp.doc_stride, d.sp.n_best, d.sp.max_answer_len,
-                 d.sq_train.articles, d.sq_dev.ds ? d.sq_dev.articles : "-");
-        to.resume_key = key;
-    }
-    if (d.squad && d.bdev) {
-        to.evaluate = squad_dev_eval;
-        to.evaluate_user = &d;
-    }
-    if (o.resume && access(o.ckpt, F_OK) != 0)
-        fprintf(stderr, "no checkpoint at %s: starting from the beginning\n", o.ckpt);
-    int64_t steps = (int64_t)petl_batcher_epoch_batches(petl_batcher_count(d.btrain), o.batch);
-    progress pg = {.tty = isatty(2) != 0, .every = steps * o.epochs / 20};
-    if (pg.every < 1) pg.every = 1;
-    petl_train_result res;
-    if (petl_train(tm, d.squad ? NULL : &d.task, d.btrain, d.bdev, &to, on_progress, &pg, &res,
-                   &err) != PETL_OK) {
-        if (pg.bar_open) fputc('\n', stderr);
-        goto fail;
-    }
-    if (pg.bar_open) fputc('\n', stderr);
-
-    snprintf(info.task_name, sizeof info.task_name, "%s", task_name);
-    snprintf(info.task_spec, sizeof info.task_spec, "%s", o.task);
-    info.regression = d.regression;
-    /* what petl predict / serve accept: a span head reads question + context pairs */
-    info.pair_input = d.squad || d.task.col_b != PETL_COL_NONE;
-    /* what petl eval checks its data files against (GLUE files: by their headers) */
-    info.data_columns = d.squad || d.task.glue ? 0 : (int)petl_dataset_columns(d.train);
-    info.max_len = o.max_len;
-    info.tune = tc;
-    info.tune.num_labels = petl_task_model_tune_config(tm)->num_labels;
-    if (d.squad) {
-        info.squad = d.sp;
-        /* what petl eval scores by default: the held-out articles of a split file */
-        snprintf(info.squad_eval_articles, sizeof info.squad_eval_articles, "%s",
-                 d.sq_dev.ds && !strcmp(d.train_path, d.dev_path) ? d.sq_dev.articles : "all");
-    }
-    petl_base_identity_of(base, &info.base);
-    petl_base_identity_set_tokenizer(&info.base, tok);
-    if (!d.squad && !d.regression &&
-        petl_adapter_info_set_labels(&info, petl_dataset_labels(d.train), d.n_labels, &err) !=
-            PETL_OK)
-        goto fail;
-    info.training_json = training_notes(&o, &res, &d);
-    if (petl_adapter_save(o.out, tm, &info, o.force, &err) != PETL_OK) goto fail;
-    if (!o.keep_ckpt) unlink(o.ckpt);
-    fprintf(stderr, "saved %s (best epoch %d) in %.1f s\n", o.out, res.best_epoch + 1,
-            res.train_seconds);
-
-    /* The summary on stdout. */
-    printf("{\"task\": ");
-    cli_json_string(stdout, task_name);
-    printf(", \"adapter\": ");
-    cli_json_string(stdout, o.out);
-    printf(", \"trainable\": %lld, \"trainable_pct\": %.4f, \"steps\": %lld, \"best_epoch\": %d",
-           (long long)trained, 100.0 * (double)trained / (double)total, (long long)res.steps,
-           res.best_epoch + 1);
-    for (size_t i = 0; i < res.best.count; i++) {
-        printf(", \"%s\": ", petl_metric_name(res.best.metric[i]));
-        cli_json_number(stdout, res.best.value[i]);
-    }
-    if (res.stopped_step > 0)
-        printf(", \"stopped_at_step\": %lld, \"stopped_train_s\": %.1f",
-               (long long)res.stopped_step, res.stopped_train_s);
-    printf(", \"seconds\": %.1f}\n", res.train_seconds);
-    rc = 0;
-    goto done;
-fail:
-    fprintf(stderr, "petl train: %s\n", err.msg);
-done:
-    release_outputs(&claim);
-    petl_adapter_info_free(&info);
-    petl_task_model_free(tm);
-    train_data_free(&d);
-    petl_model_free(base);
-    petl_tokenizer_free(tok);
+    static train_run r; /* static: the claim's two PATH_MAX buffers */
+    if ((rc = lookup_task(&o, &r.d)) == 0 && (rc = claim_outputs(&o, &r.claim)) == 0 &&
+        (rc = load_inputs(&o, &r)) == 0 && (rc = new_task_model(&o, &r)) == 0 &&
+        (rc = train(&o, &r)) == 0 && (rc = save(&o, &r)) == 0)
+        print_summary(&o, &r);
+    run_free(&r);
     return rc;
 }

@@ -28,7 +28,8 @@ import unicodedata
 
 from transformers import AutoTokenizer
 
-# task -> (has header, column of text a, column of text b or None); see reference-notes.md
+# task -> (has header, column of text a, column of text b or None); see
+# ../shared/docs/reference-notes.md
 GLUE = {
     "CoLA": (False, 3, None),
     "SST-2": (True, 0, None),
