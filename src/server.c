@@ -140,7 +140,7 @@ petl_status petl_server_new(const petl_server_opts *o, const petl_model *base,
 
 petl_status petl_server_load(petl_server *s, const char *name, const char *dir, petl_error *err) {
     petl_srv_task *t = NULL;
-    double t0 = petl_srv_now();
+    double t0 = petl_now();
     petl_status st = petl_srv_task_load(name, dir, s->base, &s->id, &t, err);
     if (st != PETL_OK) return st;
     petl_srv_reject rej;
@@ -150,7 +150,7 @@ petl_status petl_server_load(petl_server *s, const char *name, const char *dir, 
     }
     slog(s, "loaded task %s from %s: %s, %d labels, max_len %d, %lld params, %.0f ms", name, dir,
          t->info.task_spec[0] ? t->info.task_spec : t->info.task_name, t->num_labels, t->max_len,
-         (long long)t->params, 1e3 * (petl_srv_now() - t0));
+         (long long)t->params, 1e3 * (petl_now() - t0));
     petl_srv_task_release(t);
     return PETL_OK;
 }
@@ -314,7 +314,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     r->fd = fi ? fi->connect_fd : MHD_INVALID_SOCKET;
     if (ai && ai->client_addr && ai->client_addr->sa_family == AF_INET)
         r->addr = ((const struct sockaddr_in *)(const void *)ai->client_addr)->sin_addr.s_addr;
-    r->t_start = petl_srv_now();
+    r->t_start = petl_now();
     r->phase = CONN_NEW;
     pthread_mutex_lock(&s->cmu);
     int total = 0, same = 0;
@@ -351,7 +351,7 @@ static void raw_refuse(MHD_socket fd, int status) {
 
 /* One pass over the connections: cuts those past their deadline. Caller holds cmu. */
 static void sweep_once(petl_server *s) {
-    double now = petl_srv_now();
+    double now = petl_now();
     double idle = s->o.timeout_s > s->o.request_timeout_s ? s->o.timeout_s : s->o.request_timeout_s;
     for (conn_rec *r = s->conns; r; r = r->next) {
         if (r->killed || r->phase == CONN_BUSY || r->fd == MHD_INVALID_SOCKET) continue;
@@ -399,7 +399,7 @@ static bool conn_enter(petl_server *s, struct MHD_Connection *c, conn_phase p) {
     bool ok = !r->killed;
     if (ok) {
         if (p == CONN_IDLE) {
-            r->t_start = petl_srv_now();
+            r->t_start = petl_now();
             r->reused = true;
         }
         r->phase = p;
@@ -602,7 +602,7 @@ static enum MHD_Result route_load(petl_server *s, struct MHD_Connection *c, cons
     /* Loading reads and checks files for a while; requests for other tasks keep flowing. */
     petl_srv_task *t = NULL;
     petl_error err = {0};
-    double t0 = petl_srv_now();
+    double t0 = petl_now();
     petl_status st = petl_srv_task_load(name, full, s->base, &s->id, &t, &err);
     if (st != PETL_OK) {
         slog(s, "refused to load task %s: %s", name, err.msg);
@@ -617,7 +617,7 @@ static enum MHD_Result route_load(petl_server *s, struct MHD_Connection *c, cons
         return send_error(s, c, route, rej.status, NULL, "%s", rej.reason);
     }
     slog(s, "loaded task %s from %s: %d labels, max_len %d, %lld params, %.0f ms", name, full,
-         t->num_labels, t->max_len, (long long)t->params, 1e3 * (petl_srv_now() - t0));
+         t->num_labels, t->max_len, (long long)t->params, 1e3 * (petl_now() - t0));
     free(full);
     json_t *j = task_json(t);
     petl_srv_task_release(t);
@@ -734,7 +734,7 @@ static enum MHD_Result route_predict(petl_server *s, struct MHD_Connection *c, c
     json_t *j = results ? json_pack("{s:s,s:o}", "task", t->name, "results", results) : NULL;
     ret = send_json(s, c, route, 200, j, NULL);
 done:
-    petl_srv_metrics_predict(s->metrics, t->name, n, status, queue_s, petl_srv_now() - r->t0);
+    petl_srv_metrics_predict(s->metrics, t->name, n, status, queue_s, petl_now() - r->t0);
     if (enc)
         for (size_t i = 0; i < n; i++)
             petl_encoding_free(&enc[i]);
@@ -820,7 +820,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                               : "Content-Length is not a number");
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
-        r->t0 = petl_srv_now();
+        r->t0 = petl_now();
         *con_cls = r;
         pthread_mutex_lock(&s->mu);
         s->active++;

@@ -200,10 +200,6 @@ void petl_srv_queue_free(petl_srv_queue *b);
 bool petl_srv_queue_run(petl_srv_queue *b, petl_srv_job *job);
 size_t petl_srv_queue_depth(petl_srv_queue *b);
 
-/* Monotonic seconds: the clock of the job times above, which the server's deadlines and
- * latencies read too. */
-double petl_srv_now(void);
-
 /* ==================================================================== executor (src/executor.c) */
 
 /* The default executor. Rows of tasks that share the base's weights (--tune adapter, layernorm,

@@ -4,7 +4,7 @@
  * executor function (petl_srv_exec_fn; the default one is src/executor.c). A job too large for
  * one batch runs in pieces, going back to the end of the queue after each. Depends on the
  * served tasks (server.h) and the metrics (srv_metrics.c), nothing of HTTP. It also owns the
- * monotonic clock (petl_srv_now) that its job times and the server's deadlines are read on. */
+ * monotonic clock (petl_now) that its job times and the server's deadlines are read on. */
 #include "server.h"
 
 #include <math.h>
@@ -13,12 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-double petl_srv_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 struct petl_srv_queue {
     petl_srv_queue_opts o;
@@ -73,7 +67,7 @@ static void queue_push(petl_srv_queue *b, petl_srv_job *j) {
  * the lock; then finishes the jobs whose last rows ran and puts the others (pieces of a large
  * job) back at the end of the queue. */
 static void run_batch(petl_srv_queue *b, petl_srv_job *first) {
-    double t0 = petl_srv_now();
+    double t0 = petl_now();
     size_t n = 0, tasks = 0;
     for (petl_srv_job *j = first; j; j = j->next) {
         if (j->off == 0) j->t_start = t0;
@@ -100,7 +94,7 @@ static void run_batch(petl_srv_queue *b, petl_srv_job *first) {
         petl_srv_rows rows = {n, b->r_task, b->r_enc, b->r_out, b->r_err};
         s = b->exec(b->user, &rows, &err);
     }
-    double t1 = petl_srv_now();
+    double t1 = petl_now();
     if (b->metrics) petl_srv_metrics_batch(b->metrics, n, tasks, t1 - t0);
     pthread_mutex_lock(&b->mu);
     size_t r = 0;
@@ -192,7 +186,7 @@ static void *batch_worker(void *arg) {
                 rows = r2, seq = s2;
             }
             if (b->head || rows >= (size_t)b->o.max_batch || b->stopping) break;
-            double now = petl_srv_now();
+            double now = petl_now();
             if (now >= deadline) break;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -268,7 +262,7 @@ bool petl_srv_queue_run(petl_srv_queue *b, petl_srv_job *job) {
     job->status = PETL_OK;
     job->err.code = PETL_OK;
     job->err.msg[0] = '\0';
-    job->t_submit = petl_srv_now();
+    job->t_submit = petl_now();
     job->off = job->take = 0;
     if (job->n == 0) { /* nothing to run (the server never sends such a job) */
         job->t_start = job->t_done = job->t_submit;

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #define CKPT_KEY PETL_CKPT_KEY
 #define CKPT_VERSION 1
@@ -32,12 +31,6 @@ void petl_train_opts_default(petl_train_opts *o) {
     o->eval_batch = 0; /* the training batch: a larger one would enlarge the work buffers */
     o->log_every = 10;
     o->stop_at = NAN;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* JSON has no NaN / infinity: those become null. */
@@ -562,7 +555,7 @@ static petl_status train_batch(run *r) {
         rs->loss_sum += loss;
         rs->loss_count++;
     }
-    const double el = now_s() - r->t0;
+    const double el = petl_now() - r->t0;
     r->pr = (petl_train_progress){.step = rs->global,
                                   .total_steps = r->total,
                                   .epoch = rs->epoch,
@@ -630,11 +623,11 @@ static petl_status after_batch(run *r) {
     const petl_train_opts *o = r->o;
     petl_status s = PETL_OK;
     if (o->eval_every > 0 && rs->global % o->eval_every == 0 && has_dev(r)) {
-        const double te = now_s();
+        const double te = petl_now();
         petl_metric_set m;
         if ((s = dev_eval(r, &m)) != PETL_OK) return s;
-        r->eval_s += now_s() - te;
-        const double train_s = now_s() - r->t0 - r->eval_s;
+        r->eval_s += petl_now() - te;
+        const double train_s = petl_now() - r->t0 - r->eval_s;
         const bool reached = !isnan(o->stop_at) && isfinite(m.score) && m.score >= o->stop_at;
         json_t *pj = json_pack("{s:s, s:I, s:i, s:f}", "event", "eval", "step",
                                (json_int_t)rs->global, "epoch", rs->epoch, "train_s", train_s);
@@ -683,7 +676,7 @@ static petl_status epoch_end(run *r) {
         r->pr.dev = &m;
         r->pr.best = best;
         r->pr.mean_loss = mean_loss;
-        r->pr.elapsed_s = now_s() - r->t0;
+        r->pr.elapsed_s = petl_now() - r->t0;
         progress(r, PETL_PROGRESS_EPOCH);
         r->pr.dev = NULL;
     }
@@ -728,7 +721,7 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
     r.rs.best_metrics.score = NAN;
     run_state *rs = &r.rs;
     petl_status s = run_open(&r);
-    r.t0 = now_s();
+    r.t0 = petl_now();
     r.pr = (petl_train_progress){
         .step = rs->global, .total_steps = r.total, .epoch = rs->epoch, .epochs = o->epochs};
     if (s == PETL_OK) progress(&r, PETL_PROGRESS_START);
@@ -747,7 +740,7 @@ petl_status petl_train(petl_task_model *tm, const petl_task *task, const petl_ba
         res->best = rs->best_metrics;
         res->steps = rs->global;
         res->skipped = rs->skipped;
-        res->train_seconds = now_s() - r.t0;
+        res->train_seconds = petl_now() - r.t0;
     }
     return run_close(&r, s);
 }

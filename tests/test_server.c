@@ -470,10 +470,10 @@ static void send_all(int fd, const char *text) {
  * a pause): the HTTP status, 0 when it closed without a word, -1 when nothing came in time. */
 static int read_status(int fd, double timeout_s, char *buf, size_t cap) {
     size_t len = 0;
-    double end = petl_srv_now() + timeout_s;
+    double end = petl_now() + timeout_s;
     buf[0] = '\0';
     while (len + 1 < cap) {
-        int left_ms = (int)((end - petl_srv_now()) * 1e3);
+        int left_ms = (int)((end - petl_now()) * 1e3);
         if (left_ms <= 0) break;
         struct pollfd p = {fd, POLLIN, 0};
         if (poll(&p, 1, left_ms) <= 0) break;
@@ -481,9 +481,9 @@ static int read_status(int fd, double timeout_s, char *buf, size_t cap) {
         if (r <= 0) break;
         len += (size_t)r;
         buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n")) end = petl_srv_now() + 0.2; /* the body, if any */
+        if (strstr(buf, "\r\n\r\n")) end = petl_now() + 0.2; /* the body, if any */
     }
-    if (len == 0) return petl_srv_now() >= end ? -1 : 0;
+    if (len == 0) return petl_now() >= end ? -1 : 0;
     int status = 0;
     return sscanf(buf, "HTTP/1.%*d %d", &status) == 1 ? status : 0;
 }
@@ -544,7 +544,7 @@ static void test_http(void) {
         slow[i] = connect_from("127.0.0.2");
         send_all(slow[i], "GET /healthz HTTP/1.1\r\n");
     }
-    double t0 = petl_srv_now();
+    double t0 = petl_now();
     CHECKF(request_from("127.0.0.2", get_health, buf, sizeof buf) == 503,
            "3rd connection from one address: %.80s", buf);
     CHECK(strstr(buf, "Retry-After: 1") && strstr(buf, "from your address"));
@@ -571,7 +571,7 @@ static void test_http(void) {
         struct pollfd p = {slow[0], POLLIN, 0};
         if (poll(&p, 1, 200) > 0) st = read_status(slow[0], 1, buf, sizeof buf);
     }
-    double cut = petl_srv_now() - t0;
+    double cut = petl_now() - t0;
     CHECKF(st == 408 || st == 0, "a trickling client was not cut within 5 s (status %d)", st);
     CHECKF(cut < 3.5, "cut after %.1f s, the deadline is 1.5 s", cut);
     for (int i = 0; i < 2; i++)
@@ -588,14 +588,14 @@ static void test_http(void) {
     /* A body that trickles in: cut at the deadline too. */
     int tb = connect_from("127.0.0.5");
     send_all(tb, "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{");
-    t0 = petl_srv_now();
+    t0 = petl_now();
     st = -1;
     for (int i = 0; i < 25 && st == -1; i++) {
         if (send(tb, " ", 1, MSG_NOSIGNAL) < 0) st = 0;
         struct pollfd p = {tb, POLLIN, 0};
         if (poll(&p, 1, 200) > 0) st = read_status(tb, 1, buf, sizeof buf);
     }
-    CHECKF(st != -1 && petl_srv_now() - t0 < 3.5, "a trickling body was not cut (%d)", st);
+    CHECKF(st != -1 && petl_now() - t0 < 3.5, "a trickling body was not cut (%d)", st);
     close(tb);
 
     /* A keep-alive client may idle past the request deadline (within the idle timeout) and
