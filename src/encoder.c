@@ -17,8 +17,7 @@ petl_status petl_ctx_new(const petl_model *m, int max_batch, int max_len, petl_c
                          petl_error *err) {
     *out = NULL;
     if (!m) return petl_fail(err, PETL_ERR_ARG, "model is NULL");
-    /* padding positions are computed too when last_hidden is asked for: check their ids */
-    petl_ctx_shape sh = {.max_batch = max_batch, .max_len = max_len, .check_padding = true};
+    petl_ctx_shape sh = {.max_batch = max_batch, .max_len = max_len};
     return petl_ctx_make(m, &sh, out, err);
 }
 
@@ -54,6 +53,7 @@ petl_status petl_encode(petl_ctx *ctx, const petl_batch *b, float *last_hidden, 
     if (!ctx) return petl_fail(err, PETL_ERR_ARG, "context is NULL");
     const petl_ctx_shape *sh = petl_ctx_get_shape(ctx);
     const petl_model *m = petl_ctx_base(ctx);
+    /* padding positions are computed too when last_hidden is asked for: check their ids */
     petl_status rc = petl_batch_check(&m->cfg, sh->max_batch, sh->max_len, b, true, err);
     if (rc != PETL_OK) return rc;
     if (pooled && !m->has_pooler)

@@ -358,9 +358,6 @@ const float *petl_ctx_logits(const petl_ctx *ctx) {
 const float *petl_ctx_span_logits(const petl_ctx *ctx) {
     return ctx->span_logits;
 }
-int petl_ctx_max_nl(const petl_ctx *ctx) {
-    return ctx->sh.max_nl;
-}
 float *petl_ctx_dlogits(petl_ctx *ctx) {
     return ctx->dlogits;
 }

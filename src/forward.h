@@ -70,23 +70,22 @@ bool petl_view_shares_base(const petl_view *v);
 /* The shape a context is made for. */
 typedef struct {
     int max_batch, max_len;
-    int max_m;          /* largest adapter bottleneck of any group (0: none) */
-    int max_nl;         /* largest label count of any group's classification head (0: none) */
-    bool span;          /* room for span logits */
-    bool train;         /* saved activations and backward buffers (one group) */
-    int first_saved;    /* train: the lowest layer whose activations the backward reads (L: none) */
-    bool check_padding; /* batches are checked at padded positions too (petl_encode) */
+    int max_m;       /* largest adapter bottleneck of any group (0: none) */
+    int max_nl;      /* largest label count of any group's classification head (0: none) */
+    bool span;       /* room for span logits */
+    bool train;      /* saved activations and backward buffers (one group) */
+    int first_saved; /* train: the lowest layer whose activations the backward reads (L: none) */
 } petl_ctx_shape;
 
 petl_status petl_ctx_make(const petl_model *base, const petl_ctx_shape *shape, petl_ctx **out,
                           petl_error *err);
 
-/* One forward. views[r] is batch row r's view (views NULL: every row runs the bound view, else
- * the bare base) (rows of one view are grouped, in order of first
- * appearance; several distinct views must all share the base: the caller checks). qlen_all:
- * compute every position of every row (padding too), else the real tokens only. train: dropout
- * from seed (0: none) and activations saved (a training context, one view). Afterwards the
- * head outputs are in the context (petl_ctx_logits ...). The batch is checked by the caller. */
+/* One forward. views[r] is batch row r's view; views NULL: every row runs the bound view, else
+ * the bare base. Rows of one view are grouped, in order of first appearance; several distinct
+ * views must all share the base (the caller checks). qlen_all: compute every position of every
+ * row (padding too), else the real tokens only. train (a training context, one view): save the
+ * activations, with dropout from seed (0: none); else inference. Afterwards the head outputs
+ * are in the context (petl_ctx_logits ...). The batch is checked by the caller. */
 void petl_forward(petl_ctx *ctx, const petl_view *const *views, const petl_batch *b, bool qlen_all,
                   bool train, uint64_t seed);
 /* The backward of the last training forward from the head's gradient (set through
@@ -99,11 +98,11 @@ int petl_ctx_groups(const petl_ctx *ctx, const int **gstart, const int **order);
 /* Last hidden states, packed: reordered row k's positions at rows off[k] .. off[k] + qlen[k] - 1
  * of the returned [n, H]. */
 const float *petl_ctx_hidden(const petl_ctx *ctx, const int64_t **off, const int **qlen);
-/* Head outputs of the last forward: classification logits [B, max_nl] in REORDERED row order,
- * row k's num_labels first; span logits packed [n, 2] (start, end). */
+/* Head outputs of the last forward: classification logits of group g [its rows, its NL] from
+ * row gstart[g] * max_nl (one group: [B, NL] in batch order); span logits packed [n, 2]
+ * (start, end). */
 const float *petl_ctx_logits(const petl_ctx *ctx);
 const float *petl_ctx_span_logits(const petl_ctx *ctx);
-int petl_ctx_max_nl(const petl_ctx *ctx);
 /* Head gradients for petl_backward: [B, NL] and packed [n, 2], zeroed by the forward. */
 float *petl_ctx_dlogits(petl_ctx *ctx);
 float *petl_ctx_dspan(petl_ctx *ctx);
