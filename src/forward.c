@@ -56,6 +56,7 @@ struct petl_ctx {
     int *gstart;             /* [max_batch + 1]  first reordered row of group g */
     int64_t *tstart;         /* [max_batch + 1]  first packed token of group g */
     const petl_view **gview; /* [max_batch]  view of group g */
+    const petl_view **rview; /* [max_batch]  callers' per-row views (petl_ctx_row_views) */
     /* Saved forward. */
     float *emb_sum;             /* [N, H]  word + position + type (training) */
     float *emb_mean, *emb_rstd; /* [N] */
@@ -214,6 +215,7 @@ static size_t layout(petl_ctx *ctx, char *base) {
     C(ctx->gstart, (B + 1) * sizeof(int));
     C(ctx->tstart, (B + 1) * sizeof(int64_t));
     C(ctx->gview, B * sizeof(*ctx->gview));
+    C(ctx->rview, B * sizeof(*ctx->rview));
     C(ctx->drop_keys, B * sizeof(uint64_t));
     C(ctx->emb_sum, T * N * H * F);
     C(ctx->emb_mean, N * F);
@@ -322,6 +324,9 @@ void petl_ctx_use_naive(petl_ctx *ctx, bool on) {
 }
 bool petl_ctx_naive(const petl_ctx *ctx) {
     return ctx->naive;
+}
+const petl_view **petl_ctx_row_views(petl_ctx *ctx) {
+    return ctx->rview;
 }
 const float *petl_ctx_cls_rows(const petl_ctx *ctx) {
     return ctx->cls_rows;

@@ -117,6 +117,9 @@ const petl_view *petl_ctx_base_view(const petl_ctx *ctx);
 const petl_ctx_shape *petl_ctx_get_shape(const petl_ctx *ctx);
 const petl_model *petl_ctx_base(const petl_ctx *ctx);
 
+/* A [max_batch] array in the context's arena for a caller's per-row views (petl_forward's
+ * views), so that a fused forward allocates nothing per batch. */
+const petl_view **petl_ctx_row_views(petl_ctx *ctx);
 /* The [CLS] rows of the last forward's hidden states [B, H], reordered row order. */
 const float *petl_ctx_cls_rows(const petl_ctx *ctx);
 

@@ -621,14 +621,11 @@ petl_status petl_task_predict_multi(petl_ctx *ctx, const petl_task_model *const 
     petl_status rc =
         petl_batch_check(&petl_ctx_base(ctx)->cfg, sh->max_batch, sh->max_len, b, false, err);
     if (rc != PETL_OK) return rc;
-    const petl_view **views = malloc((size_t)b->batch * sizeof *views);
-    if (!views) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    /* every row is checked (a few pointer comparisons each): no per-batch allocation and no
+     * search for the rows of a task seen before */
+    const petl_view **views = petl_ctx_row_views(ctx);
     for (int r = 0; r < b->batch && rc == PETL_OK; r++) {
-        /* a task seen on an earlier row was checked there */
-        bool seen = false;
-        for (int q = 0; q < r && !seen; q++)
-            seen = row_task[q] == row_task[r];
-        if (!seen) rc = check_fusable(ctx, row_task[r], r, ld, err);
+        rc = check_fusable(ctx, row_task[r], r, ld, err);
         if (rc == PETL_OK) views[r] = &row_task[r]->view;
     }
     if (rc == PETL_OK) {
@@ -645,6 +642,5 @@ petl_status petl_task_predict_multi(petl_ctx *ctx, const petl_task_model *const 
                        (size_t)NL * sizeof(float));
         }
     }
-    free(views);
     return rc;
 }
