@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Writes the golden files of the encoder tests from HuggingFace transformers' BertModel.
+"""Writes the golden files of the encoder tests from HuggingFace transformers' BertModel (and,
+with --mpnet, MPNetModel).
 
 Usage: .venv-ref/bin/python scripts/reference/gen-forward-golden.py [MODEL_DIR] [DATA_DIR]
        (defaults: models/all-MiniLM-L6-v2 and ../shared/data beside the repository)
+       .venv-ref/bin/python scripts/reference/gen-forward-golden.py --mpnet [MODEL_DIR] [DATA_DIR]
+       (default model: models/all-mpnet-base-v2, from scripts/fetch-model all-mpnet-base-v2;
+       writes forward_mpnet.golden only)
 
 Outputs (all under tests/golden/):
   forward_minilm.golden          64 GLUE sentences / pairs of varied length (2 .. 128 tokens):
@@ -23,6 +27,11 @@ Outputs (all under tests/golden/):
                                 prefixed    F16, "bert." prefix, LayerNorm gamma/beta, an I64
                                             bert.embeddings.position_ids buffer, a cls.* head
                                 nopool      BF16, no prefix, no pooler
+  forward_mpnet.golden        (--mpnet) the same 64 GLUE items tokenized by the MPNet folder's
+                              own tokenizer (AutoTokenizer: <s> A </s></s> B </s>; it gives no
+                              token types, so the file's are all 0), MPNetModel's outputs
+                              (pooler, cls, mean) in padded batches of 16, padded with the
+                              tokenizer's pad id (MPNet derives positions from it)
 
 forward*.golden format (little-endian):
   char[8]  magic "PETLFWD1"
@@ -41,8 +50,11 @@ from safetensors.torch import save_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MODEL_DIR = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models/all-MiniLM-L6-v2")
-DATA_DIR = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "../shared/data")
+MPNET = len(sys.argv) > 1 and sys.argv[1] == "--mpnet"
+ARGS = sys.argv[2:] if MPNET else sys.argv[1:]
+MODEL_DIR = ARGS[0] if ARGS else os.path.join(
+    ROOT, "models/all-mpnet-base-v2" if MPNET else "models/all-MiniLM-L6-v2")
+DATA_DIR = ARGS[1] if len(ARGS) > 1 else os.path.join(ROOT, "../shared/data")
 OUT = os.path.join(ROOT, "tests/golden")
 MAX_LEN = 128
 
@@ -77,21 +89,23 @@ def pick_texts():
     return items
 
 
-def run_batches(model, ids_list, types_list, batch):
-    """Reference outputs per item, computed in padded batches (pad id 0, mask 0)."""
+def run_batches(model, ids_list, types_list, batch, pad=0, pass_types=True):
+    """Reference outputs per item, computed in padded batches (pad id PAD, mask 0); token types
+    are passed only where PASS_TYPES (MPNet has none)."""
     pooled, cls, mean = [], [], []
     for s in range(0, len(ids_list), batch):
         ids_b, types_b = ids_list[s:s + batch], types_list[s:s + batch]
         seq = max(len(x) for x in ids_b)
-        ids = torch.zeros(len(ids_b), seq, dtype=torch.long)
+        ids = torch.full((len(ids_b), seq), pad, dtype=torch.long)
         types = torch.zeros(len(ids_b), seq, dtype=torch.long)
         mask = torch.zeros(len(ids_b), seq, dtype=torch.long)
         for i, (a, t) in enumerate(zip(ids_b, types_b)):
             ids[i, :len(a)] = torch.tensor(a)
             types[i, :len(a)] = torch.tensor(t)
             mask[i, :len(a)] = 1
+        kw = {"token_type_ids": types} if pass_types else {}
         with torch.no_grad():
-            out = model(input_ids=ids, token_type_ids=types, attention_mask=mask)
+            out = model(input_ids=ids, attention_mask=mask, **kw)
         h = out.last_hidden_state
         m = mask.unsqueeze(-1).to(h.dtype)
         mean += list((h * m).sum(1) / m.sum(1))
@@ -205,8 +219,37 @@ def tiny():
         print(f"tiny-bert/{name}: {os.path.getsize(d + '/model.st')} bytes")
 
 
+def mpnet():
+    from transformers import MPNetModel
+    from safetensors import safe_open
+    tok = AutoTokenizer.from_pretrained(MODEL_DIR)
+    with safe_open(os.path.join(MODEL_DIR, "model.safetensors"), "pt") as st:
+        pool = any(("." + k).find(".pooler.") >= 0 for k in st.keys())
+    model, info = MPNetModel.from_pretrained(MODEL_DIR, dtype=torch.float32,
+                                             add_pooling_layer=pool, output_loading_info=True)
+    if any(info.values()):
+        raise SystemExit(f"forward_mpnet.golden: from_pretrained() reports {info}")
+    model.eval()
+    items = pick_texts()
+    ids_list, types_list = [], []
+    for a, b in items:
+        enc = tok(a, b, truncation=True, max_length=MAX_LEN)
+        ids_list.append(enc["input_ids"])
+        types_list.append([0] * len(enc["input_ids"]))
+    pooled, cls, mean = run_batches(model, ids_list, types_list, 16, tok.pad_token_id, False)
+    hidden = model.config.hidden_size
+    write_golden(f"{OUT}/forward_mpnet.golden", ids_list, types_list, pooled, cls, mean, hidden)
+    lens = sorted(len(x) for x in ids_list)
+    print(f"forward_mpnet.golden: {len(items)} items, lengths {lens[0]}..{lens[-1]}, "
+          f"{sum(1 for x in lens if x == MAX_LEN)} truncated to {MAX_LEN}, pooler {pool}, "
+          f"tokenizer {type(tok).__name__}")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     os.makedirs(OUT, exist_ok=True)
-    minilm()
-    tiny()
+    if MPNET:
+        mpnet()
+    else:
+        minilm()
+        tiny()
