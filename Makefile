@@ -11,7 +11,7 @@ ifneq ($(filter true 1,$(CI)),)
 export PETL_REQUIRE_ALL ?= 1
 endif
 
-.PHONY: all deps model build demo test test-unit test-asan fuzz bench clean format
+.PHONY: all deps model model-base build demo test test-unit test-asan fuzz bench clean format
 
 all: build
 
@@ -20,6 +20,11 @@ deps:
 
 model:
 	@scripts/fetch-model
+
+# The base-size checkpoint (all-mpnet-base-v2, 438 MB): its forward is tested against
+# transformers; `make demo` does not need it.
+model-base:
+	@scripts/fetch-model all-mpnet-base-v2
 
 $(BUILD)/Makefile: CMakeLists.txt
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DPETL_DATA_DIR=$(DATA)
@@ -33,7 +38,7 @@ demo: deps model build
 
 # Set up, then every test: unit + golden + CLI tests, then the same under ASan/UBSan, then
 # each fuzzer for a bounded time.
-test: deps model build
+test: deps model model-base build
 	ctest --test-dir $(BUILD) --output-on-failure -j 2
 	$(MAKE) test-asan
 	$(MAKE) fuzz

@@ -189,13 +189,37 @@ typedef struct {
     float hidden_dropout;        /* 0.1 */
     float attention_dropout;     /* 0.1 */
     petl_act hidden_act;         /* "gelu" */
-    char model_type[32];         /* "bert" */
+    char model_type[32];         /* "bert"; also roberta, xlm-roberta, camembert, electra,
+                                    distilbert, mpnet */
+    int embedding_size;          /* width of the embedding tables (ELECTRA's, projected to
+                                    hidden_size when different); 0: hidden_size. A loaded
+                                    model's is never 0 */
+    int rel_buckets;             /* MPNet's relative position buckets (32), else 0 */
 } petl_config;
 
 /* BertConfig defaults. */
 void petl_config_default(petl_config *cfg);
-/* Reads config.json; missing fields keep BertConfig defaults; unsupported settings
- * (relative position embeddings, decoders, unknown activations, ...) are refused. */
+
+/* Where a family's encoder tensors sit in a checkpoint, for tools that read files directly
+ * (petl inspect). Keys are below `prefix`, which task checkpoints use and base checkpoints may
+ * leave out. */
+typedef struct {
+    const char *prefix;   /* "bert.", "roberta.", "distilbert.", ... */
+    const char *layers;   /* where layer N's keys start, less N: "encoder.layer." */
+    const char *emb;      /* the embedding keys' start: "embeddings." */
+    const char *word_emb; /* "embeddings.word_embeddings.weight" */
+    const char *emb_ln_w; /* "embeddings.LayerNorm.weight" */
+    const char *pooler_w; /* NULL: the family has no pooler */
+    const char *extra[2]; /* other encoder tensors (ELECTRA's projection, MPNet's relative
+                             position bias), NULL-padded */
+} petl_family_keys;
+
+/* Fills *out for model_type; false when petl does not run that family. */
+bool petl_family_keys_get(const char *model_type, petl_family_keys *out);
+/* Reads config.json; missing fields keep the defaults of the family's config class in
+ * transformers (model_type: BERT, RoBERTa, XLM-R, CamemBERT, ELECTRA, DistilBERT, MPNet; any other
+ * is refused naming these); unsupported settings (relative position embeddings, decoders,
+ * unknown activations, ...) are refused. */
 petl_status petl_config_load(const char *path, petl_config *cfg, petl_error *err);
 petl_status petl_config_parse(const char *json, size_t len, const char *what, petl_config *cfg,
                               petl_error *err);
@@ -276,6 +300,9 @@ petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error 
 void petl_model_free(petl_model *m);
 const petl_config *petl_model_config(const petl_model *m);
 bool petl_model_has_pooler(const petl_model *m);
+/* The longest sequence the model takes: its position embeddings less the first position id
+ * (RoBERTa and MPNet number positions from pad_token_id + 1). */
+int petl_model_max_len(const petl_model *m);
 /* Number of parameters (floats) of the encoder. */
 int64_t petl_model_num_params(const petl_model *m);
 

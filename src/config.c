@@ -1,6 +1,7 @@
-/* config.json of a BERT checkpoint: BertConfig defaults for missing fields, and a clear refusal
- * of every setting the encoder does not implement. Unknown fields are ignored, as transformers
- * does (configs carry many that do not change the computation). */
+/* config.json of an encoder checkpoint: the family's config-class defaults for missing fields,
+ * and a clear refusal of every setting the encoder does not implement. Unknown fields are ignored,
+ * as transformers does (configs carry many that do not change the computation). */
+#include "arch.h"
 #include "internal.h"
 
 #include <jansson.h>
@@ -114,24 +115,61 @@ static petl_status get_string(const json_t *root, const char *key, const char **
     return PETL_OK;
 }
 
-/* Only "bert" (or no model_type, as in old checkpoints); cfg->model_type keeps its default. */
-static petl_status parse_model_type(const json_t *root, const char *what, petl_error *err) {
+/* model_type (absent: "bert", as in old checkpoints) must name a family petl runs (arch.c). */
+static petl_status parse_model_type(const json_t *root, petl_config *c, const char *what,
+                                    petl_error *err) {
     const char *s;
     petl_status st = get_string(root, "model_type", &s, what, err);
-    if (st != PETL_OK || !s || !strcmp(s, "bert")) return st;
-    if (!strcmp(s, "roberta") || !strcmp(s, "xlm-roberta") || !strcmp(s, "camembert"))
-        return petl_fail(err, PETL_ERR_UNSUPPORTED,
-                         "%s: \"model_type\" is \"%s\": RoBERTa-style models number positions "
-                         "from padding_idx + 1, which petl does not implement (only \"bert\")",
-                         what, s);
-    return petl_fail(err, PETL_ERR_UNSUPPORTED,
-                     "%s: \"model_type\" is \"%.64s\": petl runs only \"bert\" models", what, s);
+    if (st != PETL_OK) return st;
+    if (!s) s = "bert";
+    if (!petl_arch_find(s))
+        return petl_fail(err, PETL_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%.64s\": petl runs %s",
+                         what, s, petl_arch_names());
+    snprintf(c->model_type, sizeof c->model_type, "%s", s);
+    return PETL_OK;
+}
+
+/* The defaults of the family's config class in transformers where they differ from BertConfig's
+ * (a config.json may leave any field out). */
+static void family_defaults(petl_config *c) {
+    const char *t = c->model_type;
+    if (!strcmp(t, "roberta") || !strcmp(t, "xlm-roberta") || !strcmp(t, "camembert")) {
+        c->pad_token_id = 1;
+    } else if (!strcmp(t, "electra")) {
+        c->embedding_size = 128;
+        c->hidden_size = 256;
+        c->num_heads = 4;
+        c->intermediate_size = 1024;
+    } else if (!strcmp(t, "distilbert")) {
+        c->num_layers = 6;
+        c->type_vocab_size = 1; /* no table: every token is type 0 */
+    } else if (!strcmp(t, "mpnet")) {
+        c->vocab_size = 30527;
+        c->pad_token_id = 1;
+        c->type_vocab_size = 1; /* no table */
+        c->rel_buckets = 32;
+    }
+}
+
+/* The config.json key of each field: BERT's names, DistilBERT's own. */
+typedef struct {
+    const char *hidden, *layers, *heads, *inter, *act, *hdrop, *adrop;
+} config_keys;
+
+static const config_keys bert_keys = {
+    "hidden_size", "num_hidden_layers",   "num_attention_heads",         "intermediate_size",
+    "hidden_act",  "hidden_dropout_prob", "attention_probs_dropout_prob"};
+static const config_keys distilbert_keys = {
+    "dim", "n_layers", "n_heads", "hidden_dim", "activation", "dropout", "attention_dropout"};
+
+static const config_keys *keys_of(const petl_config *c) {
+    return strcmp(c->model_type, "distilbert") ? &bert_keys : &distilbert_keys;
 }
 
 static petl_status parse_act(const json_t *root, petl_config *cfg, const char *what,
                              petl_error *err) {
-    const char *s;
-    petl_status st = get_string(root, "hidden_act", &s, what, err);
+    const char *s, *key = keys_of(cfg)->act;
+    petl_status st = get_string(root, key, &s, what, err);
     if (st != PETL_OK || !s) return st;
     for (size_t i = 0; i < sizeof act_names / sizeof act_names[0]; i++) {
         if (!strcmp(s, act_names[i].name)) {
@@ -140,10 +178,10 @@ static petl_status parse_act(const json_t *root, petl_config *cfg, const char *w
         }
     }
     return petl_fail(err, PETL_ERR_UNSUPPORTED,
-                     "%s: \"hidden_act\" is \"%.64s\": petl implements gelu (gelu_python), "
+                     "%s: \"%s\" is \"%.64s\": petl implements gelu (gelu_python), "
                      "gelu_new (gelu_pytorch_tanh, gelu_python_tanh, gelu_fast, gelu_accurate) "
                      "and relu",
-                     what, s);
+                     what, key, s);
 }
 
 /* Settings that change the computation in ways petl does not implement. */
@@ -164,26 +202,32 @@ static petl_status parse_refusals(const json_t *root, const char *what, petl_err
 
 static petl_status parse_sizes(const json_t *root, petl_config *c, const char *what,
                                petl_error *err) {
+    const config_keys *k = keys_of(c);
+    const petl_arch *a = petl_arch_find(c->model_type);
     const struct {
         const char *key;
         int *dst;
     } dims[] = {
         {"vocab_size", &c->vocab_size},
-        {"hidden_size", &c->hidden_size},
-        {"num_hidden_layers", &c->num_layers},
-        {"num_attention_heads", &c->num_heads},
-        {"intermediate_size", &c->intermediate_size},
+        {k->hidden, &c->hidden_size},
+        {k->layers, &c->num_layers},
+        {k->heads, &c->num_heads},
+        {k->inter, &c->intermediate_size},
         {"max_position_embeddings", &c->max_position_embeddings},
-        {"type_vocab_size", &c->type_vocab_size},
+        /* families without a token-type table keep their 1 */
+        {a->emb[PETL_E_TYPE] ? "type_vocab_size" : NULL, &c->type_vocab_size},
+        {a->emb_project_w ? "embedding_size" : NULL, &c->embedding_size},
+        {a->rel_bias ? "relative_attention_num_buckets" : NULL, &c->rel_buckets},
     };
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        if (!dims[i].key) continue;
         petl_status st = get_int(root, dims[i].key, 1, CONFIG_MAX_DIM, dims[i].dst, what, err);
         if (st != PETL_OK) return st;
     }
     if (c->hidden_size % c->num_heads != 0)
-        return petl_fail(err, PETL_ERR_FORMAT,
-                         "%s: \"hidden_size\" %d is not a multiple of \"num_attention_heads\" %d",
-                         what, c->hidden_size, c->num_heads);
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" %d is not a multiple of \"%s\" %d", what,
+                         k->hidden, c->hidden_size, k->heads, c->num_heads);
+
     /* null means "no padding token" to transformers; petl takes the pad id from the vocab. */
     if (json_is_null(json_object_get(root, "pad_token_id"))) return PETL_OK;
     petl_status st = get_int(root, "pad_token_id", 0, CONFIG_MAX_DIM, &c->pad_token_id, what, err);
@@ -197,17 +241,19 @@ static petl_status parse_root(const json_t *root, petl_config *c, const char *wh
                               petl_error *err) {
     if (!json_is_object(root))
         return petl_fail(err, PETL_ERR_FORMAT, "%s: expected a JSON object", what);
-    petl_status st = parse_model_type(root, what, err);
-    if (st == PETL_OK) st = parse_refusals(root, what, err);
+    petl_status st = parse_model_type(root, c, what, err);
+    if (st != PETL_OK) return st;
+    family_defaults(c);
+    const config_keys *k = keys_of(c);
+    st = parse_refusals(root, what, err);
     if (st == PETL_OK) st = parse_act(root, c, what, err);
     if (st == PETL_OK) st = parse_sizes(root, c, what, err);
-    if (st == PETL_OK)
+    /* DistilBERT's LayerNorms have a fixed eps of 1e-12 (its config has no field for it) */
+    if (st == PETL_OK && k == &bert_keys)
         st = get_float(root, "layer_norm_eps", 0, true, 1, &c->layer_norm_eps, what, err);
+    if (st == PETL_OK) st = get_float(root, k->hdrop, 0, false, 1, &c->hidden_dropout, what, err);
     if (st == PETL_OK)
-        st = get_float(root, "hidden_dropout_prob", 0, false, 1, &c->hidden_dropout, what, err);
-    if (st == PETL_OK)
-        st = get_float(root, "attention_probs_dropout_prob", 0, false, 1, &c->attention_dropout,
-                       what, err);
+        st = get_float(root, k->adrop, 0, false, 1, &c->attention_dropout, what, err);
     return st;
 }
 

@@ -54,7 +54,7 @@ petl_status petl_encode(petl_ctx *ctx, const petl_batch *b, float *last_hidden, 
     const petl_ctx_shape *sh = petl_ctx_get_shape(ctx);
     const petl_model *m = petl_ctx_base(ctx);
     /* padding positions are computed too when last_hidden is asked for: check their ids */
-    petl_status rc = petl_batch_check(&m->cfg, sh->max_batch, sh->max_len, b, true, err);
+    petl_status rc = petl_batch_check(m, sh->max_batch, sh->max_len, b, true, err);
     if (rc != PETL_OK) return rc;
     if (pooled && !m->has_pooler)
         return petl_fail(err, PETL_ERR_ARG, "pooled output asked of a model without a pooler");

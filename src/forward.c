@@ -58,8 +58,16 @@ struct petl_ctx {
     const petl_view **gview; /* [max_batch]  view of group g */
     const petl_view **rview; /* [max_batch]  callers' per-row views (petl_ctx_row_views) */
     /* Saved forward. */
-    float *emb_sum;             /* [N, H]  word + position + type (training) */
+    float *emb_sum;             /* [N, E]  word + position + type (training) */
     float *emb_mean, *emb_rstd; /* [N] */
+    float *emb_ln;              /* [N, E]  the embeddings before their projection (ELECTRA) */
+    /* Relative attention bias (MPNet): rel_bkt[c] is the bucket of distance c - (max_len - 1);
+     * relb [heads, 2 max_len - 1] the bias of each head and distance, from the view's table. */
+    int *rel_bkt;
+    float *relb;
+    float *drel_scr; /* [nthreads, heads, 2 max_len - 1]  its gradient, per thread (training) */
+    petl_att_bias rb;
+    const petl_att_bias *rbp;   /* &rb when the model has the bias, else NULL */
     float *xs;                  /* training [L + 1, N, H]: xs[0] embeddings, xs[l + 1] layer l
                                    out; inference [N, H] */
     layer_acts *acts;           /* [L + 1]: per layer, [L] the shared slot */
@@ -95,6 +103,9 @@ void petl_view_of_base(petl_view *v, petl_layer_view *layers, const petl_model *
     v->type_emb = m->type_emb;
     v->emb_ln_w = m->emb_ln_w;
     v->emb_ln_b = m->emb_ln_b;
+    v->emb_proj_w = m->emb_proj_w;
+    v->emb_proj_b = m->emb_proj_b;
+    v->rel_bias = m->rel_bias;
     for (int l = 0; l < m->cfg.num_layers; l++) {
         const petl_layer_params *p = &m->layers[l];
         layers[l] = (petl_layer_view){.qkv_w = p->qkv_w,
@@ -120,7 +131,9 @@ void petl_view_of_base(petl_view *v, petl_layer_view *layers, const petl_model *
 /* The view pointers ARE the base's when not tuned, so comparing pointers is exact. */
 bool petl_view_shares_base(const petl_view *v) {
     const petl_model *b = v->base;
-    if (v->word_emb != b->word_emb || v->pos_emb != b->pos_emb || v->type_emb != b->type_emb)
+    if (v->word_emb != b->word_emb || v->pos_emb != b->pos_emb || v->type_emb != b->type_emb ||
+        v->emb_proj_w != b->emb_proj_w || v->emb_proj_b != b->emb_proj_b ||
+        v->rel_bias != b->rel_bias)
         return false;
     for (int l = 0; l < b->cfg.num_layers; l++) {
         const petl_layer_view *y = &v->layers[l];
@@ -200,6 +213,8 @@ static size_t layout(petl_ctx *ctx, char *base) {
     const petl_ctx_shape *s = &ctx->sh;
     const size_t T = s->train ? 1 : 0; /* saved activations, backward buffers */
     const size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    const size_t E = (size_t)c->embedding_size, EP = E != H ? E : 0; /* EP: projected width */
+    const size_t R = ctx->base->rel_bias ? 2 * (size_t)s->max_len - 1 : 0, NHd = c->num_heads;
     const size_t m = (size_t)s->max_m, L = (size_t)c->num_layers, NL = (size_t)s->max_nl;
     const size_t B = (size_t)s->max_batch, N = B * (size_t)s->max_len;
     const size_t P = T ? B * (size_t)c->num_heads * (size_t)s->max_len * s->max_len : 0;
@@ -217,9 +232,13 @@ static size_t layout(petl_ctx *ctx, char *base) {
     C(ctx->gview, B * sizeof(*ctx->gview));
     C(ctx->rview, B * sizeof(*ctx->rview));
     C(ctx->drop_keys, B * sizeof(uint64_t));
-    C(ctx->emb_sum, T * N * H * F);
+    C(ctx->emb_sum, T * N * E * F);
     C(ctx->emb_mean, N * F);
     C(ctx->emb_rstd, N * F);
+    C(ctx->emb_ln, N * EP * F);
+    C(ctx->rel_bkt, R * sizeof(int));
+    C(ctx->relb, NHd * R * F);
+    C(ctx->drel_scr, T * (size_t)ctx->nthreads * NHd * R * F);
     C(ctx->xs, (T ? L + 1 : 1) * N * H * F);
     if (T) {
         /* One slot per layer from the lowest trained one up (the backward reads them), and one
@@ -251,11 +270,11 @@ static size_t layout(petl_ctx *ctx, char *base) {
     C(ctx->span_logits, SP * F);
     C(ctx->dspan, T * SP * F);
     C(ctx->dy, T * N * H * F);
-    C(ctx->ds, T * N * H * F);
+    C(ctx->ds, T * N * (H > E ? H : E) * F); /* also d of the embedding sum */
     C(ctx->dh, T * N * H * F);
     C(ctx->dctx, T * N * H * F);
     C(ctx->dqkv, T * N * 3 * H * F);
-    C(ctx->dfg, T * N * I * F);
+    C(ctx->dfg, T * N * (I > EP ? I : EP) * F); /* also d of the projected embeddings */
     C(ctx->df, T * N * I * F);
     C(ctx->dad, T * 2 * N * (m ? m : 1) * F);
     C(ctx->dlogits, T * B * NL * F);
@@ -306,6 +325,13 @@ petl_status petl_ctx_make(const petl_model *base, const petl_ctx_shape *shape, p
         return petl_fail(err, PETL_ERR_NOMEM, "out of memory for a %zu-byte context", total);
     }
     layout(ctx, ctx->arena);
+    if (base->rel_bias) {
+        const int R = 2 * s->max_len - 1;
+        for (int i = 0; i < R; i++)
+            ctx->rel_bkt[i] =
+                petl_rel_bucket(i - (s->max_len - 1), PETL_MPNET_BUCKETS, PETL_MPNET_MAX_DISTANCE);
+        ctx->rb = (petl_att_bias){.bias = ctx->relb, .stride = R, .center = s->max_len - 1};
+    }
     petl_view_of_base(&ctx->base_view, ctx->base_layers, base);
     *out = ctx;
     return PETL_OK;
@@ -442,7 +468,9 @@ static void plan_rows(petl_ctx *ctx, const petl_view *const *views, const petl_b
  * regenerated exactly, the same call on their gradient. Thread-count independent. */
 static void hidden_dropout(const petl_ctx *ctx, const petl_view *v, float *x, uint64_t purpose,
                            uint64_t site) {
-    const int H = ctx->base->cfg.hidden_size;
+    /* the embeddings' dropout runs before their projection, at their width */
+    const int H = purpose == PETL_RNG_DROPOUT_EMBED ? ctx->base->cfg.embedding_size
+                                                    : ctx->base->cfg.hidden_size;
     const float p = v->hidden_dropout;
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < ctx->B; k++) {
@@ -491,66 +519,90 @@ static void add_inplace(float *out, const float *a, int64_t n) {
 
 /* --------------------------------------------------------------------------- embeddings */
 
-/* x[n, H] = word[id] + pos[p + offset] + type[tt] for every computed row, from the first
- * group's tables (shared by every group of a multi-group forward). */
-static void embeddings_sum(const petl_ctx *ctx, float *x, const petl_batch *b) {
+/* e[n, E] = word[id] + pos[p + offset] + type[tt] (no type table: no term) for every computed
+ * row, from the first group's tables (shared by every group of a multi-group forward). */
+static void embeddings_sum(const petl_ctx *ctx, float *e, const petl_batch *b) {
     const petl_view *v = ctx->gview[0];
-    const petl_arch *arch = ctx->base->arch;
-    const int H = ctx->base->cfg.hidden_size;
+    const petl_model *m = ctx->base;
+    const int E = m->cfg.embedding_size;
+    const bool types = m->arch->token_types;
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < ctx->B; k++) {
         const int r = ctx->order[k];
         for (int p = 0; p < ctx->qlen[k]; p++) {
             const int64_t at = (int64_t)r * b->seq + p;
-            const float *we = v->word_emb + (int64_t)b->ids[at] * H;
-            const float *pe = v->pos_emb + (int64_t)(p + arch->position_offset) * H;
-            const float *te = v->type_emb + (int64_t)(arch->token_types ? b->type_ids[at] : 0) * H;
-            float *o = x + (ctx->off[k] + p) * H;
+            const float *we = v->word_emb + (int64_t)b->ids[at] * E;
+            const float *pe = v->pos_emb + (int64_t)(p + m->pos_offset) * E;
+            float *o = e + (ctx->off[k] + p) * E;
+            if (!v->type_emb) {
 #pragma omp simd
-            for (int c = 0; c < H; c++)
+                for (int c = 0; c < E; c++)
+                    o[c] = we[c] + pe[c];
+                continue;
+            }
+            const float *te = v->type_emb + (int64_t)(types ? b->type_ids[at] : 0) * E;
+#pragma omp simd
+            for (int c = 0; c < E; c++)
                 o[c] = we[c] + pe[c] + te[c];
         }
     }
 }
 
-/* Group g's embedding LayerNorm: training from emb_sum into xs[0] (statistics saved), else in
- * place on x. */
-static void embeddings_ln_group(petl_ctx *ctx, int g, float *x) {
+/* Group g's embedding LayerNorm (width E) into out: training from emb_sum (statistics saved),
+ * else in place. */
+static void embeddings_ln_group(petl_ctx *ctx, int g, float *out) {
     const petl_view *v = ctx->gview[g];
     const petl_config *c = &ctx->base->cfg;
-    const int H = c->hidden_size;
+    const int E = c->embedding_size;
     const int64_t t0 = ctx->tstart[g], n = ctx->tstart[g + 1] - t0;
     if (ctx->saving)
-        petl_layernorm_forward_train(x + t0 * H, ctx->emb_mean + t0, ctx->emb_rstd + t0,
-                                     ctx->emb_sum + t0 * H, v->emb_ln_w, v->emb_ln_b, n, H,
+        petl_layernorm_forward_train(out + t0 * E, ctx->emb_mean + t0, ctx->emb_rstd + t0,
+                                     ctx->emb_sum + t0 * E, v->emb_ln_w, v->emb_ln_b, n, E,
                                      c->layer_norm_eps);
     else
         (ctx->naive ? petl_layernorm_naive : petl_layernorm_forward)(
-            x + t0 * H, x + t0 * H, NULL, v->emb_ln_w, v->emb_ln_b, n, H, c->layer_norm_eps);
+            out + t0 * E, out + t0 * E, NULL, v->emb_ln_w, v->emb_ln_b, n, E, c->layer_norm_eps);
 }
 
+/*   x0 = dropout(LN(e))                   (every family but ELECTRA with E != H)
+ *   x0 = W_p dropout(LN(e)) + b_p          (ELECTRA: LN(e) in emb_ln [n, E]) */
 static void embeddings_forward(petl_ctx *ctx, const petl_batch *b, float *x0) {
-    embeddings_sum(ctx, ctx->saving ? ctx->emb_sum : x0, b);
-    FOR_EACH_GROUP(ctx, g, embeddings_ln_group(ctx, g, x0));
     const petl_view *v = ctx->gview[0];
+    const petl_config *c = &ctx->base->cfg;
+    float *ln = v->emb_proj_w ? ctx->emb_ln : x0;
+    embeddings_sum(ctx, ctx->saving ? ctx->emb_sum : ln, b);
+    FOR_EACH_GROUP(ctx, g, embeddings_ln_group(ctx, g, ln));
     if (ctx->dropout && v->hidden_dropout > 0.0f)
-        hidden_dropout(ctx, v, x0, PETL_RNG_DROPOUT_EMBED, 0);
+        hidden_dropout(ctx, v, ln, PETL_RNG_DROPOUT_EMBED, 0);
+    if (v->emb_proj_w)
+        linear_forward(ctx, x0, ln, v->emb_proj_w, NULL, NULL, v->emb_proj_b, ctx->n,
+                       c->embedding_size, c->hidden_size); /* [n, H] */
 }
 
 /* Embeddings backward (one group) from dx0 = d loss / d xs[0] (overwritten). */
 static void embeddings_backward(petl_ctx *ctx, const petl_batch *b, float *dx0) {
     const petl_view *v = ctx->gview[0];
-    const int H = ctx->base->cfg.hidden_size;
-    const petl_arch *arch = ctx->base->arch;
-    const int64_t nH = ctx->n * H;
-    /* xs[0] = dropout(LN(e)):  d LN(e) = d xs[0] * mask */
+    const petl_model *m = ctx->base;
+    const int E = m->cfg.embedding_size;
+    const bool types = m->arch->token_types;
+    const int64_t nE = ctx->n * E;
+    float *dln = dx0;
+    if (v->emb_proj_w) {
+        /* x0 = W_p ln + b_p:  d W_p += dx0^T ln,  d ln = dx0 W_p  (into dfg: [N, I] is free and
+         * at least [N, E], as the context's layout makes it) */
+        dln = ctx->dfg;
+        memset(dln, 0, (size_t)nE * sizeof(float));
+        petl_matmul_backward(dln, v->d_emb_proj_w, v->d_emb_proj_b, dx0, ctx->emb_ln, v->emb_proj_w,
+                             ctx->n, E, m->cfg.hidden_size);
+    }
+    /* ln = dropout(LN(e)):  d LN(e) = d ln * mask */
     if (ctx->dropout && v->hidden_dropout > 0.0f)
-        hidden_dropout(ctx, v, dx0, PETL_RNG_DROPOUT_EMBED, 0);
+        hidden_dropout(ctx, v, dln, PETL_RNG_DROPOUT_EMBED, 0);
     const bool tables = v->d_word_emb != NULL;
     float *de = tables ? ctx->ds : NULL;
-    if (de) memset(de, 0, (size_t)nH * sizeof(float));
-    petl_layernorm_backward(de, v->d_emb_ln_w, v->d_emb_ln_b, dx0, ctx->emb_sum, v->emb_ln_w,
-                            ctx->emb_mean, ctx->emb_rstd, ctx->n, H);
+    if (de) memset(de, 0, (size_t)nE * sizeof(float));
+    petl_layernorm_backward(de, v->d_emb_ln_w, v->d_emb_ln_b, dln, ctx->emb_sum, v->emb_ln_w,
+                            ctx->emb_mean, ctx->emb_rstd, ctx->n, E);
     if (!tables) return;
     /* e = word[id] + pos[p] + type[tt]: scatter-add, serially (repeated ids must add up in a
      * fixed order). */
@@ -558,17 +610,44 @@ static void embeddings_backward(petl_ctx *ctx, const petl_batch *b, float *dx0) 
         const int r = ctx->order[k];
         for (int p = 0; p < ctx->qlen[k]; p++) {
             const int64_t at = (int64_t)r * b->seq + p;
-            const float *d = de + (ctx->off[k] + p) * H;
-            float *gw = v->d_word_emb + (int64_t)b->ids[at] * H;
-            float *gp = v->d_pos_emb + (int64_t)(p + arch->position_offset) * H;
-            float *gt = v->d_type_emb + (int64_t)(arch->token_types ? b->type_ids[at] : 0) * H;
-            for (int c = 0; c < H; c++) {
+            const float *d = de + (ctx->off[k] + p) * E;
+            float *gw = v->d_word_emb + (int64_t)b->ids[at] * E;
+            float *gp = v->d_pos_emb + (int64_t)(p + m->pos_offset) * E;
+            float *gt =
+                v->d_type_emb ? v->d_type_emb + (int64_t)(types ? b->type_ids[at] : 0) * E : NULL;
+            for (int c = 0; c < E; c++) {
                 gw[c] += d[c];
                 gp[c] += d[c];
-                gt[c] += d[c];
             }
+            if (gt)
+                for (int c = 0; c < E; c++)
+                    gt[c] += d[c];
         }
     }
+}
+
+/* MPNet's relative position bias for the forward: relb[h, c] = table[bucket(c - center), h] from
+ * the first group's table (the base's or a full-tuned copy). */
+static const petl_att_bias *rel_bias_forward(petl_ctx *ctx) {
+    const petl_view *v = ctx->gview[0];
+    if (!v->rel_bias) return NULL;
+    const int nh = ctx->base->cfg.num_heads, R = ctx->rb.stride;
+    for (int h = 0; h < nh; h++)
+        for (int c = 0; c < R; c++)
+            ctx->relb[h * R + c] = v->rel_bias[ctx->rel_bkt[c] * nh + h];
+    ctx->rb.dbias = NULL;
+    return &ctx->rb;
+}
+
+/* Backward: the per-thread gradients of relb summed into the table's, bucket by bucket. */
+static void rel_bias_backward(petl_ctx *ctx) {
+    const petl_view *v = ctx->gview[0];
+    const int nh = ctx->base->cfg.num_heads, R = ctx->rb.stride;
+    for (int t = 0; t < ctx->nthreads; t++)
+        for (int h = 0; h < nh; h++)
+            for (int c = 0; c < R; c++)
+                v->d_rel_bias[ctx->rel_bkt[c] * nh + h] +=
+                    ctx->drel_scr[((int64_t)t * nh + h) * R + c];
 }
 
 /* ------------------------------------------------------------------------------ layers */
@@ -629,17 +708,18 @@ static void layer_forward(petl_ctx *ctx, int l, layer_acts *a, const float *x, f
             ctx->dropout && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
         petl_attention_forward_train(a->ctx, a->probs, ctx->att_scr, ctx->att_stride, ctx->nthreads,
                                      pa, keys, a->qkv, ctx->off, ctx->poff, ctx->qlen, ctx->klen,
-                                     ctx->B, H, nh, lbf);
+                                     ctx->B, H, nh, lbf, ctx->rbp);
     } else if (ctx->naive) {
-        petl_attention_naive(a->ctx, a->qkv, ctx->off, ctx->qlen, ctx->klen, ctx->B, H, nh);
+        petl_attention_naive(a->ctx, a->qkv, ctx->off, ctx->qlen, ctx->klen, ctx->B, H, nh,
+                             ctx->rbp);
     } else {
         petl_attention_forward(a->ctx, ctx->att_scr, ctx->att_stride, ctx->nthreads, a->qkv,
-                               ctx->off, ctx->qlen, ctx->klen, ctx->B, H, nh, lbf);
+                               ctx->off, ctx->qlen, ctx->klen, ctx->B, H, nh, lbf, ctx->rbp);
     }
     /* attention output projection, dropout, adapter 1, residual, LayerNorm 1 */
     linear_forward(ctx, a->h1, a->ctx, p->attn_out_w, bw->attn_out_w, bf ? &bf->attn_out : NULL,
                    p->attn_out_b, n, H, H); /* [n, H] */
-    if (ctx->dropout && v->hidden_dropout > 0.0f)
+    if (ctx->dropout && v->hidden_dropout > 0.0f && !ctx->base->arch->no_attn_out_dropout)
         hidden_dropout(ctx, v, a->h1, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2);
     FOR_EACH_GROUP(ctx, g, adapter_ln_group(ctx, g, l, 0, a, a->y1, x));
     /* feed-forward, dropout, adapter 2, residual, LayerNorm 2 */
@@ -708,7 +788,7 @@ static void layer_backward(petl_ctx *ctx, int l, float *dy, bool need_dx) {
     else
         memcpy(dh, dy, bH);
     /* h1 = dropout(W_o ctx + b_o):  d (W_o ctx) = d h1 * mask */
-    if (ctx->dropout && v->hidden_dropout > 0.0f)
+    if (ctx->dropout && v->hidden_dropout > 0.0f && !ctx->base->arch->no_attn_out_dropout)
         hidden_dropout(ctx, v, dh, PETL_RNG_DROPOUT_HIDDEN, (uint64_t)l * 2);
     /* W_o:  d ctx = dh W_o */
     memset(ctx->dctx, 0, bH);
@@ -721,7 +801,7 @@ static void layer_backward(petl_ctx *ctx, int l, float *dy, bool need_dx) {
         ctx->dropout && pa > 0.0f ? row_keys(ctx, PETL_RNG_DROPOUT_ATTN, (uint64_t)l) : NULL;
     petl_attention_backward(ctx->dqkv, ctx->att_scr, ctx->att_stride, ctx->nthreads, ctx->dctx,
                             a->qkv, a->probs, pa, keys, ctx->off, ctx->poff, ctx->qlen, ctx->klen,
-                            ctx->B, H, nh, lbf);
+                            ctx->B, H, nh, lbf, ctx->rbp);
     /* qkv = W_qkv x + b:  d x += dqkv W_qkv (only when something below is trained) */
     linear_backward(need_dx ? dy : NULL, p->d_qkv_w, p->d_qkv_b, ctx->dqkv, x, p->qkv_w, bw->qkv_w,
                     bf ? &bf->qkv_t : NULL, n, H, 3 * H);
@@ -812,6 +892,7 @@ void petl_forward(petl_ctx *ctx, const petl_view *const *views, const petl_batch
     ctx->dropout = ctx->saving && seed != 0;
     ctx->seed = seed;
     const int64_t NH = (int64_t)ctx->sh.max_batch * ctx->sh.max_len * ctx->base->cfg.hidden_size;
+    ctx->rbp = rel_bias_forward(ctx);
     embeddings_forward(ctx, b, ctx->xs);
     for (int l = 0; l < L; l++) {
         if (ctx->saving)
@@ -835,9 +916,19 @@ void petl_backward(petl_ctx *ctx, const petl_batch *b) {
     head_backward_all(ctx, dy, below_head);
     if (!below_head) return;
     const int stop = lowest < 0 ? 0 : lowest;
+    const bool rel = v->d_rel_bias && ctx->rbp;
+    if (rel) {
+        memset(ctx->drel_scr, 0,
+               (size_t)ctx->nthreads * ctx->base->cfg.num_heads * ctx->rb.stride * sizeof(float));
+        ctx->rb.dbias = ctx->drel_scr;
+    }
     for (int l = L - 1; l >= stop; l--) {
         layer_backward(ctx, l, dy, l > stop || lowest < 0);
         ctx->lowest_computed = l;
+    }
+    if (rel) {
+        rel_bias_backward(ctx);
+        ctx->rb.dbias = NULL;
     }
     if (lowest < 0) {
         embeddings_backward(ctx, b, dy);

@@ -43,8 +43,12 @@ typedef struct {
 /* Everything a forward reads for one task (or for the bare base). */
 typedef struct {
     const petl_model *base;
-    const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b;
+    const float *word_emb, *pos_emb, *type_emb, *emb_ln_w, *emb_ln_b; /* type_emb may be NULL */
     float *d_word_emb, *d_pos_emb, *d_type_emb, *d_emb_ln_w, *d_emb_ln_b;
+    const float *emb_proj_w, *emb_proj_b; /* [H, E], [H]: ELECTRA's projection, else NULL */
+    float *d_emb_proj_w, *d_emb_proj_b;
+    const float *rel_bias; /* [buckets, heads]: MPNet's relative position bias, else NULL */
+    float *d_rel_bias;
     petl_layer_view *layers; /* [L] */
     int m;                   /* adapter bottleneck (0: none) */
     petl_adapter_act act;

@@ -539,6 +539,30 @@ static void softmax_rows(float *s, int rows, int n) {
     }
 }
 
+/* s[nq, nk] += head h's score bias (petl_att_bias): row i reads the bias from distance -i on. */
+static void add_score_bias(float *s, int nq, int nk, const petl_att_bias *rb, int h) {
+    const float *bh = rb->bias + (int64_t)h * rb->stride + rb->center;
+    for (int i = 0; i < nq; i++) {
+        float *r = s + (int64_t)i * nk;
+        const float *bi = bh - i;
+#pragma omp simd
+        for (int j = 0; j < nk; j++)
+            r[j] += bi[j];
+    }
+}
+
+/* The bias gradient: acc[center + j - i] += ds[i, j] (acc: head h's row of a thread's
+ * accumulator). */
+static void acc_score_bias(float *acc, const float *ds, int nq, int nk, int center) {
+    for (int i = 0; i < nq; i++) {
+        const float *r = ds + (int64_t)i * nk;
+        float *ai = acc + center - i;
+#pragma omp simd
+        for (int j = 0; j < nk; j++)
+            ai[j] += r[j];
+    }
+}
+
 /* One attention product C = alpha op(A) op(B) + beta C (row-major, as cblas_sgemm), on the
  * calling thread: fp32 sgemm, or with bf16 petl_gemm_bf16 (operands rounded, fp32 sums). */
 static void att_gemm(bool bf16, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K,
@@ -556,7 +580,7 @@ static void att_gemm(bool bf16, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, i
 
 void petl_attention_forward(float *out, float *scratch, int64_t scratch_stride, int nthreads,
                             const float *qkv, const int64_t *off, const int *qlen, const int *klen,
-                            int B, int H, int num_heads, bool bf16) {
+                            int B, int H, int num_heads, bool bf16, const petl_att_bias *rb) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     /* One task per (batch row, head); the GEMMs inside run single-threaded (OpenBLAS does not
@@ -572,13 +596,14 @@ void petl_attention_forward(float *out, float *scratch, int64_t scratch_stride, 
         int nq = qlen[b], nk = klen[b];
         /* Scores of real keys only: padded keys are left out, i.e. get weight exactly 0. */
         att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f, s, nk);
+        if (rb) add_score_bias(s, nq, nk, rb, h);
         softmax_rows(s, nq, nk);
         att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, s, nk, v, ld, 0.0f, o, H);
     }
 }
 
 void petl_attention_naive(float *out, const float *qkv, const int64_t *off, const int *qlen,
-                          const int *klen, int B, int H, int num_heads) {
+                          const int *klen, int B, int H, int num_heads, const petl_att_bias *rb) {
     const int hd = H / num_heads, ld = 3 * H;
     const double scale = 1.0 / sqrt((double)hd);
     for (int b = 0; b < B; b++)
@@ -596,7 +621,11 @@ void petl_attention_naive(float *out, const float *qkv, const int64_t *off, cons
                         double d = 0.0;
                         for (int c = 0; c < hd; c++)
                             d += (double)q[c] * k[c];
-                        double sc = j < klen[b] ? d * scale : -INFINITY;
+                        if (rb)
+                            d = d * scale + rb->bias[h * rb->stride + rb->center + j - i];
+                        else
+                            d *= scale;
+                        double sc = j < klen[b] ? d : -INFINITY;
                         if (pass == 0 && sc > mx) mx = sc;
                         if (pass == 1) sum += exp(sc - mx);
                         if (pass == 2) {
@@ -615,7 +644,8 @@ void petl_attention_naive(float *out, const float *qkv, const int64_t *off, cons
 void petl_attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
                                   int nthreads, float p, const uint64_t *keys, const float *qkv,
                                   const int64_t *off, const int64_t *poff, const int *qlen,
-                                  const int *klen, int B, int H, int num_heads, bool bf16) {
+                                  const int *klen, int B, int H, int num_heads, bool bf16,
+                                  const petl_att_bias *rb) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const bool drop = keys && p > 0.0f;
@@ -629,6 +659,7 @@ void petl_attention_forward_train(float *out, float *probs, float *scratch, int6
         const float *k = q + H, *v = q + 2 * H;      /* [nk, hd] ld */
         float *o = out + off[b] * H + h * hd;        /* [nq, hd] H */
         att_gemm(bf16, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q, ld, k, ld, 0.0f, s, nk);
+        if (rb) add_score_bias(s, nq, nk, rb, h);
         softmax_rows(s, nq, nk);
         const float *pv = s;
         if (drop) {
@@ -645,7 +676,7 @@ void petl_attention_backward(float *dqkv, float *scratch, int64_t scratch_stride
                              const float *dout, const float *qkv, const float *probs, float p,
                              const uint64_t *keys, const int64_t *off, const int64_t *poff,
                              const int *qlen, const int *klen, int B, int H, int num_heads,
-                             bool bf16) {
+                             bool bf16, const petl_att_bias *rb) {
     const int hd = H / num_heads, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)hd);
     const bool drop = keys && p > 0.0f;
@@ -689,7 +720,10 @@ void petl_attention_backward(float *dqkv, float *scratch, int64_t scratch_stride
             for (int j = 0; j < nk; j++)
                 r[j] = pr[j] * (r[j] - dot);
         }
-        /* S = scale Q K^T:  d Q += scale dS K,  d K += scale dS^T Q */
+        /* S = scale Q K^T + bias:  d bias += dS,  d Q += scale dS K,  d K += scale dS^T Q */
+        if (rb && rb->dbias)
+            acc_score_bias(rb->dbias + ((int64_t)omp_get_thread_num() * num_heads + h) * rb->stride,
+                           dP, nq, nk, rb->center);
         att_gemm(bf16, CblasNoTrans, CblasNoTrans, nq, hd, nk, scale, dP, nk, k, ld, 1.0f, dq, ld);
         att_gemm(bf16, CblasTrans, CblasNoTrans, nk, hd, nq, scale, dP, nk, q, ld, 1.0f, dk, ld);
     }
@@ -697,7 +731,8 @@ void petl_attention_backward(float *dqkv, float *scratch, int64_t scratch_stride
 
 void petl_attention_backward_naive(float *dqkv, const float *dout, const float *qkv, float p,
                                    const uint64_t *keys, const int64_t *off, const int *qlen,
-                                   const int *klen, int B, int H, int num_heads) {
+                                   const int *klen, int B, int H, int num_heads,
+                                   const petl_att_bias *rb) {
     const int hd = H / num_heads, ld = 3 * H;
     const double scale = 1.0 / sqrt((double)hd);
     for (int b = 0; b < B; b++)
@@ -715,6 +750,7 @@ void petl_attention_backward_naive(float *dqkv, const float *dout, const float *
                     for (int c = 0; c < hd; c++)
                         d += (double)q[c] * k[c];
                     P[j] = d * scale;
+                    if (rb) P[j] += rb->bias[h * rb->stride + rb->center + j - i];
                     mx = P[j] > mx ? P[j] : mx;
                 }
                 for (int j = 0; j < nk && j < 512; j++)
@@ -737,6 +773,9 @@ void petl_attention_backward_naive(float *dqkv, const float *dout, const float *
                 }
                 float *dq = dqkv + (off[b] + i) * ld + h * hd;
                 for (int j = 0; j < nk && j < 512; j++) {
+                    if (rb && rb->dbias)
+                        rb->dbias[h * rb->stride + rb->center + j - i] +=
+                            (float)(P[j] * (dP[j] - dot));
                     const double ds = P[j] * (dP[j] - dot) * scale;
                     const float *k = qkv + (off[b] + j) * ld + H + h * hd;
                     float *dk = dqkv + (off[b] + j) * ld + H + h * hd;

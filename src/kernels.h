@@ -113,22 +113,34 @@ void petl_swish_backward(float *dinp, const float *dout, const float *inp, int64
 void petl_tanh_forward(float *out, const float *inp, int64_t n);
 void petl_tanh_backward(float *dinp, const float *dout, const float *out, int64_t n);
 
+/* An additive bias of the attention scores that depends only on the head and the distance
+ * j - i of key j from query i (MPNet's relative position bias):
+ *   score(h, i, j) = scale q_i . k_j + bias[h * stride + center + j - i]
+ * dbias (backward; NULL: frozen): nthreads accumulators of [num_heads, stride] floats, one per
+ * OpenMP thread, added to (the caller zeroes and sums them). */
+typedef struct {
+    const float *bias; /* [num_heads, stride] */
+    float *dbias;      /* [nthreads, num_heads, stride] or NULL */
+    int stride, center;
+} petl_att_bias;
+
 /* Multi-head self-attention over packed rows.
  *   out     [N, H]       context, heads concatenated (row off[b] + i, columns h*hd .. +hd)
  *   qkv     [N, 3H]      Q | K | V of every row (from the fused projection)
  *   off     [B]          first packed row of batch row b
  *   qlen    [B]          rows computed for batch row b (queries)
  *   klen    [B]          real tokens of batch row b (keys); klen[b] <= qlen[b]
+ *   rb      the score bias, or NULL
  * Padded keys get exactly zero weight: they are never read. scratch holds nthreads blocks of
  * scratch_stride >= max qlen * max klen floats, one per OpenMP thread. bf16: the two products
  * (and the backward's four) through petl_gemm_bf16 instead of sgemm (--precision bf16); the
  * softmax and everything else stay fp32. */
 void petl_attention_forward(float *out, float *scratch, int64_t scratch_stride, int nthreads,
                             const float *qkv, const int64_t *off, const int *qlen, const int *klen,
-                            int B, int H, int num_heads, bool bf16);
+                            int B, int H, int num_heads, bool bf16, const petl_att_bias *rb);
 /* The twin masks a full row of qlen keys with -INFINITY instead of skipping padded keys. */
 void petl_attention_naive(float *out, const float *qkv, const int64_t *off, const int *qlen,
-                          const int *klen, int B, int H, int num_heads);
+                          const int *klen, int B, int H, int num_heads, const petl_att_bias *rb);
 
 /* Training variant of petl_attention_forward: also saves the softmax probabilities (before
  * dropout) for the backward pass, and applies attention-probability dropout.
@@ -143,20 +155,23 @@ void petl_attention_naive(float *out, const float *qkv, const int64_t *off, cons
 void petl_attention_forward_train(float *out, float *probs, float *scratch, int64_t scratch_stride,
                                   int nthreads, float p, const uint64_t *keys, const float *qkv,
                                   const int64_t *off, const int64_t *poff, const int *qlen,
-                                  const int *klen, int B, int H, int num_heads, bool bf16);
+                                  const int *klen, int B, int H, int num_heads, bool bf16,
+                                  const petl_att_bias *rb);
 /* Backward, accumulating dqkv[N, 3H] += from dout[N, H] (gradient of the context), the
  * forward's qkv and probs, and its dropout (p, keys: the same arguments, the mask is
- * regenerated). scratch: nthreads blocks of scratch_stride >= 2 * max qlen * max klen floats. */
+ * regenerated); and rb->dbias when set. scratch: nthreads blocks of scratch_stride >= 2 * max
+ * qlen * max klen floats. */
 void petl_attention_backward(float *dqkv, float *scratch, int64_t scratch_stride, int nthreads,
                              const float *dout, const float *qkv, const float *probs, float p,
                              const uint64_t *keys, const int64_t *off, const int64_t *poff,
                              const int *qlen, const int *klen, int B, int H, int num_heads,
-                             bool bf16);
+                             bool bf16, const petl_att_bias *rb);
 /* Twin: plain loops in double, probabilities recomputed from qkv, the dropout multiplier of
- * each probability from petl_dropout_apply_naive. */
+ * each probability from petl_dropout_apply_naive; rb->dbias: its first accumulator. */
 void petl_attention_backward_naive(float *dqkv, const float *dout, const float *qkv, float p,
                                    const uint64_t *keys, const int64_t *off, const int *qlen,
-                                   const int *klen, int B, int H, int num_heads);
+                                   const int *klen, int B, int H, int num_heads,
+                                   const petl_att_bias *rb);
 
 /* The vectorisable exp / erf used by softmax and GELU (exposed for the tests). */
 float petl_expf(float x);

@@ -1,4 +1,4 @@
-/* Loading a BERT encoder checkpoint (config.json + model.safetensors) into one float allocation.
+/* Loading an encoder checkpoint (config.json + model.safetensors) into one float allocation.
  *
  * Every tensor the encoder needs is looked up, checked for its exact shape, and only then is
  * memory allocated and filled: a checkpoint that does not fit the config fails before any large
@@ -61,10 +61,27 @@ static const petl_st_tensor *find_param(const petl_safetensors *st, const char *
     return petl_st_find(st, name);
 }
 
-static petl_status check_config(const char *path, const petl_config *c, petl_error *err) {
+static petl_status check_config(const char *path, petl_config *c, const petl_arch **arch,
+                                petl_error *err) {
+    *arch = petl_arch_find(c->model_type);
+    if (!*arch)
+        return petl_fail(err, PETL_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%s\": petl runs %s",
+                         path, c->model_type, petl_arch_names());
+    if (!c->embedding_size) c->embedding_size = c->hidden_size;
     if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->num_layers <= 0 || c->num_heads <= 0 ||
-        c->intermediate_size <= 0 || c->max_position_embeddings <= 0 || c->type_vocab_size <= 0)
+        c->intermediate_size <= 0 || c->max_position_embeddings <= 0 || c->type_vocab_size <= 0 ||
+        c->embedding_size <= 0 || c->rel_buckets < 0)
         return petl_fail(err, PETL_ERR_FORMAT, "%s: sizes must be positive", path);
+    if (c->embedding_size != c->hidden_size && !(*arch)->emb_project_w)
+        return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                         "%s: embedding_size %d differs from hidden_size %d, which %s models do "
+                         "not project",
+                         path, c->embedding_size, c->hidden_size, c->model_type);
+    if ((*arch)->rel_bias && c->rel_buckets < PETL_MPNET_BUCKETS)
+        return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                         "%s: relative_attention_num_buckets %d: MPNet buckets relative positions "
+                         "into %d, so its table needs at least as many rows",
+                         path, c->rel_buckets, PETL_MPNET_BUCKETS);
     if (c->hidden_size % c->num_heads != 0)
         return petl_fail(err, PETL_ERR_FORMAT,
                          "%s: hidden_size %d is not a multiple of num_attention_heads %d", path,
@@ -72,23 +89,31 @@ static petl_status check_config(const char *path, const petl_config *c, petl_err
     /* Bounds far above any BERT that keep every element count below 2^62. */
     const int lim = 1 << 24;
     if (c->vocab_size > lim || c->hidden_size > lim || c->intermediate_size > lim ||
-        c->max_position_embeddings > lim || c->type_vocab_size > lim || c->num_layers > 4096)
+        c->max_position_embeddings > lim || c->type_vocab_size > lim || c->num_layers > 4096 ||
+        c->embedding_size > lim || c->rel_buckets > 4096)
         return petl_fail(err, PETL_ERR_UNSUPPORTED, "%s: sizes are implausibly large", path);
     return PETL_OK;
 }
 
-/* Fills specs[] (5 + 16 L + 2 entries) in the order of the parameter block, named by the
+/* Fills specs[] (at most 8 + 16 L + 2 entries) in the order of the parameter block, named by the
  * model's architecture description. Returns the count. */
 static size_t build_specs(petl_model *m, param_spec *specs, bool with_pooler) {
     const petl_config *c = &m->cfg;
     const petl_arch *a = m->arch;
-    const int64_t H = c->hidden_size, I = c->intermediate_size;
+    const int64_t H = c->hidden_size, I = c->intermediate_size, E = c->embedding_size;
     size_t n = 0;
-    spec_set(&specs[n++], a->emb[PETL_E_WORD], 2, c->vocab_size, H, &m->word_emb, 0);
-    spec_set(&specs[n++], a->emb[PETL_E_POS], 2, c->max_position_embeddings, H, &m->pos_emb, 0);
-    spec_set(&specs[n++], a->emb[PETL_E_TYPE], 2, c->type_vocab_size, H, &m->type_emb, 0);
-    spec_set(&specs[n++], a->emb[PETL_E_LN_W], 1, H, 0, &m->emb_ln_w, 0);
-    spec_set(&specs[n++], a->emb[PETL_E_LN_B], 1, H, 0, &m->emb_ln_b, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_WORD], 2, c->vocab_size, E, &m->word_emb, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_POS], 2, c->max_position_embeddings, E, &m->pos_emb, 0);
+    if (a->emb[PETL_E_TYPE])
+        spec_set(&specs[n++], a->emb[PETL_E_TYPE], 2, c->type_vocab_size, E, &m->type_emb, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_LN_W], 1, E, 0, &m->emb_ln_w, 0);
+    spec_set(&specs[n++], a->emb[PETL_E_LN_B], 1, E, 0, &m->emb_ln_b, 0);
+    if (E != H) {
+        spec_set(&specs[n++], a->emb_project_w, 2, H, E, &m->emb_proj_w, 0);
+        spec_set(&specs[n++], a->emb_project_b, 1, H, 0, &m->emb_proj_b, 0);
+    }
+    if (a->rel_bias)
+        spec_set(&specs[n++], a->rel_bias, 2, c->rel_buckets, c->num_heads, &m->rel_bias, 0);
     for (int l = 0; l < c->num_layers; l++) {
         petl_layer_params *p = &m->layers[l];
         /* where each layer tensor goes, in petl_layer_tensor order */
@@ -163,10 +188,13 @@ static petl_status load_weights(petl_model *m, const char *dir, petl_error *err)
     char name[160];
     snprintf(name, sizeof name, "%s%s", a->prefix, a->emb[PETL_E_WORD]);
     const char *prefix = petl_st_find(st, name) ? a->prefix : "";
-    snprintf(name, sizeof name, "%s%s", prefix, a->pooler_w);
-    bool has_w = petl_st_find(st, name) != NULL;
-    snprintf(name, sizeof name, "%s%s", prefix, a->pooler_b);
-    bool has_b = petl_st_find(st, name) != NULL;
+    bool has_w = false, has_b = false;
+    if (a->pooler_w) {
+        snprintf(name, sizeof name, "%s%s", prefix, a->pooler_w);
+        has_w = petl_st_find(st, name) != NULL;
+        snprintf(name, sizeof name, "%s%s", prefix, a->pooler_b);
+        has_b = petl_st_find(st, name) != NULL;
+    }
     if (has_w != has_b) {
         rc = petl_fail(err, PETL_ERR_SHAPE, "%s: pooler has a %s but no %s", path,
                        has_w ? "weight" : "bias", has_w ? "bias" : "weight");
@@ -174,7 +202,7 @@ static petl_status load_weights(petl_model *m, const char *dir, petl_error *err)
     }
     m->has_pooler = has_w;
 
-    size_t max_specs = 7 + 16 * (size_t)m->cfg.num_layers;
+    size_t max_specs = 10 + 16 * (size_t)m->cfg.num_layers;
     specs = calloc(max_specs, sizeof *specs);
     if (!specs) {
         rc = petl_fail(err, PETL_ERR_NOMEM, "out of memory");
@@ -220,16 +248,20 @@ done:
     return rc;
 }
 
+int petl_model_max_len(const petl_model *m) {
+    return m->cfg.max_position_embeddings - m->pos_offset;
+}
+
 petl_status petl_model_check_max_len(const petl_model *m, int max_len, petl_error *err) {
-    const int P = m->cfg.max_position_embeddings;
+    const int P = petl_model_max_len(m);
     if (max_len <= P) return PETL_OK;
     if (m->config_path)
         return petl_fail(err, PETL_ERR_ARG,
-                         "max_len %d is over the model's %d position embeddings "
-                         "(max_position_embeddings in %s)",
-                         max_len, P, m->config_path);
-    return petl_fail(err, PETL_ERR_ARG, "max_len %d is over the model's %d position embeddings",
-                     max_len, P);
+                         "max_len %d is over the model's %d positions "
+                         "(max_position_embeddings in %s%s)",
+                         max_len, P, m->config_path,
+                         m->pos_offset ? ", less the first position id" : "");
+    return petl_fail(err, PETL_ERR_ARG, "max_len %d is over the model's %d positions", max_len, P);
 }
 
 petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error *err) {
@@ -243,9 +275,19 @@ petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error 
         return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
     }
     petl_status rc = petl_config_load(cpath, &m->cfg, err);
-    if (rc == PETL_OK) rc = check_config(cpath, &m->cfg, err);
+    if (rc == PETL_OK) rc = check_config(cpath, &m->cfg, &m->arch, err);
     m->config_path = cpath; /* freed with the model */
-    m->arch = &petl_arch_bert;
+    if (rc == PETL_OK) {
+        const petl_arch *a = m->arch;
+        m->pos_offset = a->pos_start       ? a->pos_start
+                        : a->pos_after_pad ? m->cfg.pad_token_id + 1
+                                           : 0;
+        if (m->pos_offset >= m->cfg.max_position_embeddings)
+            rc = petl_fail(err, PETL_ERR_FORMAT,
+                           "%s: positions start at pad_token_id + 1 = %d, beyond the %d position "
+                           "embeddings",
+                           cpath, m->pos_offset, m->cfg.max_position_embeddings);
+    }
     if (rc == PETL_OK) {
         m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
         if (!m->layers) rc = petl_fail(err, PETL_ERR_NOMEM, "out of memory");
@@ -340,17 +382,18 @@ int64_t petl_model_num_params(const petl_model *m) {
     return m->num_params;
 }
 
-petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len, const petl_batch *b,
+petl_status petl_batch_check(const petl_model *m, int max_batch, int max_len, const petl_batch *b,
                              bool check_padding, petl_error *err) {
+    const petl_config *c = &m->cfg;
+    const int P = petl_model_max_len(m);
     if (!b || !b->ids || !b->type_ids || !b->lengths)
         return petl_fail(err, PETL_ERR_ARG, "batch or one of its arrays is NULL");
     if (b->batch < 1 || b->batch > max_batch)
         return petl_fail(err, PETL_ERR_ARG, "batch size %d is outside 1..%d (the context's)",
                          b->batch, max_batch);
-    if (b->seq < 1 || b->seq > c->max_position_embeddings)
+    if (b->seq < 1 || b->seq > P)
         return petl_fail(err, PETL_ERR_ARG,
-                         "sequence length %d is outside 1..%d (the model's position embeddings)",
-                         b->seq, c->max_position_embeddings);
+                         "sequence length %d is outside 1..%d (the model's positions)", b->seq, P);
     if (b->seq > max_len)
         return petl_fail(err, PETL_ERR_ARG, "sequence length %d is over the context's %d", b->seq,
                          max_len);
@@ -366,7 +409,9 @@ petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len, c
                                  "batch row %d, position %d: token id %d is outside the "
                                  "vocabulary 0..%d",
                                  r, p, (int)b->ids[at], c->vocab_size - 1);
-            if (b->type_ids[at] < 0 || b->type_ids[at] >= c->type_vocab_size)
+            /* families that read no token types ignore them */
+            if (m->arch->token_types &&
+                (b->type_ids[at] < 0 || b->type_ids[at] >= c->type_vocab_size))
                 return petl_fail(err, PETL_ERR_ARG,
                                  "batch row %d, position %d: token type %d is outside 0..%d", r, p,
                                  (int)b->type_ids[at], c->type_vocab_size - 1);

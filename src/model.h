@@ -8,8 +8,8 @@
 #include "kernels.h"
 #include "petl.h"
 
-/* One transformer layer (post-LN BERT). H = hidden, I = intermediate. Linear weights are kept
- * as stored by PyTorch, [out, in], so a forward is out = inp . W^T + b. */
+/* One transformer layer (post-LN, as every family petl runs). H = hidden, I = intermediate. Linear
+ * weights are kept as stored by PyTorch, [out, in], so a forward is out = inp . W^T + b. */
 typedef struct {
     /* Q, K and V rows stacked into one [3H, H] matrix, so that one GEMM projects all three:
      * qkv_w + 0 = query.weight, + H*H = key.weight, + 2*H*H = value.weight. */
@@ -40,11 +40,15 @@ struct petl_model {
     bool has_pooler;
     float *mem; /* [num_params]: every tensor below points into this one allocation */
     int64_t num_params;
-    float *word_emb;           /* [V, H] */
-    float *pos_emb;            /* [P, H]  P = max_position_embeddings */
-    float *type_emb;           /* [T, H]  T = type_vocab_size */
-    float *emb_ln_w;           /* [H] */
-    float *emb_ln_b;           /* [H] */
+    float *word_emb;           /* [V, E] */
+    float *pos_emb;            /* [P, E]  P = max_position_embeddings */
+    float *type_emb;           /* [T, E]  T = type_vocab_size; NULL: the family has none */
+    float *emb_ln_w;           /* [E]     E = embedding_size (= H but in ELECTRA) */
+    float *emb_ln_b;           /* [E] */
+    float *emb_proj_w;         /* [H, E]  ELECTRA when E != H, else NULL */
+    float *emb_proj_b;         /* [H] */
+    float *rel_bias;           /* [buckets, num_heads]  MPNet's relative position bias, else NULL */
+    int pos_offset;            /* position id of the first token */
     petl_layer_params *layers; /* [num_layers] */
     float *pool_w;             /* [H, H]  NULL without a pooler */
     float *pool_b;             /* [H] */
@@ -57,10 +61,10 @@ petl_status petl_model_check_max_len(const petl_model *m, int max_len, petl_erro
 
 /* Checks a padded batch against a model's config and a context's limits (max_batch rows of at
  * most max_len positions): arrays present, sizes in range, 1 <= lengths[r] <= seq, every id and
- * token type in range for the real tokens, and for the padding too when check_padding (callers
- * that compute every position read them). PETL_ERR_ARG naming the row and position. Shared by
- * the inference encoder and the task model. */
-petl_status petl_batch_check(const petl_config *c, int max_batch, int max_len, const petl_batch *b,
+ * token type (when the family reads them) in range for the real tokens, and for the padding too
+ * when check_padding (callers that compute every position read them). PETL_ERR_ARG naming the row
+ * and position. Shared by the inference encoder and the task model. */
+petl_status petl_batch_check(const petl_model *m, int max_batch, int max_len, const petl_batch *b,
                              bool check_padding, petl_error *err);
 
 #endif

@@ -116,26 +116,38 @@ typedef struct {
     int top_from;
 } tune_scope;
 
-/* The embedding tables (full) and the embedding LayerNorm (ln). */
+/* The embedding tables, ELECTRA's projection and MPNet's relative position bias (full) and the
+ * embedding LayerNorm (ln). */
 static void build_embeddings(builder *bd, tune_scope sc) {
     petl_task_model *tm = bd->tm;
     const petl_model *b = tm->base;
     const petl_arch *a = b->arch;
     petl_view *v = &tm->view;
     const int64_t H = tm->H, V = b->cfg.vocab_size, P = b->cfg.max_position_embeddings;
-    const int64_t T = b->cfg.type_vocab_size;
+    const int64_t T = b->cfg.type_vocab_size, E = b->cfg.embedding_size;
     char nm[160];
-#define ENAME(i) (snprintf(nm, sizeof nm, "%s%s", a->prefix, a->emb[i]), nm)
-    tensor(bd, ENAME(PETL_E_WORD), 2, V, H, true, sc.full, b->word_emb, &v->word_emb,
+#define NAME(key) (snprintf(nm, sizeof nm, "%s%s", a->prefix, key), nm)
+    tensor(bd, NAME(a->emb[PETL_E_WORD]), 2, V, E, true, sc.full, b->word_emb, &v->word_emb,
            &v->d_word_emb);
-    tensor(bd, ENAME(PETL_E_POS), 2, P, H, true, sc.full, b->pos_emb, &v->pos_emb, &v->d_pos_emb);
-    tensor(bd, ENAME(PETL_E_TYPE), 2, T, H, true, sc.full, b->type_emb, &v->type_emb,
-           &v->d_type_emb);
-    tensor(bd, ENAME(PETL_E_LN_W), 1, H, 0, false, sc.ln, b->emb_ln_w, &v->emb_ln_w,
+    tensor(bd, NAME(a->emb[PETL_E_POS]), 2, P, E, true, sc.full, b->pos_emb, &v->pos_emb,
+           &v->d_pos_emb);
+    if (b->type_emb)
+        tensor(bd, NAME(a->emb[PETL_E_TYPE]), 2, T, E, true, sc.full, b->type_emb, &v->type_emb,
+               &v->d_type_emb);
+    tensor(bd, NAME(a->emb[PETL_E_LN_W]), 1, E, 0, false, sc.ln, b->emb_ln_w, &v->emb_ln_w,
            &v->d_emb_ln_w);
-    tensor(bd, ENAME(PETL_E_LN_B), 1, H, 0, false, sc.ln, b->emb_ln_b, &v->emb_ln_b,
+    tensor(bd, NAME(a->emb[PETL_E_LN_B]), 1, E, 0, false, sc.ln, b->emb_ln_b, &v->emb_ln_b,
            &v->d_emb_ln_b);
-#undef ENAME
+    if (b->emb_proj_w) {
+        tensor(bd, NAME(a->emb_project_w), 2, H, E, true, sc.full, b->emb_proj_w, &v->emb_proj_w,
+               &v->d_emb_proj_w);
+        tensor(bd, NAME(a->emb_project_b), 1, H, 0, false, sc.full, b->emb_proj_b, &v->emb_proj_b,
+               &v->d_emb_proj_b);
+    }
+    if (b->rel_bias)
+        tensor(bd, NAME(a->rel_bias), 2, b->cfg.rel_buckets, b->cfg.num_heads, true, sc.full,
+               b->rel_bias, &v->rel_bias, &v->d_rel_bias);
+#undef NAME
 }
 
 /* Layer l's base tensors (tuned copies or the base's), in petl_layer_tensor order: query, key
@@ -516,7 +528,7 @@ petl_status petl_train_step(petl_ctx *ctx, const petl_batch *b, const petl_targe
         return petl_fail(err, PETL_ERR_ARG,
                          "petl_train_step on a context made by petl_predict_ctx_new");
     /* Only the real tokens are computed here: padding ids are never read. */
-    petl_status rc = petl_batch_check(&v->base->cfg, sh->max_batch, sh->max_len, b, false, err);
+    petl_status rc = petl_batch_check(v->base, sh->max_batch, sh->max_len, b, false, err);
     if (rc == PETL_OK) rc = check_targets(v, b, t, err);
     if (rc != PETL_OK) return rc;
     petl_forward(ctx, NULL, b, false, true, dropout_seed);
@@ -531,7 +543,7 @@ petl_status petl_task_predict(petl_ctx *ctx, const petl_batch *b, const petl_pre
     const petl_view *v = task_view(ctx, "petl_task_predict", err);
     if (!v) return PETL_ERR_ARG;
     const petl_ctx_shape *sh = petl_ctx_get_shape(ctx);
-    petl_status rc = petl_batch_check(&v->base->cfg, sh->max_batch, sh->max_len, b, false, err);
+    petl_status rc = petl_batch_check(v->base, sh->max_batch, sh->max_len, b, false, err);
     if (rc != PETL_OK) return rc;
     if (out && v->head == PETL_HEAD_SPAN && out->logits)
         return petl_fail(err, PETL_ERR_ARG, "a span head predicts start / end logits, not logits");
@@ -619,7 +631,7 @@ petl_status petl_task_predict_multi(petl_ctx *ctx, const petl_task_model *const 
     if (sh->train || petl_ctx_bound(ctx))
         return petl_fail(err, PETL_ERR_ARG, "not a multi-task context (petl_multi_ctx_new)");
     petl_status rc =
-        petl_batch_check(&petl_ctx_base(ctx)->cfg, sh->max_batch, sh->max_len, b, false, err);
+        petl_batch_check(petl_ctx_base(ctx), sh->max_batch, sh->max_len, b, false, err);
     if (rc != PETL_OK) return rc;
     /* every row is checked (a few pointer comparisons each): no per-batch allocation and no
      * search for the rows of a task seen before */

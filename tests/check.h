@@ -91,6 +91,11 @@ static inline const char *test_model_dir(void) {
     const char *e = getenv("PETL_MODEL_DIR");
     return e && *e ? e : PETL_TEST_MODEL_DIR;
 }
+/* all-mpnet-base-v2 (scripts/fetch-model all-mpnet-base-v2; `make test` installs it). */
+static inline const char *test_mpnet_dir(void) {
+    const char *e = getenv("PETL_MPNET_DIR");
+    return e && *e ? e : PETL_TEST_MPNET_DIR;
+}
 static inline const char *test_data_dir(void) {
     const char *e = getenv("PETL_DATA_DIR");
     return e && *e ? e : PETL_TEST_DATA_DIR;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `petl inspect` end to end: a model folder and its .safetensors file (text and --json), the
-# tiny checkpoints of tests/golden/tiny-bert (key layouts), a malformed file (exit 1, message
+# tiny checkpoints of tests/golden/tiny-* (every family's key layout), a malformed file (exit 1, message
 # names the file), usage errors (exit 2) and --help. Env: PETL (the binary), PETL_MODEL_DIR,
 # TESTS (the tests folder).
 set -euo pipefail
@@ -76,6 +76,26 @@ if [ -d "$tiny/prefixed" ]; then
     [ "$status" -eq 0 ] || fail "tiny nopool: exit status $status: $(cat "$tmp/err")"
     has "pooler absent" "inspect tiny-bert/nopool"
 fi
+
+# The other families' layouts: their prefixes and layer names, and their own encoder tensors
+# (ELECTRA's projection, MPNet's relative position bias) are not counted as task heads.
+for v in xlm-roberta distilbert electra mpnet; do
+    mkdir -p "$tiny/$v"
+    ln -s "$TESTS/golden/tiny-$v/config.json" "$tiny/$v/config.json"
+    ln -s "$TESTS/golden/tiny-$v/model.st" "$tiny/$v/model.safetensors"
+    run "$tiny/$v"
+    [ "$status" -eq 0 ] || fail "tiny $v: exit status $status: $(cat "$tmp/err")"
+    grep -q '^warning' "$tmp/out" && fail "warning on tiny $v: $(grep '^warning' "$tmp/out")"
+    grep -qF "other tensors" "$tmp/out" && fail "tiny $v: encoder tensors counted as heads"
+    has "2 layers in the file" "inspect tiny-$v"
+done
+run "$tiny/xlm-roberta"
+has '"roberta." prefix, LayerNorm weight/bias, pooler present' "inspect tiny-xlm-roberta"
+run "$tiny/distilbert"
+has 'config: distilbert, 2 layers, hidden 32, 4 heads' "inspect tiny-distilbert"
+has 'no "distilbert." prefix, LayerNorm weight/bias, pooler absent' "inspect tiny-distilbert"
+run "$tiny/mpnet" --json
+has '"model_type": "mpnet"' "inspect tiny-mpnet --json"
 
 # A malformed file: exit 1, one message on stderr naming the file and the problem.
 bad="$TESTS/golden/safetensors/err_overlap.st"

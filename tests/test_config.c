@@ -100,9 +100,45 @@ static void test_refusals(void) {
     refused("{\"is_decoder\": true}", PETL_ERR_UNSUPPORTED, "\"is_decoder\" is true");
     refused("{\"add_cross_attention\": true}", PETL_ERR_UNSUPPORTED, "\"add_cross_attention\"");
     refused("{\"is_decoder\": 1}", PETL_ERR_FORMAT, "\"is_decoder\" must be true or false");
-    refused("{\"model_type\": \"roberta\"}", PETL_ERR_UNSUPPORTED, "padding_idx + 1");
-    refused("{\"model_type\": \"distilbert\"}", PETL_ERR_UNSUPPORTED, "\"distilbert\"");
+    refused("{\"model_type\": \"deberta-v2\"}", PETL_ERR_UNSUPPORTED,
+            "\"model_type\" is \"deberta-v2\": petl runs bert, roberta, xlm-roberta, camembert, "
+            "electra, distilbert, mpnet");
+    refused("{\"model_type\": \"BERT\"}", PETL_ERR_UNSUPPORTED, "petl runs bert,");
     refused("{\"model_type\": 3}", PETL_ERR_FORMAT, "\"model_type\" must be a string");
+}
+
+/* Each family's config class defaults and key names. */
+static void test_families(void) {
+    petl_config c = parsed("{\"model_type\": \"roberta\", \"type_vocab_size\": 1}");
+    CHECK(!strcmp(c.model_type, "roberta") && c.pad_token_id == 1 && c.type_vocab_size == 1);
+    CHECK(c.embedding_size == 0 && c.rel_buckets == 0);
+    c = parsed("{\"model_type\": \"xlm-roberta\", \"vocab_size\": 250002}");
+    CHECK(!strcmp(c.model_type, "xlm-roberta") && c.vocab_size == 250002 && c.pad_token_id == 1);
+    /* ElectraConfig's defaults: the small discriminator's shape */
+    c = parsed("{\"model_type\": \"electra\"}");
+    CHECK(c.embedding_size == 128 && c.hidden_size == 256 && c.num_heads == 4 &&
+          c.intermediate_size == 1024);
+    c = parsed("{\"model_type\": \"electra\", \"embedding_size\": 768, \"hidden_size\": 768}");
+    CHECK(c.embedding_size == 768 && c.hidden_size == 768);
+    /* DistilBERT's own names; its LayerNorm eps is fixed (a layer_norm_eps key is not read) */
+    c = parsed("{\"model_type\": \"distilbert\", \"dim\": 64, \"n_layers\": 3, \"n_heads\": 4,"
+               " \"hidden_dim\": 100, \"activation\": \"relu\", \"dropout\": 0.2,"
+               " \"attention_dropout\": 0.3, \"hidden_size\": 999, \"layer_norm_eps\": 0.5}");
+    CHECK(c.hidden_size == 64 && c.num_layers == 3 && c.num_heads == 4 &&
+          c.intermediate_size == 100 && c.hidden_act == PETL_ACT_RELU);
+    CHECK(c.hidden_dropout == 0.2f && c.attention_dropout == 0.3f && c.layer_norm_eps == 1e-12f);
+    CHECK(c.type_vocab_size == 1 && parsed("{\"model_type\": \"distilbert\"}").num_layers == 6);
+    refused("{\"model_type\": \"distilbert\", \"dim\": 30, \"n_heads\": 4}", PETL_ERR_FORMAT,
+            "\"dim\" 30 is not a multiple of \"n_heads\" 4");
+    refused("{\"model_type\": \"distilbert\", \"activation\": \"tanh\"}", PETL_ERR_UNSUPPORTED,
+            "\"activation\" is \"tanh\"");
+    c = parsed("{\"model_type\": \"mpnet\"}");
+    CHECK(c.vocab_size == 30527 && c.pad_token_id == 1 && c.rel_buckets == 32);
+    CHECK(
+        parsed("{\"model_type\": \"mpnet\", \"relative_attention_num_buckets\": 64}").rel_buckets ==
+        64);
+    /* a field of another family is not read */
+    CHECK(parsed("{\"relative_attention_num_buckets\": 64}").rel_buckets == 0);
 }
 
 static void test_sizes(void) {
@@ -165,6 +201,7 @@ int main(void) {
     test_real_model();
     test_activations();
     test_refusals();
+    test_families();
     test_sizes();
     test_numbers();
     test_bad_json();

@@ -1,6 +1,7 @@
 /* The encoder against transformers' BertModel (golden files of
  * scripts/reference/gen-forward-golden.py), padded batches against sentences alone, the
  * optimised kernels against their naive twins, and the model loader's checks. */
+#include "arch.h"
 #include "check.h"
 #include "kernels.h"
 #include "petl.h"
@@ -158,6 +159,9 @@ typedef struct {
  * numerical change fails here and not only against the naive twins: GELU's output off by 1e-5
  * relative (both kernel and twin) moves MiniLM's [CLS] by 2.4e-5 and its pooler by 2.0e-6. */
 #define MINILM_BOUNDS ((golden_bounds){1e-6f /* 4.3x */, 5e-6f /* 3.5x */, 5e-6f /* 3.5x */})
+#define MPNET_BOUNDS                                                                               \
+    ((golden_bounds){1.5e-6f /* 3.5e-7: 4.3x */, 3e-6f /* 6.9e-7: 4.4x */,                         \
+                     2e-6f /* 5.3e-7: 3.8x */})
 #define TINY_BOUNDS ((golden_bounds){1e-6f /* 4.2x */, 2.5e-6f /* 3.5x */, 2.5e-6f /* 3.5x */})
 
 /* Max abs diffs of o against the golden (pool, cls, mean); prints them and checks each against
@@ -318,19 +322,51 @@ static void test_minilm(void) {
     golden_free(&g);
 }
 
+/* all-mpnet-base-v2 (MPNet, 12 x 768, the paper's base size) against transformers' MPNetModel on
+ * the same 64 GLUE sentences / pairs (tests/golden/forward_mpnet.golden, ids from its own
+ * tokenizer.json). */
+static void test_mpnet_base(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", test_mpnet_dir());
+    if (access(path, R_OK) != 0) {
+        test_skip("model", "no all-mpnet-base-v2 in %s (scripts/fetch-model all-mpnet-base-v2)",
+                  test_mpnet_dir());
+        return;
+    }
+    snprintf(path, sizeof path, "%s/golden/forward_mpnet.golden", TEST_SRC_DIR);
+    golden g = golden_load(path);
+    petl_error err = {0};
+    petl_model *m = NULL;
+    CHECK_OK(petl_model_load(test_mpnet_dir(), &m, &err), &err);
+    const petl_config *c = petl_model_config(m);
+    CHECK(!strcmp(c->model_type, "mpnet") && c->hidden_size == 768 && c->num_layers == 12);
+    CHECK(c->layer_norm_eps == 1e-5f && c->rel_buckets == 32 && petl_model_has_pooler(m));
+    CHECK(petl_model_max_len(m) == 512 && g.hidden == 768 && g.has_pool && g.n == 64);
+    printf("all-mpnet-base-v2: %lld parameters\n", (long long)petl_model_num_params(m));
+    petl_ctx *ctx = NULL;
+    CHECK_OK(petl_ctx_new(m, 16, 128, &ctx, &err), &err);
+    outputs o = outputs_new(&g);
+    run_all(ctx, &g, 16, &o);
+    check_golden("all-mpnet-base-v2, padded batches of 16:", &g, &o, MPNET_BOUNDS);
+    outputs_free(&o);
+    petl_ctx_free(ctx);
+    petl_model_free(m);
+    golden_free(&g);
+}
+
 /* ------------------------------------------------------- tiny random BERTs: key / dtype variants
  */
 
 /* The tiny checkpoints are committed as model.st (nothing in the repository is named like model
  * weights): link them into a temporary model folder. Returns the folder (static storage). */
-static const char *tiny_model_dir(const char *variant) {
+static const char *tiny_model_dir(const char *sub) {
     static char dir[4096];
     char src[4200], dst[4200];
-    snprintf(dir, sizeof dir, "/tmp/petl-tiny-%s-XXXXXX", variant);
+    snprintf(dir, sizeof dir, "/tmp/petl-tiny-XXXXXX");
     CHECK(mkdtemp(dir) != NULL);
     const char *names[][2] = {{"config.json", "config.json"}, {"model.st", "model.safetensors"}};
     for (int i = 0; i < 2; i++) {
-        snprintf(src, sizeof src, "%s/golden/tiny-bert/%s/%s", TEST_SRC_DIR, variant, names[i][0]);
+        snprintf(src, sizeof src, "%s/golden/%s/%s", TEST_SRC_DIR, sub, names[i][0]);
         snprintf(dst, sizeof dst, "%s/%s", dir, names[i][1]);
         CHECK(symlink(src, dst) == 0);
     }
@@ -346,37 +382,44 @@ static void tiny_model_dir_remove(const char *dir) {
     CHECK(rmdir(dir) == 0);
 }
 
-static void test_tiny(const char *variant, bool want_pool) {
+/* A tiny random model under tests/golden/SUB against its reference outputs; bert: one of the
+ * BERT key / dtype variants, whose parameter count is checked too. */
+static void test_tiny(const char *sub, bool want_pool, bool bert) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/golden/tiny-bert/%s/forward.golden", TEST_SRC_DIR, variant);
+    snprintf(path, sizeof path, "%s/golden/%s/forward.golden", TEST_SRC_DIR, sub);
     golden g = golden_load(path);
-    const char *dir = tiny_model_dir(variant);
+    const char *dir = tiny_model_dir(sub);
     petl_error err = {0};
     petl_model *m = NULL;
     CHECK_OK(petl_model_load(dir, &m, &err), &err);
     tiny_model_dir_remove(dir);
     CHECK(petl_model_has_pooler(m) == want_pool && (g.has_pool != 0) == want_pool);
     CHECK(petl_model_config(m)->hidden_size == 32 && petl_model_config(m)->num_layers == 2);
-    int64_t want_params = 99 * 32 + 32 * 32 + 2 * 32 + 64 +
-                          2 * (4 * (32 * 32 + 32) + 2 * 64 + 2 * 32 * 48 + 48 + 32) +
-                          (want_pool ? 32 * 32 + 32 : 0);
+    int64_t want_params = bert ? 0 : petl_model_num_params(m);
+    if (bert)
+        want_params = 99 * 32 + 32 * 32 + 2 * 32 + 64 +
+                      2 * (4 * (32 * 32 + 32) + 2 * 64 + 2 * 32 * 48 + 48 + 32) +
+                      (want_pool ? 32 * 32 + 32 : 0);
     CHECKF(petl_model_num_params(m) == want_params, "%lld vs %lld",
            (long long)petl_model_num_params(m), (long long)want_params);
     petl_ctx *ctx = NULL;
-    CHECK_OK(petl_ctx_new(m, 8, 32, &ctx, &err), &err);
+    int max_len = 0; /* the longest golden row (the tiny models take up to 64 positions) */
+    for (int i = 0; i < g.n; i++)
+        max_len = g.len[i] > max_len ? g.len[i] : max_len;
+    CHECK_OK(petl_ctx_new(m, 8, max_len, &ctx, &err), &err);
     outputs o = outputs_new(&g), on = outputs_new(&g);
     run_all(ctx, &g, 5, &o);
     char what[64];
-    snprintf(what, sizeof what, "tiny-bert/%s, batches of 5:", variant);
+    snprintf(what, sizeof what, "%s, batches of 5:", sub);
     check_golden(what, &g, &o, TINY_BOUNDS);
     /* The naive twins end to end, with the padding rows computed (last_hidden). */
     petl_ctx_use_naive(ctx, true);
-    float *hid = malloc((size_t)8 * 32 * 32 * sizeof(float));
+    float *hid = malloc((size_t)8 * max_len * 32 * sizeof(float));
     CHECK(hid);
     for (int s = 0; s < g.n; s += 8)
         run_batch(ctx, &g, s, g.n - s < 8 ? g.n - s : 8, &on, hid, NULL);
     float d = compare_outputs(&g, &o, &on);
-    printf("tiny-bert/%s, naive twins vs optimised: max abs diff %.3g\n", variant, d);
+    printf("%s, naive twins vs optimised: max abs diff %.3g\n", sub, d);
     CHECK(d <= 1e-5f);
     if (!want_pool) {
         CHECK(petl_encode(ctx, &(petl_batch){1, 2, g.ids[0], g.types[0], &g.len[0]}, NULL, hid,
@@ -388,6 +431,26 @@ static void test_tiny(const char *variant, bool want_pool) {
     petl_ctx_free(ctx);
     petl_model_free(m);
     golden_free(&g);
+}
+
+/* MPNet's relative position buckets against transformers' for every distance the tiny model's
+ * 64 positions reach (tests/golden/tiny-mpnet/relbucket.txt: "distance bucket" lines). */
+static void test_rel_buckets(void) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/golden/tiny-mpnet/relbucket.txt", TEST_SRC_DIR);
+    FILE *f = fopen(path, "r");
+    CHECKF(f != NULL, "cannot open %s", path);
+    int d, want, n = 0, bad = 0;
+    while (fscanf(f, "%d %d", &d, &want) == 2) {
+        const int got = petl_rel_bucket(d, 32, 128);
+        if (got != want)
+            fprintf(stderr, "  distance %d: bucket %d, transformers %d\n", d, got, want);
+        bad += got != want;
+        n++;
+    }
+    fclose(f);
+    printf("MPNet relative position buckets: %d distances, %d differ\n", n, bad);
+    CHECK(n >= 127 && bad == 0);
 }
 
 /* ------------------------------------------------------------- kernels vs their naive twins */
@@ -551,8 +614,9 @@ static void test_kernels(void) {
         float *qkv = rand_buf((size_t)n * 3 * H, 2.0f), *o1 = malloc(n * H * 4),
               *o2 = malloc(n * H * 4), *scratch = malloc((size_t)4 * 20 * 20 * 4);
         CHECK(o1 && o2 && scratch);
-        petl_attention_forward(o1, scratch, 20 * 20, 4, qkv, off, qlen, klen, B, H, NH, false);
-        petl_attention_naive(o2, qkv, off, qlen, klen, B, H, NH);
+        petl_attention_forward(o1, scratch, 20 * 20, 4, qkv, off, qlen, klen, B, H, NH, false,
+                               NULL);
+        petl_attention_naive(o2, qkv, off, qlen, klen, B, H, NH, NULL);
         float d = max_abs_diff(o1, o2, (size_t)(n * H));
         CHECKF(d < 1e-5f, "%g", d);
         free(qkv), free(o1), free(o2), free(scratch);
@@ -688,9 +752,16 @@ static void test_load_errors(void) {
 int main(void) {
     test_kernels();
     test_load_errors();
-    test_tiny("plain", true);
-    test_tiny("prefixed", true);
-    test_tiny("nopool", false);
+    test_tiny("tiny-bert/plain", true, true);
+    test_tiny("tiny-bert/prefixed", true, true);
+    test_tiny("tiny-bert/nopool", false, true);
+    test_tiny("tiny-roberta", true, false);
+    test_tiny("tiny-xlm-roberta", true, false);
+    test_tiny("tiny-distilbert", false, false);
+    test_tiny("tiny-electra", false, false);
+    test_tiny("tiny-mpnet", true, false);
+    test_rel_buckets();
     test_minilm();
+    test_mpnet_base();
     CHECK_DONE("test_encoder");
 }

@@ -314,6 +314,8 @@ typedef struct {
     const int64_t *off, *poff;
     const int *qlen, *klen;
     int B, H, nh;
+    double *bias; /* [nh, stride] score bias by distance (petl_att_bias), or NULL */
+    int stride, center;
 } att_ctx;
 
 static void att_ref(double *out, void *vc) {
@@ -331,6 +333,7 @@ static void att_ref(double *out, void *vc) {
                     for (int e = 0; e < hd; e++)
                         d += q[e] * k[e];
                     p[j] = d / sqrt((double)hd);
+                    if (c->bias) p[j] += c->bias[h * c->stride + c->center + j - i];
                     mx = fmax(mx, p[j]);
                 }
                 for (int j = 0; j < nk; j++)
@@ -375,35 +378,69 @@ static void test_attention(void) {
     float *probs = zeros(np), *out = zeros(N * H), *out0 = zeros(N * H);
     const int64_t stride = 2 * 6 * 4;
     float *scratch = zeros(4 * stride);
-    for (int with_mask = 0; with_mask < 2; with_mask++) {
+    /* MPNet's relative position bias: one value per head and distance -5 .. 5 */
+    const int bstride = 11, bcenter = 5;
+    float *bias = rand_vec(nh * bstride, 1.0f), *dbias = zeros(2 * nh * bstride),
+          *dbias_n = zeros(nh * bstride);
+    /* variants: plain, probability dropout, dropout and score bias */
+    for (int variant = 0; variant < 3; variant++) {
+        const bool with_mask = variant > 0;
         const float *mk = with_mask ? mask : NULL;
         const uint64_t *ks = with_mask ? keys : NULL;
+        petl_att_bias rb = {bias, NULL, bstride, bcenter};
+        const petl_att_bias *rbp = variant == 2 ? &rb : NULL;
         petl_attention_forward_train(out, probs, scratch, stride, 2, pdrop, ks, qkv, off, poff,
-                                     qlen, klen, B, H, nh, false);
+                                     qlen, klen, B, H, nh, false, rbp);
         if (!with_mask) {
-            petl_attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh, false);
+            petl_attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh, false,
+                                   NULL);
             CHECKF(max_diff(out, out0, N * H) == 0.0f, "training and inference attention differ");
         }
-        att_ctx c = {to_double(qkv, N * 3 * H), mk, off, poff, qlen, klen, B, H, nh};
+        if (variant == 2) { /* inference with the bias, optimised and naive, vs training's */
+            petl_attention_forward(out0, scratch, stride, 2, qkv, off, qlen, klen, B, H, nh, false,
+                                   rbp);
+            CHECKF(max_diff(out0, out, N * H) > 0.0f, "dropout made no difference");
+            float *on = zeros(N * H);
+            petl_attention_naive(on, qkv, off, qlen, klen, B, H, nh, rbp);
+            CHECKF(max_diff(out0, on, N * H) <= 1e-6f, "biased attention vs naive twin %.3g",
+                   max_diff(out0, on, N * H));
+            free(on);
+        }
+        att_ctx c = {to_double(qkv, N * 3 * H), mk, off, poff, qlen, klen, B, H, nh, NULL, 0, 0};
+        if (rbp) c.bias = to_double(bias, nh * bstride), c.stride = bstride, c.center = bcenter;
         double *ref = malloc(N * H * sizeof *ref);
         att_ref(ref, &c);
         CHECK(max_diff_d(out, ref, N * H) <= 1e-5f);
         float *g = zeros(N * 3 * H), *gn = zeros(N * 3 * H);
+        memset(dbias, 0, 2 * nh * bstride * sizeof *dbias);
+        memset(dbias_n, 0, nh * bstride * sizeof *dbias_n);
+        rb.dbias = dbias;
         petl_attention_backward(g, scratch, stride, 2, R, qkv, probs, pdrop, ks, off, poff, qlen,
-                                klen, B, H, nh, false);
-        petl_attention_backward_naive(gn, R, qkv, pdrop, ks, off, qlen, klen, B, H, nh);
-        fd_check(with_mask ? "d qkv (probability dropout)" : "d qkv", att_ref, &c, c.qkv, N * 3 * H,
-                 g, N * H, R);
+                                klen, B, H, nh, false, rbp);
+        rb.dbias = dbias_n;
+        petl_attention_backward_naive(gn, R, qkv, pdrop, ks, off, qlen, klen, B, H, nh, rbp);
+        const char *names[] = {"d qkv", "d qkv (probability dropout)", "d qkv (dropout, bias)"};
+        fd_check(names[variant], att_ref, &c, c.qkv, N * 3 * H, g, N * H, R);
         float d = max_diff(g, gn, N * 3 * H);
         printf("  optimised vs naive twin: %.3g\n", d);
         CHECK(d <= 1e-5f);
+        if (rbp) { /* the per-thread accumulators, summed, vs finite differences and the twin */
+            for (int i = 0; i < nh * bstride; i++)
+                dbias[i] += dbias[nh * bstride + i];
+            fd_check("d bias", att_ref, &c, c.bias, nh * bstride, dbias, N * H, R);
+            d = max_diff(dbias, dbias_n, nh * bstride);
+            printf("  d bias, optimised vs naive twin: %.3g\n", d);
+            CHECK(d <= 1e-5f);
+            free(c.bias);
+            rb.dbias = NULL;
+        }
         /* The products in bf16 (--precision bf16): within bf16 rounding of the fp32 results,
          * and not equal to them (the bf16 path ran). */
         float *ob = zeros(N * H), *pb = zeros(np), *gb = zeros(N * 3 * H);
         petl_attention_forward_train(ob, pb, scratch, stride, 2, pdrop, ks, qkv, off, poff, qlen,
-                                     klen, B, H, nh, true);
+                                     klen, B, H, nh, true, rbp);
         petl_attention_backward(gb, scratch, stride, 2, R, qkv, pb, pdrop, ks, off, poff, qlen,
-                                klen, B, H, nh, true);
+                                klen, B, H, nh, true, rbp);
         const float eo = rel_diff(ob, out, N * H), eg = rel_diff(gb, g, N * 3 * H);
         printf("  bf16 products vs fp32: out %.3g, d qkv %.3g (of the largest)\n", eo, eg);
         CHECK(eo > 0.0f && eo <= 2e-2f && eg > 0.0f && eg <= 2e-2f);
@@ -411,6 +448,7 @@ static void test_attention(void) {
         free(c.qkv), free(ref), free(g), free(gn);
     }
     free(qkv), free(R), free(mask), free(probs), free(out), free(out0), free(scratch);
+    free(bias), free(dbias), free(dbias_n);
 }
 
 /* --------------------------------------------------------------------------- adapter */

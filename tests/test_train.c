@@ -37,13 +37,13 @@
  * it as model.safetensors into a temporary model folder. */
 static char tiny_dir[64];
 
-static const char *tiny_model_dir(void) {
+static const char *tiny_model_dir(const char *sub) {
     snprintf(tiny_dir, sizeof tiny_dir, "/tmp/petl-train-XXXXXX");
     CHECK(mkdtemp(tiny_dir) != NULL);
     const char *names[][2] = {{"config.json", "config.json"}, {"model.st", "model.safetensors"}};
     for (int i = 0; i < 2; i++) {
         char src[4096], dst[4096];
-        snprintf(src, sizeof src, "%s/golden/tiny-bert/plain/%s", TEST_SRC_DIR, names[i][0]);
+        snprintf(src, sizeof src, "%s/golden/%s/%s", TEST_SRC_DIR, sub, names[i][0]);
         snprintf(dst, sizeof dst, "%s/%s", tiny_dir, names[i][1]);
         CHECK(symlink(src, dst) == 0);
     }
@@ -658,8 +658,12 @@ static void test_dropout_fd(const char *model_dir, petl_tune tune) {
     petl_model_free(m);
 }
 
+/* The tiny random models of the other families, under tests/golden. */
+static const char *const tiny_families[] = {"tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert",
+                                            "tiny-electra", "tiny-mpnet"};
+
 int main(void) {
-    const char *dir = tiny_model_dir();
+    const char *dir = tiny_model_dir("tiny-bert/plain");
     /* {loss, gradients, norms, span logits, AdamW losses}; the measured worst in comments. Norms
      * and logits are absent (0) from files with no such records. */
     const tol tiny = {5e-7 /* 1e-7: 5x */, 1e-5 /* 1.9e-6: 5.3x */, 0, 0,
@@ -679,6 +683,17 @@ int main(void) {
     test_dropout_fd(dir, PETL_TUNE_ADAPTER);
     test_dropout_fd(dir, PETL_TUNE_FULL);
     tiny_model_dir_remove();
+    /* The other families: tiny random models of each (scripts/reference/gen-arch-golden.py), every
+     * tune mode against autograd, and finite differences through dropout in full tuning (MPNet's
+     * relative position bias, ELECTRA's embedding projection). */
+    for (size_t i = 0; i < sizeof tiny_families / sizeof *tiny_families; i++) {
+        char golden[64];
+        dir = tiny_model_dir(tiny_families[i]);
+        snprintf(golden, sizeof golden, "%s.golden", tiny_families[i]);
+        run_file(dir, golden, &tiny);
+        test_dropout_fd(dir, PETL_TUNE_FULL);
+        tiny_model_dir_remove();
+    }
     run_file(test_model_dir(), "minilm.golden", &minilm);
     run_file(test_model_dir(), "span_minilm.golden", &span_minilm);
     CHECK_DONE("test_train");

@@ -39,7 +39,7 @@ int cli_parse_precision(const char *cmd, const char *opt, const char *value, voi
 }
 
 int cli_check_max_len(const char *cmd, const char *model_dir, const petl_model *m, long max_len) {
-    const int positions = petl_model_config(m)->max_position_embeddings;
+    const int positions = petl_model_max_len(m);
     if (max_len <= positions) return 0;
     fprintf(stderr,
             "petl %s: --max-len %ld is over the model's %d positions (max_position_embeddings in "

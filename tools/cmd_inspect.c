@@ -15,8 +15,8 @@ static void usage(FILE *f) {
                "For a .safetensors file: one line per tensor (name, dtype, shape) in data order,\n"
                "then the tensor and parameter counts and the metadata.\n"
                "For a model folder (config.json + model.safetensors): the config, the number of\n"
-               "parameters, the key layout (\"bert.\" prefix, LayerNorm weight/bias or\n"
-               "gamma/beta, pooler) and the files with their sizes.\n\n"
+               "parameters, the key layout (the family's prefix such as \"bert.\", LayerNorm\n"
+               "weight/bias or gamma/beta, pooler) and the files with their sizes.\n\n"
                "  --json   machine-readable output (one JSON object)\n"
                "  --help   this text\n");
 }
@@ -132,7 +132,8 @@ static int inspect_file(const char *path, bool json) {
 /* -------------------------------------------------------------------------- model folder */
 
 typedef struct {
-    const char *prefix;     /* "bert." or "" */
+    petl_family_keys keys;  /* the family's key names (config.json's model_type) */
+    const char *prefix;     /* keys.prefix or "" */
     const char *layer_norm; /* "weight/bias", "gamma/beta" or "absent" */
     bool pooler;
     bool position_ids;
@@ -152,33 +153,42 @@ static bool starts(const char *s, const char *p) {
     return strncmp(s, p, strlen(p)) == 0;
 }
 
+/* Counts the layers and the tensors that are not the encoder's (task heads). */
 static void scan_names(const petl_safetensors *st, layout *l) {
-    char enc[64], emb[64], pool[64];
-    snprintf(enc, sizeof enc, "%sencoder.layer.", l->prefix);
-    snprintf(emb, sizeof emb, "%sembeddings.", l->prefix);
+    const petl_family_keys *k = &l->keys;
+    char enc[64], emb[64], pool[64], extra[2][96];
+    snprintf(enc, sizeof enc, "%s%s", l->prefix, k->layers);
+    snprintf(emb, sizeof emb, "%s%s", l->prefix, k->emb);
     snprintf(pool, sizeof pool, "%spooler.", l->prefix);
+    for (int i = 0; i < 2; i++)
+        snprintf(extra[i], sizeof extra[i], "%s%s", l->prefix, k->extra[i] ? k->extra[i] : "");
     for (size_t i = 0; i < petl_st_count(st); i++) {
         const char *name = petl_st_at(st, i)->name;
         if (starts(name, enc)) {
-            long k = strtol(name + strlen(enc), NULL, 10);
-            if (k >= 0 && k < 1000000 && k + 1 > l->layers) l->layers = (int)k + 1;
-        } else if (!starts(name, emb) && !starts(name, pool)) {
+            long n = strtol(name + strlen(enc), NULL, 10);
+            if (n >= 0 && n < 1000000 && n + 1 > l->layers) l->layers = (int)n + 1;
+        } else if (!starts(name, emb) && !(k->pooler_w && starts(name, pool)) &&
+                   !(k->extra[0] && starts(name, extra[0])) &&
+                   !(k->extra[1] && starts(name, extra[1]))) {
             l->other++;
         }
     }
 }
 
-static layout find_layout(const petl_safetensors *st) {
+static layout find_layout(const petl_safetensors *st, const petl_config *c) {
     layout l = {.prefix = "", .layer_norm = "absent"};
-    if (!find2(st, "", "embeddings.word_embeddings.weight") &&
-        find2(st, "bert.", "embeddings.word_embeddings.weight"))
-        l.prefix = "bert.";
-    l.word = find2(st, l.prefix, "embeddings.word_embeddings.weight");
-    if (find2(st, l.prefix, "embeddings.LayerNorm.weight"))
+    petl_family_keys_get(c->model_type, &l.keys); /* the config was accepted: always found */
+    const petl_family_keys *k = &l.keys;
+    if (!find2(st, "", k->word_emb) && find2(st, k->prefix, k->word_emb)) l.prefix = k->prefix;
+    l.word = find2(st, l.prefix, k->word_emb);
+    char gamma[96];
+    snprintf(gamma, sizeof gamma, "%.*sgamma", (int)(strlen(k->emb_ln_w) - strlen("weight")),
+             k->emb_ln_w);
+    if (find2(st, l.prefix, k->emb_ln_w))
         l.layer_norm = "weight/bias";
-    else if (find2(st, l.prefix, "embeddings.LayerNorm.gamma"))
+    else if (find2(st, l.prefix, gamma))
         l.layer_norm = "gamma/beta";
-    l.pooler = find2(st, l.prefix, "pooler.dense.weight") != NULL;
+    l.pooler = k->pooler_w && find2(st, l.prefix, k->pooler_w) != NULL;
     l.position_ids = find2(st, l.prefix, "embeddings.position_ids") != NULL;
     scan_names(st, &l);
     return l;
@@ -188,12 +198,12 @@ static layout find_layout(const petl_safetensors *st) {
 static void check_layout(const layout *l, const petl_config *c, char *buf, size_t cap) {
     buf[0] = '\0';
     if (!l->word)
-        snprintf(buf, cap, "no %sembeddings.word_embeddings.weight in model.safetensors",
-                 l->prefix);
+        snprintf(buf, cap, "no %s%s in model.safetensors", l->prefix, l->keys.word_emb);
     else if (l->word->rank != 2 || l->word->shape[0] != c->vocab_size ||
-             l->word->shape[1] != c->hidden_size)
-        snprintf(buf, cap, "word embeddings are not [vocab_size %d, hidden_size %d]", c->vocab_size,
-                 c->hidden_size);
+             l->word->shape[1] != (c->embedding_size ? c->embedding_size : c->hidden_size))
+        snprintf(buf, cap, "word embeddings are not [vocab_size %d, %s %d]", c->vocab_size,
+                 c->embedding_size ? "embedding_size" : "hidden_size",
+                 c->embedding_size ? c->embedding_size : c->hidden_size);
     else if (l->layers != c->num_layers)
         snprintf(buf, cap, "the file has %d encoder layers, the config %d", l->layers,
                  c->num_layers);
@@ -248,9 +258,10 @@ static void dir_text(const char *dir, const petl_config *c, const petl_safetenso
     printf("parameters: %lld", (long long)params);
     if (params >= 100000) printf(" (%.1fM)", (double)params / 1e6);
     printf(" in %zu tensors\n", petl_st_count(st));
-    printf("key layout: %s, LayerNorm %s, pooler %s, position_ids %s, %d layers in the file",
-           *l->prefix ? "\"bert.\" prefix" : "no \"bert.\" prefix", l->layer_norm,
-           l->pooler ? "present" : "absent", l->position_ids ? "present" : "absent", l->layers);
+    printf("key layout: %s\"%s\" prefix, LayerNorm %s, pooler %s, position_ids %s, %d layers in "
+           "the file",
+           *l->prefix ? "" : "no ", l->keys.prefix, l->layer_norm, l->pooler ? "present" : "absent",
+           l->position_ids ? "present" : "absent", l->layers);
     if (l->other) printf(", %zu other tensors (heads)", l->other);
     putchar('\n');
     if (*problem) printf("warning: %s\n", problem);
@@ -314,7 +325,7 @@ static int inspect_dir(const char *dir, bool json) {
     size_t nf;
     files = list_files(dir, &nf);
     if (!files) nf = 0;
-    layout l = find_layout(st);
+    layout l = find_layout(st, &cfg);
     char problem[256];
     check_layout(&l, &cfg, problem, sizeof problem);
     rc = 0;
