@@ -214,10 +214,10 @@ typedef struct {
 
 void petl_tokenizer_opts_default(petl_tokenizer_opts *o);
 
-/* Loads DIR/tokenizer.json when present (petl_tokenizer_load_json; tokenizer_config.json's
- * pad_token, when there, names the pad token), else DIR/vocab.txt and, when present,
- * DIR/tokenizer_config.json (do_lower_case, strip_accents, tokenize_chinese_chars) as
- * BertTokenizerFast does; a vocab.txt needs [UNK], [CLS], [SEP] and [PAD]. */
+/* Loads DIR/tokenizer.json when present (petl_tokenizer_load_json), else DIR/vocab.txt; a
+ * vocab.txt needs [UNK], [CLS], [SEP] and [PAD]. DIR/tokenizer_config.json, when present, is
+ * read as BertTokenizerFast does: its do_lower_case, strip_accents and tokenize_chinese_chars
+ * set the BERT normalizer (a tokenizer.json's BertNormalizer too), its pad_token the pad id. */
 petl_status petl_tokenizer_load(const char *model_dir, petl_tokenizer **out, petl_error *err);
 /* Loads a HuggingFace tokenizer.json: the same ids, type ids and spans as the `tokenizers`
  * library. Supported: normalizer BertNormalizer; pre-tokenizer BertPreTokenizer; model

@@ -180,9 +180,11 @@ petl_status petl_tok_model_run(const petl_tokenizer *tok, petl_tok_work *w, size
 
 /* ------------------------------------------------------------------------ tokenizer.json */
 
-/* Reads a tokenizer.json (text[0..len), `what` names it in errors) into a zeroed tok. */
+/* Reads a tokenizer.json (text[0..len), `what` names it in errors) into a zeroed tok. bert,
+ * when set, overrides a BertNormalizer's lowercase, strip_accents (-1: follow lowercase) and
+ * handle_chinese_chars, as transformers' BertTokenizerFast does with tokenizer_config.json. */
 petl_status petl_tok_json_parse(petl_tokenizer *tok, const char *text, size_t len, const char *what,
-                                petl_error *err);
+                                const petl_tokenizer_opts *bert, petl_error *err);
 /* Added tokens: the given ones in order, ids resolved as the reference does (the id of the
  * same content in the vocabulary, else the next free id); normalized ones are run through the
  * normalizer. Called once, after the vocabulary, normalizer and model are set. */

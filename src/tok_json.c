@@ -74,7 +74,8 @@ static petl_status get_type(const reader *r, json_t *o, const char *comp, const 
 
 /* -------------------------------------------------------------------------- normalizer */
 
-static petl_status read_normalizer(const reader *r, petl_tokenizer *tok, json_t *o) {
+static petl_status read_normalizer(const reader *r, petl_tokenizer *tok, json_t *o,
+                                   const petl_tokenizer_opts *bert) {
     petl_tokenizer_opts *op = &tok->opts;
     /* what petl_tokenizer_get_opts reports without a BertNormalizer: nothing of it applies */
     op->clean_text = op->handle_chinese_chars = op->lowercase = false;
@@ -96,7 +97,13 @@ static petl_status read_normalizer(const reader *r, petl_tokenizer *tok, json_t 
     if (!sa) return FAIL(r, "%s: %s: \"strip_accents\" is missing", r->what, c);
     if (!json_is_null(sa) && !json_is_boolean(sa))
         return FAIL(r, "%s: %s: \"strip_accents\" must be true, false or null", r->what, c);
-    op->strip_accents = json_is_null(sa) ? op->lowercase : json_is_true(sa);
+    op->strip_accents = json_is_null(sa) ? -1 : json_is_true(sa);
+    if (bert) {
+        op->lowercase = bert->lowercase;
+        op->handle_chinese_chars = bert->handle_chinese_chars;
+        op->strip_accents = bert->strip_accents;
+    }
+    if (op->strip_accents < 0) op->strip_accents = op->lowercase; /* null follows lowercase */
     tok->normalizer = PETL_NORM_BERT;
     return PETL_OK;
 }
@@ -361,7 +368,7 @@ static petl_status read_padding(const reader *r, petl_tokenizer *tok, json_t *o)
 }
 
 petl_status petl_tok_json_parse(petl_tokenizer *tok, const char *text, size_t len, const char *what,
-                                petl_error *err) {
+                                const petl_tokenizer_opts *bert, petl_error *err) {
     reader r = {what, err};
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
@@ -377,7 +384,7 @@ petl_status petl_tok_json_parse(petl_tokenizer *tok, const char *text, size_t le
     /* the order matters: the vocabulary and normalizer before the added tokens (their ids and
      * normalized forms), all tokens before the post-processor and padding (id checks) */
     if (st == PETL_OK) st = read_model(&r, tok, json_object_get(root, "model"));
-    if (st == PETL_OK) st = read_normalizer(&r, tok, json_object_get(root, "normalizer"));
+    if (st == PETL_OK) st = read_normalizer(&r, tok, json_object_get(root, "normalizer"), bert);
     if (st == PETL_OK) st = read_pre_tokenizer(&r, tok, json_object_get(root, "pre_tokenizer"));
     if (st == PETL_OK) st = read_added(&r, tok, json_object_get(root, "added_tokens"));
     if (st == PETL_OK) st = read_post_processor(&r, tok, json_object_get(root, "post_processor"));

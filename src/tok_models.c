@@ -29,8 +29,7 @@ static petl_status word_bytes(petl_tok_work *w, size_t i, size_t n, petl_error *
  * that nothing matches, is one unk spanning the whole word. Candidates longer than the longest
  * token are skipped, which keeps the work per position bounded. Only the model's own tokens
  * count (an added token's content is not a piece). A piece's span runs from its first
- * character's start to its last one's end: marks reordered by NFD can make that span cover
- * other pieces' characters too; the reference computes it the same way. */
+ * character's start to its last one's end. */
 static petl_status wordpiece(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
                              petl_tok_seq *seq, petl_error *err) {
     const petl_tok_text *t = &w->text;

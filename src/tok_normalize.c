@@ -6,20 +6,19 @@
 /* Appends c (combining class k) to t. NFD puts each run of marks in canonical order (a stable
  * sort by combining class): an insertion step over the tail of t keeps every run sorted. The
  * marks strip_accents drops never get here, and sorting the kept ones alone gives the same
- * relative order. A mark moves with its span, as the reference's alignments do. */
+ * relative order. The spans stay where they are: the reference's alignments are positional
+ * (the n-th character out takes the n-th span), so a reordered mark takes its new place's. */
 static void push_char(petl_tok_text *t, int32_t c, uint8_t k, int32_t beg, int32_t end) {
     size_t i = t->n++;
+    t->beg[i] = beg;
+    t->end[i] = end;
     while (k > 0 && i > 0 && t->ccc[i - 1] > k) {
         t->cp[i] = t->cp[i - 1];
         t->ccc[i] = t->ccc[i - 1];
-        t->beg[i] = t->beg[i - 1];
-        t->end[i] = t->end[i - 1];
         i--;
     }
     t->cp[i] = c;
     t->ccc[i] = k;
-    t->beg[i] = beg;
-    t->end[i] = end;
 }
 
 petl_status petl_tok_normalize(const petl_tokenizer *tok, const char *text, size_t a, size_t b,

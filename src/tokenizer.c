@@ -508,30 +508,17 @@ static petl_status read_config(const char *path, petl_tokenizer_opts *opts, spec
     return st;
 }
 
-petl_status petl_tokenizer_load_json(const char *path, petl_tokenizer **out, petl_error *err) {
-    if (!out || !path) return petl_fail(err, PETL_ERR_ARG, "petl_tokenizer_load_json: NULL");
+/* A tokenizer.json's bytes; bert: tokenizer_config.json's overrides of a BertNormalizer. */
+static petl_status from_json(const char *json, size_t len, const char *what,
+                             const petl_tokenizer_opts *bert, petl_tokenizer **out,
+                             petl_error *err) {
     *out = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    petl_status st = petl_read_file(path, JSON_MAX_BYTES, &text, &len, err);
-    if (st != PETL_OK) return st;
-    st = petl_tokenizer_from_json(text, len, path, out, err);
-    free(text);
-    return st;
-}
-
-petl_status petl_tokenizer_from_json(const char *json, size_t len, const char *what,
-                                     petl_tokenizer **out, petl_error *err) {
-    if (!out || (!json && len > 0))
-        return petl_fail(err, PETL_ERR_ARG, "petl_tokenizer_from_json: NULL argument");
-    *out = NULL;
-    if (!what) what = "tokenizer.json";
     if (len > JSON_MAX_BYTES)
         return petl_fail(err, PETL_ERR_FORMAT, "%s: %zu bytes is too large", what, len);
     petl_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok) return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", what);
     tok->pad_id = -1;
-    petl_status st = petl_tok_json_parse(tok, json ? json : "", len, what, err);
+    petl_status st = petl_tok_json_parse(tok, json, len, what, bert, err);
     if (st != PETL_OK) {
         petl_tokenizer_free(tok);
         return st;
@@ -543,6 +530,30 @@ petl_status petl_tokenizer_from_json(const char *json, size_t len, const char *w
     if (tok->pad_id < 0) tok->pad_id = 0;
     *out = tok;
     return PETL_OK;
+}
+
+petl_status petl_tokenizer_from_json(const char *json, size_t len, const char *what,
+                                     petl_tokenizer **out, petl_error *err) {
+    if (!out || (!json && len > 0))
+        return petl_fail(err, PETL_ERR_ARG, "petl_tokenizer_from_json: NULL argument");
+    return from_json(json ? json : "", len, what ? what : "tokenizer.json", NULL, out, err);
+}
+
+/* Reads a tokenizer.json file (see from_json). */
+static petl_status load_json(const char *path, const petl_tokenizer_opts *bert,
+                             petl_tokenizer **out, petl_error *err) {
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    petl_status st = petl_read_file(path, JSON_MAX_BYTES, &text, &len, err);
+    if (st == PETL_OK) st = from_json(text, len, path, bert, out, err);
+    free(text);
+    return st;
+}
+
+petl_status petl_tokenizer_load_json(const char *path, petl_tokenizer **out, petl_error *err) {
+    if (!out || !path) return petl_fail(err, PETL_ERR_ARG, "petl_tokenizer_load_json: NULL");
+    return load_json(path, NULL, out, err);
 }
 
 petl_status petl_tokenizer_load(const char *model_dir, petl_tokenizer **out, petl_error *err) {
@@ -562,15 +573,14 @@ petl_status petl_tokenizer_load(const char *model_dir, petl_tokenizer **out, pet
     petl_tokenizer_opts_default(&opts);
     special_token names[SP_COUNT];
     default_specials(names);
-    /* tokenizer_config.json is optional: BERT defaults without it. With a tokenizer.json it
-     * only names the pad token. */
-    bool has_json = access(jpath, F_OK) == 0;
-    if (access(cpath, F_OK) == 0 && (st = read_config(cpath, &opts, names, err)) != PETL_OK)
-        goto done;
-    if (has_json) {
-        if ((st = petl_tokenizer_load_json(jpath, out, err)) != PETL_OK) goto done;
-        int32_t pad =
-            access(cpath, F_OK) == 0 ? petl_tokenizer_token_to_id(*out, names[SP_PAD].name) : -1;
+    /* tokenizer_config.json is optional: BERT defaults without it. With a tokenizer.json, its
+     * do_lower_case, strip_accents and tokenize_chinese_chars override a BertNormalizer's (as
+     * transformers' BertTokenizerFast does) and its pad_token names the pad token. */
+    bool has_config = access(cpath, F_OK) == 0;
+    if (has_config && (st = read_config(cpath, &opts, names, err)) != PETL_OK) goto done;
+    if (access(jpath, F_OK) == 0) {
+        if ((st = load_json(jpath, has_config ? &opts : NULL, out, err)) != PETL_OK) goto done;
+        int32_t pad = has_config ? petl_tokenizer_token_to_id(*out, names[SP_PAD].name) : -1;
         if (pad >= 0) (*out)->pad_id = pad;
         goto done;
     }

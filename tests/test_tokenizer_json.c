@@ -349,6 +349,27 @@ static void test_same_as_vocab(void) {
           a.lowercase == b.lowercase && a.strip_accents == b.strip_accents);
     unlink(link_v);
     unlink(link_c);
+    /* tokenizer_config.json's casing overrides a BertNormalizer's, as BertTokenizerFast does */
+    char link_j[4200];
+    snprintf(link_j, sizeof link_j, "%s/tokenizer.json", dir);
+    CHECK(symlink(json, link_j) == 0);
+    FILE *f = fopen(link_c, "w");
+    CHECK(f != NULL);
+    fputs("{\"do_lower_case\": false}", f);
+    fclose(f);
+    petl_tokenizer *tc = NULL;
+    CHECK_OK(petl_tokenizer_load(dir, &tc, &err), &err);
+    petl_tokenizer_get_opts(tc, &a);
+    CHECK(!a.lowercase && !a.strip_accents && a.handle_chinese_chars && a.clean_text);
+    petl_encoding e1 = {0}, e2 = {0};
+    CHECK_OK(petl_tokenize(tc, "Hello", 5, NULL, 0, 0, &e1, &err), &err);
+    CHECK_OK(petl_tokenize(tj, "Hello", 5, NULL, 0, 0, &e2, &err), &err);
+    CHECK(e1.len != e2.len || memcmp(e1.ids, e2.ids, (size_t)e1.len * sizeof *e1.ids) != 0);
+    petl_encoding_free(&e1);
+    petl_encoding_free(&e2);
+    petl_tokenizer_free(tc);
+    unlink(link_j);
+    unlink(link_c);
     rmdir(dir);
     petl_tokenizer_free(tj);
     petl_tokenizer_free(tv);
