@@ -220,11 +220,13 @@ void petl_tokenizer_opts_default(petl_tokenizer_opts *o);
  * set the BERT normalizer (a tokenizer.json's BertNormalizer too), its pad_token the pad id. */
 petl_status petl_tokenizer_load(const char *model_dir, petl_tokenizer **out, petl_error *err);
 /* Loads a HuggingFace tokenizer.json: the same ids, type ids and spans as the `tokenizers`
- * library. Supported: normalizer BertNormalizer; pre-tokenizer BertPreTokenizer; model
- * WordPiece; post-processors BertProcessing, RobertaProcessing, TemplateProcessing; added
- * tokens with every flag (normalized, lstrip, rstrip, single_word). Anything else is refused
- * naming the component (PETL_ERR_FORMAT). The file's truncation and padding sections are not
- * applied (max_len decides; padding.pad_id is the pad id). */
+ * library. Supported: normalizer BertNormalizer; pre-tokenizers BertPreTokenizer, ByteLevel;
+ * models WordPiece, BPE (merges, continuing-subword prefix, end-of-word suffix, unk, fuse_unk,
+ * byte_fallback, ignore_merges; no dropout); post-processors BertProcessing,
+ * RobertaProcessing, TemplateProcessing, ByteLevel; added tokens with every flag (normalized,
+ * lstrip, rstrip, single_word). Anything else is refused naming the component
+ * (PETL_ERR_FORMAT). The file's truncation and padding sections are not applied (max_len
+ * decides; padding.pad_id is the pad id). */
 petl_status petl_tokenizer_load_json(const char *path, petl_tokenizer **out, petl_error *err);
 /* The same from the bytes of a tokenizer.json; `what` names it in errors. */
 petl_status petl_tokenizer_from_json(const char *json, size_t len, const char *what,

@@ -48,8 +48,8 @@ size_t petl_uc_bert_normalize(const petl_tokenizer_opts *o, int32_t c, int32_t *
 /* ------------------------------------------------------------------------------- stages */
 
 typedef enum { PETL_NORM_NONE, PETL_NORM_BERT } petl_tok_normalizer;
-typedef enum { PETL_PRE_NONE, PETL_PRE_BERT } petl_tok_pre_tokenizer;
-typedef enum { PETL_MODEL_WORDPIECE } petl_tok_model;
+typedef enum { PETL_PRE_NONE, PETL_PRE_BERT, PETL_PRE_BYTELEVEL } petl_tok_pre_tokenizer;
+typedef enum { PETL_MODEL_WORDPIECE, PETL_MODEL_BPE } petl_tok_model;
 
 /* An added token ("added_tokens" of tokenizer.json; the special tokens of a vocab.txt). */
 typedef struct {
@@ -89,12 +89,22 @@ struct petl_tokenizer {
     petl_tok_normalizer normalizer;
     petl_tokenizer_opts opts; /* BertNormalizer's settings (strip_accents resolved to 0 / 1) */
     petl_tok_pre_tokenizer pre_tokenizer;
+    bool prefix_space; /* ByteLevel's add_prefix_space */
+    void *split_regex; /* ByteLevel's use_regex: the GPT-2 split (pcre2_code *), else NULL */
 
-    petl_tok_model model; /* WordPiece */
-    int32_t unk_id;
-    char *prefix; /* owned: continuing_subword_prefix ("##") */
+    petl_tok_model model;
+    int32_t unk_id; /* -1: none (BPE drops what it cannot encode) */
+    char *prefix;   /* owned: continuing_subword_prefix ("##"; BPE: NULL for none) */
     size_t prefix_len;
-    size_t max_word_chars; /* max_input_chars_per_word: longer words are one unk */
+    size_t max_word_chars; /* WordPiece's max_input_chars_per_word: longer words are one unk */
+    char *suffix;          /* owned: BPE's end_of_word_suffix, NULL for none */
+    size_t suffix_len;
+    bool fuse_unk, byte_fallback, ignore_merges; /* BPE's options */
+    int32_t byte_ids[256]; /* BPE byte_fallback: the id of "<0xXX>", -1 when missing */
+    /* BPE merges: (left id, right id) -> (rank, merged id), open addressing */
+    uint64_t *merge_keys; /* [n_merge_slots] ((uint64_t)left << 32 | right) + 1; 0: empty */
+    uint32_t *merge_vals; /* [n_merge_slots, 2] rank, merged id */
+    size_t n_merge_slots;
 
     petl_added_token *added; /* owned [n_added] */
     size_t n_added;
@@ -148,9 +158,22 @@ typedef struct {
     const petl_added_token *tok;
 } petl_tok_segment;
 
+/* A BPE symbol (a run of the word's characters) and a candidate merge. */
+typedef struct {
+    int32_t id;
+    int32_t prev, next; /* neighbours in the word, -1 at the ends */
+    int32_t len;        /* bytes of the word it stands for; 0: merged away */
+} petl_bpe_symbol;
+typedef struct {
+    uint32_t rank;
+    int32_t pos, new_id;
+} petl_bpe_merge;
+
 typedef struct {
     petl_tok_text raw;         /* the raw text as characters (each its own span) */
     petl_tok_text text;        /* the normalized piece being worked on */
+    petl_tok_text pre;         /* the byte-level characters of a ByteLevel pre-tokenizer */
+    const petl_tok_text *wt;   /* the text the words are ranges of (text or pre) */
     petl_tok_segment *segs[2]; /* the raw text's / the normalized piece's segments */
     size_t cap_segs[2];
     size_t *words; /* [n_words, 2] ranges of text: the pre-tokenizer's output */
@@ -158,6 +181,9 @@ typedef struct {
     char *bytes; /* the current word in UTF-8 */
     size_t *boff;
     size_t cap_bytes, cap_boff;
+    petl_bpe_symbol *syms; /* BPE's working word */
+    petl_bpe_merge *heap;
+    size_t cap_syms, cap_heap;
     petl_tok_seq seq[2];
 } petl_tok_work;
 
@@ -171,12 +197,24 @@ petl_status petl_tok_seq_push(petl_tok_seq *s, int32_t id, int32_t beg, int32_t 
 /* The normalizer: text[a..b) (valid UTF-8) into out, spans relative to text. */
 petl_status petl_tok_normalize(const petl_tokenizer *tok, const char *text, size_t a, size_t b,
                                petl_tok_text *out, petl_error *err);
-/* The pre-tokenizer: the words of t[i..j) into w->words (ranges of t). */
+/* The pre-tokenizer: the words of w->text[i..j) into w->words, ranges of w->wt (w->text, or
+ * w->pre for a pre-tokenizer that rewrites the characters). */
 petl_status petl_tok_pre_tokenize(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
                                   petl_error *err);
 /* The model on the word t[i..j): its tokens appended to seq. */
 petl_status petl_tok_model_run(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
                                petl_tok_seq *seq, petl_error *err);
+
+/* The GPT-2 split of the ByteLevel pre-tokenizer, compiled into tok->split_regex when
+ * use_regex; and its release (petl_tokenizer_free). */
+petl_status petl_tok_bytelevel_init(petl_tokenizer *tok, bool use_regex, const char *what,
+                                    petl_error *err);
+void petl_tok_bytelevel_free(petl_tokenizer *tok);
+/* BPE's merges: n pairs of ids (pairs[2k], pairs[2k + 1]) -> merged[k], ranked by order (a
+ * later duplicate of a pair replaces the earlier one, as a HashMap collect does). */
+petl_status petl_tok_bpe_set_merges(petl_tokenizer *tok, const int32_t *pairs,
+                                    const int32_t *merged, size_t n, const char *what,
+                                    petl_error *err);
 
 /* ------------------------------------------------------------------------ tokenizer.json */
 

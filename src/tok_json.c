@@ -116,10 +116,20 @@ static petl_status read_pre_tokenizer(const reader *r, petl_tokenizer *tok, json
     const char *type;
     petl_status st = get_type(r, o, "pre_tokenizer", &type);
     if (st != PETL_OK) return st;
-    if (strcmp(type, "BertPreTokenizer") != 0)
-        return FAIL(r, "%s: pre_tokenizer \"%s\" is not supported", r->what, type);
-    tok->pre_tokenizer = PETL_PRE_BERT;
-    return PETL_OK;
+    if (strcmp(type, "BertPreTokenizer") == 0) {
+        tok->pre_tokenizer = PETL_PRE_BERT;
+        return PETL_OK;
+    }
+    if (strcmp(type, "ByteLevel") == 0) {
+        const char *c = "pre_tokenizer \"ByteLevel\"";
+        bool use_regex, trim;
+        if ((st = get_bool(r, o, c, "add_prefix_space", true, &tok->prefix_space)) != PETL_OK ||
+            (st = get_bool(r, o, c, "trim_offsets", true, &trim)) != PETL_OK ||
+            (st = get_bool(r, o, c, "use_regex", true, &use_regex)) != PETL_OK)
+            return st;
+        return petl_tok_bytelevel_init(tok, use_regex, r->what, r->err);
+    }
+    return FAIL(r, "%s: pre_tokenizer \"%s\" is not supported", r->what, type);
 }
 
 /* ------------------------------------------------------------------------------- model */
@@ -190,12 +200,129 @@ static petl_status read_wordpiece(const reader *r, petl_tokenizer *tok, json_t *
     return PETL_OK;
 }
 
+/* An optional string that may be null (absent or null: NULL). */
+static petl_status get_opt_string(const reader *r, json_t *o, const char *comp, const char *key,
+                                  const char **out) {
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v || json_is_null(v)) return PETL_OK;
+    return get_string(r, o, comp, key, NULL, out);
+}
+
+/* One merge: "a b" (the legacy form: exactly one space) or ["a", "b"]. */
+static petl_status merge_pair(const reader *r, json_t *m, size_t k, char *buf, size_t cap,
+                              const char **a, const char **b) {
+    if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+        json_is_string(json_array_get(m, 1))) {
+        *a = json_string_value(json_array_get(m, 0));
+        *b = json_string_value(json_array_get(m, 1));
+        return PETL_OK;
+    }
+    const char *s = json_string_value(m), *sp = s ? strchr(s, ' ') : NULL;
+    if (!s || !sp || strchr(sp + 1, ' ') || strlen(s) >= cap)
+        return FAIL(r, "%s: model \"BPE\": merges[%zu] must be \"a b\" or [\"a\", \"b\"]", r->what,
+                    k);
+    memcpy(buf, s, strlen(s) + 1);
+    buf[sp - s] = '\0';
+    *a = buf;
+    *b = buf + (sp - s) + 1;
+    return PETL_OK;
+}
+
+/* BPE's merges: each pair and what it makes must be in the vocabulary. */
+static petl_status read_merges(const reader *r, petl_tokenizer *tok, json_t *ms) {
+    const char *c = "model \"BPE\"";
+    if (!json_is_array(ms)) return FAIL(r, "%s: %s: \"merges\" must be an array", r->what, c);
+    size_t n = json_array_size(ms), kept = 0;
+    int32_t *pairs = malloc((2 * n + 1) * sizeof *pairs),
+            *merged = malloc((n + 1) * sizeof *merged);
+    char *buf = malloc(2 * tok->max_token_len + 2), *cat = malloc(2 * tok->max_token_len + 2);
+    petl_status st = PETL_OK;
+    if (!pairs || !merged || !buf || !cat)
+        st = petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory for %zu merges", r->what, n);
+    for (size_t k = 0; k < n && st == PETL_OK; k++) {
+        json_t *m = json_array_get(ms, k);
+        /* the legacy form skips "#version" lines */
+        if (json_is_string(m) && strncmp(json_string_value(m), "#version", 8) == 0) continue;
+        const char *a = NULL, *b = NULL;
+        if ((st = merge_pair(r, m, k, buf, 2 * tok->max_token_len + 2, &a, &b)) != PETL_OK) break;
+        size_t la = strlen(a), lb = strlen(b);
+        int32_t ia = petl_tokenizer_token_to_id(tok, a), ib = petl_tokenizer_token_to_id(tok, b);
+        if (ia < 0 || ib < 0) {
+            st = FAIL(r, "%s: %s: merges[%zu]: \"%.64s\" is not in the vocabulary", r->what, c, k,
+                      ia < 0 ? a : b);
+            break;
+        }
+        /* the merged token: a, then b without its continuing-subword prefix */
+        if (lb < tok->prefix_len || memcmp(b, tok->prefix ? tok->prefix : "", tok->prefix_len)) {
+            st = FAIL(r, "%s: %s: merges[%zu]: \"%.64s\" lacks the continuing_subword_prefix",
+                      r->what, c, k, b);
+            break;
+        }
+        memcpy(cat, a, la);
+        memcpy(cat + la, b + tok->prefix_len, lb - tok->prefix_len);
+        int32_t id = petl_tok_vocab_find(tok, "", 0, cat, la + lb - tok->prefix_len);
+        if (id < 0) {
+            st = FAIL(r, "%s: %s: merges[%zu]: \"%.*s\" is not in the vocabulary", r->what, c, k,
+                      (int)(la + lb - tok->prefix_len < 64 ? la + lb - tok->prefix_len : 64), cat);
+            break;
+        }
+        pairs[2 * kept] = ia;
+        pairs[2 * kept + 1] = ib;
+        merged[kept++] = id;
+    }
+    if (st == PETL_OK) st = petl_tok_bpe_set_merges(tok, pairs, merged, kept, r->what, r->err);
+    free(pairs), free(merged), free(buf), free(cat);
+    return st;
+}
+
+static petl_status read_bpe(const reader *r, petl_tokenizer *tok, json_t *o) {
+    const char *c = "model \"BPE\"", *unk, *prefix, *suffix;
+    petl_status st;
+    json_t *drop = json_object_get(o, "dropout");
+    if (drop && !json_is_null(drop) && !(json_is_number(drop) && json_number_value(drop) == 0))
+        return FAIL(r, "%s: %s: \"dropout\" is not supported (it makes tokenization random)",
+                    r->what, c);
+    if ((st = get_opt_string(r, o, c, "unk_token", &unk)) != PETL_OK ||
+        (st = get_opt_string(r, o, c, "continuing_subword_prefix", &prefix)) != PETL_OK ||
+        (st = get_opt_string(r, o, c, "end_of_word_suffix", &suffix)) != PETL_OK ||
+        (st = get_bool(r, o, c, "fuse_unk", false, &tok->fuse_unk)) != PETL_OK ||
+        (st = get_bool(r, o, c, "byte_fallback", false, &tok->byte_fallback)) != PETL_OK ||
+        (st = get_bool(r, o, c, "ignore_merges", false, &tok->ignore_merges)) != PETL_OK)
+        return st;
+    if ((prefix && strlen(prefix) > 256) || (suffix && strlen(suffix) > 256))
+        return FAIL(r, "%s: %s: a prefix or suffix over 256 bytes is not supported", r->what, c);
+    if (tok->byte_fallback && ((prefix && *prefix) || (suffix && *suffix)))
+        return FAIL(r, "%s: %s: byte_fallback with a prefix or suffix is not supported", r->what,
+                    c);
+    json_t *v = json_object_get(o, "vocab"), *ms = json_object_get(o, "merges");
+    if (!v || !ms) return FAIL(r, "%s: %s: \"vocab\" and \"merges\" are required", r->what, c);
+    if ((st = read_vocab(r, tok, v, c)) != PETL_OK) return st;
+    tok->model = PETL_MODEL_BPE;
+    tok->prefix = prefix ? strdup(prefix) : NULL;
+    tok->suffix = suffix ? strdup(suffix) : NULL;
+    if ((prefix && !tok->prefix) || (suffix && !tok->suffix))
+        return petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
+    tok->prefix_len = prefix ? strlen(prefix) : 0;
+    tok->suffix_len = suffix ? strlen(suffix) : 0;
+    tok->unk_id = -1;
+    if (unk && (tok->unk_id = petl_tokenizer_token_to_id(tok, unk)) < 0)
+        return FAIL(r, "%s: %s: unk_token \"%.64s\" is not in the vocabulary", r->what, c, unk);
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        tok->byte_ids[b] = petl_tokenizer_token_to_id(tok, name);
+    }
+    return read_merges(r, tok, ms);
+}
+
 static petl_status read_model(const reader *r, petl_tokenizer *tok, json_t *o) {
     if (!o || json_is_null(o)) return FAIL(r, "%s: \"model\" is missing", r->what);
     const char *type;
     petl_status st = get_type(r, o, "model", &type);
     if (st != PETL_OK) return st;
     if (strcmp(type, "WordPiece") == 0) return read_wordpiece(r, tok, o);
+    if (strcmp(type, "BPE") == 0) return read_bpe(r, tok, o);
     return FAIL(r, "%s: model \"%s\" is not supported", r->what, type);
 }
 
@@ -314,7 +441,19 @@ static petl_status read_template(const reader *r, petl_tokenizer *tok, json_t *o
 
 static petl_status read_post_processor(const reader *r, petl_tokenizer *tok, json_t *o) {
     petl_status st;
-    if (!o || json_is_null(o)) {
+    const char *type = NULL;
+    if (o && !json_is_null(o) && (st = get_type(r, o, "post_processor", &type)) != PETL_OK)
+        return st;
+    if (type && strcmp(type, "ByteLevel") == 0) {
+        /* the sequences as they are (as without a post-processor), offsets trimmed */
+        const char *c = "post_processor \"ByteLevel\"";
+        if ((st = get_bool(r, o, c, "trim_offsets", true, &tok->trim_offsets)) != PETL_OK ||
+            (st = get_bool(r, o, c, "add_prefix_space", true, &tok->add_prefix_space)) != PETL_OK)
+            return st;
+        type = NULL;
+        o = NULL;
+    }
+    if (!type) {
         /* none: the sequences as they are, the second of type 1 */
         tok->single.pieces = calloc(1, sizeof *tok->single.pieces);
         tok->pair.pieces = calloc(2, sizeof *tok->pair.pieces);
@@ -327,8 +466,6 @@ static petl_status read_post_processor(const reader *r, petl_tokenizer *tok, jso
         tok->pair.n = 2;
         return PETL_OK;
     }
-    const char *type;
-    if ((st = get_type(r, o, "post_processor", &type)) != PETL_OK) return st;
     bool bert = strcmp(type, "BertProcessing") == 0, roberta = !strcmp(type, "RobertaProcessing");
     if (bert || roberta) {
         char comp[64];

@@ -159,6 +159,10 @@ void petl_tokenizer_free(petl_tokenizer *tok) {
     free(tok->token_len);
     free(tok->slots);
     free(tok->prefix);
+    free(tok->suffix);
+    free(tok->merge_keys);
+    free(tok->merge_vals);
+    petl_tok_bytelevel_free(tok);
     for (size_t i = 0; i < tok->n_added; i++) {
         free(tok->added[i].content);
         free(tok->added[i].norm);
@@ -623,6 +627,9 @@ void petl_tok_work_free(petl_tok_work *w) {
     free(w->segs[1]);
     free(w->bytes);
     free(w->boff);
+    free(w->syms);
+    free(w->heap);
+    free(w->pre.cp), free(w->pre.beg), free(w->pre.end), free(w->pre.ccc);
     for (int i = 0; i < 2; i++)
         free(w->seq[i].ids), free(w->seq[i].offs), free(w->seq[i].trim);
     memset(w, 0, sizeof *w);

@@ -17,8 +17,9 @@
 static petl_error err;
 
 /* Every golden tokenizer; minilm's tokenizer.json is the model folder's own. */
-static const char *const NAMES[] = {"minilm", "wordpiece-cased", "mpnet-style", "added-flags",
-                                    "plain"};
+static const char *const NAMES[] = {"minilm",     "wordpiece-cased", "mpnet-style", "added-flags",
+                                    "plain",      "roberta-style",   "gpt2-style",  "char-bpe",
+                                    "bpe-prefix", "bpe-bytefallback"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -438,11 +439,55 @@ static void test_refusals(void) {
     expect_refused(make_json(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"_\"}", NULL, NULL,
                              NULL, NULL),
                    "pre_tokenizer \"Metaspace\" is not supported");
-    expect_refused(make_json(NULL, NULL, "{\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}", NULL,
-                             NULL, NULL),
-                   "model \"BPE\" is not supported");
-    expect_refused(make_json(NULL, NULL, NULL, "{\"type\": \"ByteLevel\"}", NULL, NULL),
-                   "post_processor \"ByteLevel\" is not supported");
+    expect_refused(
+        make_json(NULL, NULL, "{\"type\": \"Unigram\", \"vocab\": []}", NULL, NULL, NULL),
+        "model \"Unigram\" is not supported");
+    /* BPE: what is refused in its options and merges */
+    const char *bpe_vocab = "\"vocab\": {\"[UNK]\": 0, \"[CLS]\": 1, \"[SEP]\": 2, \"a\": 3, "
+                            "\"b\": 4, \"ab\": 5}";
+    char model[512];
+    snprintf(model, sizeof model, "{\"type\": \"BPE\", \"dropout\": 0.1, %s, \"merges\": []}",
+             bpe_vocab);
+    expect_refused(make_json(NULL, NULL, model, NULL, NULL, NULL), "\"dropout\" is not supported");
+    snprintf(model, sizeof model, "{\"type\": \"BPE\", %s, \"merges\": [\"a c\"]}", bpe_vocab);
+    expect_refused(make_json(NULL, NULL, model, NULL, NULL, NULL),
+                   "merges[0]: \"c\" is not in the vocabulary");
+    snprintf(model, sizeof model, "{\"type\": \"BPE\", %s, \"merges\": [\"b a\"]}", bpe_vocab);
+    expect_refused(make_json(NULL, NULL, model, NULL, NULL, NULL),
+                   "merges[0]: \"ba\" is not in the vocabulary");
+    snprintf(model, sizeof model, "{\"type\": \"BPE\", %s, \"merges\": [\"a b c\"]}", bpe_vocab);
+    expect_refused(make_json(NULL, NULL, model, NULL, NULL, NULL),
+                   "merges[0] must be \"a b\" or [\"a\", \"b\"]");
+    snprintf(model, sizeof model, "{\"type\": \"BPE\", %s, \"merges\": [[\"a\", 2]]}", bpe_vocab);
+    expect_refused(make_json(NULL, NULL, model, NULL, NULL, NULL),
+                   "merges[0] must be \"a b\" or [\"a\", \"b\"]");
+    snprintf(model, sizeof model,
+             "{\"type\": \"BPE\", \"unk_token\": \"<unk>\", %s, \"merges\": []}", bpe_vocab);
+    expect_refused(make_json(NULL, NULL, model, NULL, NULL, NULL),
+                   "unk_token \"<unk>\" is not in the vocabulary");
+    snprintf(model, sizeof model,
+             "{\"type\": \"BPE\", \"byte_fallback\": true, \"end_of_word_suffix\": \"</w>\", %s, "
+             "\"merges\": []}",
+             bpe_vocab);
+    expect_refused(make_json(NULL, NULL, model, NULL, NULL, NULL),
+                   "byte_fallback with a prefix or suffix is not supported");
+    /* a BPE that works: both merge forms, "#version" skipped, the ByteLevel post-processor */
+    snprintf(model, sizeof model,
+             "{\"type\": \"BPE\", \"unk_token\": \"[UNK]\", %s, \"merges\": [\"#version: 0.2\", "
+             "[\"a\", \"b\"]]}",
+             bpe_vocab);
+    char *bpe = strdup(make_json(NULL, NULL, model,
+                                 "{\"type\": \"ByteLevel\", \"trim_offsets\": false}", NULL, NULL));
+    CHECK(bpe != NULL);
+    CHECK_OK(petl_tokenizer_from_json(bpe, strlen(bpe), "test.json", &t, &err), &err);
+    CHECK_OK(petl_tokenize(t, "ab ba x", 7, NULL, 0, 0, &enc, &err), &err);
+    int32_t want_bpe[] = {5, 4, 3, 0};
+    CHECK(enc.len == 4 && !memcmp(enc.ids, want_bpe, sizeof want_bpe));
+    petl_tokenizer_free(t);
+    free(bpe);
+    expect_refused(
+        make_json(NULL, NULL, NULL, "{\"type\": \"Sequence\", \"processors\": []}", NULL, NULL),
+        "post_processor \"Sequence\" is not supported");
     /* wrong types and missing fields */
     expect_refused(make_json("{\"type\": \"BertNormalizer\", \"clean_text\": true, "
                              "\"handle_chinese_chars\": true, \"strip_accents\": null, "

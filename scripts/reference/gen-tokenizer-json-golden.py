@@ -18,7 +18,11 @@ accent stripping, BertProcessing); mpnet-style (MPNet's layout on an uncased tra
 vocabulary: RobertaProcessing <s> A </s></s> B </s>, <mask> with lstrip, special tokens appended
 past the vocabulary); added-flags (added tokens with every flag, normalized and not,
 a TemplateProcessing with a two-id special token and type ids 0..2); plain (no normalizer, no
-post-processor).
+post-processor); byte-level BPE trained here in RoBERTa's layout (roberta-style: no prefix space,
+RobertaProcessing, <mask> normalized with lstrip) and GPT-2's (gpt2-style: prefix space,
+ByteLevel post-processor trimming offsets); char-bpe (end-of-word suffix, unk fused, few
+characters known); bpe-prefix (continuing-subword prefix ##); bpe-bytefallback (<0xXX> tokens
+for unknown characters, two of them missing so that unk shows too).
 
 Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
 so they are converted here. The hash (the C test computes the same): 64-bit FNV-1a over the
@@ -35,8 +39,9 @@ import random
 import struct
 import sys
 
-from tokenizers import AddedToken, Tokenizer, processors
-from tokenizers.implementations import BertWordPieceTokenizer
+from tokenizers import (AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors,
+                        trainers)
+from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location(
@@ -145,9 +150,61 @@ def make_tokenizers(model_dir, data_dir):
     p.normalizer = None
     p.post_processor = None
     toks["plain"] = p
+    texts = glue_train_texts(data_dir)
+    # byte-level BPE: RoBERTa's layout (no prefix space, RobertaProcessing) and GPT-2's
+    bl = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
+    bl.train_from_iterator(texts, vocab_size=5000, min_frequency=2,
+                           special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    rob = Tokenizer.from_str(bl._tokenizer.to_str())
+    rob.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=True, special=True)])
+    rob.post_processor = processors.RobertaProcessing(
+        sep=("</s>", rob.token_to_id("</s>")), cls=("<s>", rob.token_to_id("<s>")),
+        trim_offsets=True, add_prefix_space=False)
+    toks["roberta-style"] = rob
+    gpt = Tokenizer.from_str(bl._tokenizer.to_str())
+    gpt.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, trim_offsets=True)
+    gpt.post_processor = processors.ByteLevel(trim_offsets=True, add_prefix_space=True)
+    toks["gpt2-style"] = gpt
+    # character BPE with an end-of-word suffix and a fused unk (few characters known)
+    cb = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>", fuse_unk=True))
+    cb.normalizer = normalizers.BertNormalizer(lowercase=False)
+    cb.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cb.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=3000, min_frequency=2, limit_alphabet=60, end_of_word_suffix="</w>",
+        special_tokens=["<unk>", "<cls>", "<sep>"]))
+    cb.post_processor = processors.BertProcessing(
+        sep=("<sep>", cb.token_to_id("<sep>")), cls=("<cls>", cb.token_to_id("<cls>")))
+    toks["char-bpe"] = cb
+    # BPE with the WordPiece-style prefix
+    pb = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
+    pb.normalizer = normalizers.BertNormalizer(lowercase=True)
+    pb.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    pb.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=3000, min_frequency=2, continuing_subword_prefix="##",
+        special_tokens=["[UNK]", "[CLS]", "[SEP]"]))
+    pb.post_processor = processors.BertProcessing(
+        sep=("[SEP]", pb.token_to_id("[SEP]")), cls=("[CLS]", pb.token_to_id("[CLS]")))
+    toks["bpe-prefix"] = pb
+    # byte fallback: unknown characters as <0xXX> tokens, unk only where those are missing
+    bf = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    bf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    bytes_tokens = ["<0x%02X>" % b for b in range(256) if b not in (0xC3, 0xE4)]
+    bf.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=2000, min_frequency=2, limit_alphabet=50,
+        special_tokens=["<unk>"] + bytes_tokens))
+    toks["bpe-bytefallback"] = bf
     for t in toks.values():
         t.no_padding()
     return toks
+
+
+def glue_train_texts(data_dir):
+    texts = []
+    for _, _, a, b in glue_texts(data_dir, "train"):
+        texts.append(a)
+        if b:
+            texts.append(b)
+    return texts
 
 
 def extra_cases():
@@ -162,7 +219,12 @@ def extra_cases():
               "[Tag]", "[Tag]   x", "[tag]", "a[Tag]b", "中文", "中文字", "x中文y", "##ing",
               "going", "go##ing", "xyzzy", "  xyzzy", "a xyzzy", "XYZZY", "the", "then the",
               "the,the", "athe the", "<sys>", " <sys>", "a <sys> b", "<sys><sys>",
-              "[CLS] [SEP] [MASK]", "a[SEP]b", " [UNK] "]:
+              "[CLS] [SEP] [MASK]", "a[SEP]b", " [UNK] ",
+              # the GPT-2 split: contractions, runs of spaces, digits, symbols, line breaks
+              "I'm you're he's we've they'll I'd can't", "'S 'RE 'll'", "a  b   c    d",
+              "trailing   ", "   leading", "x\n\ny\r\n z", "tab\t\tx", "12345 3.14 1,000",
+              "x\u00a0y\u2003z\u3000w", "a\u180eb", "émoji 😀😀 ok", "mix中文abc123!?",
+              "<0x41> <unk> </w>", "ǅungla", "\u0301x", "$$$ %%% ^^^"]:
         add(t)
         add("pair " + t, t + " pair", 0)
     rng = random.Random(99)
@@ -224,11 +286,11 @@ def main():
     ap.add_argument("--model", default=os.path.join(root, "models", "all-MiniLM-L6-v2"))
     ap.add_argument("--data", default=os.path.join(root, "..", "shared", "data"))
     ap.add_argument("--out", default=os.path.join(root, "tests", "golden", "tokjson"))
-    ap.add_argument("--only", help="one tokenizer name")
+    ap.add_argument("--only", help="tokenizer names, comma-separated")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     for name, tok in make_tokenizers(args.model, args.data).items():
-        if args.only and name != args.only:
+        if args.only and name not in args.only.split(","):
             continue
         if name != "minilm":
             with open(os.path.join(args.out, name + ".json"), "w", encoding="utf-8") as f:
