@@ -966,6 +966,7 @@ static void apply_template(const petl_tokenizer *tok, const petl_template *tpl,
         }
         const petl_tok_seq *s = &seq[pc->kind == PETL_PIECE_B];
         size_t cnt = n[pc->kind == PETL_PIECE_B];
+        if (cnt == 0) continue; /* (an empty sequence has no arrays yet) */
         memcpy(enc->ids + len, s->ids, cnt * sizeof *s->ids);
         if (offsets) memcpy(enc->offsets + 2 * len, s->offs, 2 * cnt * sizeof *s->offs);
         for (size_t i = 0; i < cnt; i++)
