@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ------------------------------------------------------------ UTF-8 and character classes */
 
@@ -118,11 +119,36 @@ struct petl_tokenizer {
     bool add_prefix_space; /* ... which spares one leading space of a first token */
 
     int32_t pad_id;
+    int16_t ascii[128]; /* the normalizer's output for each ASCII character: one character, or
+                         * -1 when it is dropped (petl_tok_normalizer_init) */
 };
 
-/* Id of the token s[0..n) (optionally after a prefix p[0..np)), or -1. */
-int32_t petl_tok_vocab_find(const petl_tokenizer *tok, const char *p, size_t np, const char *s,
-                            size_t n);
+#define PETL_FNV_BASIS 0xcbf29ce484222325ull
+
+static inline uint64_t petl_fnv1a(uint64_t h, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Id of the token s[0..n) (optionally after a prefix p[0..np)), or -1. Inline: the models call
+ * it for every candidate piece. */
+static inline int32_t petl_tok_vocab_find(const petl_tokenizer *tok, const char *p, size_t np,
+                                          const char *s, size_t n) {
+    if (!tok->slots) return -1;
+    size_t mask = tok->n_slots - 1;
+    for (size_t i = (size_t)petl_fnv1a(petl_fnv1a(PETL_FNV_BASIS, p, np), s, n) & mask;;
+         i = (i + 1) & mask) {
+        int32_t id = tok->slots[i];
+        if (id < 0) return -1;
+        const char *t = tok->tokens[id];
+        if (tok->token_len[id] == np + n && (np == 0 || memcmp(t, p, np) == 0) &&
+            memcmp(t + np, s, n) == 0)
+            return id;
+    }
+}
 /* Sets the vocabulary from n tokens in id order (copied; a later duplicate of a token replaces
  * the earlier one in token -> id, as a HashMap insert does). */
 petl_status petl_tok_vocab_set(petl_tokenizer *tok, const char *const *tokens, const uint32_t *lens,
@@ -194,6 +220,8 @@ petl_status petl_tok_text_reserve(petl_tok_text *t, size_t need, petl_error *err
 petl_status petl_tok_seq_push(petl_tok_seq *s, int32_t id, int32_t beg, int32_t end,
                               petl_error *err);
 
+/* Fills tok->ascii once the normalizer and its options are set (load). */
+void petl_tok_normalizer_init(petl_tokenizer *tok);
 /* The normalizer: text[a..b) (valid UTF-8) into out, spans relative to text. */
 petl_status petl_tok_normalize(const petl_tokenizer *tok, const char *text, size_t a, size_t b,
                                petl_tok_text *out, petl_error *err);

@@ -522,6 +522,7 @@ petl_status petl_tok_json_parse(petl_tokenizer *tok, const char *text, size_t le
      * normalized forms), all tokens before the post-processor and padding (id checks) */
     if (st == PETL_OK) st = read_model(&r, tok, json_object_get(root, "model"));
     if (st == PETL_OK) st = read_normalizer(&r, tok, json_object_get(root, "normalizer"), bert);
+    if (st == PETL_OK) petl_tok_normalizer_init(tok);
     if (st == PETL_OK) st = read_pre_tokenizer(&r, tok, json_object_get(root, "pre_tokenizer"));
     if (st == PETL_OK) st = read_added(&r, tok, json_object_get(root, "added_tokens"));
     if (st == PETL_OK) st = read_post_processor(&r, tok, json_object_get(root, "post_processor"));

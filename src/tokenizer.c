@@ -34,34 +34,12 @@ typedef struct {
 
 /* --------------------------------------------------------------------- vocab lookups */
 
-static uint64_t fnv1a(uint64_t h, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-#define FNV_BASIS 0xcbf29ce484222325ull
-
-int32_t petl_tok_vocab_find(const petl_tokenizer *tok, const char *p, size_t np, const char *s,
-                            size_t n) {
-    if (!tok->slots) return -1;
-    size_t mask = tok->n_slots - 1;
-    for (size_t i = (size_t)fnv1a(fnv1a(FNV_BASIS, p, np), s, n) & mask;; i = (i + 1) & mask) {
-        int32_t id = tok->slots[i];
-        if (id < 0) return -1;
-        const char *t = tok->tokens[id];
-        if (tok->token_len[id] == np + n && memcmp(t, p, np) == 0 && memcmp(t + np, s, n) == 0)
-            return id;
-    }
-}
-
 /* Inserts id; a later duplicate of a token replaces the earlier one, as the reference's
  * HashMap::insert does. */
 static void vocab_insert(petl_tokenizer *tok, int32_t id) {
     size_t mask = tok->n_slots - 1, n = tok->token_len[id];
     const char *s = tok->tokens[id];
-    for (size_t i = (size_t)fnv1a(FNV_BASIS, s, n) & mask;; i = (i + 1) & mask) {
+    for (size_t i = (size_t)petl_fnv1a(PETL_FNV_BASIS, s, n) & mask;; i = (i + 1) & mask) {
         int32_t o = tok->slots[i];
         if (o < 0 || (tok->token_len[o] == n && memcmp(tok->tokens[o], s, n) == 0)) {
             tok->slots[i] = id;
@@ -121,10 +99,10 @@ void petl_tokenizer_get_opts(const petl_tokenizer *tok, petl_tokenizer_opts *out
  * vocab.txt and the tokenizer.json of the same model give the same value), and it only has to
  * tell vocabularies apart, so the simplest well-known 64-bit hash will do. */
 uint64_t petl_tokenizer_vocab_hash(const petl_tokenizer *tok) {
-    uint64_t h = FNV_BASIS;
+    uint64_t h = PETL_FNV_BASIS;
     for (int32_t id = 0; tok && id < tok->n_vocab; id++) {
-        h = fnv1a(h, tok->tokens[id], tok->token_len[id]);
-        h = fnv1a(h, "\n", 1);
+        h = petl_fnv1a(h, tok->tokens[id], tok->token_len[id]);
+        h = petl_fnv1a(h, "\n", 1);
     }
     return h;
 }
@@ -402,6 +380,7 @@ static petl_status from_vocab(const char *vocab, size_t len, const char *what,
     if (opts) tok->opts = *opts;
     if (tok->opts.strip_accents < 0) tok->opts.strip_accents = tok->opts.lowercase ? 1 : 0;
     tok->normalizer = PETL_NORM_BERT;
+    petl_tok_normalizer_init(tok);
     tok->pre_tokenizer = PETL_PRE_BERT;
     tok->model = PETL_MODEL_WORDPIECE;
     tok->max_word_chars = WORD_MAX_CHARS;
@@ -827,6 +806,11 @@ static petl_status encode_piece(const petl_tokenizer *tok, const char *text, siz
 static petl_status encode_seq(const petl_tokenizer *tok, const char *text, size_t len,
                               petl_tok_work *w, petl_tok_seq *seq, petl_error *err) {
     seq->n = 0;
+    /* Most texts hold no byte that starts a raw-matched added token: one piece, no split. */
+    bool maybe = false;
+    for (size_t i = 0; i < len && !maybe; i++)
+        maybe = tok->first_byte[0][(unsigned char)text[i]];
+    if (!maybe) return len > 0 ? encode_piece(tok, text, 0, len, w, seq, err) : PETL_OK;
     /* The raw text as characters, each its own span: the added tokens are matched on it. */
     petl_tok_text *raw = &w->raw;
     petl_status st = petl_tok_text_reserve(raw, len, err);
