@@ -238,9 +238,23 @@ typedef struct {
 
 void petl_tokenizer_opts_default(petl_tokenizer_opts *o);
 
-/* Loads DIR/vocab.txt and, when present, DIR/tokenizer_config.json (do_lower_case,
- * strip_accents, tokenize_chinese_chars). Requires [UNK], [CLS], [SEP] and [PAD] in the vocab. */
+/* Loads DIR/tokenizer.json when present (petl_tokenizer_load_json), else DIR/vocab.txt; a
+ * vocab.txt needs [UNK], [CLS], [SEP] and [PAD]. DIR/tokenizer_config.json, when present, is
+ * read as BertTokenizerFast does: its do_lower_case, strip_accents and tokenize_chinese_chars
+ * set the BERT normalizer (a tokenizer.json's BertNormalizer too), its pad_token the pad id. */
 petl_status petl_tokenizer_load(const char *model_dir, petl_tokenizer **out, petl_error *err);
+/* Loads a HuggingFace tokenizer.json: the same ids, type ids and spans as the `tokenizers`
+ * library. Supported: normalizer BertNormalizer; pre-tokenizers BertPreTokenizer, ByteLevel;
+ * models WordPiece, BPE (merges, continuing-subword prefix, end-of-word suffix, unk, fuse_unk,
+ * byte_fallback, ignore_merges; no dropout); post-processors BertProcessing,
+ * RobertaProcessing, TemplateProcessing, ByteLevel; added tokens with every flag (normalized,
+ * lstrip, rstrip, single_word). Anything else is refused naming the component
+ * (PETL_ERR_FORMAT). The file's truncation and padding sections are not applied (max_len
+ * decides; padding.pad_id is the pad id). */
+petl_status petl_tokenizer_load_json(const char *path, petl_tokenizer **out, petl_error *err);
+/* The same from the bytes of a tokenizer.json; `what` names it in errors. */
+petl_status petl_tokenizer_from_json(const char *json, size_t len, const char *what,
+                                     petl_tokenizer **out, petl_error *err);
 /* Builds a tokenizer from the bytes of a vocab.txt. `what` names the source in errors. */
 petl_status petl_tokenizer_from_vocab(const char *vocab, size_t len, const char *what,
                                       const petl_tokenizer_opts *opts, petl_tokenizer **out,
@@ -250,7 +264,8 @@ void petl_tokenizer_free(petl_tokenizer *tok);
 int petl_tokenizer_vocab_size(const petl_tokenizer *tok);
 /* The options in effect (strip_accents resolved to 0 or 1). */
 void petl_tokenizer_get_opts(const petl_tokenizer *tok, petl_tokenizer_opts *out);
-/* A 64-bit hash of the vocabulary (every token in id order): tells vocabularies apart. */
+/* A 64-bit hash of the vocabulary (every token in id order, added tokens included): tells
+ * vocabularies apart. A model's vocab.txt and its tokenizer.json give the same value. */
 uint64_t petl_tokenizer_vocab_hash(const petl_tokenizer *tok);
 /* Id of a token string, or -1. */
 int32_t petl_tokenizer_token_to_id(const petl_tokenizer *tok, const char *token);
@@ -258,8 +273,9 @@ int32_t petl_tokenizer_token_to_id(const petl_tokenizer *tok, const char *token)
 const char *petl_tokenizer_id_to_token(const petl_tokenizer *tok, int32_t id);
 int32_t petl_tokenizer_pad_id(const petl_tokenizer *tok);
 
-/* One encoded input: [CLS] A [SEP] (B [SEP]). Arrays are owned by the encoding and reused
- * across calls; free with petl_encoding_free. Zero-initialise a new one ({0}). */
+/* One encoded input: [CLS] A [SEP] (B [SEP]), or the template of a tokenizer.json. Arrays are
+ * owned by the encoding and reused across calls; free with petl_encoding_free.
+ * Zero-initialise a new one ({0}). */
 typedef struct {
     int32_t *ids;      /* [len] */
     int32_t *type_ids; /* [len] */
@@ -267,7 +283,7 @@ typedef struct {
     int cap;
     /* [len, 2] only after petl_tokenize_offsets (petl_tokenize leaves it stale): the byte span
      * [begin, end) in its own text (text_a for type 0, text_b for type 1) of the characters
-     * each token was made from; (0, 0) for the added [CLS] / [SEP]. */
+     * each token was made from; (0, 0) for the template's [CLS] / [SEP]. */
     int32_t *offsets;
     int offsets_cap; /* tokens the offsets array holds; internal */
 } petl_encoding;
@@ -275,15 +291,17 @@ typedef struct {
 /* Tokenizes text_a (and text_b when non-NULL and non-empty: like the reference, an empty
  * text_b means no pair), truncates to at most max_len tokens including the special tokens with
  * the fast tokenizer's `longest_first` rule, no padding. Text must be valid UTF-8 (else
- * PETL_ERR_UTF8 with the byte offset). max_len <= 0 means no truncation; like the reference, a
- * max_len below the number of special tokens (2, or 3 for a pair) truncates nothing either. */
+ * PETL_ERR_UTF8 with the byte offset); texts are limited to INT32_MAX bytes. max_len <= 0 means
+ * no truncation; like the reference, a max_len below the number of the template's special
+ * tokens (BERT: 2, or 3 for a pair) truncates nothing either. */
 petl_status petl_tokenize(const petl_tokenizer *tok, const char *text_a, size_t len_a,
                           const char *text_b, size_t len_b, int max_len, petl_encoding *enc,
                           petl_error *err);
 /* petl_tokenize, also filling enc->offsets: the reference's return_offsets_mapping=True, but
  * in UTF-8 bytes of the input rather than code points. A token split off one raw character
  * (NFD, CJK) spans all of it; a literal special token in the text spans its text; an [UNK]
- * word spans the whole word. Texts are limited to INT32_MAX bytes. */
+ * word spans the whole word; RobertaProcessing's trim_offsets leaves out a token's leading and
+ * trailing spaces, as the reference does. */
 petl_status petl_tokenize_offsets(const petl_tokenizer *tok, const char *text_a, size_t len_a,
                                   const char *text_b, size_t len_b, int max_len, petl_encoding *enc,
                                   petl_error *err);
@@ -1228,16 +1246,16 @@ typedef struct {
 } petl_srv_queue_opts;
 
 typedef struct {
-    const char *host;    /* IPv4 address to bind ("127.0.0.1"; "localhost" is accepted) */
-    int port;            /* 0: any free port (see petl_server_port) */
-    size_t max_body;     /* bytes (1 MiB) */
-    size_t max_inputs;   /* per request (256) */
-    size_t max_tasks;    /* loaded at once (10000) */
-    int max_connections; /* concurrent connections served (256); more are answered 503 */
-    int max_per_address; /* concurrent connections from one client address served (0: half of
-                            max_connections); more are answered 503 */
+    const char *host;         /* IPv4 address to bind ("127.0.0.1"; "localhost" is accepted) */
+    int port;                 /* 0: any free port (see petl_server_port) */
+    size_t max_body;          /* bytes (1 MiB) */
+    size_t max_inputs;        /* per request (256) */
+    size_t max_tasks;         /* loaded at once (10000) */
+    int max_connections;      /* concurrent connections served (256); more are answered 503 */
+    int max_per_address;      /* concurrent connections from one client address served (0: half of
+                                 max_connections); more are answered 503 */
     double request_timeout_s; /* a request's headers and body must arrive within this (10) */
-    unsigned timeout_s;  /* idle connection timeout (30) */
+    unsigned timeout_s;       /* idle connection timeout (30) */
     petl_srv_queue_opts batch;
     const char *admin_token;  /* NULL: the admin routes answer 403 */
     const char *adapters_dir; /* relative paths of POST /v1/tasks resolve against it */

@@ -1,7 +1,8 @@
 /* Tokenizer against the reference (BertTokenizerFast, tokenizers 0.22.2): the golden files of
  * scripts/reference/gen-tokenizer-golden.py (hard cases with full ids; a hash per row of every
  * GLUE sentence of five tasks; a hash per block of 256 code points), plus errors (invalid
- * UTF-8, missing special tokens), custom vocabularies and reuse of an encoding. */
+ * UTF-8, missing special tokens), custom vocabularies and reuse of an encoding. The goldens run
+ * twice: on the model folder as loaded (its tokenizer.json) and on its vocab.txt alone. */
 #include "check.h"
 #include "petl.h"
 
@@ -446,18 +447,48 @@ static void test_reuse(void) {
     CHECK(petl_tokenize(NULL, "a", 1, NULL, 0, 0, &enc, &err) == PETL_ERR_ARG);
 }
 
+/* The model folder's vocab.txt (+ tokenizer_config.json) alone, in a folder of links: the
+ * vocab.txt path, even where the model folder has a tokenizer.json. */
+static petl_tokenizer *load_vocab_only(void) {
+    static char dir[] = "/tmp/petl_tokv_XXXXXX";
+    char src[4096], dst[4200];
+    CHECK(mkdtemp(dir) != NULL);
+    const char *names[] = {"vocab.txt", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(src, sizeof src, "%s/%s", test_model_dir(), names[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
+        if (access(src, F_OK) == 0) CHECK(symlink(src, dst) == 0);
+    }
+    petl_tokenizer *t = NULL;
+    CHECK_OK(petl_tokenizer_load(dir, &t, &err), &err);
+    for (int i = 0; i < 2; i++) {
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
+        unlink(dst);
+    }
+    rmdir(dir);
+    return t;
+}
+
 int main(void) {
-    CHECK_OK(petl_tokenizer_load(test_model_dir(), &tok, &err), &err);
-    CHECK(petl_tokenizer_vocab_size(tok) == 30522);
-    CHECK(petl_tokenizer_token_to_id(tok, "[CLS]") == 101);
-    CHECK(petl_tokenizer_pad_id(tok) == 0);
-    test_invalid_utf8();
+    /* Twice: the model folder as petl_tokenizer_load sees it (its tokenizer.json when there),
+     * then its vocab.txt alone. Both must give the reference's ids. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0)
+            CHECK_OK(petl_tokenizer_load(test_model_dir(), &tok, &err), &err);
+        else
+            tok = load_vocab_only();
+        printf("%s:\n", pass == 0 ? "model folder" : "vocab.txt alone");
+        CHECK(petl_tokenizer_vocab_size(tok) == 30522);
+        CHECK(petl_tokenizer_token_to_id(tok, "[CLS]") == 101);
+        CHECK(petl_tokenizer_pad_id(tok) == 0);
+        test_invalid_utf8();
+        test_reuse();
+        test_cases();
+        test_codepoints();
+        test_glue();
+        petl_tokenizer_free(tok);
+    }
     test_missing_specials();
     test_custom_vocab();
-    test_reuse();
-    test_cases();
-    test_codepoints();
-    test_glue();
-    petl_tokenizer_free(tok);
     CHECK_DONE("test_tokenizer");
 }

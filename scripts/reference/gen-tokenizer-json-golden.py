@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Writes the golden files of the tokenizer.json path (tests/test_tokenizer_json.c) from the
+reference, HuggingFace's `tokenizers` (0.22.2) reading each tokenizer.json itself
+(Tokenizer.from_str, no padding, truncation longest_first at max_length N, none when N == 0;
+an empty text_b is no pair, as transformers does):
+
+  tests/golden/tokjson/NAME.json             the tokenizer (not for minilm: the test reads the
+                                             model folder's real tokenizer.json)
+  tests/golden/tokjson/NAME.cases.jsonl      hard cases: the ids, type ids and byte offsets
+  tests/golden/tokjson/NAME.glue.tsv         task, row, hash: every dev row of CoLA, SST-2,
+                                             MRPC, RTE, STS-B at max_length 128
+  tests/golden/tokjson/NAME.codepoints.tsv   first code point, hash: every scalar value in
+                                             blocks of 256, as tokenizer_codepoints.tsv
+
+The tokenizers: minilm (all-MiniLM-L6-v2's real file: BertNormalizer, BertPreTokenizer,
+WordPiece, TemplateProcessing); wordpiece-cased (trained here on the GLUE train text, cased, no
+accent stripping, BertProcessing); mpnet-style (MPNet's layout on an uncased trained
+vocabulary: RobertaProcessing <s> A </s></s> B </s>, <mask> with lstrip, special tokens appended
+past the vocabulary); added-flags (added tokens with every flag, normalized and not,
+a TemplateProcessing with a two-id special token and type ids 0..2); plain (no normalizer, no
+post-processor); byte-level BPE trained here in RoBERTa's layout (roberta-style: no prefix space,
+RobertaProcessing, <mask> normalized with lstrip) and GPT-2's (gpt2-style: prefix space,
+ByteLevel post-processor trimming offsets); char-bpe (end-of-word suffix, unk fused, few
+characters known); bpe-prefix (continuing-subword prefix ##); bpe-bytefallback (<0xXX> tokens
+for unknown characters, two of them missing so that unk shows too).
+
+Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
+so they are converted here. The hash (the C test computes the same): 64-bit FNV-1a over the
+ids, then the type ids, then the offsets (begin, end per token), each a little-endian int32.
+
+Run with the reference venv: .venv-ref/bin/python scripts/reference/gen-tokenizer-json-golden.py
+[--model DIR] [--data DIR] [--out DIR]
+"""
+import argparse
+import importlib.util
+import json
+import os
+import random
+import struct
+import sys
+
+from tokenizers import (AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors,
+                        trainers)
+from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location(
+    "gen_tokenizer_golden", os.path.join(HERE, "gen-tokenizer-golden.py"))
+base = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(base)
+
+
+def fnv1a(values):
+    h = 0xCBF29CE484222325
+    for v in values:
+        for b in struct.pack("<i", v):
+            h ^= b
+            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % h
+
+
+def byte_offsets(text):
+    """cum[i]: the UTF-8 byte offset of code point i of text."""
+    cum = [0]
+    for ch in text:
+        cum.append(cum[-1] + len(ch.encode("utf-8")))
+    return cum
+
+
+def encode(tok, a, b, max_len):
+    """ids, type ids, byte offsets; None when the reference refuses the input."""
+    try:
+        if max_len > 0:
+            tok.enable_truncation(max_length=max_len)
+        else:
+            tok.no_truncation()
+        e = tok.encode(a, b) if b else tok.encode(a)
+    except Exception:  # noqa: BLE001 (the reference's refusal: the case is left out)
+        return None
+    cums = [byte_offsets(a), byte_offsets(b or "")]
+    offs = []
+    for (s, t), seq in zip(e.offsets, e.sequence_ids):
+        if seq is None:
+            offs.append([0, 0] if (s, t) == (0, 0) else [s, t])
+        else:
+            offs.append([cums[seq][s], cums[seq][t]])
+    return e.ids, e.type_ids, offs
+
+
+def glue_texts(data_dir, split):
+    for task, (header, ca, cb) in base.GLUE.items():
+        rows = base.read_tsv(os.path.join(data_dir, "glue", task, split + ".tsv"))
+        if header:
+            rows = rows[1:]
+        for i, r in enumerate(rows):
+            yield task, i, r[ca], (r[cb] if cb is not None else None)
+
+
+def train_wordpiece(data_dir, lowercase, vocab_size):
+    tok = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True,
+                                 strip_accents=None, lowercase=lowercase)
+    texts = []
+    for _, _, a, b in glue_texts(data_dir, "train"):
+        texts.append(a)
+        if b:
+            texts.append(b)
+    tok.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2,
+                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    return tok
+
+
+def make_tokenizers(model_dir, data_dir):
+    toks = {}
+    toks["minilm"] = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    toks["wordpiece-cased"] = Tokenizer.from_str(
+        train_wordpiece(data_dir, False, 5000)._tokenizer.to_str())
+    uncased = train_wordpiece(data_dir, True, 4000)
+    # MPNet's layout (all-mpnet-base-v2, transformers' MPNetTokenizerFast): the BERT pipeline
+    # with <s> </s> <pad> <mask> added past the vocabulary, <mask> taking the space before it
+    mp = Tokenizer.from_str(uncased._tokenizer.to_str())
+    mp.add_special_tokens([AddedToken("<s>", normalized=False, special=True),
+                           AddedToken("</s>", normalized=False, special=True),
+                           AddedToken("<pad>", normalized=False, special=True),
+                           AddedToken("<mask>", lstrip=True, normalized=False, special=True)])
+    mp.post_processor = processors.RobertaProcessing(
+        sep=("</s>", mp.token_to_id("</s>")), cls=("<s>", mp.token_to_id("<s>")),
+        trim_offsets=True, add_prefix_space=True)
+    toks["mpnet-style"] = mp
+    t = Tokenizer.from_str(uncased._tokenizer.to_str())
+    t.add_tokens([
+        AddedToken("hello world", single_word=True),
+        AddedToken("<ent>", lstrip=True, rstrip=True, normalized=False),
+        AddedToken("Ünïcode", normalized=True),
+        AddedToken("new", single_word=True, normalized=False),
+        AddedToken("[Tag]", normalized=False, rstrip=True),
+        AddedToken("中文", normalized=True),
+        AddedToken("##ing", normalized=False),
+        AddedToken("xyzzy", normalized=True, lstrip=True),
+        AddedToken("the", normalized=True, single_word=True),
+    ])
+    t.add_special_tokens([AddedToken("<sys>", lstrip=True)])
+    cls, sep = t.token_to_id("[CLS]"), t.token_to_id("[SEP]")
+    t.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A:0 [SEP]:2",
+        pair="[CLS]:1 [PAIR] $A:0 [SEP] $B:2 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep),
+                        {"id": "[PAIR]", "ids": [sep, cls], "tokens": ["[SEP]", "[CLS]"]}])
+    toks["added-flags"] = t
+    p = Tokenizer.from_str(uncased._tokenizer.to_str())
+    p.normalizer = None
+    p.post_processor = None
+    toks["plain"] = p
+    texts = glue_train_texts(data_dir)
+    # byte-level BPE: RoBERTa's layout (no prefix space, RobertaProcessing) and GPT-2's
+    bl = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
+    bl.train_from_iterator(texts, vocab_size=5000, min_frequency=2,
+                           special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    rob = Tokenizer.from_str(bl._tokenizer.to_str())
+    rob.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=True, special=True)])
+    rob.post_processor = processors.RobertaProcessing(
+        sep=("</s>", rob.token_to_id("</s>")), cls=("<s>", rob.token_to_id("<s>")),
+        trim_offsets=True, add_prefix_space=False)
+    toks["roberta-style"] = rob
+    gpt = Tokenizer.from_str(bl._tokenizer.to_str())
+    gpt.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, trim_offsets=True)
+    gpt.post_processor = processors.ByteLevel(trim_offsets=True, add_prefix_space=True)
+    toks["gpt2-style"] = gpt
+    # character BPE with an end-of-word suffix and a fused unk (few characters known)
+    cb = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>", fuse_unk=True))
+    cb.normalizer = normalizers.BertNormalizer(lowercase=False)
+    cb.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cb.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=3000, min_frequency=2, limit_alphabet=60, end_of_word_suffix="</w>",
+        special_tokens=["<unk>", "<cls>", "<sep>"]))
+    cb.post_processor = processors.BertProcessing(
+        sep=("<sep>", cb.token_to_id("<sep>")), cls=("<cls>", cb.token_to_id("<cls>")))
+    toks["char-bpe"] = cb
+    # BPE with the WordPiece-style prefix
+    pb = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
+    pb.normalizer = normalizers.BertNormalizer(lowercase=True)
+    pb.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    pb.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=3000, min_frequency=2, continuing_subword_prefix="##",
+        special_tokens=["[UNK]", "[CLS]", "[SEP]"]))
+    pb.post_processor = processors.BertProcessing(
+        sep=("[SEP]", pb.token_to_id("[SEP]")), cls=("[CLS]", pb.token_to_id("[CLS]")))
+    toks["bpe-prefix"] = pb
+    # byte fallback: unknown characters as <0xXX> tokens, unk only where those are missing
+    bf = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    bf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    bytes_tokens = ["<0x%02X>" % b for b in range(256) if b not in (0xC3, 0xE4)]
+    bf.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=2000, min_frequency=2, limit_alphabet=50,
+        special_tokens=["<unk>"] + bytes_tokens))
+    toks["bpe-bytefallback"] = bf
+    for t in toks.values():
+        t.no_padding()
+    return toks
+
+
+def glue_train_texts(data_dir):
+    texts = []
+    for _, _, a, b in glue_texts(data_dir, "train"):
+        texts.append(a)
+        if b:
+            texts.append(b)
+    return texts
+
+
+def extra_cases():
+    """Cases aimed at added tokens and templates (every tokenizer runs them)."""
+    c = []
+    add = lambda a, b=None, m=128: c.append((a, b, m))
+    for t in ["<mask>", " <mask> ", "a <mask>b", "a<mask> b", "<mask><mask>", "  <mask>",
+              "<s>x</s>", "</s></s>", "<pad> <unk>", "<s ><mask >", "x <mask>\u3000y",
+              "hello world", "hello worlds", "hello world!", "ahello world", "Hello World",
+              "hello  world", "<ent>", " <ent> x", "x<ent>y", "x  <ent>  y", "\u3000<ent>\u3000",
+              "Ünïcode", "ünïcode", "UNÏCODE x", "unicode", "new", "renew", "new!", "news new",
+              "[Tag]", "[Tag]   x", "[tag]", "a[Tag]b", "中文", "中文字", "x中文y", "##ing",
+              "going", "go##ing", "xyzzy", "  xyzzy", "a xyzzy", "XYZZY", "the", "then the",
+              "the,the", "athe the", "<sys>", " <sys>", "a <sys> b", "<sys><sys>",
+              "[CLS] [SEP] [MASK]", "a[SEP]b", " [UNK] ",
+              # the GPT-2 split: contractions, runs of spaces, digits, symbols, line breaks
+              "I'm you're he's we've they'll I'd can't", "'S 'RE 'll'", "a  b   c    d",
+              "trailing   ", "   leading", "x\n\ny\r\n z", "tab\t\tx", "12345 3.14 1,000",
+              "x\u00a0y\u2003z\u3000w", "a\u180eb", "émoji 😀😀 ok", "mix中文abc123!?",
+              "<0x41> <unk> </w>", "ǅungla", "\u0301x", "$$$ %%% ^^^"]:
+        add(t)
+        add("pair " + t, t + " pair", 0)
+    rng = random.Random(99)
+    pieces = ["<mask>", "<s>", "</s>", " ", "  ", "a", "hello", " world", "<ent>", "new",
+              "[Tag]", "Ünïcode", "中文", "##ing", "xyzzy", "the", "<sys>", "é", "\u3000", ","]
+    for _ in range(100):
+        a = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        b = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        add(a, b if rng.random() < 0.5 else None, rng.choice([0, 3, 4, 5, 6, 7, 9, 12, 128]))
+    return c
+
+
+def gen_cases(tok, out):
+    rng = random.Random(1234)
+    cases = base.hard_cases() + base.programmatic_cases(rng) + extra_cases()
+    n = 0
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        for a, b, m in cases:
+            r = encode(tok, a, b, m)
+            if r is None:
+                continue
+            d = {"text_a": a}
+            if b is not None:
+                d["text_b"] = b
+            d["max_len"] = m
+            d["input_ids"], d["token_type_ids"], d["offsets"] = r
+            f.write(json.dumps(d, ensure_ascii=True, separators=(",", ":")) + "\n")
+            n += 1
+    return n
+
+
+def gen_glue(tok, data_dir, out):
+    n = 0
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        for task, i, a, b in glue_texts(data_dir, "dev"):
+            ids, types, offs = encode(tok, a, b, 128)
+            flat = [v for o in offs for v in o]
+            f.write("%s\t%d\t%s\n" % (task, i, fnv1a(ids + types + flat)))
+            n += 1
+    return n
+
+
+def gen_codepoints(tok, out):
+    n = 0
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        for lo in range(0, 0x110000, 256):
+            if 0xD800 <= lo <= 0xDFFF:
+                continue
+            ids, types, offs = encode(tok, base.codepoint_block_text(lo, lo + 256), None, 0)
+            flat = [v for o in offs for v in o]
+            f.write("%X\t%s\n" % (lo, fnv1a(ids + types + flat)))
+            n += 1
+    return n
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(HERE))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=os.path.join(root, "models", "all-MiniLM-L6-v2"))
+    ap.add_argument("--data", default=os.path.join(root, "..", "shared", "data"))
+    ap.add_argument("--out", default=os.path.join(root, "tests", "golden", "tokjson"))
+    ap.add_argument("--only", help="tokenizer names, comma-separated")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    for name, tok in make_tokenizers(args.model, args.data).items():
+        if args.only and name not in args.only.split(","):
+            continue
+        if name != "minilm":
+            with open(os.path.join(args.out, name + ".json"), "w", encoding="utf-8") as f:
+                f.write(tok.to_str())
+        n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"))
+        g = gen_glue(tok, args.data, os.path.join(args.out, name + ".glue.tsv"))
+        p = gen_codepoints(tok, os.path.join(args.out, name + ".codepoints.tsv"))
+        print("%s: %d cases, %d GLUE dev rows, %d code point blocks" % (name, n, g, p))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+/* The pre-tokenizers: a piece of normalized text into words (ranges of its characters). The
+ * ByteLevel one rewrites the characters too (every UTF-8 byte becomes one printable
+ * character), so its words are ranges of w->pre. */
+#include "tok_internal.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+
+static petl_status push_word(petl_tok_work *w, size_t i, size_t j, petl_error *err) {
+    if (w->n_words == w->cap_words) {
+        size_t cap = w->cap_words ? 2 * w->cap_words : 64;
+        size_t *p = realloc(w->words, 2 * cap * sizeof *p);
+        if (!p) return petl_fail(err, PETL_ERR_NOMEM, "out of memory for %zu words", cap);
+        w->words = p;
+        w->cap_words = cap;
+    }
+    w->words[2 * w->n_words] = i;
+    w->words[2 * w->n_words + 1] = j;
+    w->n_words++;
+    return PETL_OK;
+}
+
+/* BertPreTokenizer: split on whitespace (dropped), every punctuation character a word. */
+static petl_status bert(petl_tok_work *w, size_t i, size_t j, petl_error *err) {
+    const int32_t *cp = w->text.cp;
+    size_t start = i;
+    bool in_word = false;
+    petl_status st = PETL_OK;
+    for (size_t k = i; k < j && st == PETL_OK; k++) {
+        if (petl_uc_is_whitespace(cp[k])) {
+            if (in_word) st = push_word(w, start, k, err);
+            in_word = false;
+        } else if (petl_uc_is_bert_punct(cp[k])) {
+            if (in_word) st = push_word(w, start, k, err);
+            if (st == PETL_OK) st = push_word(w, k, k + 1, err);
+            in_word = false;
+        } else if (!in_word) {
+            start = k;
+            in_word = true;
+        }
+    }
+    if (st == PETL_OK && in_word) st = push_word(w, start, j, err);
+    return st;
+}
+
+/* ------------------------------------------------------------------------- ByteLevel */
+
+/* GPT-2's split, as the reference's Oniguruma runs it:
+ *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * with \s spelled out as Unicode White_Space (Oniguruma's \s; PCRE2's also takes U+180E). */
+#define WS                                                                                         \
+    "\\t-\\r "                                                                                     \
+    "\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+static const char GPT2_SPLIT[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS
+                                 "\\p{L}\\p{N}]+|[" WS "]+(?![^" WS "])|[" WS "]+";
+
+petl_status petl_tok_bytelevel_init(petl_tokenizer *tok, bool use_regex, const char *what,
+                                    petl_error *err) {
+    tok->pre_tokenizer = PETL_PRE_BYTELEVEL;
+    if (!use_regex) return PETL_OK;
+    int code;
+    PCRE2_SIZE at;
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)GPT2_SPLIT, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &at, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[128];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: the ByteLevel split: %s at %zu", what,
+                         (const char *)msg, (size_t)at);
+    }
+    tok->split_regex = re;
+    return PETL_OK;
+}
+
+void petl_tok_bytelevel_free(petl_tokenizer *tok) {
+    pcre2_code_free(tok->split_regex);
+    tok->split_regex = NULL;
+}
+
+/* The printable character GPT-2 maps byte b to: itself when printable (! to ~, U+00A1 to
+ * U+00AC, U+00AE to U+00FF), else U+0100 + its rank among the others. */
+static int32_t byte_char(unsigned b) {
+    if (b <= 0x20) return 0x100 + (int32_t)b;
+    if (b >= 0x7F && b <= 0xA0) return 0x100 + 33 + (int32_t)(b - 0x7F);
+    if (b == 0xAD) return 0x100 + 33 + 34;
+    return (int32_t)b;
+}
+
+/* The piece being split: w->text[i..) with, when pfx, a space before it that spans its first
+ * character (as the reference's prepend aligns it). Character k of it: */
+typedef struct {
+    size_t i;
+    bool pfx;
+} piece;
+
+static size_t piece_at(const piece *p, size_t k, int32_t *c) {
+    if (p->pfx && k == 0) {
+        *c = ' ';
+        return p->i;
+    }
+    size_t at = p->i + k - (p->pfx ? 1 : 0);
+    *c = -1;
+    return at;
+}
+
+/* One word: the piece's characters [a, b) as byte-level characters appended to w->pre. */
+static petl_status push_bytes(petl_tok_work *w, const piece *p, size_t a, size_t b,
+                              petl_error *err) {
+    const petl_tok_text *t = &w->text;
+    size_t start = w->pre.n;
+    for (size_t k = a; k < b; k++) {
+        int32_t c;
+        size_t at = piece_at(p, k, &c);
+        if (c < 0) c = t->cp[at];
+        char u[4];
+        size_t n = petl_utf8_encode(c, u);
+        petl_status st = petl_tok_text_reserve(&w->pre, w->pre.n + n, err);
+        if (st != PETL_OK) return st;
+        for (size_t q = 0; q < n; q++) {
+            w->pre.cp[w->pre.n] = byte_char((unsigned char)u[q]);
+            w->pre.beg[w->pre.n] = t->beg[at];
+            w->pre.end[w->pre.n] = t->end[at];
+            w->pre.ccc[w->pre.n++] = 0;
+        }
+    }
+    return w->pre.n > start ? push_word(w, start, w->pre.n, err) : PETL_OK;
+}
+
+/* ByteLevel: a space before the piece unless it starts with one (add_prefix_space), the GPT-2
+ * split (every match a word, and any text between matches), then each word's UTF-8 bytes as
+ * characters. */
+static petl_status bytelevel(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
+                             petl_error *err) {
+    const petl_tok_text *t = &w->text;
+    w->pre.n = 0;
+    w->wt = &w->pre;
+    if (i >= j) return PETL_OK;
+    piece p = {i, tok->prefix_space && t->cp[i] != ' '};
+    size_t n = j - i + p.pfx;
+    if (!tok->split_regex) return push_bytes(w, &p, 0, n, err);
+    /* the piece in UTF-8, with the character index of every byte offset */
+    size_t cap = 4 * n + 1;
+    if (cap > w->cap_bytes) {
+        char *nb = realloc(w->bytes, cap);
+        if (!nb) return petl_fail(err, PETL_ERR_NOMEM, "out of memory for %zu characters", n);
+        w->bytes = nb;
+        w->cap_bytes = cap;
+    }
+    if (cap > w->cap_boff) {
+        size_t *no = realloc(w->boff, cap * sizeof *no);
+        if (!no) return petl_fail(err, PETL_ERR_NOMEM, "out of memory for %zu characters", n);
+        w->boff = no;
+        w->cap_boff = cap;
+    }
+    size_t len = 0;
+    for (size_t k = 0; k < n; k++) {
+        int32_t c;
+        size_t at = piece_at(&p, k, &c);
+        size_t m = petl_utf8_encode(c < 0 ? t->cp[at] : c, w->bytes + len);
+        for (size_t q = 0; q < m; q++)
+            w->boff[len + q] = k;
+        len += m;
+    }
+    w->boff[len] = n;
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    if (!md) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    petl_status st = PETL_OK;
+    size_t pos = 0, done = 0; /* byte offsets: next search, end of the last word */
+    while (st == PETL_OK && pos < len) {
+        int rc = pcre2_match(tok->split_regex, (PCRE2_SPTR)w->bytes, len, pos, PCRE2_NO_UTF_CHECK,
+                             md, NULL);
+        if (rc < 0) break; /* no more matches (or a match limit: the rest is one word) */
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t s = ov[0], e = ov[1];
+        if (e <= s) { /* cannot happen with this pattern; never loop */
+            for (pos = s + 1; pos < len && ((unsigned char)w->bytes[pos] & 0xC0) == 0x80;)
+                pos++;
+            continue;
+        }
+        if (s > done) st = push_bytes(w, &p, w->boff[done], w->boff[s], err);
+        if (st == PETL_OK) st = push_bytes(w, &p, w->boff[s], w->boff[e], err);
+        done = pos = e;
+    }
+    if (st == PETL_OK && done < len) st = push_bytes(w, &p, w->boff[done], n, err);
+    pcre2_match_data_free(md);
+    return st;
+}
+
+petl_status petl_tok_pre_tokenize(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
+                                  petl_error *err) {
+    w->n_words = 0;
+    w->wt = &w->text;
+    switch (tok->pre_tokenizer) {
+    case PETL_PRE_BERT: return bert(w, i, j, err);
+    case PETL_PRE_BYTELEVEL: return bytelevel(tok, w, i, j, err);
+    case PETL_PRE_NONE: break;
+    }
+    return i < j ? push_word(w, i, j, err) : PETL_OK;
+}
