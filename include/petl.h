@@ -588,11 +588,14 @@ size_t petl_dataset_columns(const petl_dataset *ds);
  * Features (petl_squad_featurize): Google's run_squad.py windowing (google-research/bert):
  *   - the question alone is tokenized and cut to its first max_query_len tokens;
  *   - the context is tokenized once, with byte offsets (petl_tokenize_offsets);
- *   - windows of at most max_seq_len - n_query - 3 context tokens start every doc_stride tokens
+ *   - windows of at most max_seq_len - n_query - S context tokens start every doc_stride tokens
+ *     (S: the special tokens of the tokenizer's pair template: 3 for BERT, 4 for RoBERTa / MPNet)
  *     (the stride is the STEP, as in Google's code; HF's `stride` is the overlap) until one
  *     reaches the end of the context;
- *   - each window is [CLS] question [SEP] window [SEP], type ids 0 up to the first [SEP]
- *     inclusive and 1 after, padded with the pad id and type 0 to max_seq_len;
+ *   - each window is the tokenizer's pair template around (question, window): BERT's [CLS]
+ *     question [SEP] window [SEP], type ids 0 up to the first [SEP] inclusive and 1 after;
+ *     RoBERTa's and MPNet's <s> question </s></s> window </s>, type ids 0; padded with the pad
+ *     id and type 0 to max_seq_len;
  *   - a context token's score in a window is min(left, right) + 0.01 x window length; it is
  *     "max context" in the first window where its score is highest;
  *   - training positions (from the FIRST gold answer): the answer's tokens are the context
@@ -702,17 +705,17 @@ typedef struct {
     int *lengths;      /* [n] real tokens */
     size_t *question;  /* [n] question index */
     int *window;       /* [n] window index within its question */
-    int *ctx_begin;    /* [n] sequence position of the first context token (n_query + 2) */
+    int *ctx_begin;    /* [n] sequence position of the first context token (BERT: n_query + 2) */
     int *ctx_len;      /* [n] context tokens in the window */
     int32_t *offsets;  /* [n, max_seq_len, 2] byte span in the context; -1 / -1 off context */
     uint8_t *max_ctx;  /* [n, max_seq_len] 1 where the token is max-context in this window */
-    int *start_pos;    /* [n] training target ([CLS] = 0 when not in the window); -1 when the
-                          question has no answer */
+    int *start_pos; /* [n] training target (0, the first token, when not in the window); -1 when the
+                       question has no answer */
     int *end_pos;      /* [n] */
 } petl_squad_features;
 
 /* Windows of every question of ds. PETL_ERR_ARG for settings that leave no room for the
- * context (max_seq_len - max_query_len - 3 < 1, doc_stride < 1) or over 512 positions. */
+ * context (max_seq_len - max_query_len - S < 1, doc_stride < 1) or over 512 positions. */
 petl_status petl_squad_featurize(const petl_squad *ds, const petl_tokenizer *tok,
                                  const petl_squad_params *p, petl_squad_features **out,
                                  petl_error *err);

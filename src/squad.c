@@ -466,6 +466,59 @@ static bool is_max_context(const int *starts, const int *lens, int n_win, int cu
     return best_i == cur;
 }
 
+/* The special tokens the tokenizer's template puts around one text and around a (question,
+ * context) pair: BERT's [CLS] A [SEP] and [CLS] q [SEP] c [SEP] (types 0 then 1), RoBERTa's and
+ * MPNet's <s> A </s> and <s> q </s></s> c </s> (types 0). Read off the encodings of one-letter
+ * texts: a template's tokens have an empty span, the texts' do not. */
+#define TEMPLATE_MAX 8
+typedef struct {
+    int single_pre, single_post; /* around one text */
+    int n_pre, n_mid, n_post;    /* around a pair: before q, between q and c, after c */
+    int32_t id[3][TEMPLATE_MAX], type[3][TEMPLATE_MAX];
+    int32_t type_q, type_c;
+} pair_template;
+
+static petl_status read_template(const petl_tokenizer *tok, pair_template *t, petl_error *err) {
+    memset(t, 0, sizeof *t);
+    petl_encoding e = {0};
+    petl_status st = petl_tokenize_offsets(tok, "a", 1, NULL, 0, 0, &e, err);
+    int n_real = 0, first = -1;
+    for (int i = 0; st == PETL_OK && i < e.len; i++)
+        if (e.offsets[2 * i + 1] > e.offsets[2 * i]) {
+            if (first < 0) first = i;
+            n_real++;
+        }
+    if (st == PETL_OK && n_real > 0) {
+        t->single_pre = first;
+        t->single_post = e.len - first - n_real;
+        st = petl_tokenize_offsets(tok, "a", 1, "a", 1, 0, &e, err);
+    }
+    /* the pair: specials, n_real tokens of q, specials, n_real tokens of c, specials */
+    int part = 0, seen = 0, *count[3] = {&t->n_pre, &t->n_mid, &t->n_post};
+    bool ok = st == PETL_OK && n_real > 0;
+    for (int i = 0; ok && i < e.len; i++) {
+        const bool real = e.offsets[2 * i + 1] > e.offsets[2 * i];
+        if (real) {
+            if (seen == 0) t->type_q = e.type_ids[i];
+            if (seen == n_real) t->type_c = e.type_ids[i];
+            if (++seen == n_real || seen == 2 * n_real) part++;
+            ok = seen <= 2 * n_real;
+            continue;
+        }
+        ok = *count[part] < TEMPLATE_MAX;
+        if (!ok) break;
+        t->id[part][*count[part]] = e.ids[i];
+        t->type[part][(*count[part])++] = e.type_ids[i];
+    }
+    petl_encoding_free(&e);
+    if (st != PETL_OK) return st;
+    if (!ok || seen != 2 * n_real)
+        return petl_fail(err, PETL_ERR_UNSUPPORTED,
+                         "squad: cannot read the tokenizer's special-token template from the "
+                         "encodings of \"a\" and (\"a\", \"a\")");
+    return PETL_OK;
+}
+
 petl_status petl_squad_featurize(const petl_squad *ds, const petl_tokenizer *tok,
                                  const petl_squad_params *p, petl_squad_features **out,
                                  petl_error *err) {
@@ -474,13 +527,17 @@ petl_status petl_squad_featurize(const petl_squad *ds, const petl_tokenizer *tok
     petl_squad_params prm;
     petl_squad_params_default(&prm);
     if (p) prm = *p;
-    int max_doc_min = prm.max_seq_len - prm.max_query_len - 3;
+    pair_template tp;
+    petl_status ts = read_template(tok, &tp, err);
+    if (ts != PETL_OK) return ts;
+    const int n_special = tp.n_pre + tp.n_mid + tp.n_post;
+    int max_doc_min = prm.max_seq_len - prm.max_query_len - n_special;
     if (prm.max_seq_len > 512 || prm.max_query_len < 1 || max_doc_min < 1 || prm.doc_stride < 1)
         return petl_fail(err, PETL_ERR_ARG,
                          "squad settings: max_seq_len %d, max_query_len %d, doc_stride %d leave no "
-                         "room for the context (need max_seq_len - max_query_len - 3 >= 1, "
-                         "max_seq_len <= 512, doc_stride >= 1)",
-                         prm.max_seq_len, prm.max_query_len, prm.doc_stride);
+                         "room for the context (need max_seq_len - max_query_len - %d special "
+                         "tokens >= 1, max_seq_len <= 512, doc_stride >= 1)",
+                         prm.max_seq_len, prm.max_query_len, prm.doc_stride, n_special);
     petl_squad_features *f = calloc(1, sizeof *f);
     if (!f) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
     f->max_seq_len = prm.max_seq_len;
@@ -490,8 +547,6 @@ petl_status petl_squad_featurize(const petl_squad *ds, const petl_tokenizer *tok
     int n_ctx_tok = 0, win_cap = 0;
     petl_status st = PETL_OK;
     const int row = prm.max_seq_len;
-    const int32_t cls = petl_tokenizer_token_to_id(tok, "[CLS]");
-    const int32_t sep = petl_tokenizer_token_to_id(tok, "[SEP]");
     const int32_t pad = petl_tokenizer_pad_id(tok);
     for (size_t qi = 0; qi < ds->n_qs; qi++) {
         const petl_squad_question *q = &ds->qs[qi];
@@ -500,13 +555,13 @@ petl_status petl_squad_featurize(const petl_squad *ds, const petl_tokenizer *tok
             st = petl_tokenize_offsets(tok, c->text, c->len, NULL, 0, 0, &cenc, err);
             if (st != PETL_OK) goto fail;
             cur_ctx = q->context;
-            n_ctx_tok = cenc.len - 2;
+            n_ctx_tok = cenc.len - tp.single_pre - tp.single_post;
         }
         st = petl_tokenize(tok, q->question, q->question_len, NULL, 0, 0, &qenc, err);
         if (st != PETL_OK) goto fail;
-        int nq = qenc.len - 2;
+        int nq = qenc.len - tp.single_pre - tp.single_post;
         if (nq > prm.max_query_len) nq = prm.max_query_len;
-        int max_doc = prm.max_seq_len - nq - 3;
+        int max_doc = prm.max_seq_len - nq - n_special;
         /* The windows (Google's doc_spans): context token ranges [start, start + len). */
         int n_win = 0;
         for (int s = 0;;) {
@@ -527,7 +582,7 @@ petl_status petl_squad_featurize(const petl_squad *ds, const petl_tokenizer *tok
         if (q->n_answers > 0) {
             int32_t ab = (int32_t)q->answers[0].begin;
             int32_t ae = (int32_t)(q->answers[0].begin + q->answers[0].len);
-            const int32_t *off = cenc.offsets + 2; /* context token 0 */
+            const int32_t *off = cenc.offsets + 2 * tp.single_pre; /* context token 0 */
             for (int t = 0; t < n_ctx_tok; t++) {
                 if (off[2 * t + 1] > ab && off[2 * t] < ae) {
                     if (tok_s < 0) tok_s = t;
@@ -547,21 +602,25 @@ petl_status petl_squad_featurize(const petl_squad *ds, const petl_tokenizer *tok
             for (int i = 0; i < row; i++) {
                 ids[i] = pad, types[i] = 0, offs[2 * i] = offs[2 * i + 1] = -1, mc[i] = 0;
             }
+            /* the template's specials around the question and this window of the context */
             int n = 0;
-            ids[n++] = cls;
-            for (int i = 0; i < nq; i++)
-                ids[n++] = qenc.ids[1 + i];
-            ids[n++] = sep;
+            for (int i = 0; i < tp.n_pre; i++, n++)
+                ids[n] = tp.id[0][i], types[n] = tp.type[0][i];
+            for (int i = 0; i < nq; i++, n++)
+                ids[n] = qenc.ids[tp.single_pre + i], types[n] = tp.type_q;
+            for (int i = 0; i < tp.n_mid; i++, n++)
+                ids[n] = tp.id[1][i], types[n] = tp.type[1][i];
             int cb = n;
             for (int i = 0; i < lens[w]; i++, n++) {
-                int t = starts[w] + i;
-                ids[n] = cenc.ids[1 + t];
-                types[n] = 1;
-                offs[2 * n] = cenc.offsets[2 * (1 + t)];
-                offs[2 * n + 1] = cenc.offsets[2 * (1 + t) + 1];
-                mc[n] = is_max_context(starts, lens, n_win, w, t);
+                int t = tp.single_pre + starts[w] + i;
+                ids[n] = cenc.ids[t];
+                types[n] = tp.type_c;
+                offs[2 * n] = cenc.offsets[2 * t];
+                offs[2 * n + 1] = cenc.offsets[2 * t + 1];
+                mc[n] = is_max_context(starts, lens, n_win, w, starts[w] + i);
             }
-            ids[n] = sep, types[n++] = 1;
+            for (int i = 0; i < tp.n_post; i++, n++)
+                ids[n] = tp.id[2][i], types[n] = tp.type[2][i];
             f->lengths[fi] = n;
             f->question[fi] = qi;
             f->window[fi] = w;

@@ -9,6 +9,8 @@
 #  2. full fine-tuning (which trains ELECTRA's projection and MPNet's relative position bias)
 #     and LayerNorm-only tuning run one epoch to a finite loss, and so does bf16 adapter
 #     training where the CPU has AVX512-BF16;
+#     SQuAD trains a span head on a few questions (MPNet with a tokenizer.json of its own
+#     template, <s> q </s></s> c </s>), and its F1 is the eval's;
 #  3. `petl embed` writes one vector of the hidden size per input;
 #  4. `petl serve` with two adapters of the family (one forward over both tasks' rows) answers
 #     each task with `petl predict`'s labels and probabilities (within 1e-5).
@@ -17,8 +19,8 @@ set -u
 fail() { echo "cli_families: FAIL: $*" >&2; exit 1; }
 : "${PETL:?}" "${PETL_DATA_DIR:?}" "${TESTS:?}"
 glue=$PETL_DATA_DIR/glue
-for f in SST-2/train.tsv SST-2/dev.tsv; do
-    [ -f "$glue/$f" ] || exec bash "$TESTS/skip.sh" cli_families data "no $f under $glue"
+for f in "$glue/SST-2/train.tsv" "$glue/SST-2/dev.tsv" "$PETL_DATA_DIR/squad/dev-v1.1.json"; do
+    [ -f "$f" ] || exec bash "$TESTS/skip.sh" cli_families data "no $f"
 done
 command -v curl > /dev/null || exec bash "$TESTS/skip.sh" cli_families tool "no curl"
 tmp=$(mktemp -d)
@@ -38,6 +40,23 @@ source "$TESTS/serve_lib.sh"
     printf '%s\n' . , "'" - '!' '?' ';' : '(' ')' '"' '&' '/' '*' '`' '$' '%' '+' '=' '#' '@' '['
 } > "$tmp/vocab.txt"
 [ "$(wc -l < "$tmp/vocab.txt")" -eq 99 ] || fail "vocab.txt has $(wc -l < "$tmp/vocab.txt") lines"
+# MPNet's gets the same characters in a tokenizer.json laid out as all-mpnet-base-v2's: BERT's
+# normalizer and pre-tokenizer, WordPiece, RoBERTa's template <s> A </s></s> B </s> (type ids 0)
+awk 'BEGIN { split("<s> <pad> </s> <unk> <mask>", sp, " ") }
+    function js(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
+    { tok[NR - 1] = NR <= 5 ? sp[NR] : $0 }
+    END {
+        printf "{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": ["
+        for (i = 0; i < 5; i++)
+            printf "%s{\"id\": %d, \"content\": %s, \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}", (i ? ", " : ""), i, js(tok[i])
+        printf "], \"normalizer\": {\"type\": \"BertNormalizer\", \"clean_text\": true, \"handle_chinese_chars\": true, \"strip_accents\": null, \"lowercase\": true}"
+        printf ", \"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"}"
+        printf ", \"post_processor\": {\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\", 2], \"cls\": [\"<s>\", 0], \"trim_offsets\": true, \"add_prefix_space\": false}"
+        printf ", \"decoder\": {\"type\": \"WordPiece\", \"prefix\": \"##\", \"cleanup\": true}"
+        printf ", \"model\": {\"type\": \"WordPiece\", \"unk_token\": \"<unk>\", \"continuing_subword_prefix\": \"##\", \"max_input_chars_per_word\": 100, \"vocab\": {"
+        for (i = 0; i < NR; i++) printf "%s%s: %d", (i ? ", " : ""), js(tok[i]), i
+        printf "}}}\n"
+    }' "$tmp/vocab.txt" > "$tmp/tokenizer-mpnet.json"
 
 mkdir -p "$tmp/sst"
 head -n 81 "$glue/SST-2/train.tsv" > "$tmp/sst/train.tsv" # header + 80 rows
@@ -55,7 +74,15 @@ for fam in roberta xlm-roberta distilbert electra mpnet; do
     mkdir -p "$m"
     ln -s "$TESTS/golden/tiny-$fam/config.json" "$m/config.json"
     ln -s "$TESTS/golden/tiny-$fam/model.st" "$m/model.safetensors"
-    cp "$tmp/vocab.txt" "$m/vocab.txt"
+    if [ "$fam" = mpnet ]; then
+        cp "$tmp/tokenizer-mpnet.json" "$m/tokenizer.json"
+        echo '{"text": "ab"}' | "$PETL" tokenize --model "$m" > "$tmp/tok.json" ||
+            fail "mpnet: tokenize with its tokenizer.json"
+        grep -q '"input_ids": \[0, 5, 32, 2\]' "$tmp/tok.json" ||
+            fail "mpnet: tokenizer.json template: $(cat "$tmp/tok.json")"
+    else
+        cp "$tmp/vocab.txt" "$m/vocab.txt"
+    fi
     common=(--model "$m" --task sst2 --data "$tmp/sst" --max-len 60 --batch 16 --threads 2)
 
     # 1. adapters: reported = eval = counted from predictions
@@ -91,6 +118,19 @@ for fam in roberta xlm-roberta distilbert electra mpnet; do
             fail "$fam --tune $mode: train loss '$loss'"
         rm -f "$tmp/log.jsonl"
     done
+
+    # SQuAD: a span head on every token, the windows in the tokenizer's template (MPNet's
+    # <s> q </s></s> c </s>); exact match and F1 reported = eval
+    "$PETL" train --model "$m" --task squad --data "$PETL_DATA_DIR/squad/dev-v1.1.json" \
+        --train-articles 0:1 --eval-articles 1:2 --max-train-questions 16 --max-eval-questions 16 \
+        --max-len 60 --doc-stride 24 --max-query-len 16 --epochs 1 --batch 16 --threads 2 \
+        --out "$tmp/sq-$fam" > "$tmp/sq.json" 2> "$tmp/sq.err" ||
+        fail "$fam: train --task squad: $(tail -n 3 "$tmp/sq.err")"
+    "$PETL" eval --model "$m" --adapter "$tmp/sq-$fam" --data "$PETL_DATA_DIR/squad/dev-v1.1.json" \
+        --articles 1:2 --max-questions 16 --threads 2 > "$tmp/sqe.json" 2> "$tmp/sq.err" ||
+        fail "$fam: eval --task squad: $(tail -n 3 "$tmp/sq.err")"
+    same "$(num "$tmp/sq.json" f1)" "$(num "$tmp/sqe.json" f1)" ||
+        fail "$fam: squad f1 $(num "$tmp/sq.json" f1) (train) vs $(num "$tmp/sqe.json" f1) (eval)"
 
     # 3. embed
     head -n 3 "$tmp/dev.jsonl" | "$PETL" embed --model "$m" --max-len 60 --threads 2 --output mean \
@@ -128,6 +168,6 @@ for fam in roberta xlm-roberta distilbert electra mpnet; do
     done
     kill -TERM "$pid"
     wait "$pid" || fail "$fam: serve exited $? on SIGTERM"
-    echo "cli_families: $fam: dev accuracy $reported (train = eval = predictions), full / layernorm$([ "$bf16" = 1 ] && echo " / bf16") train, embed, serve ok"
+    echo "cli_families: $fam: dev accuracy $reported (train = eval = predictions), squad f1 $(num "$tmp/sq.json" f1), full / layernorm$([ "$bf16" = 1 ] && echo " / bf16") train, embed, serve ok"
 done
 echo "cli_families: all passed"
