@@ -11,6 +11,8 @@
   tests/golden/squad_features.jsonl   Google run_squad.py windowing (reimplemented below on top
                                       of the HF tokenizer's ids and offsets) for ~50 dev
                                       questions and every question of tests/golden/squad_cases.json
+  tests/golden/squad_features_mpnet.jsonl  the same questions with all-mpnet-base-v2's tokenizer
+                                      (a --features-only run, below)
   tests/golden/squad_decode.jsonl     Google write_predictions' choice of span for pseudo-random
                                       logits (the same generator in the C test)
 
@@ -20,8 +22,23 @@ f1_score, exact_match_score, metric_max_over_ground_truths and evaluate are repr
 below. Google's windowing: google-research/bert run_squad.py (convert_examples_to_features,
 _check_is_max_context, _get_best_indexes, write_predictions).
 
-Run with the reference venv: .venv-ref/bin/python scripts/reference/gen-squad-golden.py
-[--model DIR] [--data DIR] [--out DIR]
+The windows take the specials around question and context and the type ids from the
+tokenizer's own pair template (build_inputs_with_special_tokens /
+create_token_type_ids_from_sequences, checked against its post-processor on a real pair), and
+leave max_seq - len(q) - num_special_tokens_to_add(pair=True) tokens to the context: BERT gives
+Google's [CLS] q [SEP] c [SEP] with type ids 0 / 1 and max_seq - len(q) - 3; MPNet / RoBERTa
+give <s> q </s></s> c </s> with type ids all 0 and max_seq - len(q) - 4. ctx_begin is the first
+context token; every special has offsets -1 / -1 and max_ctx 0.
+
+Run with the reference venv:
+  .venv-ref/bin/python scripts/reference/gen-squad-golden.py [--data DIR] [--out DIR]
+      every golden above but squad_features_mpnet.jsonl (BERT tokenizer of all-MiniLM-L6-v2)
+  .venv-ref/bin/python scripts/reference/gen-squad-golden.py --model models/all-mpnet-base-v2 \
+      --features-only squad_features_mpnet.jsonl
+      only that features file, for the tokenizer of --model; the dev questions are still chosen
+      by the windows of --select-model (default the BERT tokenizer), so both features files
+      hold the same questions in the same order. Without --features-only another --model is
+      refused: the other goldens are BERT's.
 """
 import argparse
 import json
@@ -181,20 +198,53 @@ METRIC_CASES = [
 # ------------------------------------------------------------- Google's windowing on HF tokens
 
 
+_TEMPLATES = {}
+
+
+def pair_template(tok):
+    """The tokenizer's own pair template, read from what its post-processor does to a tiny
+    pair: (prefix, middle, suffix) special ids around question and context, and the type id of
+    every position as a function of the lengths. BERT: [CLS] q [SEP] c [SEP], types 0 / 1;
+    MPNet / RoBERTa: <s> q </s></s> c </s>, types all 0."""
+    if id(tok) in _TEMPLATES:
+        return _TEMPLATES[id(tok)][1]
+    e = tok('who', 'what', return_token_type_ids=True)
+    ids, seq, typ = e['input_ids'], e.sequence_ids(), e['token_type_ids']
+    q0 = seq.index(0)
+    q1 = len(seq) - seq[::-1].index(0)
+    c0 = seq.index(1)
+    c1 = len(seq) - seq[::-1].index(1)
+    assert all(x is None for x in seq[:q0] + seq[q1:c0] + seq[c1:]), seq
+    pre, mid, suf = ids[:q0], ids[q1:c0], ids[c1:]
+    assert len(pre) + len(mid) + len(suf) == tok.num_special_tokens_to_add(pair=True)
+    tq, tc = typ[q0:q1], typ[c0:c1]
+    assert len(set(tq)) == 1 and len(set(tc)) == 1, typ
+
+    def types(nq, nc):
+        return (typ[:q0] + [tq[0]] * nq + typ[q1:c0] + [tc[0]] * nc + typ[c1:])
+    _TEMPLATES[id(tok)] = (tok, (pre, mid, suf, types))  # tok kept alive: id stays its own
+    return pre, mid, suf, types
+
+
 def features_of(tok, question, context, answer_start_cp, answer_text, max_seq=384,
                 max_query=64, stride=128):
     """Google's convert_examples_to_features, with the answer's tokens found from the HF
-    offsets (the context tokens overlapping its span) as include/petl.h documents (section "SQuAD v1.1")."""
+    offsets (the context tokens overlapping its span) as include/petl.h documents (section "SQuAD v1.1").
+    The specials around question and context and the type ids are the tokenizer's own
+    (build_inputs_with_special_tokens / create_token_type_ids_from_sequences, checked against
+    what its post-processor does to a real pair); Google's BERT-only [CLS] q [SEP] c [SEP] and
+    max_seq - len(q) - 3 are the BERT case of this."""
+    pre, mid, suf, types_of = pair_template(tok)
     q_ids = tok(question, add_special_tokens=False)['input_ids'][:max_query]
     enc = tok(context, add_special_tokens=False, return_offsets_mapping=True)
     c_ids, c_off = enc['input_ids'], enc['offset_mapping']
     # code points -> UTF-8 bytes
-    pre = [0]
+    pre_b = [0]
     for ch in context:
-        pre.append(pre[-1] + len(ch.encode('utf-8')))
-    c_off = [(pre[a], pre[b]) for a, b in c_off]
+        pre_b.append(pre_b[-1] + len(ch.encode('utf-8')))
+    c_off = [(pre_b[a], pre_b[b]) for a, b in c_off]
     n = len(c_ids)
-    max_doc = max_seq - len(q_ids) - 3
+    max_doc = max_seq - len(q_ids) - tok.num_special_tokens_to_add(pair=True)
     spans = []
     s = 0
     while True:
@@ -205,7 +255,7 @@ def features_of(tok, question, context, answer_start_cp, answer_text, max_seq=38
         s += min(l, stride)
     tok_s = tok_e = -1
     if answer_text is not None:
-        ab = pre[answer_start_cp]
+        ab = pre_b[answer_start_cp]
         ae = ab + len(answer_text.encode('utf-8'))
         for t, (b, e) in enumerate(c_off):
             if e > ab and b < ae:
@@ -226,12 +276,19 @@ def features_of(tok, question, context, answer_start_cp, answer_text, max_seq=38
 
     feats = []
     for w, (st, ln) in enumerate(spans):
-        ids = [tok.cls_token_id] + q_ids + [tok.sep_token_id]
-        cb = len(ids)
-        ids += c_ids[st:st + ln] + [tok.sep_token_id]
-        types = [0] * cb + [1] * (ln + 1)
-        mc = [0] * cb + [int(is_max(w, st + i)) for i in range(ln)] + [0]
-        offs = [[-1, -1]] * cb + [list(c_off[st + i]) for i in range(ln)] + [[-1, -1]]
+        cw = c_ids[st:st + ln]
+        ids = tok.build_inputs_with_special_tokens(q_ids, cw)
+        if hasattr(tok, 'create_token_type_ids_from_sequences'):
+            types = tok.create_token_type_ids_from_sequences(q_ids, cw)
+        else:
+            types = types_of(len(q_ids), ln)
+        cb = len(pre) + len(q_ids) + len(mid)  # the first context token
+        ns = len(suf)
+        assert ids == pre + q_ids + mid + cw + suf, (ids, pre, mid, suf)
+        assert types == types_of(len(q_ids), ln), types
+        assert len(ids) <= max_seq
+        mc = [0] * cb + [int(is_max(w, st + i)) for i in range(ln)] + [0] * ns
+        offs = [[-1, -1]] * cb + [list(c_off[st + i]) for i in range(ln)] + [[-1, -1]] * ns
         sp = ep = -1
         if answer_text is not None:
             sp = ep = 0
@@ -293,18 +350,116 @@ def decode(feats, starts, ends, n_best=20, max_answer=30):
     return score, feats[fi]['offsets'][s][0], feats[fi]['offsets'][e][1]
 
 
+# -------------------------------------------------------------------------------- features
+
+
+def write_features(tok, sel_tok, dev, out_dir, name):
+    """Writes the features of the chosen dev questions and every crafted case to name in out;
+    returns the chosen rows, the crafted rows and the features function of tok. sel_tok's
+    windows choose the questions (for tok == sel_tok as before)."""
+    rows = []  # (source, question, context, answer_start, answer_text, qid)
+    for art in dev:
+        for para in art['paragraphs']:
+            for qa in para['qas']:
+                a0 = qa['answers'][0]
+                rows.append(('dev', qa['question'], para['context'], a0['answer_start'],
+                             a0['text'], qa['id']))
+    with open(os.path.join(out_dir, 'squad_cases.json'), encoding='utf-8') as f:
+        cases = json.load(f)['data']
+    case_rows = []
+    for art in cases:
+        for para in art['paragraphs']:
+            for qa in para['qas']:
+                a0 = qa['answers'][0] if qa['answers'] else None
+                case_rows.append(('cases', qa['question'], para['context'],
+                                  a0['answer_start'] if a0 else 0, a0['text'] if a0 else None,
+                                  qa['id']))
+    rng = random.Random(7)
+    feats_of = {}
+
+    def feats_with(t, r):
+        if (id(t), r[5]) not in feats_of:
+            feats_of[(id(t), r[5])] = features_of(t, r[1], r[2], r[3], r[4])
+        return feats_of[(id(t), r[5])]
+
+    def feats(r):
+        return feats_with(tok, r)
+
+    def sel_feats(r):
+        return feats_with(sel_tok, r)
+
+    chosen = rows[:8] + rng.sample(rows, 12)
+    # the longest contexts (most windows), answers in two windows, at a window edge
+    by_ctx = sorted(range(len(rows)), key=lambda i: -len(rows[i][2]))[:200]
+    multi = [rows[i] for i in by_ctx if len(sel_feats(rows[i])) > 3][:6]
+    two, edge = [], []
+    for i in by_ctx:
+        fs = sel_feats(rows[i])
+        inside = [f for f in fs if f['start'] > 0]
+        if len(inside) >= 2 and len(two) < 8:
+            two.append(rows[i])
+        elif any(f['start'] == f['ctx_begin'] or f['end'] == f['ctx_begin'] + f['ctx_len'] - 1
+                 for f in inside) and len(edge) < 8:
+            edge.append(rows[i])
+    chosen += multi + two + edge
+    print('features: %d dev questions (%d with > 3 windows, %d in two windows, %d at an edge)'
+          ' + %d crafted' % (len(chosen), len(multi), len(two), len(edge), len(case_rows)))
+    seen = set()
+    nq = nf = 0
+    with open(os.path.join(out_dir, name), 'w', encoding='utf-8', newline='\n') as out:
+        for r in chosen + case_rows:
+            if r[5] in seen:
+                continue
+            seen.add(r[5])
+            nq += 1
+            for f in feats(r):
+                nf += 1
+                # compact: type ids and max-context flags as digit strings, offsets of the
+                # context tokens only, flattened (every other position is -1 / -1)
+                cb, ln = f['ctx_begin'], f['ctx_len']
+                f = dict(f, source=r[0], id=r[5],
+                         type_ids=''.join(map(str, f['type_ids'])),
+                         max_ctx=''.join(map(str, f['max_ctx'])),
+                         offsets=[v for o in f['offsets'][cb:cb + ln] for v in o])
+                out.write(json.dumps(f, ensure_ascii=True, separators=(',', ':')) + '\n')
+    print('%s: %d features of %d questions' % (name, nf, nq))
+    return chosen, case_rows, feats
+
+
 # ------------------------------------------------------------------------------------ main
 
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))
+    default_model = os.path.join(root, 'models', 'all-MiniLM-L6-v2')
     ap = argparse.ArgumentParser()
-    ap.add_argument('--model', default=os.path.join(root, 'models', 'all-MiniLM-L6-v2'))
+    ap.add_argument('--model', default=default_model,
+                    help='the tokenizer (default: the BERT one of all-MiniLM-L6-v2)')
     ap.add_argument('--data', default=os.path.join(root, '..', 'shared', 'data'))
     ap.add_argument('--out', default=os.path.join(root, 'tests', 'golden'))
+    ap.add_argument('--features-only', metavar='NAME',
+                    help='write only the features, to NAME in --out (e.g. '
+                    'squad_features_mpnet.jsonl); the questions are still chosen with '
+                    '--select-model so that every features file has the same ones')
+    ap.add_argument('--select-model', default=default_model,
+                    help='the tokenizer whose windows choose the dev questions')
     args = ap.parse_args()
     tok = AutoTokenizer.from_pretrained(args.model)
+    if not args.features_only and (os.path.realpath(args.model) != os.path.realpath(default_model)
+                                   or os.path.realpath(args.select_model)
+                                   != os.path.realpath(default_model)):
+        ap.error('the full set of goldens is the BERT one: with another --model / '
+                 '--select-model pass --features-only NAME')
+    pre, mid, suf, _ = pair_template(tok)
+    print('pair template: %s q %s c %s, type ids %s' % (pre, mid, suf,
+                                                          pair_template(tok)[3](1, 1)))
+    with open(os.path.join(args.data, 'squad', 'dev-v1.1.json'), encoding='utf-8') as f:
+        dev = json.load(f)['data']
+    if args.features_only:
+        sel_tok = AutoTokenizer.from_pretrained(args.select_model)
+        write_features(tok, sel_tok, dev, args.out, args.features_only)
+        return
 
     # 1. offsets of the tokenizer hard cases
     n = 0
@@ -343,8 +498,6 @@ def main():
     print('offsets: %d cases' % n)
 
     # 2. the metric
-    with open(os.path.join(args.data, 'squad', 'dev-v1.1.json'), encoding='utf-8') as f:
-        dev = json.load(f)['data']
     with open(os.path.join(args.out, 'squad_metric.txt'), 'w', encoding='utf-8',
               newline='\n') as out:
         out.write('# rule question_index em f1 (every 97th question), then: rule total em f1\n')
@@ -374,63 +527,7 @@ def main():
                                       norm=normalize_answer(p)), ensure_ascii=True) + '\n')
 
     # 3. features: a sample of dev questions and every crafted case
-    rows = []  # (source, question, context, answer_start, answer_text, qid)
-    for art in dev:
-        for para in art['paragraphs']:
-            for qa in para['qas']:
-                a0 = qa['answers'][0]
-                rows.append(('dev', qa['question'], para['context'], a0['answer_start'],
-                             a0['text'], qa['id']))
-    with open(os.path.join(args.out, 'squad_cases.json'), encoding='utf-8') as f:
-        cases = json.load(f)['data']
-    case_rows = []
-    for art in cases:
-        for para in art['paragraphs']:
-            for qa in para['qas']:
-                a0 = qa['answers'][0] if qa['answers'] else None
-                case_rows.append(('cases', qa['question'], para['context'],
-                                  a0['answer_start'] if a0 else 0, a0['text'] if a0 else None,
-                                  qa['id']))
-    rng = random.Random(7)
-    feats_of = {}
-
-    def feats(r):
-        if r[5] not in feats_of:
-            feats_of[r[5]] = features_of(tok, r[1], r[2], r[3], r[4])
-        return feats_of[r[5]]
-
-    chosen = rows[:8] + rng.sample(rows, 12)
-    # the longest contexts (most windows), answers in two windows, at a window edge
-    by_ctx = sorted(range(len(rows)), key=lambda i: -len(rows[i][2]))[:200]
-    multi = [rows[i] for i in by_ctx if len(feats(rows[i])) > 3][:6]
-    two, edge = [], []
-    for i in by_ctx:
-        fs = feats(rows[i])
-        inside = [f for f in fs if f['start'] > 0]
-        if len(inside) >= 2 and len(two) < 8:
-            two.append(rows[i])
-        elif any(f['start'] == f['ctx_begin'] or f['end'] == f['ctx_begin'] + f['ctx_len'] - 1
-                 for f in inside) and len(edge) < 8:
-            edge.append(rows[i])
-    chosen += multi + two + edge
-    print('features: %d dev questions (%d with > 3 windows, %d in two windows, %d at an edge)'
-          ' + %d crafted' % (len(chosen), len(multi), len(two), len(edge), len(case_rows)))
-    seen = set()
-    with open(os.path.join(args.out, 'squad_features.jsonl'), 'w', encoding='utf-8',
-              newline='\n') as out:
-        for r in chosen + case_rows:
-            if r[5] in seen:
-                continue
-            seen.add(r[5])
-            for f in feats(r):
-                # compact: type ids and max-context flags as digit strings, offsets of the
-                # context tokens only, flattened (every other position is -1 / -1)
-                cb, ln = f['ctx_begin'], f['ctx_len']
-                f = dict(f, source=r[0], id=r[5],
-                         type_ids=''.join(map(str, f['type_ids'])),
-                         max_ctx=''.join(map(str, f['max_ctx'])),
-                         offsets=[v for o in f['offsets'][cb:cb + ln] for v in o])
-                out.write(json.dumps(f, ensure_ascii=True, separators=(',', ':')) + '\n')
+    chosen, case_rows, feats = write_features(tok, tok, dev, args.out, 'squad_features.jsonl')
 
     # 4. decoding: pseudo-random logits for the chosen questions' windows
     with open(os.path.join(args.out, 'squad_decode.jsonl'), 'w', encoding='utf-8',
