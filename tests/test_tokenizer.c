@@ -15,6 +15,10 @@
 
 static petl_tokenizer *tok;
 static petl_error err;
+/* The golden files of the tokenizer under test: tests/golden (MiniLM's) or a subfolder of it
+ * (all-mpnet-base-v2's: tokenizer-mpnet), as scripts/reference/gen-tokenizer-golden.py --out
+ * writes them. */
+static const char *golden_dir = "golden";
 
 /* ------------------------------------------------------------------------ helpers */
 
@@ -90,7 +94,7 @@ static bool case_matches(json_t *c, petl_encoding *enc, size_t lineno) {
 
 static void test_cases(void) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/golden/tokenizer_cases.jsonl", TEST_SRC_DIR);
+    snprintf(path, sizeof path, "%s/%s/tokenizer_cases.jsonl", TEST_SRC_DIR, golden_dir);
     FILE *f = fopen(path, "r");
     CHECKF(f != NULL, "cannot open %s", path);
     char *line = NULL;
@@ -138,7 +142,7 @@ static size_t put_utf8(char *p, uint32_t c) {
  * text): any divergence in dropping, splitting or mapping a character that can change ids. */
 static void test_codepoints(void) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/golden/tokenizer_codepoints.tsv", TEST_SRC_DIR);
+    snprintf(path, sizeof path, "%s/%s/tokenizer_codepoints.tsv", TEST_SRC_DIR, golden_dir);
     FILE *f = fopen(path, "r");
     CHECKF(f != NULL, "cannot open %s", path);
     char *text = malloc(256 * 12);
@@ -207,7 +211,7 @@ typedef struct {
 
 static golden_row *read_glue_golden(size_t *n) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/golden/tokenizer_glue.tsv", TEST_SRC_DIR);
+    snprintf(path, sizeof path, "%s/%s/tokenizer_glue.tsv", TEST_SRC_DIR, golden_dir);
     FILE *f = fopen(path, "r");
     CHECKF(f != NULL, "cannot open %s", path);
     size_t cap = 1 << 17;
@@ -487,6 +491,24 @@ int main(void) {
         test_codepoints();
         test_glue();
         petl_tokenizer_free(tok);
+    }
+    /* all-mpnet-base-v2's tokenizer.json (BERT's WordPiece in RoBERTa's template, type ids 0)
+     * against transformers' MPNetTokenizerFast on the same cases, code points and GLUE rows. */
+    char mp[4096];
+    snprintf(mp, sizeof mp, "%s/tokenizer.json", test_mpnet_dir());
+    if (access(mp, R_OK) == 0) {
+        printf("all-mpnet-base-v2 tokenizer.json:\n");
+        golden_dir = "golden/tokenizer-mpnet";
+        CHECK_OK(petl_tokenizer_load(test_mpnet_dir(), &tok, &err), &err);
+        CHECK(petl_tokenizer_vocab_size(tok) == 30527);
+        CHECK(petl_tokenizer_token_to_id(tok, "<s>") == 0 && petl_tokenizer_pad_id(tok) == 1);
+        test_cases();
+        test_codepoints();
+        test_glue();
+        petl_tokenizer_free(tok);
+        golden_dir = "golden";
+    } else {
+        test_skip("model", "no %s (scripts/fetch-model all-mpnet-base-v2)", mp);
     }
     test_missing_specials();
     test_custom_vocab();

@@ -49,10 +49,12 @@ def fnv1a(ids, types):
 
 
 def encode(tok, a, b, max_len):
+    # return_token_type_ids: tokenizers whose model takes none (MPNet, RoBERTa) still have the
+    # post-processor's type ids (all 0 for RobertaProcessing), which petl reports too
     if max_len > 0:
-        e = tok(a, b, truncation=True, max_length=max_len)
+        e = tok(a, b, truncation=True, max_length=max_len, return_token_type_ids=True)
     else:
-        e = tok(a, b)
+        e = tok(a, b, return_token_type_ids=True)
     return e["input_ids"], e["token_type_ids"]
 
 
