@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static petl_tokenizer *tok;
 static petl_error err;
@@ -560,6 +561,36 @@ static void test_dev_split(void) {
     CHECK(!petl_squad_is_blank(" x ", 3));
 }
 
+/* The same questions' windows with all-mpnet-base-v2's tokenizer.json, whose pair template is
+ * <s> q </s></s> c </s> with type ids 0 (tests/golden/squad_features_mpnet.jsonl, from the
+ * tokenizer's build_inputs_with_special_tokens). */
+static void test_features_mpnet(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", test_mpnet_dir());
+    if (access(path, R_OK) != 0) {
+        test_skip("model", "no %s (scripts/fetch-model all-mpnet-base-v2)", path);
+        return;
+    }
+    petl_tokenizer *bert_tok = tok;
+    petl_squad_features *bert_dev = dev_f, *bert_cases = cases_f;
+    CHECK_OK(petl_tokenizer_load(test_mpnet_dir(), &tok, &err), &err);
+    petl_squad_params p;
+    petl_squad_params_default(&p);
+    CHECK_OK(petl_squad_featurize(dev, tok, &p, &dev_f, &err), &err);
+    CHECK_OK(petl_squad_featurize(cases, tok, &p, &cases_f, &err), &err);
+    feat_checked = 0;
+    size_t n = each_json_line("squad_features_mpnet.jsonl", feature_case);
+    printf("features, all-mpnet-base-v2: %zu windows checked\n", feat_checked);
+    CHECK(n == feat_checked && n >= 100);
+    /* one more special than BERT's template: the long question's context starts at 64 + 3 */
+    size_t qi = find_question(cases, "c-longq2");
+    CHECK(cases_f->ctx_begin[first_feature(cases_f, qi)] == 64 + 3);
+    petl_squad_features_free(dev_f);
+    petl_squad_features_free(cases_f);
+    petl_tokenizer_free(tok);
+    tok = bert_tok, dev_f = bert_dev, cases_f = bert_cases;
+}
+
 int main(void) {
     CHECK_OK(petl_tokenizer_load(test_model_dir(), &tok, &err), &err);
     char path[4096];
@@ -579,6 +610,7 @@ int main(void) {
     test_metric_cases();
     test_metric_rules();
     test_features();
+    test_features_mpnet();
     test_decode();
     test_errors();
     test_ranges();
