@@ -58,7 +58,7 @@ fuzz:
 	scripts/run-fuzzers build-fuzz $(FUZZ_SECONDS)
 
 # Side by side with the reference stack (PyTorch + transformers), in its own virtual environment.
-bench: deps model build
+bench: deps model model-base build
 	@[ -x .venv-ref/bin/python ] || scripts/reference/setup-venv
 	bench/embed-bench
 	bench/train-bench

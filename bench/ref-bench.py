@@ -5,7 +5,7 @@ PyTorch + transformers + the AdapterHub `adapters` library, printed as one JSON 
     ref-bench.py --model DIR --mode train|infer|latency [--tune adapter|full]
                  [--batches FILE | --batch 32 --seq 128] [--steps N] [--warmup N] [--threads N]
 
-The model is transformers' BertForSequenceClassification (2 labels) loaded from the same folder.
+The model is transformers' AutoModelForSequenceClassification (2 labels: BertForSequenceClassification, MPNetForSequenceClassification, ...) loaded from the same folder.
 --tune adapter: adapters.init(model) and a DoubleSeqBnConfig (the Houlsby configuration: after the
 attention output and after the feed-forward output) with bottleneck 64 and GELU, the adapters +
 every LayerNorm + the classifier trained (requires_grad set as petl trains them); --tune full:
@@ -57,15 +57,26 @@ def main():
     except RuntimeError:
         pass
     torch.manual_seed(42)
-    from transformers import BertForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     t_load = time.time()
-    model = BertForSequenceClassification.from_pretrained(a.model, num_labels=2)
+    # the checkpoint's family (BERT, MPNet, ...) with its classification head
+    model = AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=2)
     H = model.config.hidden_size
     if a.tune == "adapter":
         import adapters
         from adapters import DoubleSeqBnConfig
-        adapters.init(model)
+        if model.config.model_type == "mpnet":
+            # adapters 1.3 has no built-in MPNet support: its plugin interface, naming MPNet's
+            # modules (the bottleneck adapters go after attention.attn.o and output.dense)
+            adapters.init(model, interface=adapters.AdapterModelInterface(
+                adapter_methods=["bottleneck"], model_embeddings="embeddings",
+                model_layers="encoder.layer", layer_self_attn="attention.attn", layer_cross_attn=None,
+                attn_q_proj="q", attn_k_proj="k", attn_v_proj="v", attn_o_proj="o",
+                layer_intermediate_proj="intermediate.dense", layer_output_proj="output.dense",
+                layer_ln_1="attention.LayerNorm", layer_ln_2="output.LayerNorm"))
+        else:
+            adapters.init(model)
         model.add_adapter("task", config=DoubleSeqBnConfig(reduction_factor=H / 64, non_linearity="gelu"))
         model.set_active_adapters("task")
     for n, p in model.named_parameters():
@@ -73,6 +84,7 @@ def main():
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     t_load = time.time() - t_load
     batches = read_batches(a)
+    takes_types = "token_type_ids" in getattr(model, "forward").__code__.co_varnames
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(7)
 
@@ -84,7 +96,8 @@ def main():
             ids[r, 0], ids[r, n - 1] = 101, 102
             ids[r, n:] = 0
             am[r, :n] = 1
-        return ids, torch.zeros_like(ids), am
+        # token types only for the families that read them (MPNet's forward takes none)
+        return ids, ({"token_type_ids": torch.zeros_like(ids)} if takes_types else {}), am
 
     work = []
     if a.mode == "latency":
@@ -113,14 +126,14 @@ def main():
         ts = time.perf_counter()
         if a.mode == "train":
             y = torch.tensor([r & 1 for r in range(len(lens))])
-            out = model(input_ids=ids, token_type_ids=tt, attention_mask=am, labels=y)
+            out = model(input_ids=ids, attention_mask=am, labels=y, **tt)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
         else:
             with torch.inference_mode():
-                model(input_ids=ids, token_type_ids=tt, attention_mask=am).logits.sum().item()
+                model(input_ids=ids, attention_mask=am, **tt).logits.sum().item()
         lat.append(1e3 * (time.perf_counter() - ts))
         tokens += sum(lens)
         nrows += len(lens)
