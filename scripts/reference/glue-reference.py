@@ -12,7 +12,11 @@ one JSON object on stdout (best epoch's dev metrics, per-epoch metrics, seconds,
 What it does, and where it differs from petl:
 - Model: transformers' BertForSequenceClassification from the same folder (pooler from the
   checkpoint, dropout 0.1, classifier Linear(H, labels) initialised N(0, 0.02), zero bias; STS-B
-  regression with one output and MSE).
+  regression with one output and MSE). For other families (MPNet) the same head on the family's
+  base model (AutoModel with its pooler), not transformers' MPNetForSequenceClassification, whose
+  head is a different one (dense + tanh on the first token, trained): petl puts BERT's head on
+  every family. MPNet's adapters come from the library's plugin interface (adapters 1.3 has no
+  built-in MPNet support), at the same two places.
 - Adapters (--tune adapter): adapters.init(model); add_adapter(DoubleSeqBnConfig(
   reduction_factor=H/size, non_linearity="gelu", init_weights="houlsby")): after the attention
   output projection and after the feed-forward output projection, before residual + LayerNorm,
@@ -119,13 +123,16 @@ def encode(tok, rows, task, max_len):
     for a, b, y in rows:
         e = tok(a, b, truncation=True, max_length=max_len)
         lab = float(y) if labs is None else labs.index(y)
-        enc.append((e["input_ids"], e["token_type_ids"], lab))
+        enc.append((e["input_ids"], e.get("token_type_ids") or [0] * len(e["input_ids"]), lab))
     return enc
+
+
+PAD_ID = 0  # the tokenizer's, set in main
 
 
 def collate(items):
     n = max(len(i[0]) for i in items)
-    ids = torch.zeros(len(items), n, dtype=torch.long)
+    ids = torch.full((len(items), n), PAD_ID, dtype=torch.long)
     tt = torch.zeros(len(items), n, dtype=torch.long)
     am = torch.zeros(len(items), n, dtype=torch.long)
     for k, (a, t, _) in enumerate(items):
@@ -193,13 +200,54 @@ def setup_torch(threads, seed):
     torch.manual_seed(seed)
 
 
+class PooledClassifier(torch.nn.Module):
+    """BertForSequenceClassification's head on any family's base model: dropout, then
+    Linear(H, labels) (N(0, 0.02), zero bias) on the pooler output; cross-entropy, or MSE with
+    one output."""
+
+    def __init__(self, base, num_labels, dropout):
+        super().__init__()
+        self.base = base
+        self.config = base.config
+        self.dropout = torch.nn.Dropout(dropout)
+        self.classifier = torch.nn.Linear(base.config.hidden_size, num_labels)
+        torch.nn.init.normal_(self.classifier.weight, std=0.02)
+        torch.nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, input_ids, attention_mask, labels=None, **kw):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+        pooled = self.base(input_ids=input_ids, attention_mask=attention_mask, **kw).pooler_output
+        logits = self.classifier(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            if logits.shape[-1] == 1:
+                loss = torch.nn.functional.mse_loss(logits.squeeze(-1), labels)
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def adapters_init(model):
+    """adapters.init, with the plugin interface for MPNet (no built-in support in adapters 1.3):
+    the bottleneck adapters after attention.attn.o and after output.dense, before the residual
+    LayerNorms, as in BERT."""
+    import adapters
+    if model.config.model_type != "mpnet":
+        adapters.init(model)
+        return
+    adapters.init(model, interface=adapters.AdapterModelInterface(
+        adapter_methods=["bottleneck"], model_embeddings="embeddings", model_layers="encoder.layer",
+        layer_self_attn="attention.attn", layer_cross_attn=None, attn_q_proj="q", attn_k_proj="k",
+        attn_v_proj="v", attn_o_proj="o", layer_intermediate_proj="intermediate.dense",
+        layer_output_proj="output.dense", layer_ln_1="attention.LayerNorm", layer_ln_2="output.LayerNorm"))
+
+
 def add_houlsby_adapters(model, size, sd):
     """The adapters library's Houlsby configuration (DoubleSeqBnConfig, GELU) of bottleneck
     `size`, re-initialised as petl does: truncated normal weights (sd, cut at 2 sd), zero
     biases (the library has no setting for the sd)."""
-    import adapters
     from adapters import DoubleSeqBnConfig
-    adapters.init(model)
+    adapters_init(model)
     H = model.config.hidden_size
     model.add_adapter("task", config=DoubleSeqBnConfig(reduction_factor=H / size, non_linearity="gelu",
                                                        init_weights="houlsby"))
@@ -248,16 +296,27 @@ def main():
 
     t_start = time.time()
     setup_torch(a.threads, a.seed)
-    from transformers import AutoTokenizer, BertForSequenceClassification, get_linear_schedule_with_warmup
+    from transformers import (AutoConfig, AutoModel, AutoTokenizer, BertForSequenceClassification,
+                              get_linear_schedule_with_warmup)
 
+    global PAD_ID
     tok = AutoTokenizer.from_pretrained(a.model)
+    PAD_ID = tok.pad_token_id or 0
     train = encode(tok, read_task(a.task, a.data + "/train.tsv"), a.task, a.max_len)
     dev = encode(tok, read_task(a.task, a.data + "/dev.tsv"), a.task, a.max_len)
     nl = 1 if a.task == "stsb" else 2
-    model = BertForSequenceClassification.from_pretrained(
-        a.model, num_labels=nl, problem_type="regression" if nl == 1 else "single_label_classification")
+    cfg = AutoConfig.from_pretrained(a.model)
+    if cfg.model_type == "bert":
+        model = BertForSequenceClassification.from_pretrained(
+            a.model, num_labels=nl, problem_type="regression" if nl == 1 else "single_label_classification")
+        base = model
+        types = True
+    else:
+        base = AutoModel.from_pretrained(a.model, add_pooling_layer=True)
+        model = PooledClassifier(base, nl, cfg.hidden_dropout_prob)
+        types = "token_type_ids" in base.forward.__code__.co_varnames
     if a.tune == "adapter":
-        add_houlsby_adapters(model, a.adapter_size, a.init_sd)
+        add_houlsby_adapters(base, a.adapter_size, a.init_sd)
     for n, p in model.named_parameters():
         if a.tune == "full":
             p.requires_grad = True
@@ -273,7 +332,7 @@ def main():
           file=sys.stderr, flush=True)
     if a.tune == "adapter":
         ad = [n for n, p in model.named_parameters() if ".adapters." in n]
-        print("adapter tensors: %d, e.g. %s; active: %s" % (len(ad), ad[:4], model.active_adapters),
+        print("adapter tensors: %d, e.g. %s; active: %s" % (len(ad), ad[:4], base.active_adapters),
               file=sys.stderr)
 
     opt = make_optimiser(model, a.lr, a.weight_decay, a.bias_correction)
@@ -290,7 +349,7 @@ def main():
             for s in range(0, len(order), 128):
                 b = order[s:s + 128]
                 ids, tt, am, _ = collate([dev[i] for i in b])
-                lo = model(input_ids=ids, token_type_ids=tt, attention_mask=am).logits
+                lo = model(input_ids=ids, attention_mask=am, **({"token_type_ids": tt} if types else {})).logits
                 out = lo[:, 0].tolist() if nl == 1 else lo.argmax(-1).tolist()
                 for i, v in zip(b, out):
                     pred[i] = v
@@ -309,7 +368,7 @@ def main():
         tokens, t0, losses = 0, time.time(), []
         for b in batches(train, a.batch, rng):
             ids, tt, am, y = collate([train[i] for i in b])
-            out = model(input_ids=ids, token_type_ids=tt, attention_mask=am, labels=y)
+            out = model(input_ids=ids, attention_mask=am, labels=y, **({"token_type_ids": tt} if types else {}))
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
             opt.step()
