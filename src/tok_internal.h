@@ -49,8 +49,16 @@ size_t petl_uc_bert_normalize(const petl_tokenizer_opts *o, int32_t c, int32_t *
 /* ------------------------------------------------------------------------------- stages */
 
 typedef enum { PETL_NORM_NONE, PETL_NORM_BERT } petl_tok_normalizer;
-typedef enum { PETL_PRE_NONE, PETL_PRE_BERT, PETL_PRE_BYTELEVEL } petl_tok_pre_tokenizer;
-typedef enum { PETL_MODEL_WORDPIECE, PETL_MODEL_BPE } petl_tok_model;
+typedef enum {
+    PETL_PRE_NONE,
+    PETL_PRE_BERT,
+    PETL_PRE_BYTELEVEL,
+    PETL_PRE_METASPACE,
+    PETL_PRE_WHITESPACE,
+    PETL_PRE_WHITESPACE_SPLIT
+} petl_tok_pre_tokenizer;
+typedef enum { PETL_PREPEND_ALWAYS, PETL_PREPEND_FIRST, PETL_PREPEND_NEVER } petl_tok_prepend;
+typedef enum { PETL_MODEL_WORDPIECE, PETL_MODEL_BPE, PETL_MODEL_UNIGRAM } petl_tok_model;
 
 /* An added token ("added_tokens" of tokenizer.json; the special tokens of a vocab.txt). */
 typedef struct {
@@ -89,8 +97,13 @@ struct petl_tokenizer {
 
     petl_tok_normalizer normalizer;
     petl_tokenizer_opts opts; /* BertNormalizer's settings (strip_accents resolved to 0 / 1) */
-    petl_tok_pre_tokenizer pre_tokenizer;
-    bool prefix_space; /* ByteLevel's add_prefix_space */
+    petl_tok_pre_tokenizer pre_tokenizer; /* the (last) stage */
+    petl_tok_pre_tokenizer pre_split[8];  /* a Sequence's splitting stages before it */
+    size_t n_pre_split;
+    int32_t ms_replacement;     /* Metaspace's replacement character */
+    petl_tok_prepend ms_scheme; /* ... its prepend_scheme */
+    bool ms_split;              /* ... and split */
+    bool prefix_space;          /* ByteLevel's add_prefix_space */
     void *split_regex; /* ByteLevel's use_regex: the GPT-2 split (pcre2_code *), else NULL */
 
     petl_tok_model model;
@@ -101,7 +114,9 @@ struct petl_tokenizer {
     char *suffix;          /* owned: BPE's end_of_word_suffix, NULL for none */
     size_t suffix_len;
     bool fuse_unk, byte_fallback, ignore_merges; /* BPE's options */
-    int32_t byte_ids[256]; /* BPE byte_fallback: the id of "<0xXX>", -1 when missing */
+    int32_t byte_ids[256]; /* byte_fallback: the id of "<0xXX>", -1 when missing */
+    double *scores;        /* Unigram: [n_model] the log probability of each piece */
+    double unk_score;      /* Unigram: the lowest score - 10, an unknown character's */
     /* BPE merges: (left id, right id) -> (rank, merged id), open addressing */
     uint64_t *merge_keys; /* [n_merge_slots] ((uint64_t)left << 32 | right) + 1; 0: empty */
     uint32_t *merge_vals; /* [n_merge_slots, 2] rank, merged id */
@@ -196,10 +211,15 @@ typedef struct {
 } petl_bpe_merge;
 
 typedef struct {
-    petl_tok_text raw;         /* the raw text as characters (each its own span) */
-    petl_tok_text text;        /* the normalized piece being worked on */
-    petl_tok_text pre;         /* the byte-level characters of a ByteLevel pre-tokenizer */
-    const petl_tok_text *wt;   /* the text the words are ranges of (text or pre) */
+    petl_tok_text raw;       /* the raw text as characters (each its own span) */
+    petl_tok_text text;      /* the normalized piece being worked on */
+    petl_tok_text pre;       /* the byte-level characters of a ByteLevel pre-tokenizer */
+    const petl_tok_text *wt; /* the text the words are ranges of (text or pre) */
+    size_t *words2;          /* a Sequence's words of the stage before */
+    size_t cap_words2;
+    double *uscore; /* Unigram's lattice: best score, start and id per byte position */
+    int32_t *ustart, *uid, *ufwd;
+    size_t cap_lattice;
     petl_tok_segment *segs[2]; /* the raw text's / the normalized piece's segments */
     size_t cap_segs[2];
     size_t *words; /* [n_words, 2] ranges of text: the pre-tokenizer's output */
@@ -216,6 +236,9 @@ typedef struct {
 void petl_tok_work_free(petl_tok_work *w);
 /* Makes room for need characters in t (contents kept). */
 petl_status petl_tok_text_reserve(petl_tok_text *t, size_t need, petl_error *err);
+/* The spaces (whitespace or U+0120, a byte-level space) that s[0..n) starts and ends with: what
+ * trim_offsets leaves out of a token's span. */
+void petl_tok_count_spaces(const int32_t *s, size_t n, int32_t *lead, int32_t *trail);
 /* Appends a token; trim counts are filled in by the caller when needed (0 here). */
 petl_status petl_tok_seq_push(petl_tok_seq *s, int32_t id, int32_t beg, int32_t end,
                               petl_error *err);

@@ -319,6 +319,20 @@ size_t petl_uc_bert_normalize(const petl_tokenizer_opts *o, int32_t c, int32_t *
     return n;
 }
 
+/* Word characters of Unicode 16 (the regex crate's tables) that utf8proc (Unicode 15) does not
+ * know: found by running every scalar value through the reference's Whitespace pre-tokenizer
+ * (its \w+|[^\w\s]+ split) against petl_uc_is_word; no other value differs. */
+static const cp_range WORD_16[] = {
+    {0x897, 0x897},     {0x1C89, 0x1C8A},   {0xA7CB, 0xA7CD},   {0xA7DA, 0xA7DC},
+    {0x105C0, 0x105F3}, {0x10D40, 0x10D65}, {0x10D69, 0x10D6D}, {0x10D6F, 0x10D85},
+    {0x10EC2, 0x10EC4}, {0x10EFC, 0x10EFC}, {0x11380, 0x11389}, {0x1138B, 0x1138B},
+    {0x1138E, 0x1138E}, {0x11390, 0x113B5}, {0x113B7, 0x113C0}, {0x113C2, 0x113C2},
+    {0x113C5, 0x113C5}, {0x113C7, 0x113CA}, {0x113CC, 0x113D3}, {0x113E1, 0x113E2},
+    {0x116D0, 0x116E3}, {0x11BC0, 0x11BE0}, {0x11BF0, 0x11BF9}, {0x11F5A, 0x11F5A},
+    {0x13460, 0x143FA}, {0x16100, 0x16139}, {0x16D40, 0x16D6C}, {0x16D70, 0x16D79},
+    {0x18CFF, 0x18CFF}, {0x1CCF0, 0x1CCF9}, {0x1E5D0, 0x1E5FA}, {0x2EBF0, 0x2EE5D},
+};
+
 /* Regex \w as the reference's regex crate has it: Alphabetic, M*, Nd, Pc and the join
  * controls. Alphabetic is taken as L*, Nl and the circled letters (So with Other_Alphabetic);
  * its other Other_Alphabetic characters are marks already. */
@@ -328,7 +342,7 @@ bool petl_uc_is_word(int32_t c) {
                c == '_';
     if (c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) ||
         (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
-        (c >= 0x1F170 && c <= 0x1F189))
+        (c >= 0x1F170 && c <= 0x1F189) || in_ranges(c, WORD_16, N_RANGES(WORD_16)))
         return true;
     switch (utf8proc_category(c)) {
     case UTF8PROC_CATEGORY_LU:

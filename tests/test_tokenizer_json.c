@@ -17,9 +17,19 @@
 static petl_error err;
 
 /* Every golden tokenizer; minilm's tokenizer.json is the model folder's own. */
-static const char *const NAMES[] = {"minilm",     "wordpiece-cased", "mpnet-style", "added-flags",
-                                    "plain",      "roberta-style",   "gpt2-style",  "char-bpe",
-                                    "bpe-prefix", "bpe-bytefallback"};
+static const char *const NAMES[] = {"minilm",
+                                    "wordpiece-cased",
+                                    "mpnet-style",
+                                    "added-flags",
+                                    "plain",
+                                    "roberta-style",
+                                    "gpt2-style",
+                                    "char-bpe",
+                                    "bpe-prefix",
+                                    "bpe-bytefallback",
+                                    "unigram-metaspace",
+                                    "unigram-bytefallback",
+                                    "whitespace-wordpiece"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -436,12 +446,35 @@ static void test_refusals(void) {
     /* unsupported components, each named */
     expect_refused(make_json("{\"type\": \"NmtNormalizer\"}", NULL, NULL, NULL, NULL, NULL),
                    "normalizer \"NmtNormalizer\" is not supported");
-    expect_refused(make_json(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"_\"}", NULL, NULL,
-                             NULL, NULL),
-                   "pre_tokenizer \"Metaspace\" is not supported");
+    expect_refused(make_json(NULL, "{\"type\": \"Digits\", \"individual_digits\": true}", NULL,
+                             NULL, NULL, NULL),
+                   "pre_tokenizer \"Digits\" is not supported");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+                             "\"Metaspace\", \"replacement\": \"_\"}, {\"type\": "
+                             "\"WhitespaceSplit\"}]}",
+                             NULL, NULL, NULL, NULL),
+                   "Metaspace before another pre-tokenizer is not supported");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Metaspace\", \"replacement\": \"ab\", "
+                             "\"prepend_scheme\": \"always\"}",
+                             NULL, NULL, NULL, NULL),
+                   "\"replacement\" must be one character");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Metaspace\", \"replacement\": \"_\", "
+                             "\"prepend_scheme\": \"sometimes\"}",
+                             NULL, NULL, NULL, NULL),
+                   "\"prepend_scheme\" must be always, first or never");
     expect_refused(
-        make_json(NULL, NULL, "{\"type\": \"Unigram\", \"vocab\": []}", NULL, NULL, NULL),
-        "model \"Unigram\" is not supported");
+        make_json(NULL, NULL, "{\"type\": \"WordLevel\", \"vocab\": {}}", NULL, NULL, NULL),
+        "model \"WordLevel\" is not supported");
+    expect_refused(
+        make_json(NULL, NULL, "{\"type\": \"Unigram\", \"vocab\": [[\"a\", 0]]}", NULL, NULL, NULL),
+        "\"unk_id\" is missing");
+    expect_refused(make_json(NULL, NULL,
+                             "{\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\"]]}", NULL,
+                             NULL, NULL),
+                   "vocab[0] must be [piece, score]");
     /* BPE: what is refused in its options and merges */
     const char *bpe_vocab = "\"vocab\": {\"[UNK]\": 0, \"[CLS]\": 1, \"[SEP]\": 2, \"a\": 3, "
                             "\"b\": 4, \"ab\": 5}";

@@ -22,7 +22,10 @@ post-processor); byte-level BPE trained here in RoBERTa's layout (roberta-style:
 RobertaProcessing, <mask> normalized with lstrip) and GPT-2's (gpt2-style: prefix space,
 ByteLevel post-processor trimming offsets); char-bpe (end-of-word suffix, unk fused, few
 characters known); bpe-prefix (continuing-subword prefix ##); bpe-bytefallback (<0xXX> tokens
-for unknown characters, two of them missing so that unk shows too).
+for unknown characters, two of them missing so that unk shows too); unigram-metaspace (Unigram
+after Metaspace, XLM-R's RobertaProcessing); unigram-bytefallback (lowercased, WhitespaceSplit
+then Metaspace with prepend_scheme "first", byte fallback, a TemplateProcessing);
+whitespace-wordpiece (WordPiece after the Whitespace pre-tokenizer).
 
 Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
 so they are converted here. The hash (the C test computes the same): 64-bit FNV-1a over the
@@ -193,6 +196,36 @@ def make_tokenizers(model_dir, data_dir):
         vocab_size=2000, min_frequency=2, limit_alphabet=50,
         special_tokens=["<unk>"] + bytes_tokens))
     toks["bpe-bytefallback"] = bf
+    # Unigram (SentencePiece's model): Metaspace alone, RobertaProcessing as XLM-R
+    ug = Tokenizer(models.Unigram())
+    ug.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    ug.train_from_iterator(texts, trainers.UnigramTrainer(
+        vocab_size=3000, unk_token="<unk>", special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
+    ug.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=False, special=True)])
+    ug.post_processor = processors.RobertaProcessing(
+        sep=("</s>", ug.token_to_id("</s>")), cls=("<s>", ug.token_to_id("<s>")))
+    toks["unigram-metaspace"] = ug
+    # Unigram with byte fallback after WhitespaceSplit + Metaspace (prepend "first"), lowercased
+    ub = Tokenizer(models.Unigram())
+    ub.normalizer = normalizers.BertNormalizer(lowercase=True)
+    ub.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")])
+    ub.train_from_iterator(texts, trainers.UnigramTrainer(
+        vocab_size=2000, unk_token="<unk>",
+        special_tokens=["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)
+                                                   if b not in (0xE4, 0xF0)]))
+    d = json.loads(ub.to_str())
+    d["model"]["byte_fallback"] = True
+    ub = Tokenizer.from_str(json.dumps(d))
+    ub.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> $B:1 </s>:1",
+        special_tokens=[("<s>", ub.token_to_id("<s>")), ("</s>", ub.token_to_id("</s>"))])
+    toks["unigram-bytefallback"] = ub
+    # WordPiece after the Whitespace pre-tokenizer (\w+|[^\w\s]+)
+    d = json.loads(uncased._tokenizer.to_str())
+    d["pre_tokenizer"] = {"type": "Whitespace"}
+    toks["whitespace-wordpiece"] = Tokenizer.from_str(json.dumps(d))
     for t in toks.values():
         t.no_padding()
     return toks
