@@ -39,6 +39,15 @@ bool petl_uc_is_bert_punct(int32_t c);
  * join controls: single_word added tokens need it. */
 bool petl_uc_is_word(int32_t c);
 
+/* Canonical decomposition of one scalar (not reordered) into out[8]; its canonical combining
+ * class; Rust's char::to_lowercase into out[2] (the counts returned): the reference's tables
+ * (tok_unicode.c says where they differ from utf8proc's). */
+size_t petl_uc_decompose(int32_t c, int32_t *out);
+int petl_uc_combining_class(int32_t c);
+size_t petl_uc_lowercase(int32_t c, int32_t *out);
+/* A combining mark (M*) as StripAccents sees it. */
+bool petl_uc_is_mark(int32_t c);
+
 /* BertNormalizer on one scalar (every step of it is a per-character map): writes at most
  * PETL_BERT_NORM_MAX characters to out and their canonical combining classes (for NFD's
  * reordering, 0 without NFD) to ccc; returns the count, 0 when the character is dropped. o has
@@ -48,7 +57,23 @@ size_t petl_uc_bert_normalize(const petl_tokenizer_opts *o, int32_t c, int32_t *
 
 /* ------------------------------------------------------------------------------- stages */
 
-typedef enum { PETL_NORM_NONE, PETL_NORM_BERT } petl_tok_normalizer;
+typedef enum {
+    PETL_NORM_NONE,
+    PETL_NORM_BERT,
+    PETL_NORM_LOWERCASE,
+    PETL_NORM_STRIP_ACCENTS,
+    PETL_NORM_NFD,
+    PETL_NORM_STRIP,
+    PETL_NORM_PREPEND
+} petl_tok_normalizer;
+/* One step of a normalizer Sequence (every normalizer is one; BertNormalizer's settings are
+ * tok->opts). */
+typedef struct {
+    petl_tok_normalizer kind;
+    bool left, right; /* Strip */
+    int32_t *prepend; /* Prepend: owned code points */
+    size_t n_prepend;
+} petl_norm_step;
 typedef enum {
     PETL_PRE_NONE,
     PETL_PRE_BERT,
@@ -95,7 +120,9 @@ struct petl_tokenizer {
     size_t n_slots;       /* power of two, at least 2 * n_vocab */
     size_t max_token_len; /* longest model token in bytes: bounds the WordPiece search */
 
-    petl_tok_normalizer normalizer;
+    petl_tok_normalizer normalizer; /* the only step, else PETL_NORM_NONE with steps: */
+    petl_norm_step norm_steps[8];
+    size_t n_norm_steps;
     petl_tokenizer_opts opts; /* BertNormalizer's settings (strip_accents resolved to 0 / 1) */
     petl_tok_pre_tokenizer pre_tokenizer; /* the (last) stage */
     petl_tok_pre_tokenizer pre_split[8];  /* a Sequence's splitting stages before it */

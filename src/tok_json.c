@@ -74,6 +74,49 @@ static petl_status get_type(const reader *r, json_t *o, const char *comp, const 
 
 /* -------------------------------------------------------------------------- normalizer */
 
+/* One step of a normalizer Sequence (or a normalizer alone). */
+static petl_status read_norm_step(const reader *r, petl_tokenizer *tok, json_t *o,
+                                  const char *comp) {
+    const char *type;
+    petl_status st = get_type(r, o, comp, &type);
+    if (st != PETL_OK) return st;
+    if (tok->n_norm_steps == sizeof tok->norm_steps / sizeof tok->norm_steps[0])
+        return FAIL(r, "%s: %s: more than 8 normalizers is not supported", r->what, comp);
+    petl_norm_step *s = &tok->norm_steps[tok->n_norm_steps];
+    petl_tokenizer_opts *op = &tok->opts;
+    if (strcmp(type, "Lowercase") == 0) {
+        s->kind = PETL_NORM_LOWERCASE;
+        op->lowercase = true;
+    } else if (strcmp(type, "StripAccents") == 0) {
+        s->kind = PETL_NORM_STRIP_ACCENTS;
+        op->strip_accents = 1;
+    } else if (strcmp(type, "NFD") == 0) {
+        s->kind = PETL_NORM_NFD;
+    } else if (strcmp(type, "Strip") == 0) {
+        s->kind = PETL_NORM_STRIP;
+        if ((st = get_bool(r, o, "normalizer \"Strip\"", "strip_left", true, &s->left)) !=
+                PETL_OK ||
+            (st = get_bool(r, o, "normalizer \"Strip\"", "strip_right", true, &s->right)) !=
+                PETL_OK)
+            return st;
+    } else if (strcmp(type, "Prepend") == 0) {
+        const char *pre;
+        if ((st = get_string(r, o, "normalizer \"Prepend\"", "prepend", NULL, &pre)) != PETL_OK)
+            return st;
+        if (!pre) return FAIL(r, "%s: normalizer \"Prepend\": \"prepend\" is missing", r->what);
+        s->kind = PETL_NORM_PREPEND;
+        s->prepend = malloc((strlen(pre) + 1) * sizeof *s->prepend);
+        if (!s->prepend) return petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
+        for (size_t i = 0, len = strlen(pre); i < len;)
+            i += petl_utf8_decode((const unsigned char *)pre + i, len - i,
+                                  &s->prepend[s->n_prepend++]);
+    } else {
+        return FAIL(r, "%s: normalizer \"%s\" is not supported", r->what, type);
+    }
+    tok->n_norm_steps++;
+    return PETL_OK;
+}
+
 static petl_status read_normalizer(const reader *r, petl_tokenizer *tok, json_t *o,
                                    const petl_tokenizer_opts *bert) {
     petl_tokenizer_opts *op = &tok->opts;
@@ -85,8 +128,20 @@ static petl_status read_normalizer(const reader *r, petl_tokenizer *tok, json_t 
     const char *type;
     petl_status st = get_type(r, o, "normalizer", &type);
     if (st != PETL_OK) return st;
-    if (strcmp(type, "BertNormalizer") != 0)
-        return FAIL(r, "%s: normalizer \"%s\" is not supported", r->what, type);
+    if (strcmp(type, "BertNormalizer") != 0) {
+        /* anything else runs as a Sequence of steps */
+        if (strcmp(type, "Sequence") != 0) return read_norm_step(r, tok, o, "normalizer");
+        json_t *list = json_object_get(o, "normalizers");
+        if (!json_is_array(list))
+            return FAIL(r, "%s: normalizer \"Sequence\": \"normalizers\" must be an array",
+                        r->what);
+        for (size_t k = 0; k < json_array_size(list) && st == PETL_OK; k++) {
+            char comp[64];
+            snprintf(comp, sizeof comp, "normalizer \"Sequence\"[%zu]", k);
+            st = read_norm_step(r, tok, json_array_get(list, k), comp);
+        }
+        return st;
+    }
     const char *c = "normalizer \"BertNormalizer\"";
     if ((st = need_bool(r, o, c, "clean_text", &op->clean_text)) != PETL_OK ||
         (st = need_bool(r, o, c, "handle_chinese_chars", &op->handle_chinese_chars)) != PETL_OK ||

@@ -3,6 +3,9 @@
  * (tok_unicode.c) followed by NFD's canonical reordering of combining marks. */
 #include "tok_internal.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 /* Appends c (combining class k) to t. NFD puts each run of marks in canonical order (a stable
  * sort by combining class): an insertion step over the tail of t keeps every run sorted. The
  * marks strip_accents drops never get here, and sorting the kept ones alone gives the same
@@ -33,8 +36,100 @@ void petl_tok_normalizer_init(petl_tokenizer *tok) {
     }
 }
 
+/* ------------------------------------------------------------------ a Sequence of steps */
+
+/* Appends c with the span [beg, end) (no reordering). */
+static void put(petl_tok_text *t, int32_t c, int32_t beg, int32_t end) {
+    t->cp[t->n] = c;
+    t->ccc[t->n] = 0;
+    t->beg[t->n] = beg;
+    t->end[t->n++] = end;
+}
+
+/* One step over `in` into `out`, each output character with the span the reference's
+ * alignments give it: a character made from one keeps that one's; characters a step adds
+ * (a decomposition's or a lowercase mapping's tail, a prepended string) take the span of the
+ * one they come with; NFD's reordering keeps the spans in place (they are positional). */
+static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, const petl_tok_text *in,
+                        petl_tok_text *out, petl_error *err) {
+    out->n = 0;
+    petl_status st = petl_tok_text_reserve(out, 8 * in->n + s->n_prepend + 1, err);
+    if (st != PETL_OK) return st;
+    size_t lo = 0, hi = in->n;
+    switch (s->kind) {
+    case PETL_NORM_STRIP:
+        while (s->left && lo < hi && petl_uc_is_whitespace(in->cp[lo]))
+            lo++;
+        while (s->right && hi > lo && petl_uc_is_whitespace(in->cp[hi - 1]))
+            hi--;
+        for (size_t k = lo; k < hi; k++)
+            put(out, in->cp[k], in->beg[k], in->end[k]);
+        return PETL_OK;
+    case PETL_NORM_PREPEND:
+        for (size_t k = 0; in->n > 0 && k < s->n_prepend; k++)
+            put(out, s->prepend[k], in->beg[0], in->end[0]);
+        for (size_t k = 0; k < in->n; k++)
+            put(out, in->cp[k], in->beg[k], in->end[k]);
+        return PETL_OK;
+    default: break;
+    }
+    for (size_t k = 0; k < in->n; k++) {
+        int32_t c = in->cp[k], o[PETL_BERT_NORM_MAX];
+        uint8_t cc[PETL_BERT_NORM_MAX];
+        size_t m = 0;
+        switch (s->kind) {
+        case PETL_NORM_BERT: m = petl_uc_bert_normalize(&tok->opts, c, o, cc); break;
+        case PETL_NORM_LOWERCASE: m = petl_uc_lowercase(c, o); break;
+        case PETL_NORM_STRIP_ACCENTS:
+            if (!petl_uc_is_mark(c)) o[m++] = c;
+            break;
+        case PETL_NORM_NFD:
+            m = petl_uc_decompose(c, o);
+            for (size_t q = 0; q < m; q++)
+                cc[q] = (uint8_t)petl_uc_combining_class(o[q]);
+            break;
+        default: o[m++] = c; break;
+        }
+        bool reorder = s->kind == PETL_NORM_NFD || s->kind == PETL_NORM_BERT;
+        for (size_t q = 0; q < m; q++)
+            push_char(out, o[q], reorder ? cc[q] : 0, in->beg[k], in->end[k]);
+    }
+    return PETL_OK;
+}
+
+/* The steps of a Sequence: the raw text as characters, then each step in turn. */
+static petl_status steps(const petl_tokenizer *tok, const char *text, size_t a, size_t b,
+                         petl_tok_text *out, petl_error *err) {
+    petl_tok_text t[2] = {{0}, {0}};
+    petl_status st = petl_tok_text_reserve(&t[0], b - a + 1, err);
+    for (size_t i = a; i < b && st == PETL_OK;) {
+        int32_t c;
+        size_t len = petl_utf8_decode((const unsigned char *)text + i, b - i, &c);
+        if (len == 0) {
+            st = petl_fail(err, PETL_ERR_UTF8, "invalid UTF-8 at byte offset %zu", i);
+            break;
+        }
+        put(&t[0], c, (int32_t)i, (int32_t)(i + len));
+        i += len;
+    }
+    size_t cur = 0;
+    for (size_t k = 0; k < tok->n_norm_steps && st == PETL_OK; k++, cur ^= 1)
+        st = step(tok, &tok->norm_steps[k], &t[cur], &t[cur ^ 1], err);
+    if (st == PETL_OK && (st = petl_tok_text_reserve(out, t[cur].n + 1, err)) == PETL_OK) {
+        memcpy(out->cp, t[cur].cp, t[cur].n * sizeof *out->cp);
+        memcpy(out->beg, t[cur].beg, t[cur].n * sizeof *out->beg);
+        memcpy(out->end, t[cur].end, t[cur].n * sizeof *out->end);
+        memcpy(out->ccc, t[cur].ccc, t[cur].n * sizeof *out->ccc);
+        out->n = t[cur].n;
+    }
+    for (int q = 0; q < 2; q++)
+        free(t[q].cp), free(t[q].beg), free(t[q].end), free(t[q].ccc);
+    return st;
+}
+
 petl_status petl_tok_normalize(const petl_tokenizer *tok, const char *text, size_t a, size_t b,
                                petl_tok_text *out, petl_error *err) {
+    if (tok->n_norm_steps > 0) return steps(tok, text, a, b, out, err);
     const unsigned char *u = (const unsigned char *)text;
     out->n = 0;
     petl_status st = petl_tok_text_reserve(out, b - a, err);

@@ -240,7 +240,7 @@ static bool is_chinese_char(int32_t c) {
 }
 
 /* Canonical combining class used by the reference's NFD for the reordering of marks. */
-static int combining_class(int32_t c) {
+int petl_uc_combining_class(int32_t c) {
     if (c < 0x300) return 0;
     int k = utf8proc_get_property(c)->combining_class;
     return k > 1 && in_ranges(c, CCC_ZERO, N_RANGES(CCC_ZERO)) ? 0 : k;
@@ -248,7 +248,7 @@ static int combining_class(int32_t c) {
 
 /* Canonical decomposition (NFD of one scalar, not yet reordered) into out[8]; returns the
  * count. */
-static size_t decompose(int32_t c, int32_t *out) {
+size_t petl_uc_decompose(int32_t c, int32_t *out) {
     if (c < 0xC0) {
         out[0] = c;
         return 1;
@@ -270,7 +270,7 @@ static size_t decompose(int32_t c, int32_t *out) {
 
 /* Rust's char::to_lowercase: the full mapping, but applied without context, so final sigma is
  * always σ. The only unconditional multi-character lowercase mapping is U+0130. */
-static size_t lowercase(int32_t c, int32_t *out) {
+size_t petl_uc_lowercase(int32_t c, int32_t *out) {
     if (c < 0x80) {
         out[0] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
         return 1;
@@ -304,14 +304,14 @@ size_t petl_uc_bert_normalize(const petl_tokenizer_opts *o, int32_t c, int32_t *
     int32_t d[8];
     size_t nd = 1;
     d[0] = c;
-    if (o->strip_accents) nd = decompose(c, d);
+    if (o->strip_accents) nd = petl_uc_decompose(c, d);
     for (size_t i = 0; i < nd; i++) {
         if (o->strip_accents && is_nonspacing_mark(d[i])) continue;
-        int k = o->strip_accents ? combining_class(d[i]) : 0;
+        int k = o->strip_accents ? petl_uc_combining_class(d[i]) : 0;
         int32_t low[2];
         size_t nl = 1;
         low[0] = d[i];
-        if (o->lowercase) nl = lowercase(d[i], low);
+        if (o->lowercase) nl = petl_uc_lowercase(d[i], low);
         for (size_t j = 0; j < nl && n < PETL_BERT_NORM_MAX - 1; j++)
             out[n] = low[j], ccc[n++] = (uint8_t)k;
     }
@@ -356,6 +356,41 @@ bool petl_uc_is_word(int32_t c) {
     case UTF8PROC_CATEGORY_ND:
     case UTF8PROC_CATEGORY_NL:
     case UTF8PROC_CATEGORY_PC: return true;
+    default: return false;
+    }
+}
+
+/* Where unicode-normalization-alignments' is_combining_mark (its own Unicode 9 era tables)
+ * differs from the rule below: found by running every scalar value through the reference's
+ * StripAccents normalizer. Marks there: */
+static const cp_range MARK_YES[] = {
+    {0x8D4, 0x8E1},     {0x1885, 0x1886},   {0x1CF2, 0x1CF3},   {0x1DFB, 0x1DFB},
+    {0xA8C5, 0xA8C5},   {0xA9BD, 0xA9BD},   {0x1123E, 0x1123E}, {0x11438, 0x1143F},
+    {0x11442, 0x11444}, {0x11446, 0x11446}, {0x11C30, 0x11C36}, {0x11C38, 0x11C3D},
+    {0x11C3F, 0x11C3F}, {0x11C92, 0x11CA7}, {0x11CAA, 0x11CB0}, {0x11CB2, 0x11CB3},
+    {0x11CB5, 0x11CB6}, {0x1E000, 0x1E006}, {0x1E008, 0x1E018}, {0x1E01B, 0x1E021},
+    {0x1E023, 0x1E024}, {0x1E026, 0x1E02A}, {0x1E944, 0x1E94A},
+};
+/* ... and not marks there (Mc / Mn assigned since, or reclassified): */
+static const cp_range MARK_NO[] = {
+    {0xCF3, 0xCF3},     {0x1715, 0x1715},   {0x1CF7, 0x1CF7},   {0x11145, 0x11146},
+    {0x111CE, 0x111CE}, {0x1182C, 0x1182E}, {0x11838, 0x11838}, {0x11930, 0x11935},
+    {0x11937, 0x11938}, {0x1193D, 0x1193D}, {0x11940, 0x11940}, {0x11942, 0x11942},
+    {0x119D1, 0x119D3}, {0x119DC, 0x119DF}, {0x119E4, 0x119E4}, {0x11A39, 0x11A39},
+    {0x11A57, 0x11A58}, {0x11A97, 0x11A97}, {0x11D8A, 0x11D8E}, {0x11D93, 0x11D94},
+    {0x11D96, 0x11D96}, {0x11EF5, 0x11EF6}, {0x11F03, 0x11F03}, {0x11F34, 0x11F35},
+    {0x11F3E, 0x11F3F}, {0x11F41, 0x11F41}, {0x16F7F, 0x16F87}, {0x16FF0, 0x16FF1},
+};
+
+/* is_combining_mark, which the StripAccents normalizer drops: M* with the tables above. */
+bool petl_uc_is_mark(int32_t c) {
+    if (c < 0x300) return false;
+    if (in_ranges(c, MARK_YES, N_RANGES(MARK_YES))) return true;
+    if (in_ranges(c, MARK_NO, N_RANGES(MARK_NO))) return false;
+    switch (utf8proc_category(c)) {
+    case UTF8PROC_CATEGORY_MN: return !in_ranges(c, MN_KEPT, N_RANGES(MN_KEPT));
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME: return true;
     default: return false;
     }
 }

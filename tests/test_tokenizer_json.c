@@ -29,7 +29,9 @@ static const char *const NAMES[] = {"minilm",
                                     "bpe-bytefallback",
                                     "unigram-metaspace",
                                     "unigram-bytefallback",
-                                    "whitespace-wordpiece"};
+                                    "whitespace-wordpiece",
+                                    "norm-sequence",
+                                    "norm-prepend"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -446,6 +448,16 @@ static void test_refusals(void) {
     /* unsupported components, each named */
     expect_refused(make_json("{\"type\": \"NmtNormalizer\"}", NULL, NULL, NULL, NULL, NULL),
                    "normalizer \"NmtNormalizer\" is not supported");
+    expect_refused(make_json("{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFD\"}, "
+                             "{\"type\": \"NFKC\"}]}",
+                             NULL, NULL, NULL, NULL, NULL),
+                   "normalizer \"NFKC\" is not supported");
+    expect_refused(
+        make_json("{\"type\": \"Sequence\", \"normalizers\": {}}", NULL, NULL, NULL, NULL, NULL),
+        "\"normalizers\" must be an array");
+    expect_refused(
+        make_json("{\"type\": \"Strip\", \"strip_left\": 1}", NULL, NULL, NULL, NULL, NULL),
+        "\"strip_left\" must be true or false");
     expect_refused(make_json(NULL, "{\"type\": \"Digits\", \"individual_digits\": true}", NULL,
                              NULL, NULL, NULL),
                    "pre_tokenizer \"Digits\" is not supported");

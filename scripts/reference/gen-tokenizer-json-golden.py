@@ -25,7 +25,8 @@ characters known); bpe-prefix (continuing-subword prefix ##); bpe-bytefallback (
 for unknown characters, two of them missing so that unk shows too); unigram-metaspace (Unigram
 after Metaspace, XLM-R's RobertaProcessing); unigram-bytefallback (lowercased, WhitespaceSplit
 then Metaspace with prepend_scheme "first", byte fallback, a TemplateProcessing);
-whitespace-wordpiece (WordPiece after the Whitespace pre-tokenizer).
+whitespace-wordpiece (WordPiece after the Whitespace pre-tokenizer); norm-sequence (NFD,
+Lowercase, StripAccents, Strip before WordPiece); norm-prepend (Strip, Prepend before Unigram).
 
 Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
 so they are converted here. The hash (the C test computes the same): 64-bit FNV-1a over the
@@ -226,6 +227,21 @@ def make_tokenizers(model_dir, data_dir):
     d = json.loads(uncased._tokenizer.to_str())
     d["pre_tokenizer"] = {"type": "Whitespace"}
     toks["whitespace-wordpiece"] = Tokenizer.from_str(json.dumps(d))
+    # normalizer Sequences: NFD + Lowercase + StripAccents + Strip before WordPiece (Whitespace
+    # split); Strip(left) + Prepend("\u2581") before Unigram with Metaspace(never)
+    d = json.loads(uncased._tokenizer.to_str())
+    d["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFD"}, {"type": "Lowercase"}, {"type": "StripAccents"},
+        {"type": "Strip", "strip_left": True, "strip_right": True}]}
+    d["pre_tokenizer"] = {"type": "Whitespace"}
+    toks["norm-sequence"] = Tokenizer.from_str(json.dumps(d))
+    d = json.loads(ug.to_str())
+    d["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Strip", "strip_left": True, "strip_right": False},
+        {"type": "Prepend", "prepend": "\u2581"}]}
+    d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                          "prepend_scheme": "never", "split": True}
+    toks["norm-prepend"] = Tokenizer.from_str(json.dumps(d))
     for t in toks.values():
         t.no_padding()
     return toks
