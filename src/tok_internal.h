@@ -43,8 +43,12 @@ bool petl_uc_is_word(int32_t c);
  * class; Rust's char::to_lowercase into out[2] (the counts returned): the reference's tables
  * (tok_unicode.c says where they differ from utf8proc's). */
 size_t petl_uc_decompose(int32_t c, int32_t *out);
+/* Compatibility decomposition (NFKD's, not reordered) into out[32]. */
+size_t petl_uc_decompose_compat(int32_t c, int32_t *out);
 int petl_uc_combining_class(int32_t c);
 size_t petl_uc_lowercase(int32_t c, int32_t *out);
+/* Rust's char::is_numeric (N*, Unicode 16), the Digits pre-tokenizer's test. */
+bool petl_uc_is_numeric(int32_t c);
 /* A combining mark (M*) as StripAccents sees it. */
 bool petl_uc_is_mark(int32_t c);
 
@@ -63,6 +67,7 @@ typedef enum {
     PETL_NORM_LOWERCASE,
     PETL_NORM_STRIP_ACCENTS,
     PETL_NORM_NFD,
+    PETL_NORM_NFKD,
     PETL_NORM_STRIP,
     PETL_NORM_PREPEND
 } petl_tok_normalizer;
@@ -80,8 +85,18 @@ typedef enum {
     PETL_PRE_BYTELEVEL,
     PETL_PRE_METASPACE,
     PETL_PRE_WHITESPACE,
-    PETL_PRE_WHITESPACE_SPLIT
+    PETL_PRE_WHITESPACE_SPLIT,
+    PETL_PRE_PUNCTUATION,
+    PETL_PRE_DIGITS
 } petl_tok_pre_tokenizer;
+/* How a split treats what it splits on (the reference's SplitDelimiterBehavior). */
+typedef enum {
+    PETL_SPLIT_REMOVED,
+    PETL_SPLIT_ISOLATED,
+    PETL_SPLIT_MERGED_WITH_PREVIOUS,
+    PETL_SPLIT_MERGED_WITH_NEXT,
+    PETL_SPLIT_CONTIGUOUS
+} petl_tok_split_behavior;
 typedef enum { PETL_PREPEND_ALWAYS, PETL_PREPEND_FIRST, PETL_PREPEND_NEVER } petl_tok_prepend;
 typedef enum { PETL_MODEL_WORDPIECE, PETL_MODEL_BPE, PETL_MODEL_UNIGRAM } petl_tok_model;
 
@@ -127,10 +142,12 @@ struct petl_tokenizer {
     petl_tok_pre_tokenizer pre_tokenizer; /* the (last) stage */
     petl_tok_pre_tokenizer pre_split[8];  /* a Sequence's splitting stages before it */
     size_t n_pre_split;
-    int32_t ms_replacement;     /* Metaspace's replacement character */
-    petl_tok_prepend ms_scheme; /* ... its prepend_scheme */
-    bool ms_split;              /* ... and split */
-    bool prefix_space;          /* ByteLevel's add_prefix_space */
+    int32_t ms_replacement;                 /* Metaspace's replacement character */
+    petl_tok_prepend ms_scheme;             /* ... its prepend_scheme */
+    bool ms_split;                          /* ... and split */
+    bool prefix_space;                      /* ByteLevel's add_prefix_space */
+    petl_tok_split_behavior punct_behavior; /* Punctuation's */
+    bool individual_digits;                 /* Digits' */
     void *split_regex; /* ByteLevel's use_regex: the GPT-2 split (pcre2_code *), else NULL */
 
     petl_tok_model model;

@@ -90,8 +90,8 @@ static petl_status read_norm_step(const reader *r, petl_tokenizer *tok, json_t *
     } else if (strcmp(type, "StripAccents") == 0) {
         s->kind = PETL_NORM_STRIP_ACCENTS;
         op->strip_accents = 1;
-    } else if (strcmp(type, "NFD") == 0) {
-        s->kind = PETL_NORM_NFD;
+    } else if (strcmp(type, "NFD") == 0 || strcmp(type, "NFKD") == 0) {
+        s->kind = type[2] == 'K' ? PETL_NORM_NFKD : PETL_NORM_NFD;
     } else if (strcmp(type, "Strip") == 0) {
         s->kind = PETL_NORM_STRIP;
         if ((st = get_bool(r, o, "normalizer \"Strip\"", "strip_left", true, &s->left)) !=
@@ -177,6 +177,28 @@ static petl_status read_pre_one(const reader *r, petl_tokenizer *tok, json_t *o,
     }
     if (strcmp(type, "Whitespace") == 0 || strcmp(type, "WhitespaceSplit") == 0) {
         *kind = type[10] ? PETL_PRE_WHITESPACE_SPLIT : PETL_PRE_WHITESPACE;
+        return PETL_OK;
+    }
+    if (strcmp(type, "Digits") == 0) {
+        *kind = PETL_PRE_DIGITS;
+        return get_bool(r, o, "pre_tokenizer \"Digits\"", "individual_digits", false,
+                        &tok->individual_digits);
+    }
+    if (strcmp(type, "Punctuation") == 0) {
+        static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious",
+                                            "MergedWithNext", "Contiguous"};
+        const char *b;
+        if ((st = get_string(r, o, "pre_tokenizer \"Punctuation\"", "behavior", "Isolated", &b)) !=
+            PETL_OK)
+            return st;
+        size_t k = 0;
+        while (k < 5 && strcmp(b, names[k]) != 0)
+            k++;
+        if (k == 5)
+            return FAIL(r, "%s: pre_tokenizer \"Punctuation\": behavior \"%.32s\" is unknown",
+                        r->what, b);
+        tok->punct_behavior = (petl_tok_split_behavior)k;
+        *kind = PETL_PRE_PUNCTUATION;
         return PETL_OK;
     }
     if (strcmp(type, "ByteLevel") == 0) {

@@ -53,7 +53,7 @@ static void put(petl_tok_text *t, int32_t c, int32_t beg, int32_t end) {
 static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, const petl_tok_text *in,
                         petl_tok_text *out, petl_error *err) {
     out->n = 0;
-    petl_status st = petl_tok_text_reserve(out, 8 * in->n + s->n_prepend + 1, err);
+    petl_status st = petl_tok_text_reserve(out, 32 * in->n + s->n_prepend + 1, err);
     if (st != PETL_OK) return st;
     size_t lo = 0, hi = in->n;
     switch (s->kind) {
@@ -74,8 +74,8 @@ static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, cons
     default: break;
     }
     for (size_t k = 0; k < in->n; k++) {
-        int32_t c = in->cp[k], o[PETL_BERT_NORM_MAX];
-        uint8_t cc[PETL_BERT_NORM_MAX];
+        int32_t c = in->cp[k], o[32];
+        uint8_t cc[32];
         size_t m = 0;
         switch (s->kind) {
         case PETL_NORM_BERT: m = petl_uc_bert_normalize(&tok->opts, c, o, cc); break;
@@ -84,13 +84,15 @@ static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, cons
             if (!petl_uc_is_mark(c)) o[m++] = c;
             break;
         case PETL_NORM_NFD:
-            m = petl_uc_decompose(c, o);
+        case PETL_NORM_NFKD:
+            m = s->kind == PETL_NORM_NFD ? petl_uc_decompose(c, o) : petl_uc_decompose_compat(c, o);
             for (size_t q = 0; q < m; q++)
                 cc[q] = (uint8_t)petl_uc_combining_class(o[q]);
             break;
         default: o[m++] = c; break;
         }
-        bool reorder = s->kind == PETL_NORM_NFD || s->kind == PETL_NORM_BERT;
+        bool reorder =
+            s->kind == PETL_NORM_NFD || s->kind == PETL_NORM_NFKD || s->kind == PETL_NORM_BERT;
         for (size_t q = 0; q < m; q++)
             push_char(out, o[q], reorder ? cc[q] : 0, in->beg[k], in->end[k]);
     }

@@ -253,6 +253,51 @@ static petl_status metaspace(const petl_tokenizer *tok, petl_tok_work *w, size_t
     return st;
 }
 
+/* --------------------------------------------------------------- Punctuation, Digits */
+
+/* Splits [i, j) on every character that `is` holds for, as the reference's split does: each
+ * such character one match, the text between two matches one non-match, folded by behaviour
+ * (Removed drops the matches; Isolated keeps every piece; Contiguous joins runs of the same
+ * kind; MergedWithPrevious / MergedWithNext join a match to the piece before / after it, only
+ * the first / last match of a run). */
+static petl_status split_on(petl_tok_work *w, size_t i, size_t j, bool (*is)(int32_t),
+                            petl_tok_split_behavior how, petl_error *err) {
+    const int32_t *cp = w->text.cp;
+    petl_status st = PETL_OK;
+    size_t ws = 0, we = 0; /* the word being built */
+    bool have = false, prev_match = false;
+    for (size_t k = i; k < j && st == PETL_OK;) {
+        bool m = is(cp[k]);
+        size_t e = k + 1;
+        if (!m)
+            while (e < j && !is(cp[e]))
+                e++;
+        bool join = false;
+        switch (how) {
+        case PETL_SPLIT_REMOVED: break;
+        case PETL_SPLIT_ISOLATED: break;
+        case PETL_SPLIT_CONTIGUOUS: join = have && m == prev_match; break;
+        case PETL_SPLIT_MERGED_WITH_PREVIOUS: join = have && m && !prev_match; break;
+        case PETL_SPLIT_MERGED_WITH_NEXT: join = have && prev_match && !m; break;
+        }
+        if (how == PETL_SPLIT_MERGED_WITH_NEXT && have && prev_match && m) {
+            /* a run of matches: only its last one merges with what follows */
+            join = false;
+        }
+        if (join) {
+            we = e;
+        } else {
+            if (have) st = push_word(w, ws, we, err);
+            have = !(how == PETL_SPLIT_REMOVED && m);
+            ws = k, we = e;
+        }
+        prev_match = m;
+        k = e;
+    }
+    if (st == PETL_OK && have) st = push_word(w, ws, we, err);
+    return st;
+}
+
 /* ------------------------------------------------------------------------------ stages */
 
 /* One stage on the range [i, j) of w->text, its words appended to w->words. */
@@ -264,6 +309,11 @@ static petl_status stage(const petl_tokenizer *tok, petl_tok_pre_tokenizer kind,
     case PETL_PRE_METASPACE: return metaspace(tok, w, i, j, orig_start, err);
     case PETL_PRE_WHITESPACE: return whitespace(w, i, j, true, err);
     case PETL_PRE_WHITESPACE_SPLIT: return whitespace(w, i, j, false, err);
+    case PETL_PRE_PUNCTUATION:
+        return split_on(w, i, j, petl_uc_is_bert_punct, tok->punct_behavior, err);
+    case PETL_PRE_DIGITS:
+        return split_on(w, i, j, petl_uc_is_numeric,
+                        tok->individual_digits ? PETL_SPLIT_ISOLATED : PETL_SPLIT_CONTIGUOUS, err);
     case PETL_PRE_NONE: break;
     }
     return i < j ? push_word(w, i, j, err) : PETL_OK;

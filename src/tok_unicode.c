@@ -394,3 +394,46 @@ bool petl_uc_is_mark(int32_t c) {
     default: return false;
     }
 }
+
+/* Numbers that Rust's tables have and utf8proc's (Unicode 15) lack: every scalar value was
+ * checked against the reference's Digits pre-tokenizer. */
+static const cp_range NUMERIC_16[] = {
+    {0x10D40, 0x10D49}, {0x116D0, 0x116E3}, {0x11BF0, 0x11BF9},
+    {0x11DE0, 0x11DE9}, {0x16130, 0x16139}, {0x16D70, 0x16D79},
+    {0x16FF4, 0x16FF6}, {0x1CCF0, 0x1CCF9}, {0x1E5F1, 0x1E5FA},
+};
+
+/* Rust's char::is_numeric: Nd, Nl and No. */
+bool petl_uc_is_numeric(int32_t c) {
+    if (c < 0x80) return c >= '0' && c <= '9';
+    switch (utf8proc_category(c)) {
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO: return true;
+    default: return in_ranges(c, NUMERIC_16, N_RANGES(NUMERIC_16));
+    }
+}
+
+/* Compatibility decompositions that Unicode added after the reference's tables (Unicode 9):
+ * it keeps these characters as they are. Every scalar value was checked against its NFKD. */
+static const cp_range COMPAT_KEPT[] = {
+    {0x32FF, 0x32FF},   {0xA7F2, 0xA7F4},   {0xAB69, 0xAB69},
+    {0x10781, 0x10785}, {0x10787, 0x107B0}, {0x107B2, 0x107BA},
+    {0x1E030, 0x1E06D}, {0x1F16C, 0x1F16C}, {0x1FBF0, 0x1FBF9},
+};
+
+size_t petl_uc_decompose_compat(int32_t c, int32_t *out) {
+    /* (as petl_uc_decompose: U+11938 stays composed) */
+    if (c < 0xA0 || c == 0x11938 || in_ranges(c, COMPAT_KEPT, N_RANGES(COMPAT_KEPT))) {
+        out[0] = c;
+        return 1;
+    }
+    int bound = 0;
+    utf8proc_ssize_t n =
+        utf8proc_decompose_char(c, out, 32, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, &bound);
+    if (n < 1 || n > 32) {
+        out[0] = c;
+        return 1;
+    }
+    return (size_t)n;
+}

@@ -31,7 +31,11 @@ static const char *const NAMES[] = {"minilm",
                                     "unigram-bytefallback",
                                     "whitespace-wordpiece",
                                     "norm-sequence",
-                                    "norm-prepend"};
+                                    "norm-prepend",
+                                    "punct-next",
+                                    "punct-previous",
+                                    "punct-contiguous",
+                                    "norm-nfkd"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -458,9 +462,15 @@ static void test_refusals(void) {
     expect_refused(
         make_json("{\"type\": \"Strip\", \"strip_left\": 1}", NULL, NULL, NULL, NULL, NULL),
         "\"strip_left\" must be true or false");
-    expect_refused(make_json(NULL, "{\"type\": \"Digits\", \"individual_digits\": true}", NULL,
+    expect_refused(make_json(NULL, "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}}", NULL,
                              NULL, NULL, NULL),
-                   "pre_tokenizer \"Digits\" is not supported");
+                   "pre_tokenizer \"Split\" is not supported");
+    expect_refused(make_json(NULL, "{\"type\": \"Punctuation\", \"behavior\": \"Sideways\"}", NULL,
+                             NULL, NULL, NULL),
+                   "behavior \"Sideways\" is unknown");
+    expect_refused(
+        make_json(NULL, "{\"type\": \"Digits\", \"individual_digits\": 1}", NULL, NULL, NULL, NULL),
+        "\"individual_digits\" must be true or false");
     expect_refused(make_json(NULL,
                              "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
                              "\"Metaspace\", \"replacement\": \"_\"}, {\"type\": "

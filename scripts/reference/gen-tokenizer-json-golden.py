@@ -26,7 +26,9 @@ for unknown characters, two of them missing so that unk shows too); unigram-meta
 after Metaspace, XLM-R's RobertaProcessing); unigram-bytefallback (lowercased, WhitespaceSplit
 then Metaspace with prepend_scheme "first", byte fallback, a TemplateProcessing);
 whitespace-wordpiece (WordPiece after the Whitespace pre-tokenizer); norm-sequence (NFD,
-Lowercase, StripAccents, Strip before WordPiece); norm-prepend (Strip, Prepend before Unigram).
+Lowercase, StripAccents, Strip before WordPiece); norm-prepend (Strip, Prepend before Unigram);
+norm-nfkd (NFKD, Lowercase); punct-next, punct-previous, punct-contiguous (Punctuation with each
+split behaviour and Digits, in pre-tokenizer Sequences, before WordPiece).
 
 Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
 so they are converted here. The hash (the C test computes the same): 64-bit FNV-1a over the
@@ -242,6 +244,24 @@ def make_tokenizers(model_dir, data_dir):
     d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
                           "prepend_scheme": "never", "split": True}
     toks["norm-prepend"] = Tokenizer.from_str(json.dumps(d))
+    # NFKD (compatibility decompositions: ligatures, full width, circled letters) + Lowercase
+    d = json.loads(uncased._tokenizer.to_str())
+    d["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "Lowercase"}]}
+    toks["norm-nfkd"] = Tokenizer.from_str(json.dumps(d))
+    # Punctuation and Digits, with every split behaviour, in pre-tokenizer Sequences
+    for name, seq in [
+            ("punct-next", [{"type": "WhitespaceSplit"},
+                            {"type": "Punctuation", "behavior": "MergedWithNext"},
+                            {"type": "Digits", "individual_digits": True}]),
+            ("punct-previous", [{"type": "Punctuation", "behavior": "MergedWithPrevious"},
+                                {"type": "Digits", "individual_digits": False},
+                                {"type": "WhitespaceSplit"}]),
+            ("punct-contiguous", [{"type": "Punctuation", "behavior": "Contiguous"},
+                                  {"type": "WhitespaceSplit"},
+                                  {"type": "Punctuation", "behavior": "Removed"}])]:
+        d = json.loads(uncased._tokenizer.to_str())
+        d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": seq}
+        toks[name] = Tokenizer.from_str(json.dumps(d))
     for t in toks.values():
         t.no_padding()
     return toks
