@@ -221,7 +221,8 @@ void petl_tokenizer_opts_default(petl_tokenizer_opts *o);
 petl_status petl_tokenizer_load(const char *model_dir, petl_tokenizer **out, petl_error *err);
 /* Loads a HuggingFace tokenizer.json: the same ids, type ids and spans as the `tokenizers`
  * library. Supported: normalizers BertNormalizer, and a Sequence of (or one of) NFD, NFKD,
- * Lowercase, StripAccents, Strip, Prepend; pre-tokenizers BertPreTokenizer, ByteLevel,
+ * Lowercase, StripAccents, Strip, Prepend, Replace (String patterns); pre-tokenizers
+ * BertPreTokenizer, ByteLevel,
  * Metaspace, Whitespace, WhitespaceSplit, Punctuation, Digits and a Sequence of them (ByteLevel /
  * Metaspace last);
  * models WordPiece, BPE (merges, continuing-subword prefix, end-of-word suffix, unk, fuse_unk,

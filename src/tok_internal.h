@@ -69,15 +69,18 @@ typedef enum {
     PETL_NORM_NFD,
     PETL_NORM_NFKD,
     PETL_NORM_STRIP,
-    PETL_NORM_PREPEND
+    PETL_NORM_PREPEND,
+    PETL_NORM_REPLACE
 } petl_tok_normalizer;
 /* One step of a normalizer Sequence (every normalizer is one; BertNormalizer's settings are
  * tok->opts). */
 typedef struct {
     petl_tok_normalizer kind;
     bool left, right; /* Strip */
-    int32_t *prepend; /* Prepend: owned code points */
+    int32_t *prepend; /* Prepend: owned code points (Replace: the content) */
     size_t n_prepend;
+    int32_t *pattern; /* Replace: owned code points of the literal it replaces ... */
+    size_t n_pattern;
 } petl_norm_step;
 typedef enum {
     PETL_PRE_NONE,

@@ -99,6 +99,30 @@ static petl_status read_norm_step(const reader *r, petl_tokenizer *tok, json_t *
             (st = get_bool(r, o, "normalizer \"Strip\"", "strip_right", true, &s->right)) !=
                 PETL_OK)
             return st;
+    } else if (strcmp(type, "Replace") == 0) {
+        const char *c = "normalizer \"Replace\"", *pat = NULL, *content;
+        json_t *pt = json_object_get(o, "pattern");
+        if (json_is_object(pt) && json_object_get(pt, "Regex"))
+            return FAIL(r, "%s: %s: a Regex pattern is not supported (only String)", r->what, c);
+        if ((st = get_string(r, pt, c, "String", NULL, &pat)) != PETL_OK ||
+            (st = get_string(r, o, c, "content", NULL, &content)) != PETL_OK)
+            return st;
+        if (!json_is_object(pt) || !pat || !*pat || !content)
+            return FAIL(r, "%s: %s: needs \"pattern\": {\"String\": non-empty} and \"content\"",
+                        r->what, c);
+        s->kind = PETL_NORM_REPLACE;
+        s->pattern = malloc((strlen(pat) + 1) * sizeof *s->pattern);
+        s->prepend = malloc((strlen(content) + 1) * sizeof *s->prepend);
+        if (!s->pattern || !s->prepend) {
+            tok->n_norm_steps++; /* (freed with the tokenizer) */
+            return petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
+        }
+        for (size_t i = 0, len = strlen(pat); i < len;)
+            i += petl_utf8_decode((const unsigned char *)pat + i, len - i,
+                                  &s->pattern[s->n_pattern++]);
+        for (size_t i = 0, len = strlen(content); i < len;)
+            i += petl_utf8_decode((const unsigned char *)content + i, len - i,
+                                  &s->prepend[s->n_prepend++]);
     } else if (strcmp(type, "Prepend") == 0) {
         const char *pre;
         if ((st = get_string(r, o, "normalizer \"Prepend\"", "prepend", NULL, &pre)) != PETL_OK)

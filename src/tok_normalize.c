@@ -65,6 +65,30 @@ static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, cons
         for (size_t k = lo; k < hi; k++)
             put(out, in->cp[k], in->beg[k], in->end[k]);
         return PETL_OK;
+    case PETL_NORM_REPLACE:
+        /* every (leftmost, non-overlapping) occurrence of the pattern becomes the content;
+         * the content's characters take the span of the last character they replace (the
+         * reference inserts them after the match) */
+        for (size_t k = 0; k < in->n;) {
+            if (k + s->n_pattern <= in->n &&
+                memcmp(in->cp + k, s->pattern, s->n_pattern * sizeof *s->pattern) == 0) {
+                size_t last = k + s->n_pattern - 1;
+                if (out->n + s->n_prepend > out->cap &&
+                    (st = petl_tok_text_reserve(out, out->n + s->n_prepend + in->n, err)) !=
+                        PETL_OK)
+                    return st;
+                for (size_t q = 0; q < s->n_prepend; q++)
+                    put(out, s->prepend[q], in->beg[last], in->end[last]);
+                k += s->n_pattern;
+            } else {
+                if (out->n + 1 > out->cap &&
+                    (st = petl_tok_text_reserve(out, out->n + 1 + in->n, err)) != PETL_OK)
+                    return st;
+                put(out, in->cp[k], in->beg[k], in->end[k]);
+                k++;
+            }
+        }
+        return PETL_OK;
     case PETL_NORM_PREPEND:
         for (size_t k = 0; in->n > 0 && k < s->n_prepend; k++)
             put(out, s->prepend[k], in->beg[0], in->end[0]);

@@ -35,7 +35,8 @@ static const char *const NAMES[] = {"minilm",
                                     "punct-next",
                                     "punct-previous",
                                     "punct-contiguous",
-                                    "norm-nfkd"};
+                                    "norm-nfkd",
+                                    "norm-replace"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -462,6 +463,14 @@ static void test_refusals(void) {
     expect_refused(
         make_json("{\"type\": \"Strip\", \"strip_left\": 1}", NULL, NULL, NULL, NULL, NULL),
         "\"strip_left\" must be true or false");
+    expect_refused(make_json("{\"type\": \"Replace\", \"pattern\": {\"Regex\": \" +\"}, "
+                             "\"content\": \" \"}",
+                             NULL, NULL, NULL, NULL, NULL),
+                   "a Regex pattern is not supported");
+    expect_refused(make_json("{\"type\": \"Replace\", \"pattern\": {\"String\": \"\"}, "
+                             "\"content\": \" \"}",
+                             NULL, NULL, NULL, NULL, NULL),
+                   "needs \"pattern\"");
     expect_refused(make_json(NULL, "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}}", NULL,
                              NULL, NULL, NULL),
                    "pre_tokenizer \"Split\" is not supported");

@@ -27,7 +27,7 @@ after Metaspace, XLM-R's RobertaProcessing); unigram-bytefallback (lowercased, W
 then Metaspace with prepend_scheme "first", byte fallback, a TemplateProcessing);
 whitespace-wordpiece (WordPiece after the Whitespace pre-tokenizer); norm-sequence (NFD,
 Lowercase, StripAccents, Strip before WordPiece); norm-prepend (Strip, Prepend before Unigram);
-norm-nfkd (NFKD, Lowercase); punct-next, punct-previous, punct-contiguous (Punctuation with each
+norm-nfkd (NFKD, Lowercase); norm-replace (Replace and Prepend before Unigram); punct-next, punct-previous, punct-contiguous (Punctuation with each
 split behaviour and Digits, in pre-tokenizer Sequences, before WordPiece).
 
 Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
@@ -248,6 +248,17 @@ def make_tokenizers(model_dir, data_dir):
     d = json.loads(uncased._tokenizer.to_str())
     d["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "Lowercase"}]}
     toks["norm-nfkd"] = Tokenizer.from_str(json.dumps(d))
+    # Replace (String patterns, one and several characters) + Prepend before Unigram, as
+    # Llama-style files do
+    d = json.loads(ug.to_str())
+    d["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+        {"type": "Replace", "pattern": {"String": "th"}, "content": "TH!"},
+        {"type": "Replace", "pattern": {"String": "\u2581\u2581"}, "content": ""},
+        {"type": "Prepend", "prepend": "\u2581"}]}
+    d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                          "prepend_scheme": "never", "split": True}
+    toks["norm-replace"] = Tokenizer.from_str(json.dumps(d))
     # Punctuation and Digits, with every split behaviour, in pre-tokenizer Sequences
     for name, seq in [
             ("punct-next", [{"type": "WhitespaceSplit"},
