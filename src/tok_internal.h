@@ -52,6 +52,11 @@ bool petl_uc_is_numeric(int32_t c);
 /* A combining mark (M*) as StripAccents sees it. */
 bool petl_uc_is_mark(int32_t c);
 
+/* BertNormalizer's first two steps on one scalar (clean_text, CJK spacing): 0 to 3 characters
+ * into out; and the marks its strip_accents drops. */
+size_t petl_uc_bert_prepare(const petl_tokenizer_opts *o, int32_t c, int32_t *out);
+bool petl_uc_is_bert_mark(int32_t c);
+
 /* BertNormalizer on one scalar (every step of it is a per-character map): writes at most
  * PETL_BERT_NORM_MAX characters to out and their canonical combining classes (for NFD's
  * reordering, 0 without NFD) to ccc; returns the count, 0 when the character is dropped. o has

@@ -437,3 +437,20 @@ size_t petl_uc_decompose_compat(int32_t c, int32_t *out) {
     }
     return (size_t)n;
 }
+
+size_t petl_uc_bert_prepare(const petl_tokenizer_opts *o, int32_t c, int32_t *out) {
+    if (o->clean_text) {
+        if (c == 0 || c == 0xFFFD || is_control(c)) return 0;
+        if (petl_uc_is_whitespace(c)) c = ' ';
+    }
+    if (!(o->handle_chinese_chars && is_chinese_char(c))) {
+        out[0] = c;
+        return 1;
+    }
+    out[0] = ' ', out[1] = c, out[2] = ' ';
+    return 3;
+}
+
+bool petl_uc_is_bert_mark(int32_t c) {
+    return is_nonspacing_mark(c);
+}

@@ -36,7 +36,9 @@ static const char *const NAMES[] = {"minilm",
                                     "punct-previous",
                                     "punct-contiguous",
                                     "norm-nfkd",
-                                    "norm-replace"};
+                                    "norm-replace",
+                                    "bert-marks",
+                                    "nfd-marks"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */

@@ -27,7 +27,9 @@ after Metaspace, XLM-R's RobertaProcessing); unigram-bytefallback (lowercased, W
 then Metaspace with prepend_scheme "first", byte fallback, a TemplateProcessing);
 whitespace-wordpiece (WordPiece after the Whitespace pre-tokenizer); norm-sequence (NFD,
 Lowercase, StripAccents, Strip before WordPiece); norm-prepend (Strip, Prepend before Unigram);
-norm-nfkd (NFKD, Lowercase); norm-replace (Replace and Prepend before Unigram); punct-next, punct-previous, punct-contiguous (Punctuation with each
+norm-nfkd (NFKD, Lowercase); norm-replace (Replace and Prepend before Unigram); bert-marks,
+nfd-marks (character BPE after BertNormalizer / NFD + Lowercase, with 800 extra strings of
+combining marks that NFD reorders); punct-next, punct-previous, punct-contiguous (Punctuation with each
 split behaviour and Digits, in pre-tokenizer Sequences, before WordPiece).
 
 Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
@@ -259,6 +261,18 @@ def make_tokenizers(model_dir, data_dir):
     d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
                           "prepend_scheme": "never", "split": True}
     toks["norm-replace"] = Tokenizer.from_str(json.dumps(d))
+    # Runs of combining marks that NFD reorders (dropped and kept ones, after precomposed
+    # letters): character-level BPE after BertNormalizer and after NFD + Lowercase
+    for name, nz in [("bert-marks", normalizers.BertNormalizer(lowercase=True)),
+                     ("nfd-marks", normalizers.Sequence([normalizers.NFD(),
+                                                         normalizers.Lowercase()]))]:
+        chars = sorted(set(c for t in mark_soups() for c in nz.normalize_str(t)))
+        vocab = {"[UNK]": 0}
+        for c in chars:
+            vocab.setdefault(c, len(vocab))
+        m = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
+        m.normalizer = nz
+        toks[name] = m
     # Punctuation and Digits, with every split behaviour, in pre-tokenizer Sequences
     for name, seq in [
             ("punct-next", [{"type": "WhitespaceSplit"},
@@ -317,9 +331,22 @@ def extra_cases():
     return c
 
 
-def gen_cases(tok, out):
+def mark_soups():
+    """Strings of letters, precomposed letters and combining marks of many classes (some that
+    BertNormalizer drops, some it keeps), controls and CJK: NFD's reordering and its spans."""
+    rng = random.Random(11)
+    pool = ["e", "\u00e9", "\u0316", "\u0301", "\U0001D165", "\U0001D16D", "\u1e0d", "a",
+            "\u0f71", "\u0f72", "\u0f73", "\u093c", "\u0e38", "\u0e48", "\u05b0", "\u05c1",
+            "\u1dfa", "\u0898", "\x01", "\u4e2d", " ", "\u0130", "\u00c5", "\u0345", "\u1f86",
+            "\ufb01", "\u3099", "\u309a", "\u304b", "\u0300\u0315", "\u035c", "\u0362"]
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(1, 10))) for _ in range(800)]
+
+
+def gen_cases(tok, out, marks=False):
     rng = random.Random(1234)
     cases = base.hard_cases() + base.programmatic_cases(rng) + extra_cases()
+    if marks:
+        cases += [(t, None, 0) for t in mark_soups()]
     n = 0
     with open(out, "w", encoding="utf-8", newline="\n") as f:
         for a, b, m in cases:
@@ -375,7 +402,7 @@ def main():
         if name != "minilm":
             with open(os.path.join(args.out, name + ".json"), "w", encoding="utf-8") as f:
                 f.write(tok.to_str())
-        n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"))
+        n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"), name.endswith("-marks"))
         g = gen_glue(tok, args.data, os.path.join(args.out, name + ".glue.tsv"))
         p = gen_codepoints(tok, os.path.join(args.out, name + ".codepoints.tsv"))
         print("%s: %d cases, %d GLUE dev rows, %d code point blocks" % (name, n, g, p))
