@@ -244,9 +244,14 @@ void petl_tokenizer_opts_default(petl_tokenizer_opts *o);
  * set the BERT normalizer (a tokenizer.json's BertNormalizer too), its pad_token the pad id. */
 petl_status petl_tokenizer_load(const char *model_dir, petl_tokenizer **out, petl_error *err);
 /* Loads a HuggingFace tokenizer.json: the same ids, type ids and spans as the `tokenizers`
- * library. Supported: normalizer BertNormalizer; pre-tokenizers BertPreTokenizer, ByteLevel;
+ * library. Supported: normalizers BertNormalizer, and a Sequence of (or one of) NFD, NFKD,
+ * Lowercase, StripAccents, Strip, Prepend, Replace (String patterns); pre-tokenizers
+ * BertPreTokenizer, ByteLevel,
+ * Metaspace, Whitespace, WhitespaceSplit, Punctuation, Digits and a Sequence of them (ByteLevel /
+ * Metaspace last);
  * models WordPiece, BPE (merges, continuing-subword prefix, end-of-word suffix, unk, fuse_unk,
- * byte_fallback, ignore_merges; no dropout); post-processors BertProcessing,
+ * byte_fallback, ignore_merges; no dropout), Unigram (unk_id required, byte_fallback);
+ * post-processors BertProcessing,
  * RobertaProcessing, TemplateProcessing, ByteLevel; added tokens with every flag (normalized,
  * lstrip, rstrip, single_word). Anything else is refused naming the component
  * (PETL_ERR_FORMAT). The file's truncation and padding sections are not applied (max_len

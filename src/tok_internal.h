@@ -39,6 +39,24 @@ bool petl_uc_is_bert_punct(int32_t c);
  * join controls: single_word added tokens need it. */
 bool petl_uc_is_word(int32_t c);
 
+/* Canonical decomposition of one scalar (not reordered) into out[8]; its canonical combining
+ * class; Rust's char::to_lowercase into out[2] (the counts returned): the reference's tables
+ * (tok_unicode.c says where they differ from utf8proc's). */
+size_t petl_uc_decompose(int32_t c, int32_t *out);
+/* Compatibility decomposition (NFKD's, not reordered) into out[32]. */
+size_t petl_uc_decompose_compat(int32_t c, int32_t *out);
+int petl_uc_combining_class(int32_t c);
+size_t petl_uc_lowercase(int32_t c, int32_t *out);
+/* Rust's char::is_numeric (N*, Unicode 16), the Digits pre-tokenizer's test. */
+bool petl_uc_is_numeric(int32_t c);
+/* A combining mark (M*) as StripAccents sees it. */
+bool petl_uc_is_mark(int32_t c);
+
+/* BertNormalizer's first two steps on one scalar (clean_text, CJK spacing): 0 to 3 characters
+ * into out; and the marks its strip_accents drops. */
+size_t petl_uc_bert_prepare(const petl_tokenizer_opts *o, int32_t c, int32_t *out);
+bool petl_uc_is_bert_mark(int32_t c);
+
 /* BertNormalizer on one scalar (every step of it is a per-character map): writes at most
  * PETL_BERT_NORM_MAX characters to out and their canonical combining classes (for NFD's
  * reordering, 0 without NFD) to ccc; returns the count, 0 when the character is dropped. o has
@@ -48,9 +66,47 @@ size_t petl_uc_bert_normalize(const petl_tokenizer_opts *o, int32_t c, int32_t *
 
 /* ------------------------------------------------------------------------------- stages */
 
-typedef enum { PETL_NORM_NONE, PETL_NORM_BERT } petl_tok_normalizer;
-typedef enum { PETL_PRE_NONE, PETL_PRE_BERT, PETL_PRE_BYTELEVEL } petl_tok_pre_tokenizer;
-typedef enum { PETL_MODEL_WORDPIECE, PETL_MODEL_BPE } petl_tok_model;
+typedef enum {
+    PETL_NORM_NONE,
+    PETL_NORM_BERT,
+    PETL_NORM_LOWERCASE,
+    PETL_NORM_STRIP_ACCENTS,
+    PETL_NORM_NFD,
+    PETL_NORM_NFKD,
+    PETL_NORM_STRIP,
+    PETL_NORM_PREPEND,
+    PETL_NORM_REPLACE
+} petl_tok_normalizer;
+/* One step of a normalizer Sequence (every normalizer is one; BertNormalizer's settings are
+ * tok->opts). */
+typedef struct {
+    petl_tok_normalizer kind;
+    bool left, right; /* Strip */
+    int32_t *prepend; /* Prepend: owned code points (Replace: the content) */
+    size_t n_prepend;
+    int32_t *pattern; /* Replace: owned code points of the literal it replaces ... */
+    size_t n_pattern;
+} petl_norm_step;
+typedef enum {
+    PETL_PRE_NONE,
+    PETL_PRE_BERT,
+    PETL_PRE_BYTELEVEL,
+    PETL_PRE_METASPACE,
+    PETL_PRE_WHITESPACE,
+    PETL_PRE_WHITESPACE_SPLIT,
+    PETL_PRE_PUNCTUATION,
+    PETL_PRE_DIGITS
+} petl_tok_pre_tokenizer;
+/* How a split treats what it splits on (the reference's SplitDelimiterBehavior). */
+typedef enum {
+    PETL_SPLIT_REMOVED,
+    PETL_SPLIT_ISOLATED,
+    PETL_SPLIT_MERGED_WITH_PREVIOUS,
+    PETL_SPLIT_MERGED_WITH_NEXT,
+    PETL_SPLIT_CONTIGUOUS
+} petl_tok_split_behavior;
+typedef enum { PETL_PREPEND_ALWAYS, PETL_PREPEND_FIRST, PETL_PREPEND_NEVER } petl_tok_prepend;
+typedef enum { PETL_MODEL_WORDPIECE, PETL_MODEL_BPE, PETL_MODEL_UNIGRAM } petl_tok_model;
 
 /* An added token ("added_tokens" of tokenizer.json; the special tokens of a vocab.txt). */
 typedef struct {
@@ -87,10 +143,19 @@ struct petl_tokenizer {
     size_t n_slots;       /* power of two, at least 2 * n_vocab */
     size_t max_token_len; /* longest model token in bytes: bounds the WordPiece search */
 
-    petl_tok_normalizer normalizer;
+    petl_tok_normalizer normalizer; /* the only step, else PETL_NORM_NONE with steps: */
+    petl_norm_step norm_steps[8];
+    size_t n_norm_steps;
     petl_tokenizer_opts opts; /* BertNormalizer's settings (strip_accents resolved to 0 / 1) */
-    petl_tok_pre_tokenizer pre_tokenizer;
-    bool prefix_space; /* ByteLevel's add_prefix_space */
+    petl_tok_pre_tokenizer pre_tokenizer; /* the (last) stage */
+    petl_tok_pre_tokenizer pre_split[8];  /* a Sequence's splitting stages before it */
+    size_t n_pre_split;
+    int32_t ms_replacement;                 /* Metaspace's replacement character */
+    petl_tok_prepend ms_scheme;             /* ... its prepend_scheme */
+    bool ms_split;                          /* ... and split */
+    bool prefix_space;                      /* ByteLevel's add_prefix_space */
+    petl_tok_split_behavior punct_behavior; /* Punctuation's */
+    bool individual_digits;                 /* Digits' */
     void *split_regex; /* ByteLevel's use_regex: the GPT-2 split (pcre2_code *), else NULL */
 
     petl_tok_model model;
@@ -101,7 +166,9 @@ struct petl_tokenizer {
     char *suffix;          /* owned: BPE's end_of_word_suffix, NULL for none */
     size_t suffix_len;
     bool fuse_unk, byte_fallback, ignore_merges; /* BPE's options */
-    int32_t byte_ids[256]; /* BPE byte_fallback: the id of "<0xXX>", -1 when missing */
+    int32_t byte_ids[256]; /* byte_fallback: the id of "<0xXX>", -1 when missing */
+    double *scores;        /* Unigram: [n_model] the log probability of each piece */
+    double unk_score;      /* Unigram: the lowest score - 10, an unknown character's */
     /* BPE merges: (left id, right id) -> (rank, merged id), open addressing */
     uint64_t *merge_keys; /* [n_merge_slots] ((uint64_t)left << 32 | right) + 1; 0: empty */
     uint32_t *merge_vals; /* [n_merge_slots, 2] rank, merged id */
@@ -196,10 +263,15 @@ typedef struct {
 } petl_bpe_merge;
 
 typedef struct {
-    petl_tok_text raw;         /* the raw text as characters (each its own span) */
-    petl_tok_text text;        /* the normalized piece being worked on */
-    petl_tok_text pre;         /* the byte-level characters of a ByteLevel pre-tokenizer */
-    const petl_tok_text *wt;   /* the text the words are ranges of (text or pre) */
+    petl_tok_text raw;       /* the raw text as characters (each its own span) */
+    petl_tok_text text;      /* the normalized piece being worked on */
+    petl_tok_text pre;       /* the byte-level characters of a ByteLevel pre-tokenizer */
+    const petl_tok_text *wt; /* the text the words are ranges of (text or pre) */
+    size_t *words2;          /* a Sequence's words of the stage before */
+    size_t cap_words2;
+    double *uscore; /* Unigram's lattice: best score, start and id per byte position */
+    int32_t *ustart, *uid, *ufwd;
+    size_t cap_lattice;
     petl_tok_segment *segs[2]; /* the raw text's / the normalized piece's segments */
     size_t cap_segs[2];
     size_t *words; /* [n_words, 2] ranges of text: the pre-tokenizer's output */
@@ -216,6 +288,9 @@ typedef struct {
 void petl_tok_work_free(petl_tok_work *w);
 /* Makes room for need characters in t (contents kept). */
 petl_status petl_tok_text_reserve(petl_tok_text *t, size_t need, petl_error *err);
+/* The spaces (whitespace or U+0120, a byte-level space) that s[0..n) starts and ends with: what
+ * trim_offsets leaves out of a token's span. */
+void petl_tok_count_spaces(const int32_t *s, size_t n, int32_t *lead, int32_t *trail);
 /* Appends a token; trim counts are filled in by the caller when needed (0 here). */
 petl_status petl_tok_seq_push(petl_tok_seq *s, int32_t id, int32_t beg, int32_t end,
                               petl_error *err);

@@ -74,6 +74,73 @@ static petl_status get_type(const reader *r, json_t *o, const char *comp, const 
 
 /* -------------------------------------------------------------------------- normalizer */
 
+/* One step of a normalizer Sequence (or a normalizer alone). */
+static petl_status read_norm_step(const reader *r, petl_tokenizer *tok, json_t *o,
+                                  const char *comp) {
+    const char *type;
+    petl_status st = get_type(r, o, comp, &type);
+    if (st != PETL_OK) return st;
+    if (tok->n_norm_steps == sizeof tok->norm_steps / sizeof tok->norm_steps[0])
+        return FAIL(r, "%s: %s: more than 8 normalizers is not supported", r->what, comp);
+    petl_norm_step *s = &tok->norm_steps[tok->n_norm_steps];
+    petl_tokenizer_opts *op = &tok->opts;
+    if (strcmp(type, "Lowercase") == 0) {
+        s->kind = PETL_NORM_LOWERCASE;
+        op->lowercase = true;
+    } else if (strcmp(type, "StripAccents") == 0) {
+        s->kind = PETL_NORM_STRIP_ACCENTS;
+        op->strip_accents = 1;
+    } else if (strcmp(type, "NFD") == 0 || strcmp(type, "NFKD") == 0) {
+        s->kind = type[2] == 'K' ? PETL_NORM_NFKD : PETL_NORM_NFD;
+    } else if (strcmp(type, "Strip") == 0) {
+        s->kind = PETL_NORM_STRIP;
+        if ((st = get_bool(r, o, "normalizer \"Strip\"", "strip_left", true, &s->left)) !=
+                PETL_OK ||
+            (st = get_bool(r, o, "normalizer \"Strip\"", "strip_right", true, &s->right)) !=
+                PETL_OK)
+            return st;
+    } else if (strcmp(type, "Replace") == 0) {
+        const char *c = "normalizer \"Replace\"", *pat = NULL, *content;
+        json_t *pt = json_object_get(o, "pattern");
+        if (json_is_object(pt) && json_object_get(pt, "Regex"))
+            return FAIL(r, "%s: %s: a Regex pattern is not supported (only String)", r->what, c);
+        if ((st = get_string(r, pt, c, "String", NULL, &pat)) != PETL_OK ||
+            (st = get_string(r, o, c, "content", NULL, &content)) != PETL_OK)
+            return st;
+        if (!json_is_object(pt) || !pat || !*pat || !content)
+            return FAIL(r, "%s: %s: needs \"pattern\": {\"String\": non-empty} and \"content\"",
+                        r->what, c);
+        s->kind = PETL_NORM_REPLACE;
+        s->pattern = malloc((strlen(pat) + 1) * sizeof *s->pattern);
+        s->prepend = malloc((strlen(content) + 1) * sizeof *s->prepend);
+        if (!s->pattern || !s->prepend) {
+            tok->n_norm_steps++; /* (freed with the tokenizer) */
+            return petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
+        }
+        for (size_t i = 0, len = strlen(pat); i < len;)
+            i += petl_utf8_decode((const unsigned char *)pat + i, len - i,
+                                  &s->pattern[s->n_pattern++]);
+        for (size_t i = 0, len = strlen(content); i < len;)
+            i += petl_utf8_decode((const unsigned char *)content + i, len - i,
+                                  &s->prepend[s->n_prepend++]);
+    } else if (strcmp(type, "Prepend") == 0) {
+        const char *pre;
+        if ((st = get_string(r, o, "normalizer \"Prepend\"", "prepend", NULL, &pre)) != PETL_OK)
+            return st;
+        if (!pre) return FAIL(r, "%s: normalizer \"Prepend\": \"prepend\" is missing", r->what);
+        s->kind = PETL_NORM_PREPEND;
+        s->prepend = malloc((strlen(pre) + 1) * sizeof *s->prepend);
+        if (!s->prepend) return petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
+        for (size_t i = 0, len = strlen(pre); i < len;)
+            i += petl_utf8_decode((const unsigned char *)pre + i, len - i,
+                                  &s->prepend[s->n_prepend++]);
+    } else {
+        return FAIL(r, "%s: normalizer \"%s\" is not supported", r->what, type);
+    }
+    tok->n_norm_steps++;
+    return PETL_OK;
+}
+
 static petl_status read_normalizer(const reader *r, petl_tokenizer *tok, json_t *o,
                                    const petl_tokenizer_opts *bert) {
     petl_tokenizer_opts *op = &tok->opts;
@@ -85,8 +152,20 @@ static petl_status read_normalizer(const reader *r, petl_tokenizer *tok, json_t 
     const char *type;
     petl_status st = get_type(r, o, "normalizer", &type);
     if (st != PETL_OK) return st;
-    if (strcmp(type, "BertNormalizer") != 0)
-        return FAIL(r, "%s: normalizer \"%s\" is not supported", r->what, type);
+    if (strcmp(type, "BertNormalizer") != 0) {
+        /* anything else runs as a Sequence of steps */
+        if (strcmp(type, "Sequence") != 0) return read_norm_step(r, tok, o, "normalizer");
+        json_t *list = json_object_get(o, "normalizers");
+        if (!json_is_array(list))
+            return FAIL(r, "%s: normalizer \"Sequence\": \"normalizers\" must be an array",
+                        r->what);
+        for (size_t k = 0; k < json_array_size(list) && st == PETL_OK; k++) {
+            char comp[64];
+            snprintf(comp, sizeof comp, "normalizer \"Sequence\"[%zu]", k);
+            st = read_norm_step(r, tok, json_array_get(list, k), comp);
+        }
+        return st;
+    }
     const char *c = "normalizer \"BertNormalizer\"";
     if ((st = need_bool(r, o, c, "clean_text", &op->clean_text)) != PETL_OK ||
         (st = need_bool(r, o, c, "handle_chinese_chars", &op->handle_chinese_chars)) != PETL_OK ||
@@ -110,14 +189,40 @@ static petl_status read_normalizer(const reader *r, petl_tokenizer *tok, json_t 
 
 /* ----------------------------------------------------------------------- pre-tokenizer */
 
-static petl_status read_pre_tokenizer(const reader *r, petl_tokenizer *tok, json_t *o) {
-    tok->pre_tokenizer = PETL_PRE_NONE;
-    if (!o || json_is_null(o)) return PETL_OK;
+/* One pre-tokenizer (not a Sequence) into *kind and its settings in tok. */
+static petl_status read_pre_one(const reader *r, petl_tokenizer *tok, json_t *o, const char *comp,
+                                petl_tok_pre_tokenizer *kind) {
     const char *type;
-    petl_status st = get_type(r, o, "pre_tokenizer", &type);
+    petl_status st = get_type(r, o, comp, &type);
     if (st != PETL_OK) return st;
     if (strcmp(type, "BertPreTokenizer") == 0) {
-        tok->pre_tokenizer = PETL_PRE_BERT;
+        *kind = PETL_PRE_BERT;
+        return PETL_OK;
+    }
+    if (strcmp(type, "Whitespace") == 0 || strcmp(type, "WhitespaceSplit") == 0) {
+        *kind = type[10] ? PETL_PRE_WHITESPACE_SPLIT : PETL_PRE_WHITESPACE;
+        return PETL_OK;
+    }
+    if (strcmp(type, "Digits") == 0) {
+        *kind = PETL_PRE_DIGITS;
+        return get_bool(r, o, "pre_tokenizer \"Digits\"", "individual_digits", false,
+                        &tok->individual_digits);
+    }
+    if (strcmp(type, "Punctuation") == 0) {
+        static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious",
+                                            "MergedWithNext", "Contiguous"};
+        const char *b;
+        if ((st = get_string(r, o, "pre_tokenizer \"Punctuation\"", "behavior", "Isolated", &b)) !=
+            PETL_OK)
+            return st;
+        size_t k = 0;
+        while (k < 5 && strcmp(b, names[k]) != 0)
+            k++;
+        if (k == 5)
+            return FAIL(r, "%s: pre_tokenizer \"Punctuation\": behavior \"%.32s\" is unknown",
+                        r->what, b);
+        tok->punct_behavior = (petl_tok_split_behavior)k;
+        *kind = PETL_PRE_PUNCTUATION;
         return PETL_OK;
     }
     if (strcmp(type, "ByteLevel") == 0) {
@@ -127,9 +232,74 @@ static petl_status read_pre_tokenizer(const reader *r, petl_tokenizer *tok, json
             (st = get_bool(r, o, c, "trim_offsets", true, &trim)) != PETL_OK ||
             (st = get_bool(r, o, c, "use_regex", true, &use_regex)) != PETL_OK)
             return st;
-        return petl_tok_bytelevel_init(tok, use_regex, r->what, r->err);
+        *kind = PETL_PRE_BYTELEVEL;
+        return tok->split_regex ? FAIL(r, "%s: ByteLevel twice is not supported", r->what)
+                                : petl_tok_bytelevel_init(tok, use_regex, r->what, r->err);
+    }
+    if (strcmp(type, "Metaspace") == 0) {
+        const char *c = "pre_tokenizer \"Metaspace\"", *rep, *scheme;
+        bool split;
+        json_t *aps = json_object_get(o, "add_prefix_space");
+        if ((st = get_string(r, o, c, "replacement", NULL, &rep)) != PETL_OK ||
+            (st = get_string(r, o, c, "prepend_scheme", "always", &scheme)) != PETL_OK ||
+            (st = get_bool(r, o, c, "split", true, &split)) != PETL_OK)
+            return st;
+        int32_t cp;
+        if (!rep || !*rep ||
+            petl_utf8_decode((const unsigned char *)rep, strlen(rep), &cp) != strlen(rep))
+            return FAIL(r, "%s: %s: \"replacement\" must be one character", r->what, c);
+        if (aps && !json_is_null(aps) && !json_is_boolean(aps))
+            return FAIL(r, "%s: %s: \"add_prefix_space\" must be true, false or null", r->what, c);
+        petl_tok_prepend p = !strcmp(scheme, "always")  ? PETL_PREPEND_ALWAYS
+                             : !strcmp(scheme, "first") ? PETL_PREPEND_FIRST
+                             : !strcmp(scheme, "never") ? PETL_PREPEND_NEVER
+                                                        : (petl_tok_prepend)-1;
+        if ((int)p < 0)
+            return FAIL(r, "%s: %s: \"prepend_scheme\" must be always, first or never", r->what, c);
+        if (json_is_false(aps) && p != PETL_PREPEND_NEVER)
+            return FAIL(r, "%s: %s: add_prefix_space does not match prepend_scheme", r->what, c);
+        tok->ms_replacement = cp;
+        tok->ms_scheme = p;
+        tok->ms_split = split;
+        *kind = PETL_PRE_METASPACE;
+        return PETL_OK;
     }
     return FAIL(r, "%s: pre_tokenizer \"%s\" is not supported", r->what, type);
+}
+
+static petl_status read_pre_tokenizer(const reader *r, petl_tokenizer *tok, json_t *o) {
+    tok->pre_tokenizer = PETL_PRE_NONE;
+    if (!o || json_is_null(o)) return PETL_OK;
+    const char *type;
+    petl_status st = get_type(r, o, "pre_tokenizer", &type);
+    if (st != PETL_OK) return st;
+    if (strcmp(type, "Sequence") != 0)
+        return read_pre_one(r, tok, o, "pre_tokenizer", &tok->pre_tokenizer);
+    /* a Sequence: splitting stages, then any one (petl runs a stage that rewrites the
+     * characters, ByteLevel or Metaspace, only last) */
+    json_t *list = json_object_get(o, "pretokenizers");
+    size_t n = json_array_size(list);
+    if (!json_is_array(list) || n == 0 || n > 9)
+        return FAIL(r,
+                    "%s: pre_tokenizer \"Sequence\": \"pretokenizers\" must be an array of 1 "
+                    "to 9",
+                    r->what);
+    for (size_t k = 0; k < n; k++) {
+        char comp[64];
+        snprintf(comp, sizeof comp, "pre_tokenizer \"Sequence\"[%zu]", k);
+        petl_tok_pre_tokenizer kind;
+        if ((st = read_pre_one(r, tok, json_array_get(list, k), comp, &kind)) != PETL_OK) return st;
+        if (k + 1 < n && (kind == PETL_PRE_BYTELEVEL || kind == PETL_PRE_METASPACE))
+            return FAIL(r,
+                        "%s: %s: ByteLevel or Metaspace before another pre-tokenizer is not "
+                        "supported",
+                        r->what, comp);
+        if (k + 1 < n)
+            tok->pre_split[tok->n_pre_split++] = kind;
+        else
+            tok->pre_tokenizer = kind;
+    }
+    return PETL_OK;
 }
 
 /* ------------------------------------------------------------------------------- model */
@@ -316,6 +486,56 @@ static petl_status read_bpe(const reader *r, petl_tokenizer *tok, json_t *o) {
     return read_merges(r, tok, ms);
 }
 
+/* Unigram: "vocab" a list of [piece, score], "unk_id" its index (required: petl refuses the
+ * reference's failure at the first unknown character at load instead), "byte_fallback". */
+static petl_status read_unigram(const reader *r, petl_tokenizer *tok, json_t *o) {
+    const char *c = "model \"Unigram\"";
+    json_t *v = json_object_get(o, "vocab");
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || n == 0)
+        return FAIL(r, "%s: %s: \"vocab\" must be a non-empty array of [piece, score]", r->what, c);
+    if (n >= (size_t)INT32_MAX / 4) return FAIL(r, "%s: %s: vocabulary too large", r->what, c);
+    long long unk;
+    petl_status st = get_index(r, o, c, "unk_id", -1, (long long)n - 1, &unk);
+    if (st != PETL_OK) return st;
+    if ((st = get_bool(r, o, c, "byte_fallback", false, &tok->byte_fallback)) != PETL_OK) return st;
+    const char **toks = calloc(n, sizeof *toks);
+    uint32_t *lens = calloc(n, sizeof *lens);
+    tok->scores = malloc(n * sizeof *tok->scores);
+    if (!toks || !lens || !tok->scores)
+        st = petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
+    double min_score = 0;
+    for (size_t k = 0; k < n && st == PETL_OK; k++) {
+        json_t *e = json_array_get(v, k), *p = json_array_get(e, 0), *sc = json_array_get(e, 1);
+        if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_string(p) ||
+            !json_is_number(sc) || strlen(json_string_value(p)) != json_string_length(p)) {
+            st = FAIL(r, "%s: %s: vocab[%zu] must be [piece, score]", r->what, c, k);
+            break;
+        }
+        toks[k] = json_string_value(p);
+        lens[k] = (uint32_t)json_string_length(p);
+        tok->scores[k] = json_number_value(sc);
+        if (k == 0 || tok->scores[k] < min_score) min_score = tok->scores[k];
+    }
+    if (st == PETL_OK) st = petl_tok_vocab_set(tok, toks, lens, (int32_t)n, r->what, r->err);
+    free(toks);
+    free(lens);
+    if (st != PETL_OK) return st;
+    tok->model = PETL_MODEL_UNIGRAM;
+    tok->n_model = tok->n_vocab;
+    tok->unk_id = (int32_t)unk;
+    tok->unk_score = min_score - 10.0;
+    tok->max_token_len = 0;
+    for (int32_t id = 0; id < tok->n_vocab; id++)
+        if (tok->token_len[id] > tok->max_token_len) tok->max_token_len = tok->token_len[id];
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        tok->byte_ids[b] = petl_tokenizer_token_to_id(tok, name);
+    }
+    return PETL_OK;
+}
+
 static petl_status read_model(const reader *r, petl_tokenizer *tok, json_t *o) {
     if (!o || json_is_null(o)) return FAIL(r, "%s: \"model\" is missing", r->what);
     const char *type;
@@ -323,6 +543,7 @@ static petl_status read_model(const reader *r, petl_tokenizer *tok, json_t *o) {
     if (st != PETL_OK) return st;
     if (strcmp(type, "WordPiece") == 0) return read_wordpiece(r, tok, o);
     if (strcmp(type, "BPE") == 0) return read_bpe(r, tok, o);
+    if (strcmp(type, "Unigram") == 0) return read_unigram(r, tok, o);
     return FAIL(r, "%s: model \"%s\" is not supported", r->what, type);
 }
 

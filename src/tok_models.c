@@ -272,12 +272,107 @@ static petl_status bpe(const petl_tokenizer *tok, petl_tok_work *w, size_t i, si
     return st;
 }
 
+/* --------------------------------------------------------------------------- Unigram */
+
+/* Appends the tokens of the word's bytes [from, to) that the lattice put together: its piece
+ * (looked up again, as the reference does with the string), else its <0xXX> tokens (byte
+ * fallback, each spanning all of it), else unk. */
+static petl_status unigram_token(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t n,
+                                 size_t from, size_t to, petl_tok_seq *seq, petl_error *err) {
+    const petl_tok_text *t = w->wt;
+    int32_t beg = t->beg[i + char_of(w->boff, n, from)],
+            end = t->end[i + char_of(w->boff, n, to - 1)];
+    int32_t id = petl_tok_vocab_find(tok, "", 0, w->bytes + from, to - from);
+    if (id >= 0 && id < tok->n_model) return petl_tok_seq_push(seq, id, beg, end, err);
+    if (tok->byte_fallback) {
+        bool all = true;
+        for (size_t b = from; b < to && all; b++)
+            all = tok->byte_ids[(unsigned char)w->bytes[b]] >= 0;
+        petl_status st = PETL_OK;
+        for (size_t b = from; all && b < to && st == PETL_OK; b++)
+            st = petl_tok_seq_push(seq, tok->byte_ids[(unsigned char)w->bytes[b]], beg, end, err);
+        if (all) return st;
+    }
+    petl_status st = petl_tok_seq_push(seq, tok->unk_id, beg, end, err);
+    /* an unk's text is the characters it stands for (trim_offsets looks at its spaces) */
+    size_t a = char_of(w->boff, n, from), b = char_of(w->boff, n, to - 1) + 1;
+    if (st == PETL_OK)
+        petl_tok_count_spaces(t->cp + i + a, b - a, &seq->trim[2 * (seq->n - 1)],
+                              &seq->trim[2 * (seq->n - 1) + 1]);
+    return st;
+}
+
+/* Unigram as the reference's encode_optimized (SentencePiece's): the best-scoring path over
+ * the word's byte positions, every vocabulary piece that starts at a character a candidate
+ * (shorter first; a later one only replaces a strictly better score), an unknown character
+ * (no one-character piece) the unk score; back from the end, consecutive unk pieces fused. */
+static petl_status unigram(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
+                           petl_tok_seq *seq, petl_error *err) {
+    size_t n = j - i;
+    petl_status st = word_bytes(w, i, n, err);
+    if (st != PETL_OK) return st;
+    const size_t *off = w->boff;
+    size_t size = off[n];
+    if (size + 1 > w->cap_lattice) {
+        size_t cap = size + 1;
+        double *sc = realloc(w->uscore, cap * sizeof *sc);
+        if (sc) w->uscore = sc;
+        int32_t *a = sc ? realloc(w->ustart, cap * sizeof *a) : NULL;
+        if (a) w->ustart = a;
+        int32_t *b = a ? realloc(w->uid, cap * sizeof *b) : NULL;
+        if (b) w->uid = b;
+        int32_t *f = b ? realloc(w->ufwd, cap * sizeof *f) : NULL;
+        if (!f) return petl_fail(err, PETL_ERR_NOMEM, "out of memory for a word of %zu", n);
+        w->ufwd = f;
+        w->cap_lattice = cap;
+    }
+    double *score = w->uscore;
+    int32_t *start = w->ustart, *id = w->uid;
+    for (size_t p = 0; p <= size; p++)
+        score[p] = 0, start[p] = -1, id[p] = -1;
+    for (size_t k = 0; k < n; k++) {
+        size_t s = off[k];
+        double base = score[s];
+        bool single = false;
+        for (size_t e = k + 1; e <= n && off[e] - s <= tok->max_token_len; e++) {
+            int32_t v = petl_tok_vocab_find(tok, "", 0, w->bytes + s, off[e] - s);
+            if (v < 0 || v >= tok->n_model) continue;
+            double cand = tok->scores[v] + base;
+            if (start[off[e]] < 0 || cand > score[off[e]])
+                score[off[e]] = cand, start[off[e]] = (int32_t)s, id[off[e]] = v;
+            if (e == k + 1) single = true;
+        }
+        if (!single) {
+            double cand = tok->unk_score + base;
+            if (start[off[k + 1]] < 0 || cand > score[off[k + 1]])
+                score[off[k + 1]] = cand, start[off[k + 1]] = (int32_t)s,
+                              id[off[k + 1]] = tok->unk_id;
+        }
+    }
+    /* the best path, back from the end, as forward links (a node's start is final by then) */
+    int32_t *fwd = w->ufwd;
+    for (size_t end = size; end > 0; end = (size_t)start[end])
+        fwd[start[end]] = (int32_t)end;
+    /* forwards: each piece a token, a run of unk nodes (an unknown character, or the unk piece
+     * itself) one */
+    for (size_t p = 0; p < size && st == PETL_OK;) {
+        size_t q = (size_t)fwd[p];
+        if (id[q] == tok->unk_id)
+            while (q < size && id[fwd[q]] == tok->unk_id)
+                q = (size_t)fwd[q];
+        st = unigram_token(tok, w, i, n, p, q, seq, err);
+        p = q;
+    }
+    return st;
+}
+
 petl_status petl_tok_model_run(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
                                petl_tok_seq *seq, petl_error *err) {
     if (i >= j) return PETL_OK;
     switch (tok->model) {
     case PETL_MODEL_WORDPIECE: return wordpiece(tok, w, i, j, seq, err);
     case PETL_MODEL_BPE: return bpe(tok, w, i, j, seq, err);
+    case PETL_MODEL_UNIGRAM: return unigram(tok, w, i, j, seq, err);
     }
     return petl_fail(err, PETL_ERR_ARG, "unknown model");
 }

@@ -1,6 +1,6 @@
 /* The pre-tokenizers: a piece of normalized text into words (ranges of its characters). The
- * ByteLevel one rewrites the characters too (every UTF-8 byte becomes one printable
- * character), so its words are ranges of w->pre. */
+ * ByteLevel and Metaspace ones rewrite the characters too (every UTF-8 byte becomes one
+ * printable character; spaces become U+2581), so their words are ranges of w->pre. */
 #include "tok_internal.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -134,8 +134,6 @@ static petl_status push_bytes(petl_tok_work *w, const piece *p, size_t a, size_t
 static petl_status bytelevel(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
                              petl_error *err) {
     const petl_tok_text *t = &w->text;
-    w->pre.n = 0;
-    w->wt = &w->pre;
     if (i >= j) return PETL_OK;
     piece p = {i, tok->prefix_space && t->cp[i] != ' '};
     size_t n = j - i + p.pfx;
@@ -188,14 +186,162 @@ static petl_status bytelevel(const petl_tokenizer *tok, petl_tok_work *w, size_t
     return st;
 }
 
-petl_status petl_tok_pre_tokenize(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
-                                  petl_error *err) {
-    w->n_words = 0;
-    w->wt = &w->text;
-    switch (tok->pre_tokenizer) {
+/* ------------------------------------------------------- Whitespace, WhitespaceSplit */
+
+/* WhitespaceSplit: runs of non-whitespace. Whitespace (the regex \w+|[^\w\s]+): runs of word
+ * characters and runs of other non-space characters. */
+static petl_status whitespace(petl_tok_work *w, size_t i, size_t j, bool classes, petl_error *err) {
+    const int32_t *cp = w->text.cp;
+    petl_status st = PETL_OK;
+    size_t start = i;
+    int cur = 0; /* 0: in spaces, 1: word characters, 2: others */
+    for (size_t k = i; k <= j && st == PETL_OK; k++) {
+        int c = 0;
+        if (k < j && !petl_uc_is_whitespace(cp[k])) c = !classes || petl_uc_is_word(cp[k]) ? 1 : 2;
+        if (c == cur) continue;
+        if (cur != 0) st = push_word(w, start, k, err);
+        start = k;
+        cur = c;
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------------- Metaspace */
+
+/* Metaspace: every ' ' becomes the replacement (U+2581 by default); the replacement is put
+ * before the range unless it starts with one (prepend_scheme always; first: only for a range
+ * at the start of the text; never), spanning its first character; then each replacement
+ * starts a word (merged with what follows; one before another replacement or at the end
+ * stands alone), as the reference's MergedWithNext split. */
+static petl_status metaspace(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
+                             int32_t orig_start, petl_error *err) {
+    const petl_tok_text *t = &w->text;
+    if (i >= j) return PETL_OK;
+    int32_t r = tok->ms_replacement;
+    int32_t first = t->cp[i] == ' ' ? r : t->cp[i];
+    bool pfx = first != r && (tok->ms_scheme == PETL_PREPEND_ALWAYS ||
+                              (tok->ms_scheme == PETL_PREPEND_FIRST && orig_start == 0));
+    size_t base = w->pre.n;
+    petl_status st = petl_tok_text_reserve(&w->pre, base + (j - i) + 1, err);
+    if (st != PETL_OK) return st;
+    petl_tok_text *o = &w->pre;
+    if (pfx)
+        o->cp[o->n] = r, o->beg[o->n] = t->beg[i], o->end[o->n] = t->end[i], o->ccc[o->n++] = 0;
+    for (size_t k = i; k < j; k++) {
+        o->cp[o->n] = t->cp[k] == ' ' ? r : t->cp[k];
+        o->beg[o->n] = t->beg[k];
+        o->end[o->n] = t->end[k];
+        o->ccc[o->n++] = 0;
+    }
+    if (!tok->ms_split) return push_word(w, base, o->n, err);
+    size_t start = base;
+    bool open = false;
+    for (size_t k = base; k < o->n && st == PETL_OK; k++) {
+        if (o->cp[k] != r) {
+            if (!open) start = k, open = true;
+            continue;
+        }
+        if (open) st = push_word(w, start, k, err);
+        open = false;
+        if (st != PETL_OK) break;
+        if (k + 1 < o->n && o->cp[k + 1] != r)
+            start = k, open = true;
+        else
+            st = push_word(w, k, k + 1, err);
+    }
+    if (st == PETL_OK && open) st = push_word(w, start, o->n, err);
+    return st;
+}
+
+/* --------------------------------------------------------------- Punctuation, Digits */
+
+/* Splits [i, j) on every character that `is` holds for, as the reference's split does: each
+ * such character one match, the text between two matches one non-match, folded by behaviour
+ * (Removed drops the matches; Isolated keeps every piece; Contiguous joins runs of the same
+ * kind; MergedWithPrevious / MergedWithNext join a match to the piece before / after it, only
+ * the first / last match of a run). */
+static petl_status split_on(petl_tok_work *w, size_t i, size_t j, bool (*is)(int32_t),
+                            petl_tok_split_behavior how, petl_error *err) {
+    const int32_t *cp = w->text.cp;
+    petl_status st = PETL_OK;
+    size_t ws = 0, we = 0; /* the word being built */
+    bool have = false, prev_match = false;
+    for (size_t k = i; k < j && st == PETL_OK;) {
+        bool m = is(cp[k]);
+        size_t e = k + 1;
+        if (!m)
+            while (e < j && !is(cp[e]))
+                e++;
+        bool join = false;
+        switch (how) {
+        case PETL_SPLIT_REMOVED: break;
+        case PETL_SPLIT_ISOLATED: break;
+        case PETL_SPLIT_CONTIGUOUS: join = have && m == prev_match; break;
+        case PETL_SPLIT_MERGED_WITH_PREVIOUS: join = have && m && !prev_match; break;
+        case PETL_SPLIT_MERGED_WITH_NEXT: join = have && prev_match && !m; break;
+        }
+        if (how == PETL_SPLIT_MERGED_WITH_NEXT && have && prev_match && m) {
+            /* a run of matches: only its last one merges with what follows */
+            join = false;
+        }
+        if (join) {
+            we = e;
+        } else {
+            if (have) st = push_word(w, ws, we, err);
+            have = !(how == PETL_SPLIT_REMOVED && m);
+            ws = k, we = e;
+        }
+        prev_match = m;
+        k = e;
+    }
+    if (st == PETL_OK && have) st = push_word(w, ws, we, err);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------ stages */
+
+/* One stage on the range [i, j) of w->text, its words appended to w->words. */
+static petl_status stage(const petl_tokenizer *tok, petl_tok_pre_tokenizer kind, petl_tok_work *w,
+                         size_t i, size_t j, int32_t orig_start, petl_error *err) {
+    switch (kind) {
     case PETL_PRE_BERT: return bert(w, i, j, err);
     case PETL_PRE_BYTELEVEL: return bytelevel(tok, w, i, j, err);
+    case PETL_PRE_METASPACE: return metaspace(tok, w, i, j, orig_start, err);
+    case PETL_PRE_WHITESPACE: return whitespace(w, i, j, true, err);
+    case PETL_PRE_WHITESPACE_SPLIT: return whitespace(w, i, j, false, err);
+    case PETL_PRE_PUNCTUATION:
+        return split_on(w, i, j, petl_uc_is_bert_punct, tok->punct_behavior, err);
+    case PETL_PRE_DIGITS:
+        return split_on(w, i, j, petl_uc_is_numeric,
+                        tok->individual_digits ? PETL_SPLIT_ISOLATED : PETL_SPLIT_CONTIGUOUS, err);
     case PETL_PRE_NONE: break;
     }
     return i < j ? push_word(w, i, j, err) : PETL_OK;
+}
+
+/* A Sequence: the splitting stages one after the other on each word so far, then the last
+ * stage (which may rewrite the characters) on each word. */
+petl_status petl_tok_pre_tokenize(const petl_tokenizer *tok, petl_tok_work *w, size_t i, size_t j,
+                                  petl_error *err) {
+    w->n_words = 0;
+    w->pre.n = 0;
+    bool rewrites =
+        tok->pre_tokenizer == PETL_PRE_BYTELEVEL || tok->pre_tokenizer == PETL_PRE_METASPACE;
+    w->wt = rewrites ? &w->pre : &w->text;
+    /* a range's start in the raw text is its first character's (the reference's
+     * offsets_original: characters the normalizer dropped before it do not count) */
+    if (tok->n_pre_split == 0) return stage(tok, tok->pre_tokenizer, w, i, j, w->text.beg[i], err);
+    petl_status st = push_word(w, i, j, err);
+    for (size_t s = 0; s <= tok->n_pre_split && st == PETL_OK; s++) {
+        petl_tok_pre_tokenizer kind = s < tok->n_pre_split ? tok->pre_split[s] : tok->pre_tokenizer;
+        /* the words so far move to words2; this stage refills words */
+        size_t *tmp = w->words2, cap = w->cap_words2, n = w->n_words;
+        w->words2 = w->words, w->cap_words2 = w->cap_words;
+        w->words = tmp, w->cap_words = cap, w->n_words = 0;
+        for (size_t k = 0; k < n && st == PETL_OK; k++) {
+            size_t a = w->words2[2 * k], b = w->words2[2 * k + 1];
+            st = stage(tok, kind, w, a, b, w->text.beg[a], err);
+        }
+    }
+    return st;
 }

@@ -240,7 +240,7 @@ static bool is_chinese_char(int32_t c) {
 }
 
 /* Canonical combining class used by the reference's NFD for the reordering of marks. */
-static int combining_class(int32_t c) {
+int petl_uc_combining_class(int32_t c) {
     if (c < 0x300) return 0;
     int k = utf8proc_get_property(c)->combining_class;
     return k > 1 && in_ranges(c, CCC_ZERO, N_RANGES(CCC_ZERO)) ? 0 : k;
@@ -248,7 +248,7 @@ static int combining_class(int32_t c) {
 
 /* Canonical decomposition (NFD of one scalar, not yet reordered) into out[8]; returns the
  * count. */
-static size_t decompose(int32_t c, int32_t *out) {
+size_t petl_uc_decompose(int32_t c, int32_t *out) {
     if (c < 0xC0) {
         out[0] = c;
         return 1;
@@ -270,7 +270,7 @@ static size_t decompose(int32_t c, int32_t *out) {
 
 /* Rust's char::to_lowercase: the full mapping, but applied without context, so final sigma is
  * always σ. The only unconditional multi-character lowercase mapping is U+0130. */
-static size_t lowercase(int32_t c, int32_t *out) {
+size_t petl_uc_lowercase(int32_t c, int32_t *out) {
     if (c < 0x80) {
         out[0] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
         return 1;
@@ -304,20 +304,34 @@ size_t petl_uc_bert_normalize(const petl_tokenizer_opts *o, int32_t c, int32_t *
     int32_t d[8];
     size_t nd = 1;
     d[0] = c;
-    if (o->strip_accents) nd = decompose(c, d);
+    if (o->strip_accents) nd = petl_uc_decompose(c, d);
     for (size_t i = 0; i < nd; i++) {
         if (o->strip_accents && is_nonspacing_mark(d[i])) continue;
-        int k = o->strip_accents ? combining_class(d[i]) : 0;
+        int k = o->strip_accents ? petl_uc_combining_class(d[i]) : 0;
         int32_t low[2];
         size_t nl = 1;
         low[0] = d[i];
-        if (o->lowercase) nl = lowercase(d[i], low);
+        if (o->lowercase) nl = petl_uc_lowercase(d[i], low);
         for (size_t j = 0; j < nl && n < PETL_BERT_NORM_MAX - 1; j++)
             out[n] = low[j], ccc[n++] = (uint8_t)k;
     }
     if (cjk) out[n] = ' ', ccc[n++] = 0;
     return n;
 }
+
+/* Word characters of Unicode 16 (the regex crate's tables) that utf8proc (Unicode 15) does not
+ * know: found by running every scalar value through the reference's Whitespace pre-tokenizer
+ * (its \w+|[^\w\s]+ split) against petl_uc_is_word; no other value differs. */
+static const cp_range WORD_16[] = {
+    {0x897, 0x897},     {0x1C89, 0x1C8A},   {0xA7CB, 0xA7CD},   {0xA7DA, 0xA7DC},
+    {0x105C0, 0x105F3}, {0x10D40, 0x10D65}, {0x10D69, 0x10D6D}, {0x10D6F, 0x10D85},
+    {0x10EC2, 0x10EC4}, {0x10EFC, 0x10EFC}, {0x11380, 0x11389}, {0x1138B, 0x1138B},
+    {0x1138E, 0x1138E}, {0x11390, 0x113B5}, {0x113B7, 0x113C0}, {0x113C2, 0x113C2},
+    {0x113C5, 0x113C5}, {0x113C7, 0x113CA}, {0x113CC, 0x113D3}, {0x113E1, 0x113E2},
+    {0x116D0, 0x116E3}, {0x11BC0, 0x11BE0}, {0x11BF0, 0x11BF9}, {0x11F5A, 0x11F5A},
+    {0x13460, 0x143FA}, {0x16100, 0x16139}, {0x16D40, 0x16D6C}, {0x16D70, 0x16D79},
+    {0x18CFF, 0x18CFF}, {0x1CCF0, 0x1CCF9}, {0x1E5D0, 0x1E5FA}, {0x2EBF0, 0x2EE5D},
+};
 
 /* Regex \w as the reference's regex crate has it: Alphabetic, M*, Nd, Pc and the join
  * controls. Alphabetic is taken as L*, Nl and the circled letters (So with Other_Alphabetic);
@@ -328,7 +342,7 @@ bool petl_uc_is_word(int32_t c) {
                c == '_';
     if (c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) ||
         (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
-        (c >= 0x1F170 && c <= 0x1F189))
+        (c >= 0x1F170 && c <= 0x1F189) || in_ranges(c, WORD_16, N_RANGES(WORD_16)))
         return true;
     switch (utf8proc_category(c)) {
     case UTF8PROC_CATEGORY_LU:
@@ -344,4 +358,99 @@ bool petl_uc_is_word(int32_t c) {
     case UTF8PROC_CATEGORY_PC: return true;
     default: return false;
     }
+}
+
+/* Where unicode-normalization-alignments' is_combining_mark (its own Unicode 9 era tables)
+ * differs from the rule below: found by running every scalar value through the reference's
+ * StripAccents normalizer. Marks there: */
+static const cp_range MARK_YES[] = {
+    {0x8D4, 0x8E1},     {0x1885, 0x1886},   {0x1CF2, 0x1CF3},   {0x1DFB, 0x1DFB},
+    {0xA8C5, 0xA8C5},   {0xA9BD, 0xA9BD},   {0x1123E, 0x1123E}, {0x11438, 0x1143F},
+    {0x11442, 0x11444}, {0x11446, 0x11446}, {0x11C30, 0x11C36}, {0x11C38, 0x11C3D},
+    {0x11C3F, 0x11C3F}, {0x11C92, 0x11CA7}, {0x11CAA, 0x11CB0}, {0x11CB2, 0x11CB3},
+    {0x11CB5, 0x11CB6}, {0x1E000, 0x1E006}, {0x1E008, 0x1E018}, {0x1E01B, 0x1E021},
+    {0x1E023, 0x1E024}, {0x1E026, 0x1E02A}, {0x1E944, 0x1E94A},
+};
+/* ... and not marks there (Mc / Mn assigned since, or reclassified): */
+static const cp_range MARK_NO[] = {
+    {0xCF3, 0xCF3},     {0x1715, 0x1715},   {0x1CF7, 0x1CF7},   {0x11145, 0x11146},
+    {0x111CE, 0x111CE}, {0x1182C, 0x1182E}, {0x11838, 0x11838}, {0x11930, 0x11935},
+    {0x11937, 0x11938}, {0x1193D, 0x1193D}, {0x11940, 0x11940}, {0x11942, 0x11942},
+    {0x119D1, 0x119D3}, {0x119DC, 0x119DF}, {0x119E4, 0x119E4}, {0x11A39, 0x11A39},
+    {0x11A57, 0x11A58}, {0x11A97, 0x11A97}, {0x11D8A, 0x11D8E}, {0x11D93, 0x11D94},
+    {0x11D96, 0x11D96}, {0x11EF5, 0x11EF6}, {0x11F03, 0x11F03}, {0x11F34, 0x11F35},
+    {0x11F3E, 0x11F3F}, {0x11F41, 0x11F41}, {0x16F7F, 0x16F87}, {0x16FF0, 0x16FF1},
+};
+
+/* is_combining_mark, which the StripAccents normalizer drops: M* with the tables above. */
+bool petl_uc_is_mark(int32_t c) {
+    if (c < 0x300) return false;
+    if (in_ranges(c, MARK_YES, N_RANGES(MARK_YES))) return true;
+    if (in_ranges(c, MARK_NO, N_RANGES(MARK_NO))) return false;
+    switch (utf8proc_category(c)) {
+    case UTF8PROC_CATEGORY_MN: return !in_ranges(c, MN_KEPT, N_RANGES(MN_KEPT));
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME: return true;
+    default: return false;
+    }
+}
+
+/* Numbers that Rust's tables have and utf8proc's (Unicode 15) lack: every scalar value was
+ * checked against the reference's Digits pre-tokenizer. */
+static const cp_range NUMERIC_16[] = {
+    {0x10D40, 0x10D49}, {0x116D0, 0x116E3}, {0x11BF0, 0x11BF9},
+    {0x11DE0, 0x11DE9}, {0x16130, 0x16139}, {0x16D70, 0x16D79},
+    {0x16FF4, 0x16FF6}, {0x1CCF0, 0x1CCF9}, {0x1E5F1, 0x1E5FA},
+};
+
+/* Rust's char::is_numeric: Nd, Nl and No. */
+bool petl_uc_is_numeric(int32_t c) {
+    if (c < 0x80) return c >= '0' && c <= '9';
+    switch (utf8proc_category(c)) {
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO: return true;
+    default: return in_ranges(c, NUMERIC_16, N_RANGES(NUMERIC_16));
+    }
+}
+
+/* Compatibility decompositions that Unicode added after the reference's tables (Unicode 9):
+ * it keeps these characters as they are. Every scalar value was checked against its NFKD. */
+static const cp_range COMPAT_KEPT[] = {
+    {0x32FF, 0x32FF},   {0xA7F2, 0xA7F4},   {0xAB69, 0xAB69},
+    {0x10781, 0x10785}, {0x10787, 0x107B0}, {0x107B2, 0x107BA},
+    {0x1E030, 0x1E06D}, {0x1F16C, 0x1F16C}, {0x1FBF0, 0x1FBF9},
+};
+
+size_t petl_uc_decompose_compat(int32_t c, int32_t *out) {
+    /* (as petl_uc_decompose: U+11938 stays composed) */
+    if (c < 0xA0 || c == 0x11938 || in_ranges(c, COMPAT_KEPT, N_RANGES(COMPAT_KEPT))) {
+        out[0] = c;
+        return 1;
+    }
+    int bound = 0;
+    utf8proc_ssize_t n =
+        utf8proc_decompose_char(c, out, 32, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT, &bound);
+    if (n < 1 || n > 32) {
+        out[0] = c;
+        return 1;
+    }
+    return (size_t)n;
+}
+
+size_t petl_uc_bert_prepare(const petl_tokenizer_opts *o, int32_t c, int32_t *out) {
+    if (o->clean_text) {
+        if (c == 0 || c == 0xFFFD || is_control(c)) return 0;
+        if (petl_uc_is_whitespace(c)) c = ' ';
+    }
+    if (!(o->handle_chinese_chars && is_chinese_char(c))) {
+        out[0] = c;
+        return 1;
+    }
+    out[0] = ' ', out[1] = c, out[2] = ' ';
+    return 3;
+}
+
+bool petl_uc_is_bert_mark(int32_t c) {
+    return is_nonspacing_mark(c);
 }

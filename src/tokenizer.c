@@ -140,6 +140,9 @@ void petl_tokenizer_free(petl_tokenizer *tok) {
     free(tok->suffix);
     free(tok->merge_keys);
     free(tok->merge_vals);
+    free(tok->scores);
+    for (size_t i = 0; i < tok->n_norm_steps; i++)
+        free(tok->norm_steps[i].prepend), free(tok->norm_steps[i].pattern);
     petl_tok_bytelevel_free(tok);
     for (size_t i = 0; i < tok->n_added; i++) {
         free(tok->added[i].content);
@@ -608,6 +611,8 @@ void petl_tok_work_free(petl_tok_work *w) {
     free(w->boff);
     free(w->syms);
     free(w->heap);
+    free(w->words2);
+    free(w->uscore), free(w->ustart), free(w->uid), free(w->ufwd);
     free(w->pre.cp), free(w->pre.beg), free(w->pre.end), free(w->pre.ccc);
     for (int i = 0; i < 2; i++)
         free(w->seq[i].ids), free(w->seq[i].offs), free(w->seq[i].trim);
@@ -727,8 +732,7 @@ static bool is_space_like(int32_t c) {
     return c == 0x120 || petl_uc_is_whitespace(c);
 }
 
-/* Spaces (or byte-level spaces, U+0120) at the start and the end of s[0..n). */
-static void count_spaces(const int32_t *s, size_t n, int32_t *lead, int32_t *trail) {
+void petl_tok_count_spaces(const int32_t *s, size_t n, int32_t *lead, int32_t *trail) {
     size_t i = 0, j = n;
     while (i < n && is_space_like(s[i]))
         i++;
@@ -767,8 +771,8 @@ static petl_status push_added(const petl_tokenizer *tok, const petl_tok_text *t,
     petl_status st =
         petl_tok_seq_push(seq, seg->tok->id, t->beg[seg->start], t->end[seg->stop - 1], err);
     if (st == PETL_OK && tok->trim_offsets)
-        count_spaces(t->cp + seg->start, seg->stop - seg->start, &seq->trim[2 * (seq->n - 1)],
-                     &seq->trim[2 * (seq->n - 1) + 1]);
+        petl_tok_count_spaces(t->cp + seg->start, seg->stop - seg->start,
+                              &seq->trim[2 * (seq->n - 1)], &seq->trim[2 * (seq->n - 1) + 1]);
     return st;
 }
 
@@ -794,6 +798,8 @@ static petl_status encode_piece(const petl_tokenizer *tok, const char *text, siz
             st = petl_tok_model_run(tok, w, w->words[2 * k], w->words[2 * k + 1], seq, err);
             for (size_t i = first; tok->trim_offsets && i < seq->n; i++) {
                 int32_t id = seq->ids[i];
+                if (tok->model == PETL_MODEL_UNIGRAM && id == tok->unk_id)
+                    continue; /* its text is the characters it stands for: the model counted */
                 count_token_spaces(tok->tokens[id], tok->token_len[id], &seq->trim[2 * i],
                                    &seq->trim[2 * i + 1]);
             }

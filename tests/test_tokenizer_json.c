@@ -17,9 +17,28 @@
 static petl_error err;
 
 /* Every golden tokenizer; minilm's tokenizer.json is the model folder's own. */
-static const char *const NAMES[] = {"minilm",     "wordpiece-cased", "mpnet-style", "added-flags",
-                                    "plain",      "roberta-style",   "gpt2-style",  "char-bpe",
-                                    "bpe-prefix", "bpe-bytefallback"};
+static const char *const NAMES[] = {"minilm",
+                                    "wordpiece-cased",
+                                    "mpnet-style",
+                                    "added-flags",
+                                    "plain",
+                                    "roberta-style",
+                                    "gpt2-style",
+                                    "char-bpe",
+                                    "bpe-prefix",
+                                    "bpe-bytefallback",
+                                    "unigram-metaspace",
+                                    "unigram-bytefallback",
+                                    "whitespace-wordpiece",
+                                    "norm-sequence",
+                                    "norm-prepend",
+                                    "punct-next",
+                                    "punct-previous",
+                                    "punct-contiguous",
+                                    "norm-nfkd",
+                                    "norm-replace",
+                                    "bert-marks",
+                                    "nfd-marks"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -436,12 +455,59 @@ static void test_refusals(void) {
     /* unsupported components, each named */
     expect_refused(make_json("{\"type\": \"NmtNormalizer\"}", NULL, NULL, NULL, NULL, NULL),
                    "normalizer \"NmtNormalizer\" is not supported");
-    expect_refused(make_json(NULL, "{\"type\": \"Metaspace\", \"replacement\": \"_\"}", NULL, NULL,
-                             NULL, NULL),
-                   "pre_tokenizer \"Metaspace\" is not supported");
+    expect_refused(make_json("{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFD\"}, "
+                             "{\"type\": \"NFKC\"}]}",
+                             NULL, NULL, NULL, NULL, NULL),
+                   "normalizer \"NFKC\" is not supported");
     expect_refused(
-        make_json(NULL, NULL, "{\"type\": \"Unigram\", \"vocab\": []}", NULL, NULL, NULL),
-        "model \"Unigram\" is not supported");
+        make_json("{\"type\": \"Sequence\", \"normalizers\": {}}", NULL, NULL, NULL, NULL, NULL),
+        "\"normalizers\" must be an array");
+    expect_refused(
+        make_json("{\"type\": \"Strip\", \"strip_left\": 1}", NULL, NULL, NULL, NULL, NULL),
+        "\"strip_left\" must be true or false");
+    expect_refused(make_json("{\"type\": \"Replace\", \"pattern\": {\"Regex\": \" +\"}, "
+                             "\"content\": \" \"}",
+                             NULL, NULL, NULL, NULL, NULL),
+                   "a Regex pattern is not supported");
+    expect_refused(make_json("{\"type\": \"Replace\", \"pattern\": {\"String\": \"\"}, "
+                             "\"content\": \" \"}",
+                             NULL, NULL, NULL, NULL, NULL),
+                   "needs \"pattern\"");
+    expect_refused(make_json(NULL, "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}}", NULL,
+                             NULL, NULL, NULL),
+                   "pre_tokenizer \"Split\" is not supported");
+    expect_refused(make_json(NULL, "{\"type\": \"Punctuation\", \"behavior\": \"Sideways\"}", NULL,
+                             NULL, NULL, NULL),
+                   "behavior \"Sideways\" is unknown");
+    expect_refused(
+        make_json(NULL, "{\"type\": \"Digits\", \"individual_digits\": 1}", NULL, NULL, NULL, NULL),
+        "\"individual_digits\" must be true or false");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
+                             "\"Metaspace\", \"replacement\": \"_\"}, {\"type\": "
+                             "\"WhitespaceSplit\"}]}",
+                             NULL, NULL, NULL, NULL),
+                   "Metaspace before another pre-tokenizer is not supported");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Metaspace\", \"replacement\": \"ab\", "
+                             "\"prepend_scheme\": \"always\"}",
+                             NULL, NULL, NULL, NULL),
+                   "\"replacement\" must be one character");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Metaspace\", \"replacement\": \"_\", "
+                             "\"prepend_scheme\": \"sometimes\"}",
+                             NULL, NULL, NULL, NULL),
+                   "\"prepend_scheme\" must be always, first or never");
+    expect_refused(
+        make_json(NULL, NULL, "{\"type\": \"WordLevel\", \"vocab\": {}}", NULL, NULL, NULL),
+        "model \"WordLevel\" is not supported");
+    expect_refused(
+        make_json(NULL, NULL, "{\"type\": \"Unigram\", \"vocab\": [[\"a\", 0]]}", NULL, NULL, NULL),
+        "\"unk_id\" is missing");
+    expect_refused(make_json(NULL, NULL,
+                             "{\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\"]]}", NULL,
+                             NULL, NULL),
+                   "vocab[0] must be [piece, score]");
     /* BPE: what is refused in its options and merges */
     const char *bpe_vocab = "\"vocab\": {\"[UNK]\": 0, \"[CLS]\": 1, \"[SEP]\": 2, \"a\": 3, "
                             "\"b\": 4, \"ab\": 5}";

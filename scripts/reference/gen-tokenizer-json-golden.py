@@ -22,7 +22,15 @@ post-processor); byte-level BPE trained here in RoBERTa's layout (roberta-style:
 RobertaProcessing, <mask> normalized with lstrip) and GPT-2's (gpt2-style: prefix space,
 ByteLevel post-processor trimming offsets); char-bpe (end-of-word suffix, unk fused, few
 characters known); bpe-prefix (continuing-subword prefix ##); bpe-bytefallback (<0xXX> tokens
-for unknown characters, two of them missing so that unk shows too).
+for unknown characters, two of them missing so that unk shows too); unigram-metaspace (Unigram
+after Metaspace, XLM-R's RobertaProcessing); unigram-bytefallback (lowercased, WhitespaceSplit
+then Metaspace with prepend_scheme "first", byte fallback, a TemplateProcessing);
+whitespace-wordpiece (WordPiece after the Whitespace pre-tokenizer); norm-sequence (NFD,
+Lowercase, StripAccents, Strip before WordPiece); norm-prepend (Strip, Prepend before Unigram);
+norm-nfkd (NFKD, Lowercase); norm-replace (Replace and Prepend before Unigram); bert-marks,
+nfd-marks (character BPE after BertNormalizer / NFD + Lowercase, with 800 extra strings of
+combining marks that NFD reorders); punct-next, punct-previous, punct-contiguous (Punctuation with each
+split behaviour and Digits, in pre-tokenizer Sequences, before WordPiece).
 
 Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
 so they are converted here. The hash (the C test computes the same): 64-bit FNV-1a over the
@@ -193,6 +201,92 @@ def make_tokenizers(model_dir, data_dir):
         vocab_size=2000, min_frequency=2, limit_alphabet=50,
         special_tokens=["<unk>"] + bytes_tokens))
     toks["bpe-bytefallback"] = bf
+    # Unigram (SentencePiece's model): Metaspace alone, RobertaProcessing as XLM-R
+    ug = Tokenizer(models.Unigram())
+    ug.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    ug.train_from_iterator(texts, trainers.UnigramTrainer(
+        vocab_size=3000, unk_token="<unk>", special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
+    ug.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=False, special=True)])
+    ug.post_processor = processors.RobertaProcessing(
+        sep=("</s>", ug.token_to_id("</s>")), cls=("<s>", ug.token_to_id("<s>")))
+    toks["unigram-metaspace"] = ug
+    # Unigram with byte fallback after WhitespaceSplit + Metaspace (prepend "first"), lowercased
+    ub = Tokenizer(models.Unigram())
+    ub.normalizer = normalizers.BertNormalizer(lowercase=True)
+    ub.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")])
+    ub.train_from_iterator(texts, trainers.UnigramTrainer(
+        vocab_size=2000, unk_token="<unk>",
+        special_tokens=["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)
+                                                   if b not in (0xE4, 0xF0)]))
+    d = json.loads(ub.to_str())
+    d["model"]["byte_fallback"] = True
+    ub = Tokenizer.from_str(json.dumps(d))
+    ub.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> $B:1 </s>:1",
+        special_tokens=[("<s>", ub.token_to_id("<s>")), ("</s>", ub.token_to_id("</s>"))])
+    toks["unigram-bytefallback"] = ub
+    # WordPiece after the Whitespace pre-tokenizer (\w+|[^\w\s]+)
+    d = json.loads(uncased._tokenizer.to_str())
+    d["pre_tokenizer"] = {"type": "Whitespace"}
+    toks["whitespace-wordpiece"] = Tokenizer.from_str(json.dumps(d))
+    # normalizer Sequences: NFD + Lowercase + StripAccents + Strip before WordPiece (Whitespace
+    # split); Strip(left) + Prepend("\u2581") before Unigram with Metaspace(never)
+    d = json.loads(uncased._tokenizer.to_str())
+    d["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFD"}, {"type": "Lowercase"}, {"type": "StripAccents"},
+        {"type": "Strip", "strip_left": True, "strip_right": True}]}
+    d["pre_tokenizer"] = {"type": "Whitespace"}
+    toks["norm-sequence"] = Tokenizer.from_str(json.dumps(d))
+    d = json.loads(ug.to_str())
+    d["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Strip", "strip_left": True, "strip_right": False},
+        {"type": "Prepend", "prepend": "\u2581"}]}
+    d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                          "prepend_scheme": "never", "split": True}
+    toks["norm-prepend"] = Tokenizer.from_str(json.dumps(d))
+    # NFKD (compatibility decompositions: ligatures, full width, circled letters) + Lowercase
+    d = json.loads(uncased._tokenizer.to_str())
+    d["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "Lowercase"}]}
+    toks["norm-nfkd"] = Tokenizer.from_str(json.dumps(d))
+    # Replace (String patterns, one and several characters) + Prepend before Unigram, as
+    # Llama-style files do
+    d = json.loads(ug.to_str())
+    d["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+        {"type": "Replace", "pattern": {"String": "th"}, "content": "TH!"},
+        {"type": "Replace", "pattern": {"String": "\u2581\u2581"}, "content": ""},
+        {"type": "Prepend", "prepend": "\u2581"}]}
+    d["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                          "prepend_scheme": "never", "split": True}
+    toks["norm-replace"] = Tokenizer.from_str(json.dumps(d))
+    # Runs of combining marks that NFD reorders (dropped and kept ones, after precomposed
+    # letters): character-level BPE after BertNormalizer and after NFD + Lowercase
+    for name, nz in [("bert-marks", normalizers.BertNormalizer(lowercase=True)),
+                     ("nfd-marks", normalizers.Sequence([normalizers.NFD(),
+                                                         normalizers.Lowercase()]))]:
+        chars = sorted(set(c for t in mark_soups() for c in nz.normalize_str(t)))
+        vocab = {"[UNK]": 0}
+        for c in chars:
+            vocab.setdefault(c, len(vocab))
+        m = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
+        m.normalizer = nz
+        toks[name] = m
+    # Punctuation and Digits, with every split behaviour, in pre-tokenizer Sequences
+    for name, seq in [
+            ("punct-next", [{"type": "WhitespaceSplit"},
+                            {"type": "Punctuation", "behavior": "MergedWithNext"},
+                            {"type": "Digits", "individual_digits": True}]),
+            ("punct-previous", [{"type": "Punctuation", "behavior": "MergedWithPrevious"},
+                                {"type": "Digits", "individual_digits": False},
+                                {"type": "WhitespaceSplit"}]),
+            ("punct-contiguous", [{"type": "Punctuation", "behavior": "Contiguous"},
+                                  {"type": "WhitespaceSplit"},
+                                  {"type": "Punctuation", "behavior": "Removed"}])]:
+        d = json.loads(uncased._tokenizer.to_str())
+        d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": seq}
+        toks[name] = Tokenizer.from_str(json.dumps(d))
     for t in toks.values():
         t.no_padding()
     return toks
@@ -237,9 +331,22 @@ def extra_cases():
     return c
 
 
-def gen_cases(tok, out):
+def mark_soups():
+    """Strings of letters, precomposed letters and combining marks of many classes (some that
+    BertNormalizer drops, some it keeps), controls and CJK: NFD's reordering and its spans."""
+    rng = random.Random(11)
+    pool = ["e", "\u00e9", "\u0316", "\u0301", "\U0001D165", "\U0001D16D", "\u1e0d", "a",
+            "\u0f71", "\u0f72", "\u0f73", "\u093c", "\u0e38", "\u0e48", "\u05b0", "\u05c1",
+            "\u1dfa", "\u0898", "\x01", "\u4e2d", " ", "\u0130", "\u00c5", "\u0345", "\u1f86",
+            "\ufb01", "\u3099", "\u309a", "\u304b", "\u0300\u0315", "\u035c", "\u0362"]
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(1, 10))) for _ in range(800)]
+
+
+def gen_cases(tok, out, marks=False):
     rng = random.Random(1234)
     cases = base.hard_cases() + base.programmatic_cases(rng) + extra_cases()
+    if marks:
+        cases += [(t, None, 0) for t in mark_soups()]
     n = 0
     with open(out, "w", encoding="utf-8", newline="\n") as f:
         for a, b, m in cases:
@@ -295,7 +402,7 @@ def main():
         if name != "minilm":
             with open(os.path.join(args.out, name + ".json"), "w", encoding="utf-8") as f:
                 f.write(tok.to_str())
-        n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"))
+        n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"), name.endswith("-marks"))
         g = gen_glue(tok, args.data, os.path.join(args.out, name + ".glue.tsv"))
         p = gen_codepoints(tok, os.path.join(args.out, name + ".codepoints.tsv"))
         print("%s: %d cases, %d GLUE dev rows, %d code point blocks" % (name, n, g, p))
