@@ -498,6 +498,27 @@ static int request_from(const char *src, const char *req, char *buf, size_t cap)
 
 static const char get_health[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
+/* request_from for a request that must not meet a connection cap: the connections this test
+ * closed just before hold their slots until the server's loop sees them closed, which on a
+ * loaded machine can take longer than the next request, so a 503 (a cap) is retried for up to
+ * 2 s. Any other status is returned at once. The retried refusals are counted, by cap, for the
+ * check of the server's refusal counters. */
+static unsigned long retried_per_addr, retried_total;
+
+static int request_settled(const char *src, const char *req, char *buf, size_t cap) {
+    int st = 0;
+    for (int i = 0; i < 40; i++) {
+        st = request_from(src, req, buf, cap);
+        if (st != 503) break;
+        if (strstr(buf, "from your address"))
+            retried_per_addr++;
+        else
+            retried_total++;
+        usleep(50000);
+    }
+    return st;
+}
+
 /* The server with no model and no task: limits and deadlines are the HTTP layer's. */
 static void test_http(void) {
     petl_error err = {0};
@@ -515,10 +536,10 @@ static void test_http(void) {
     CHECK(request_from("127.0.0.1", get_health, buf, sizeof buf) == 200);
 
     /* 14. Two Content-Length headers that disagree: 400, whatever the route. */
-    CHECKF(request_from("127.0.0.1",
-                        "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
-                        "Content-Length: 5\r\n\r\nabcde",
-                        buf, sizeof buf) == 400,
+    CHECKF(request_settled("127.0.0.1",
+                           "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+                           "Content-Length: 5\r\n\r\nabcde",
+                           buf, sizeof buf) == 400,
            "conflicting Content-Length: %.80s", buf);
     CHECK(strstr(buf, "Content-Length"));
     const char *body = "{\"task\":\"none\",\"inputs\":[\"a\"]}";
@@ -527,20 +548,13 @@ static void test_http(void) {
              "POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\nContent-Length: "
              "%zu\r\n\r\n%s",
              strlen(body), strlen(body) - 4, body);
-    CHECKF(request_from("127.0.0.1", req, buf, sizeof buf) == 400, "%.80s", buf);
-    /* The same value twice is one length. The two connections answered 400 above hold their
-     * slots of max_per_address (2) until the server's loop sees them closed, which on a loaded
-     * machine can take a while: a 503 (the cap) is retried, for up to 2 s. */
-    int dup = 0;
-    for (int i = 0; i < 40; i++) {
-        dup = request_from("127.0.0.1",
+    CHECKF(request_settled("127.0.0.1", req, buf, sizeof buf) == 400, "%.80s", buf);
+    /* The same value twice is one length. */
+    CHECKF(request_settled("127.0.0.1",
                            "GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
                            "Content-Length: 2\r\nConnection: close\r\n\r\nab",
-                           buf, sizeof buf);
-        if (dup != 503) break;
-        usleep(50000);
-    }
-    CHECKF(dup == 200, "repeated equal Content-Length: %d %.80s", dup, buf);
+                           buf, sizeof buf) == 200,
+           "repeated equal Content-Length: %.80s", buf);
     /* The server closes those connections; give it a moment to forget them (the limits below
      * count open connections). */
     usleep(300000);
@@ -557,7 +571,7 @@ static void test_http(void) {
     CHECKF(request_from("127.0.0.2", get_health, buf, sizeof buf) == 503,
            "3rd connection from one address: %.80s", buf);
     CHECK(strstr(buf, "Retry-After: 1") && strstr(buf, "from your address"));
-    CHECK(request_from("127.0.0.1", get_health, buf, sizeof buf) == 200);
+    CHECK(request_settled("127.0.0.1", get_health, buf, sizeof buf) == 200);
     /* The server closes that connection after its reply, but the client can read the reply
      * first: until the close is processed it still counts toward the total cap, and a slow
      * connection opened meanwhile was marked over the cap (then the check below saw a free
@@ -636,9 +650,10 @@ static void test_http(void) {
           sscanf(p + 46, "%lu", &total) == 1);
     CHECK((p = strstr(mbuf, "\npetl_connections_timed_out_total ")) &&
           sscanf(p + 34, "%lu", &timed_out) == 1);
-    CHECKF(per_addr == 1 && total == 2 && timed_out == 5,
-           "refused per address %lu (1), total %lu (2), timed out %lu (5)", per_addr, total,
-           timed_out);
+    CHECKF(per_addr == 1 + retried_per_addr && total == 2 + retried_total && timed_out == 5,
+           "refused per address %lu (1 + %lu retried), total %lu (2 + %lu retried), timed out %lu "
+           "(5)",
+           per_addr, retried_per_addr, total, retried_total, timed_out);
     petl_server_free(s);
 }
 
