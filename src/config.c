@@ -228,9 +228,11 @@ static petl_status parse_sizes(const json_t *root, petl_config *c, const char *w
         return petl_fail(err, PETL_ERR_FORMAT, "%s: \"%s\" %d is not a multiple of \"%s\" %d", what,
                          k->hidden, c->hidden_size, k->heads, c->num_heads);
 
-    /* null means "no padding token" to transformers; petl takes the pad id from the vocab. */
-    if (json_is_null(json_object_get(root, "pad_token_id"))) return PETL_OK;
-    petl_status st = get_int(root, "pad_token_id", 0, CONFIG_MAX_DIM, &c->pad_token_id, what, err);
+    /* null means "no padding token" to transformers; petl takes the pad id from the vocab (the
+     * family's default stays, and must fit the vocabulary too: RoBERTa's and MPNet's is 1). */
+    petl_status st = PETL_OK;
+    if (!json_is_null(json_object_get(root, "pad_token_id")))
+        st = get_int(root, "pad_token_id", 0, CONFIG_MAX_DIM, &c->pad_token_id, what, err);
     if (st == PETL_OK && c->pad_token_id >= c->vocab_size)
         st = petl_fail(err, PETL_ERR_FORMAT, "%s: \"pad_token_id\" %d is not below vocab_size %d",
                        what, c->pad_token_id, c->vocab_size);

@@ -137,6 +137,10 @@ static void test_families(void) {
     CHECK(
         parsed("{\"model_type\": \"mpnet\", \"relative_attention_num_buckets\": 64}").rel_buckets ==
         64);
+    /* the family's default pad id must fit the vocabulary too (found by fuzz_config) */
+    refused("{\"model_type\": \"camembert\", \"vocab_size\": 1, \"pad_token_id\": null}",
+            PETL_ERR_FORMAT, "\"pad_token_id\" 1 is not below vocab_size 1");
+    CHECK(parsed("{\"vocab_size\": 1, \"pad_token_id\": null}").pad_token_id == 0);
     /* a field of another family is not read */
     CHECK(parsed("{\"relative_attention_num_buckets\": 64}").rel_buckets == 0);
 }
