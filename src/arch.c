@@ -38,46 +38,19 @@ const petl_arch petl_arch_bert = {
 };
 
 /* RoBERTa: BERT's layout, positions numbered from padding_idx + 1, a one-row token-type table
- * that every token reads (its tokenizers give no token types). */
-static const petl_arch arch_roberta = {
-    .model_type = "roberta",
-    .prefix = "roberta.",
-    .emb = BERT_EMB,
-    .layer = "encoder.layer.%d.",
-    .layer_stem = "encoder.layer.",
-    .layer_keys = BERT_LAYER_KEYS,
-    .adapter_site = {"attention.output", "output"},
-    .pooler_w = "pooler.dense.weight",
-    .pooler_b = "pooler.dense.bias",
-    .pos_after_pad = true,
-};
+ * that every token reads (its tokenizers give no token types). XLM-R and CamemBERT are RoBERTa's
+ * modules under RoBERTa's prefix: the same description under their model_type. */
+#define ROBERTA_ARCH(type)                                                                         \
+    {                                                                                              \
+        .model_type = type, .prefix = "roberta.", .emb = BERT_EMB, .layer = "encoder.layer.%d.",   \
+        .layer_stem = "encoder.layer.", .layer_keys = BERT_LAYER_KEYS,                             \
+        .adapter_site = {"attention.output", "output"}, .pooler_w = "pooler.dense.weight",         \
+        .pooler_b = "pooler.dense.bias", .pos_after_pad = true,                                    \
+    }
 
-/* XLM-R and CamemBERT are RoBERTa's modules under RoBERTa's prefix. */
-static const petl_arch arch_xlm_roberta = {
-    .model_type = "xlm-roberta",
-    .prefix = "roberta.",
-    .emb = BERT_EMB,
-    .layer = "encoder.layer.%d.",
-    .layer_stem = "encoder.layer.",
-    .layer_keys = BERT_LAYER_KEYS,
-    .adapter_site = {"attention.output", "output"},
-    .pooler_w = "pooler.dense.weight",
-    .pooler_b = "pooler.dense.bias",
-    .pos_after_pad = true,
-};
-
-static const petl_arch arch_camembert = {
-    .model_type = "camembert",
-    .prefix = "roberta.",
-    .emb = BERT_EMB,
-    .layer = "encoder.layer.%d.",
-    .layer_stem = "encoder.layer.",
-    .layer_keys = BERT_LAYER_KEYS,
-    .adapter_site = {"attention.output", "output"},
-    .pooler_w = "pooler.dense.weight",
-    .pooler_b = "pooler.dense.bias",
-    .pos_after_pad = true,
-};
+static const petl_arch arch_roberta = ROBERTA_ARCH("roberta");
+static const petl_arch arch_xlm_roberta = ROBERTA_ARCH("xlm-roberta");
+static const petl_arch arch_camembert = ROBERTA_ARCH("camembert");
 
 /* ELECTRA (the discriminator's encoder): BERT's layer, embeddings of their own width projected
  * to the hidden size, no pooler. */
