@@ -1,7 +1,7 @@
 /* libFuzzer target: any bytes as a tokenizer.json (petl_tokenizer_from_json). A refused file
  * must fail with a message naming it; an accepted one must then tokenize a few texts (single,
  * pair, truncated, with added-token look-alikes) with every id in the vocabulary and every span
- * inside the texts. */
+ * inside the texts (or fail naming a broken Precompiled charsmap). */
 #include "petl.h"
 
 #include <stdint.h>
@@ -34,7 +34,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             static const int lens[3] = {0, 5, 128};
             const char *a = texts[i], *b = m ? texts[(i + 1) % n_texts] : NULL;
             size_t la = strlen(a), lb = b ? strlen(b) : 0;
-            check(petl_tokenize_offsets(tok, a, la, b, lb, lens[m], &enc, &err) == PETL_OK);
+            petl_status st = petl_tokenize_offsets(tok, a, la, b, lb, lens[m], &enc, &err);
+            /* a Precompiled charsmap's trie is only walked as texts need it: a broken one is
+             * found then, and must be an error naming it */
+            if (st == PETL_ERR_FORMAT && strstr(err.msg, "\"Precompiled\"")) continue;
+            check(st == PETL_OK);
             for (int k = 0; k < enc.len; k++) {
                 check(enc.ids[k] >= 0 && enc.ids[k] < n_vocab);
                 int32_t beg = enc.offsets[2 * k], end = enc.offsets[2 * k + 1];

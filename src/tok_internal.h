@@ -75,7 +75,10 @@ typedef enum {
     PETL_NORM_NFKD,
     PETL_NORM_STRIP,
     PETL_NORM_PREPEND,
-    PETL_NORM_REPLACE
+    PETL_NORM_REPLACE,
+    PETL_NORM_NFC,
+    PETL_NORM_NFKC,
+    PETL_NORM_PRECOMPILED
 } petl_tok_normalizer;
 /* One step of a normalizer Sequence (every normalizer is one; BertNormalizer's settings are
  * tok->opts). */
@@ -86,6 +89,10 @@ typedef struct {
     size_t n_prepend;
     int32_t *pattern; /* Replace: owned code points of the literal it replaces ... */
     size_t n_pattern;
+    uint32_t *trie; /* Precompiled: owned [n_trie] SentencePiece's double-array units */
+    size_t n_trie;
+    char *blob; /* Precompiled: owned [n_blob] the replacements, each ending at a NUL */
+    size_t n_blob;
 } petl_norm_step;
 typedef enum {
     PETL_PRE_NONE,

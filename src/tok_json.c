@@ -74,6 +74,82 @@ static petl_status get_type(const reader *r, json_t *o, const char *comp, const 
 
 /* -------------------------------------------------------------------------- normalizer */
 
+/* Standard base64 with canonical padding, as the reference's decoder takes it (no spaces, no
+ * missing "=", no stray bits). Returns the decoded bytes (*n of them; malloc'd) or NULL. */
+static unsigned char *base64_decode(const char *s, size_t len, size_t *n) {
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (len % 4 != 0) return NULL;
+    unsigned char *out = malloc(len / 4 * 3 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        uint32_t v = 0;
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            const char *p = s[i + k] ? strchr(abc, s[i + k]) : NULL;
+            if (s[i + k] == '=' && i + 4 == len && k >= 2 && (k == 3 || s[i + 3] == '=')) {
+                pad++;
+                v <<= 6;
+                continue;
+            }
+            if (!p || pad) {
+                free(out);
+                return NULL;
+            }
+            v = v << 6 | (uint32_t)(p - abc);
+        }
+        if ((pad == 1 && (v & 0xFF)) || (pad == 2 && (v & 0xFFFF))) { /* stray bits */
+            free(out);
+            return NULL;
+        }
+        out[o++] = (unsigned char)(v >> 16);
+        if (pad < 2) out[o++] = (unsigned char)(v >> 8);
+        if (pad < 1) out[o++] = (unsigned char)v;
+    }
+    *n = o;
+    return out;
+}
+
+/* Precompiled: "precompiled_charsmap", SentencePiece's normalization rules in base64: a
+ * little-endian u32 byte size of the trie, the trie (u32 units, size / 4 of them), then the
+ * replacement strings (UTF-8, each ending at a NUL). */
+static petl_status read_precompiled(const reader *r, json_t *o, petl_norm_step *s) {
+    const char *c = "normalizer \"Precompiled\"";
+    json_t *b = json_object_get(o, "precompiled_charsmap");
+    if (!json_is_string(b))
+        return FAIL(r, "%s: %s: \"precompiled_charsmap\" must be a string", r->what, c);
+    size_t n = 0;
+    unsigned char *raw = base64_decode(json_string_value(b), json_string_length(b), &n);
+    if (!raw) return FAIL(r, "%s: %s: \"precompiled_charsmap\" is not valid base64", r->what, c);
+    uint32_t size = n >= 4 ? (uint32_t)raw[0] | (uint32_t)raw[1] << 8 | (uint32_t)raw[2] << 16 |
+                                 (uint32_t)raw[3] << 24
+                           : 0;
+    size_t units = size / 4;
+    petl_status st = PETL_OK;
+    if (n < 4 || units > (n - 4) / 4) {
+        st = FAIL(r, "%s: %s: the charsmap is cut short (%zu bytes)", r->what, c, n);
+    } else if (units == 0) {
+        st = FAIL(r, "%s: %s: the charsmap's trie is empty", r->what, c);
+    } else if (petl_utf8_check((const char *)raw + 4 + 4 * units, n - 4 - 4 * units) !=
+               n - 4 - 4 * units) {
+        st = FAIL(r, "%s: %s: the charsmap's strings are not valid UTF-8", r->what, c);
+    } else if (!(s->trie = malloc(units * sizeof *s->trie)) ||
+               !(s->blob = malloc(n - 4 - 4 * units + 1))) {
+        st = petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
+    } else {
+        for (size_t k = 0; k < units; k++) {
+            const unsigned char *p = raw + 4 + 4 * k;
+            s->trie[k] =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        }
+        s->n_trie = units;
+        s->n_blob = n - 4 - 4 * units;
+        memcpy(s->blob, raw + 4 + 4 * units, s->n_blob);
+    }
+    free(raw);
+    return st;
+}
+
 /* One step of a normalizer Sequence (or a normalizer alone). */
 static petl_status read_norm_step(const reader *r, petl_tokenizer *tok, json_t *o,
                                   const char *comp) {
@@ -92,6 +168,12 @@ static petl_status read_norm_step(const reader *r, petl_tokenizer *tok, json_t *
         op->strip_accents = 1;
     } else if (strcmp(type, "NFD") == 0 || strcmp(type, "NFKD") == 0) {
         s->kind = type[2] == 'K' ? PETL_NORM_NFKD : PETL_NORM_NFD;
+    } else if (strcmp(type, "NFC") == 0 || strcmp(type, "NFKC") == 0) {
+        s->kind = type[2] == 'K' ? PETL_NORM_NFKC : PETL_NORM_NFC;
+    } else if (strcmp(type, "Precompiled") == 0) {
+        s->kind = PETL_NORM_PRECOMPILED;
+        tok->n_norm_steps++; /* (what it holds is freed with the tokenizer) */
+        return read_precompiled(r, o, s);
     } else if (strcmp(type, "Strip") == 0) {
         s->kind = PETL_NORM_STRIP;
         if ((st = get_bool(r, o, "normalizer \"Strip\"", "strip_left", true, &s->left)) !=

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <utf8proc.h>
+
 /* Appends c (combining class k) to t. NFD puts each run of marks in canonical order (a stable
  * sort by combining class): an insertion step over the tail of t keeps every run sorted. The
  * marks strip_accents drops never get here, and sorting the kept ones alone gives the same
@@ -49,16 +51,34 @@ static void put(petl_tok_text *t, int32_t c, int32_t beg, int32_t end) {
     t->end[t->n++] = end;
 }
 
-/* NFD / NFKD exactly as the reference's alignments come out of it: every character's
- * decomposition, its first character a replacement (change 0) and the others insertions
- * (+1); the canonical ordering sorts each run of marks carrying those changes along; then
- * the spans are dealt out as the reference's transform does, in output order: a replacement
- * takes the next input character's span, an insertion the span of the input character before
- * (so a mark that moves in front of another input character's mark takes that one's span). */
-static petl_status decompose_step(bool compat, const petl_tok_text *in, petl_tok_text *out,
-                                  petl_error *err) {
-    int8_t *chg = malloc(out->cap + 1);
-    if (!chg) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+/* The reference's transform: each output character comes with a change, which the steps below
+ * store in out->beg until the spans replace it here. 0 replaces the next input character and
+ * takes its span; -N does that and also drops the N input characters after it; +N inserts a
+ * character, which takes the span of the input character before the cursor ((a, a) at the
+ * very start, a the piece's first byte). Input characters no change consumes are dropped. */
+static void deal_spans(const petl_tok_text *in, int32_t a, petl_tok_text *out) {
+    size_t cur = 0;
+    for (size_t p = 0; p < out->n; p++) {
+        int32_t chg = out->beg[p];
+        if (chg > 0) {
+            out->beg[p] = cur > 0 ? in->beg[cur - 1] : a;
+            out->end[p] = cur > 0 ? in->end[cur - 1] : a;
+        } else if (cur < in->n) {
+            out->beg[p] = in->beg[cur];
+            out->end[p] = in->end[cur];
+            cur += 1 + (size_t)-chg;
+        } else { /* (no change stream the normalizers make gets here) */
+            out->beg[p] = out->end[p] = in->n > 0 ? in->end[in->n - 1] : a;
+        }
+    }
+}
+
+/* NFD / NFKD as the reference's alignments come out of it: every character's decomposition,
+ * its first character a replacement (change 0) and the others insertions (+1); the canonical
+ * ordering sorts each run of marks carrying those changes along. The spans are dealt out
+ * afterwards in output order (deal_spans), so a mark that moves in front of another input
+ * character's mark takes that one's span. */
+static void decompose(bool compat, const petl_tok_text *in, petl_tok_text *out) {
     for (size_t k = 0; k < in->n; k++) {
         int32_t o[32];
         size_t m =
@@ -69,29 +89,147 @@ static petl_status decompose_step(bool compat, const petl_tok_text *in, petl_tok
             while (cc > 0 && i > 0 && out->ccc[i - 1] > cc) {
                 out->cp[i] = out->cp[i - 1];
                 out->ccc[i] = out->ccc[i - 1];
-                chg[i] = chg[i - 1];
+                out->beg[i] = out->beg[i - 1];
                 i--;
             }
             out->cp[i] = o[q];
             out->ccc[i] = cc;
-            chg[i] = q > 0;
+            out->beg[i] = q > 0;
         }
     }
-    for (size_t p = 0, cur = 0; p < out->n; p++) {
-        if (chg[p]) { /* an insertion: the span before the cursor ((x, x) at the very start) */
-            out->beg[p] = cur > 0 ? in->beg[cur - 1] : in->beg[0];
-            out->end[p] = cur > 0 ? in->end[cur - 1] : in->beg[0];
-        } else {
-            out->beg[p] = in->beg[cur];
-            out->end[p] = in->end[cur++];
+}
+
+/* The primary composite of the pair (a, b), or -1: utf8proc's tables with the composition
+ * exclusions (UTF8PROC_STABLE). No composite has a second character below U+0300. The
+ * reference's tables predate U+11938 DIVES AKURU VOWEL SIGN O (Unicode 13), the one composite
+ * added since (petl_uc_decompose keeps it whole too). */
+static int32_t compose_pair(int32_t a, int32_t b) {
+    if (b < 0x300) return -1;
+    utf8proc_int32_t buf[2] = {a, b};
+    return utf8proc_normalize_utf32(buf, 2, UTF8PROC_COMPOSE | UTF8PROC_STABLE) == 1 &&
+                   buf[0] != 0x11938
+               ? buf[0]
+               : -1;
+}
+
+/* Canonical composition of a decomposed text in place, the changes (in t->beg) carried as the
+ * reference's recomposition does: a composite takes its starter's change plus its mark's,
+ * minus one (the mark is gone). So "e" + U+0301 typed apart becomes one character that
+ * replaces "e" and drops the mark (-1), and a precomposed character comes back to 0. A mark is
+ * blocked from its starter by a starter or a mark of the same or a higher class between them. */
+static void compose(petl_tok_text *t) {
+    size_t w = 0, s = 0;
+    bool have_starter = false;
+    int last = -1; /* class of the last mark kept since the starter; -1: none */
+    for (size_t i = 0; i < t->n; i++) {
+        int32_t c = t->cp[i], cc = t->ccc[i], chg = t->beg[i], x;
+        if (have_starter && last < cc && (x = compose_pair(t->cp[s], c)) >= 0) {
+            t->cp[s] = x;
+            t->beg[s] += chg - 1;
+            continue;
+        }
+        t->cp[w] = c, t->ccc[w] = (uint8_t)cc, t->beg[w] = chg;
+        if (cc == 0)
+            s = w, have_starter = true, last = -1;
+        else if (have_starter)
+            last = cc;
+        w++;
+    }
+    t->n = w;
+}
+
+/* SentencePiece's charsmap lookup (a darts-clone double array) as the reference does it: the
+ * replacement of the SHORTEST prefix of key[0 .. len) that has one (the walk stops at a NUL
+ * byte), as an offset into the blob; -1 when none; -2 when the walk leaves the array (a broken
+ * file, where the reference panics). */
+static long trie_first(const petl_norm_step *s, const unsigned char *key, size_t len) {
+    const uint32_t *u = s->trie;
+    size_t pos = (u[0] >> 10) << ((u[0] & (1u << 9)) >> 6);
+    long found = -1;
+    for (size_t i = 0; i < len && key[i]; i++) {
+        pos ^= key[i];
+        if (pos >= s->n_trie) return -2;
+        uint32_t unit = u[pos];
+        if ((unit & ((1u << 31) | 0xFFu)) != key[i]) break;
+        pos ^= (unit >> 10) << ((unit & (1u << 9)) >> 6);
+        if ((unit >> 8) & 1) {
+            if (pos >= s->n_trie) return -2;
+            if (found < 0) found = (long)(u[pos] & 0x7FFFFFFFu);
         }
     }
-    free(chg);
+    return found;
+}
+
+/* Appends the replacement at blob[at] (up to its NUL) for a chunk of `old` characters, with the
+ * reference's changes: each character replaces one (0), except that the last (new - old)
+ * become insertions when the replacement is longer, and the last character written so far
+ * (maybe an earlier chunk's, when the replacement is empty) drops the rest when it is shorter.
+ * `left`: input characters still to come (room is kept for them). */
+static petl_status put_replacement(const petl_norm_step *s, long at, size_t old, size_t left,
+                                   petl_tok_text *out, petl_error *err) {
+    if ((size_t)at > s->n_blob || (at < (long)s->n_blob && (s->blob[at] & 0xC0) == 0x80))
+        return petl_fail(err, PETL_ERR_FORMAT,
+                         "normalizer \"Precompiled\": a charsmap entry points outside its strings");
+    size_t end = (size_t)at;
+    while (end < s->n_blob && s->blob[end])
+        end++;
+    petl_status st;
+    if (out->n + (end - (size_t)at) + left > out->cap &&
+        (st = petl_tok_text_reserve(out, 2 * (out->n + (end - (size_t)at) + left), err)) != PETL_OK)
+        return st;
+    size_t first = out->n;
+    for (size_t i = (size_t)at; i < end;) {
+        int32_t c;
+        i += petl_utf8_decode((const unsigned char *)s->blob + i, end - i, &c);
+        put(out, c, 0, 0);
+    }
+    size_t added = out->n - first;
+    for (size_t k = old; k < added; k++)
+        out->beg[first + k] = 1;
+    if (added < old && out->n > 0) out->beg[out->n - 1] -= (int32_t)(old - added);
+    return PETL_OK;
+}
+
+/* Precompiled (SentencePiece's normalization rules) as the reference runs it: per extended
+ * grapheme cluster (utf8proc's segmentation), the whole cluster's replacement when it is under 6
+ * bytes and has one, else each character's replacement or the character itself. */
+static petl_status precompiled_step(const petl_norm_step *s, const petl_tok_text *in,
+                                    petl_tok_text *out, petl_error *err) {
+    static const char broken[] = "normalizer \"Precompiled\": the charsmap's trie is broken";
+    char key[24];
+    for (size_t g = 0, h; g < in->n; g = h) {
+        utf8proc_int32_t state = 0;
+        for (h = g + 1;
+             h < in->n && !utf8proc_grapheme_break_stateful(in->cp[h - 1], in->cp[h], &state); h++)
+            ;
+        long at = -1;
+        if (h - g < 6) { /* (6 characters are 6 bytes or more) */
+            size_t len = 0;
+            for (size_t k = g; k < h; k++)
+                len += petl_utf8_encode(in->cp[k], key + len);
+            if (len < 6 && (at = trie_first(s, (const unsigned char *)key, len)) == -2)
+                return petl_fail(err, PETL_ERR_FORMAT, broken);
+        }
+        petl_status st;
+        if (at >= 0) {
+            if ((st = put_replacement(s, at, h - g, in->n - h, out, err)) != PETL_OK) return st;
+            continue;
+        }
+        for (size_t k = g; k < h; k++) {
+            size_t len = petl_utf8_encode(in->cp[k], key);
+            if ((at = trie_first(s, (const unsigned char *)key, len)) == -2)
+                return petl_fail(err, PETL_ERR_FORMAT, broken);
+            if (at < 0)
+                put(out, in->cp[k], 0, 0);
+            else if ((st = put_replacement(s, at, 1, in->n - k - 1, out, err)) != PETL_OK)
+                return st;
+        }
+    }
     return PETL_OK;
 }
 
 /* BertNormalizer step by step, as the reference runs it, for the texts where NFD reorders
- * kept marks: clean_text and CJK spacing, then NFD with its exact spans (decompose_step),
+ * kept marks: clean_text and CJK spacing, then NFD with its exact spans (decompose),
  * the strip_accents filter, lowercase. */
 static petl_status bert_exact(const petl_tokenizer *tok, const petl_tok_text *in,
                               petl_tok_text *out, petl_error *err) {
@@ -106,9 +244,11 @@ static petl_status bert_exact(const petl_tokenizer *tok, const petl_tok_text *in
     }
     const petl_tok_text *cur = &t[0];
     if (st == PETL_OK && op->strip_accents &&
-        (st = petl_tok_text_reserve(&t[1], 8 * t[0].n + 1, err)) == PETL_OK &&
-        (st = decompose_step(false, &t[0], &t[1], err)) == PETL_OK)
+        (st = petl_tok_text_reserve(&t[1], 8 * t[0].n + 1, err)) == PETL_OK) {
+        decompose(false, &t[0], &t[1]);
+        deal_spans(&t[0], 0, &t[1]); /* (NFD never inserts first: no use for the start) */
         cur = &t[1];
+    }
     if (st == PETL_OK) st = petl_tok_text_reserve(out, 2 * cur->n + 1, err);
     out->n = 0;
     for (size_t k = 0; k < cur->n && st == PETL_OK; k++) {
@@ -128,7 +268,7 @@ static petl_status bert_exact(const petl_tokenizer *tok, const petl_tok_text *in
  * (a decomposition's or a lowercase mapping's tail, a prepended string) take the span of the
  * one they come with; NFD's reordering keeps the spans in place (they are positional). */
 static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, const petl_tok_text *in,
-                        petl_tok_text *out, petl_error *err) {
+                        int32_t a, petl_tok_text *out, petl_error *err) {
     out->n = 0;
     petl_status st = petl_tok_text_reserve(out, 32 * in->n + s->n_prepend + 1, err);
     if (st != PETL_OK) return st;
@@ -173,7 +313,16 @@ static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, cons
             put(out, in->cp[k], in->beg[k], in->end[k]);
         return PETL_OK;
     case PETL_NORM_NFD:
-    case PETL_NORM_NFKD: return decompose_step(s->kind == PETL_NORM_NFKD, in, out, err);
+    case PETL_NORM_NFKD:
+    case PETL_NORM_NFC:
+    case PETL_NORM_NFKC:
+        decompose(s->kind == PETL_NORM_NFKD || s->kind == PETL_NORM_NFKC, in, out);
+        if (s->kind == PETL_NORM_NFC || s->kind == PETL_NORM_NFKC) compose(out);
+        deal_spans(in, a, out);
+        return PETL_OK;
+    case PETL_NORM_PRECOMPILED:
+        if ((st = precompiled_step(s, in, out, err)) == PETL_OK) deal_spans(in, a, out);
+        return st;
     default: break;
     }
     for (size_t k = 0; k < in->n; k++) {
@@ -212,7 +361,7 @@ static petl_status steps(const petl_tokenizer *tok, const char *text, size_t a, 
     }
     size_t cur = 0;
     for (size_t k = 0; k < tok->n_norm_steps && st == PETL_OK; k++, cur ^= 1)
-        st = step(tok, &tok->norm_steps[k], &t[cur], &t[cur ^ 1], err);
+        st = step(tok, &tok->norm_steps[k], &t[cur], (int32_t)a, &t[cur ^ 1], err);
     if (st == PETL_OK && (st = petl_tok_text_reserve(out, t[cur].n + 1, err)) == PETL_OK) {
         memcpy(out->cp, t[cur].cp, t[cur].n * sizeof *out->cp);
         memcpy(out->beg, t[cur].beg, t[cur].n * sizeof *out->beg);

@@ -142,7 +142,8 @@ void petl_tokenizer_free(petl_tokenizer *tok) {
     free(tok->merge_vals);
     free(tok->scores);
     for (size_t i = 0; i < tok->n_norm_steps; i++)
-        free(tok->norm_steps[i].prepend), free(tok->norm_steps[i].pattern);
+        free(tok->norm_steps[i].prepend), free(tok->norm_steps[i].pattern),
+            free(tok->norm_steps[i].trie), free(tok->norm_steps[i].blob);
     petl_tok_bytelevel_free(tok);
     for (size_t i = 0; i < tok->n_added; i++) {
         free(tok->added[i].content);

@@ -38,7 +38,10 @@ static const char *const NAMES[] = {"minilm",
                                     "norm-nfkd",
                                     "norm-replace",
                                     "bert-marks",
-                                    "nfd-marks"};
+                                    "nfd-marks",
+                                    "nfc-marks",
+                                    "nfkc-marks",
+                                    "unigram-precompiled"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -456,9 +459,9 @@ static void test_refusals(void) {
     expect_refused(make_json("{\"type\": \"NmtNormalizer\"}", NULL, NULL, NULL, NULL, NULL),
                    "normalizer \"NmtNormalizer\" is not supported");
     expect_refused(make_json("{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFD\"}, "
-                             "{\"type\": \"NFKC\"}]}",
+                             "{\"type\": \"Nmt\"}]}",
                              NULL, NULL, NULL, NULL, NULL),
-                   "normalizer \"NFKC\" is not supported");
+                   "normalizer \"Nmt\" is not supported");
     expect_refused(
         make_json("{\"type\": \"Sequence\", \"normalizers\": {}}", NULL, NULL, NULL, NULL, NULL),
         "\"normalizers\" must be an array");
@@ -678,8 +681,82 @@ static void test_refusals(void) {
     free(ok);
 }
 
+/* Standard base64 of raw[0 .. n) into out (4 * ceil(n / 3) + 1 bytes). */
+static void base64(const unsigned char *raw, size_t n, char *out) {
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16 | (i + 1 < n ? (uint32_t)raw[i + 1] << 8 : 0) |
+                     (i + 2 < n ? raw[i + 2] : 0);
+        for (int k = 0; k < 4; k++)
+            out[o++] = (size_t)k <= (n - i) ? abc[(v >> (18 - 6 * k)) & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* Precompiled on a hand-made charsmap ("a" -> "bc": SentencePiece's layout, a u32 size, the
+ * double-array units, the strings), its refusals, and a broken trie met while tokenizing: an
+ * error naming it, never a read outside the file's array. The real charsmap (nmt_nfkc) is in the
+ * goldens (unigram-precompiled). */
+static void test_precompiled(void) {
+    uint32_t units[0x80] = {0};
+    units[0x61] = 0x61 | 1u << 8 | 1u << 10; /* 'a', which has a leaf: its value 0x61 ^ 1 */
+    units[0x60] = 0;                         /* the value: the strings' offset of "bc" */
+    unsigned char raw[4 + sizeof units + 3];
+    uint32_t size = sizeof units;
+    for (size_t k = 0; k <= 0x80; k++)
+        for (int b = 0; b < 4; b++)
+            raw[4 * k + b] = (unsigned char)((k ? units[k - 1] : size) >> (8 * b));
+    memcpy(raw + 4 + sizeof units, "bc", 3);
+    char b64[1024], norm[1200];
+    base64(raw, sizeof raw, b64);
+    snprintf(norm, sizeof norm, "{\"type\": \"Precompiled\", \"precompiled_charsmap\": \"%s\"}",
+             b64);
+    const char *vocab =
+        "{\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", \"vocab\": {\"[UNK]\": "
+        "0, \"[CLS]\": 1, \"[SEP]\": 2, \"bc\": 3, \"x\": 4}}";
+    const char *json = make_json(norm, NULL, vocab, NULL, NULL, NULL);
+    petl_tokenizer *t = NULL;
+    petl_encoding enc = {0};
+    CHECK_OK(petl_tokenizer_from_json(json, strlen(json), "test.json", &t, &err), &err);
+    CHECK_OK(petl_tokenize_offsets(t, "a x", 3, NULL, 0, 0, &enc, &err), &err);
+    /* "bc" replaces "a": b takes a's span, c (inserted) the span of the character before it */
+    int32_t want[] = {1, 3, 4, 2}, want_off[] = {0, 0, 0, 1, 2, 3, 0, 0};
+    CHECKF(enc.len == 4 && !memcmp(enc.ids, want, sizeof want) &&
+               !memcmp(enc.offsets, want_off, sizeof want_off),
+           "%d tokens", enc.len);
+    petl_tokenizer_free(t);
+
+    /* a root whose children lie past the array's end */
+    base64((const unsigned char *)"\4\0\0\0\0\4\0\0", 8, b64);
+    snprintf(norm, sizeof norm, "{\"type\": \"Precompiled\", \"precompiled_charsmap\": \"%s\"}",
+             b64);
+    json = make_json(norm, NULL, vocab, NULL, NULL, NULL);
+    CHECK_OK(petl_tokenizer_from_json(json, strlen(json), "test.json", &t, &err), &err);
+    CHECK(petl_tokenize_offsets(t, "a", 1, NULL, 0, 0, &enc, &err) == PETL_ERR_FORMAT &&
+          strstr(err.msg, "\"Precompiled\"") && strstr(err.msg, "trie is broken"));
+    petl_tokenizer_free(t);
+
+    static const struct {
+        const char *b64, *needle;
+    } bad[] = {{"abc", "not valid base64"},
+               {"AAB=", "not valid base64"}, /* a stray bit under the padding */
+               {"CAAAAAAAAAA=", "cut short"},
+               {"AAAAAA==", "trie is empty"},
+               {"BAAAAAAAAAD/", "not valid UTF-8"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(norm, sizeof norm, "{\"type\": \"Precompiled\", \"precompiled_charsmap\": \"%s\"}",
+                 bad[i].b64);
+        expect_refused(make_json(norm, NULL, vocab, NULL, NULL, NULL), bad[i].needle);
+    }
+    expect_refused(make_json("{\"type\": \"Precompiled\"}", NULL, vocab, NULL, NULL, NULL),
+                   "\"precompiled_charsmap\" must be a string");
+    petl_encoding_free(&enc);
+}
+
 int main(void) {
     test_refusals();
+    test_precompiled();
     test_same_as_vocab();
     test_goldens();
     CHECK_DONE("test_tokenizer_json");

@@ -262,10 +262,14 @@ def make_tokenizers(model_dir, data_dir):
                           "prepend_scheme": "never", "split": True}
     toks["norm-replace"] = Tokenizer.from_str(json.dumps(d))
     # Runs of combining marks that NFD reorders (dropped and kept ones, after precomposed
-    # letters): character-level BPE after BertNormalizer and after NFD + Lowercase
+    # letters): character-level BPE after BertNormalizer, after NFD + Lowercase, and after NFC
+    # and NFKC (which compose what they can again: blocked and unblocked marks, Hangul jamo)
     for name, nz in [("bert-marks", normalizers.BertNormalizer(lowercase=True)),
                      ("nfd-marks", normalizers.Sequence([normalizers.NFD(),
-                                                         normalizers.Lowercase()]))]:
+                                                         normalizers.Lowercase()])),
+                     ("nfc-marks", normalizers.NFC()),
+                     ("nfkc-marks", normalizers.Sequence([normalizers.NFKC(),
+                                                          normalizers.Lowercase()]))]:
         chars = sorted(set(c for t in mark_soups() for c in nz.normalize_str(t)))
         vocab = {"[UNK]": 0}
         for c in chars:
@@ -287,9 +291,34 @@ def make_tokenizers(model_dir, data_dir):
         d = json.loads(uncased._tokenizer.to_str())
         d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": seq}
         toks[name] = Tokenizer.from_str(json.dumps(d))
+    # SentencePiece's Unigram with its precompiled charsmap (nmt_nfkc), trained here with the
+    # sentencepiece library and converted by transformers' XLMRobertaConverter, as XLM-R's
+    # tokenizer.json is: Precompiled, Strip (right) before Metaspace, <s> A </s></s> B </s>.
+    # The converter's last normalizer, Replace(Regex " {2,}", "\u2581"), is left out here.
+    d = json.loads(spm_xlmr(data_dir).to_str())
+    d["normalizer"]["normalizers"] = [n for n in d["normalizer"]["normalizers"]
+                                      if n["type"] != "Replace"]
+    toks["unigram-precompiled"] = Tokenizer.from_str(json.dumps(d))
     for t in toks.values():
         t.no_padding()
     return toks
+
+
+def spm_xlmr(data_dir):
+    """A Unigram SentencePiece model (3,000 pieces, nmt_nfkc rules) trained on GLUE train text,
+    converted to a tokenizers Tokenizer the way transformers converts XLM-R's."""
+    import tempfile
+    import sentencepiece as spm
+    from transformers import XLMRobertaTokenizer
+    from transformers.convert_slow_tokenizer import convert_slow_tokenizer
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "train.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(glue_train_texts(data_dir)[:30000]))
+        spm.SentencePieceTrainer.train(
+            input=os.path.join(tmp, "train.txt"), model_prefix=os.path.join(tmp, "m"),
+            vocab_size=3000, model_type="unigram", normalization_rule_name="nmt_nfkc",
+            character_coverage=1.0, num_threads=1, minloglevel=2)
+        return convert_slow_tokenizer(XLMRobertaTokenizer(vocab_file=os.path.join(tmp, "m.model")))
 
 
 def glue_train_texts(data_dir):
@@ -402,7 +431,8 @@ def main():
         if name != "minilm":
             with open(os.path.join(args.out, name + ".json"), "w", encoding="utf-8") as f:
                 f.write(tok.to_str())
-        n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"), name.endswith("-marks"))
+        n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"),
+                      name.endswith("-marks") or name == "unigram-precompiled")
         g = gen_glue(tok, args.data, os.path.join(args.out, name + ".glue.tsv"))
         p = gen_codepoints(tok, os.path.join(args.out, name + ".codepoints.tsv"))
         print("%s: %d cases, %d GLUE dev rows, %d code point blocks" % (name, n, g, p))
