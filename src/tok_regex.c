@@ -221,6 +221,7 @@ static bool char_class(xlat *x, bool icase) {
         char ch = x->p[x->i];
         if (ch == ']' && !range) {
             x->i++;
+            emits(x, "]");
             return true;
         }
         if (ch == '[') return refuse(x, "a nested class or [:name:] is not supported", here);
