@@ -38,7 +38,8 @@ static const char *const NAMES[] = {"minilm",
                                     "norm-nfkd",
                                     "norm-replace",
                                     "bert-marks",
-                                    "nfd-marks"};
+                                    "nfd-marks",
+                                    "split-gpt4"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
