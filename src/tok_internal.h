@@ -87,8 +87,7 @@ typedef struct {
     bool left, right; /* Strip */
     int32_t *prepend; /* Prepend: owned code points (Replace: the content) */
     size_t n_prepend;
-    int32_t *pattern; /* Replace: owned code points of the literal it replaces ... */
-    size_t n_pattern;
+    void *re; /* Replace: what it replaces, compiled (petl_tok_regex_compile) */
     uint32_t *trie; /* Precompiled: owned [n_trie] SentencePiece's double-array units */
     size_t n_trie;
     char *blob; /* Precompiled: owned [n_blob] the replacements, each ending at a NUL */
@@ -102,7 +101,8 @@ typedef enum {
     PETL_PRE_WHITESPACE,
     PETL_PRE_WHITESPACE_SPLIT,
     PETL_PRE_PUNCTUATION,
-    PETL_PRE_DIGITS
+    PETL_PRE_DIGITS,
+    PETL_PRE_SPLIT
 } petl_tok_pre_tokenizer;
 /* How a split treats what it splits on (the reference's SplitDelimiterBehavior). */
 typedef enum {
@@ -112,6 +112,13 @@ typedef enum {
     PETL_SPLIT_MERGED_WITH_NEXT,
     PETL_SPLIT_CONTIGUOUS
 } petl_tok_split_behavior;
+/* A Split pre-tokenizer: its pattern (String or Regex) compiled, what it does with the matches,
+ * and whether the matches are the pieces between them instead (invert). */
+typedef struct {
+    void *re;
+    petl_tok_split_behavior behavior;
+    bool invert;
+} petl_tok_split;
 typedef enum { PETL_PREPEND_ALWAYS, PETL_PREPEND_FIRST, PETL_PREPEND_NEVER } petl_tok_prepend;
 typedef enum { PETL_MODEL_WORDPIECE, PETL_MODEL_BPE, PETL_MODEL_UNIGRAM } petl_tok_model;
 
@@ -163,6 +170,8 @@ struct petl_tokenizer {
     bool prefix_space;                      /* ByteLevel's add_prefix_space */
     petl_tok_split_behavior punct_behavior; /* Punctuation's */
     bool individual_digits;                 /* Digits' */
+    petl_tok_split splits[9];               /* the Split stages, in the order they run */
+    size_t n_splits;
     void *split_regex; /* ByteLevel's use_regex: the GPT-2 split (pcre2_code *), else NULL */
 
     petl_tok_model model;
@@ -243,6 +252,17 @@ typedef struct {
     size_t n, cap;
 } petl_tok_text;
 
+/* Working memory of petl_tok_regex_find: the text in UTF-8 with each byte's character index,
+ * and the matches found. */
+typedef struct {
+    char *bytes;
+    size_t *boff;
+    size_t cap_bytes;
+    size_t *m; /* [n_m, 2] the matches as ranges of characters */
+    size_t n_m, cap_m;
+    void *md; /* pcre2_match_data */
+} petl_tok_regex_scratch;
+
 /* The tokens of one sequence, before the template. */
 typedef struct {
     int32_t *ids;  /* [n] */
@@ -290,6 +310,7 @@ typedef struct {
     petl_bpe_merge *heap;
     size_t cap_syms, cap_heap;
     petl_tok_seq seq[2];
+    petl_tok_regex_scratch rx; /* Split's matches */
 } petl_tok_work;
 
 void petl_tok_work_free(petl_tok_work *w);
@@ -320,6 +341,17 @@ petl_status petl_tok_model_run(const petl_tokenizer *tok, petl_tok_work *w, size
 petl_status petl_tok_bytelevel_init(petl_tokenizer *tok, bool use_regex, const char *what,
                                     petl_error *err);
 void petl_tok_bytelevel_free(petl_tokenizer *tok);
+/* A pattern of Replace or Split (comp names it in errors): a "String" (literal) matches as it
+ * is; a "Regex" has Oniguruma's syntax (the reference's engine) and is translated for PCRE2, or
+ * refused where the two would not match the same. *re is freed with petl_tok_regex_free. */
+petl_status petl_tok_regex_compile(const char *pattern, bool literal, const char *what,
+                                   const char *comp, void **re, petl_error *err);
+void petl_tok_regex_free(void *re);
+/* The matches of re in the characters cp[0..n) into s->m, as the reference finds them
+ * (leftmost, non-overlapping; none in an empty text). */
+petl_status petl_tok_regex_find(const void *re, const int32_t *cp, size_t n,
+                                petl_tok_regex_scratch *s, petl_error *err);
+void petl_tok_regex_scratch_free(petl_tok_regex_scratch *s);
 /* BPE's merges: n pairs of ids (pairs[2k], pairs[2k + 1]) -> merged[k], ranked by order (a
  * later duplicate of a pair replaces the earlier one, as a HashMap collect does). */
 petl_status petl_tok_bpe_set_merges(petl_tokenizer *tok, const int32_t *pairs,

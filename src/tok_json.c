@@ -72,6 +72,41 @@ static petl_status get_type(const reader *r, json_t *o, const char *comp, const 
     return PETL_OK;
 }
 
+/* The "pattern" of Replace and Split: {"String": literal} or {"Regex": Oniguruma syntax}. */
+static petl_status get_pattern(const reader *r, json_t *o, const char *comp, const char **pat,
+                               bool *literal) {
+    json_t *pt = json_object_get(o, "pattern");
+    const char *str = NULL, *rx = NULL;
+    petl_status st;
+    if (json_is_object(pt) && json_object_size(pt) == 1 &&
+        ((st = get_string(r, pt, comp, "String", NULL, &str)) != PETL_OK ||
+         (st = get_string(r, pt, comp, "Regex", NULL, &rx)) != PETL_OK))
+        return st;
+    if (!str && !rx)
+        return FAIL(r, "%s: %s: \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}", r->what,
+                    comp);
+    *pat = str ? str : rx;
+    *literal = str != NULL;
+    return PETL_OK;
+}
+
+/* A split "behavior" (absent: def, or an error when def is NULL). */
+static petl_status get_behavior(const reader *r, json_t *o, const char *comp, const char *def,
+                                petl_tok_split_behavior *out) {
+    static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious",
+                                        "MergedWithNext", "Contiguous"};
+    const char *b;
+    petl_status st = get_string(r, o, comp, "behavior", def, &b);
+    if (st != PETL_OK) return st;
+    if (!b) return FAIL(r, "%s: %s: \"behavior\" is missing", r->what, comp);
+    size_t k = 0;
+    while (k < 5 && strcmp(b, names[k]) != 0)
+        k++;
+    if (k == 5) return FAIL(r, "%s: %s: behavior \"%.32s\" is unknown", r->what, comp, b);
+    *out = (petl_tok_split_behavior)k;
+    return PETL_OK;
+}
+
 /* -------------------------------------------------------------------------- normalizer */
 
 /* Standard base64 with canonical padding, as the reference's decoder takes it (no spaces, no
@@ -182,29 +217,20 @@ static petl_status read_norm_step(const reader *r, petl_tokenizer *tok, json_t *
                 PETL_OK)
             return st;
     } else if (strcmp(type, "Replace") == 0) {
-        const char *c = "normalizer \"Replace\"", *pat = NULL, *content;
-        json_t *pt = json_object_get(o, "pattern");
-        if (json_is_object(pt) && json_object_get(pt, "Regex"))
-            return FAIL(r, "%s: %s: a Regex pattern is not supported (only String)", r->what, c);
-        if ((st = get_string(r, pt, c, "String", NULL, &pat)) != PETL_OK ||
+        const char *c = "normalizer \"Replace\"", *pat, *content;
+        bool literal;
+        if ((st = get_pattern(r, o, c, &pat, &literal)) != PETL_OK ||
             (st = get_string(r, o, c, "content", NULL, &content)) != PETL_OK)
             return st;
-        if (!json_is_object(pt) || !pat || !*pat || !content)
-            return FAIL(r, "%s: %s: needs \"pattern\": {\"String\": non-empty} and \"content\"",
-                        r->what, c);
+        if (!content) return FAIL(r, "%s: %s: \"content\" is missing", r->what, c);
         s->kind = PETL_NORM_REPLACE;
-        s->pattern = malloc((strlen(pat) + 1) * sizeof *s->pattern);
+        tok->n_norm_steps++; /* what it holds is freed with the tokenizer from here on */
         s->prepend = malloc((strlen(content) + 1) * sizeof *s->prepend);
-        if (!s->pattern || !s->prepend) {
-            tok->n_norm_steps++; /* (freed with the tokenizer) */
-            return petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
-        }
-        for (size_t i = 0, len = strlen(pat); i < len;)
-            i += petl_utf8_decode((const unsigned char *)pat + i, len - i,
-                                  &s->pattern[s->n_pattern++]);
+        if (!s->prepend) return petl_fail(r->err, PETL_ERR_NOMEM, "%s: out of memory", r->what);
         for (size_t i = 0, len = strlen(content); i < len;)
             i += petl_utf8_decode((const unsigned char *)content + i, len - i,
                                   &s->prepend[s->n_prepend++]);
+        return petl_tok_regex_compile(pat, literal, r->what, c, &s->re, r->err);
     } else if (strcmp(type, "Prepend") == 0) {
         const char *pre;
         if ((st = get_string(r, o, "normalizer \"Prepend\"", "prepend", NULL, &pre)) != PETL_OK)
@@ -291,20 +317,24 @@ static petl_status read_pre_one(const reader *r, petl_tokenizer *tok, json_t *o,
                         &tok->individual_digits);
     }
     if (strcmp(type, "Punctuation") == 0) {
-        static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious",
-                                            "MergedWithNext", "Contiguous"};
-        const char *b;
-        if ((st = get_string(r, o, "pre_tokenizer \"Punctuation\"", "behavior", "Isolated", &b)) !=
-            PETL_OK)
-            return st;
-        size_t k = 0;
-        while (k < 5 && strcmp(b, names[k]) != 0)
-            k++;
-        if (k == 5)
-            return FAIL(r, "%s: pre_tokenizer \"Punctuation\": behavior \"%.32s\" is unknown",
-                        r->what, b);
-        tok->punct_behavior = (petl_tok_split_behavior)k;
         *kind = PETL_PRE_PUNCTUATION;
+        return get_behavior(r, o, "pre_tokenizer \"Punctuation\"", "Isolated",
+                            &tok->punct_behavior);
+    }
+    if (strcmp(type, "Split") == 0) {
+        /* the reference requires all three keys */
+        const char *c = "pre_tokenizer \"Split\"", *pat;
+        bool literal;
+        petl_tok_split *sp = &tok->splits[tok->n_splits];
+        if (tok->n_splits == sizeof tok->splits / sizeof tok->splits[0])
+            return FAIL(r, "%s: %s: more than 9 Splits is not supported", r->what, comp);
+        if ((st = get_pattern(r, o, c, &pat, &literal)) != PETL_OK ||
+            (st = get_behavior(r, o, c, NULL, &sp->behavior)) != PETL_OK ||
+            (st = need_bool(r, o, c, "invert", &sp->invert)) != PETL_OK ||
+            (st = petl_tok_regex_compile(pat, literal, r->what, c, &sp->re, r->err)) != PETL_OK)
+            return st;
+        tok->n_splits++;
+        *kind = PETL_PRE_SPLIT;
         return PETL_OK;
     }
     if (strcmp(type, "ByteLevel") == 0) {

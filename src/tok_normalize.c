@@ -263,12 +263,14 @@ static petl_status bert_exact(const petl_tokenizer *tok, const petl_tok_text *in
     return st;
 }
 
-/* One step over `in` into `out`, each output character with the span the reference's
- * alignments give it: a character made from one keeps that one's; characters a step adds
- * (a decomposition's or a lowercase mapping's tail, a prepended string) take the span of the
- * one they come with; NFD's reordering keeps the spans in place (they are positional). */
+/* One step over `in` into `out` (a piece that starts at byte `origin` of the raw text; rx:
+ * working memory), each output character with the span the reference's alignments give it: a
+ * character made from one keeps that one's; characters a step adds (a decomposition's or a
+ * lowercase mapping's tail, a prepended string) take the span of the one they come with; NFD's
+ * reordering keeps the spans in place (they are positional). */
 static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, const petl_tok_text *in,
-                        int32_t a, petl_tok_text *out, petl_error *err) {
+                        int32_t origin, petl_tok_regex_scratch *rx, petl_tok_text *out,
+                        petl_error *err) {
     out->n = 0;
     petl_status st = petl_tok_text_reserve(out, 32 * in->n + s->n_prepend + 1, err);
     if (st != PETL_OK) return st;
@@ -283,27 +285,23 @@ static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, cons
             put(out, in->cp[k], in->beg[k], in->end[k]);
         return PETL_OK;
     case PETL_NORM_REPLACE:
-        /* every (leftmost, non-overlapping) occurrence of the pattern becomes the content;
-         * the content's characters take the span of the last character they replace (the
-         * reference inserts them after the match) */
-        for (size_t k = 0; k < in->n;) {
-            if (k + s->n_pattern <= in->n &&
-                memcmp(in->cp + k, s->pattern, s->n_pattern * sizeof *s->pattern) == 0) {
-                size_t last = k + s->n_pattern - 1;
-                if (out->n + s->n_prepend > out->cap &&
-                    (st = petl_tok_text_reserve(out, out->n + s->n_prepend + in->n, err)) !=
-                        PETL_OK)
-                    return st;
-                for (size_t q = 0; q < s->n_prepend; q++)
-                    put(out, s->prepend[q], in->beg[last], in->end[last]);
-                k += s->n_pattern;
-            } else {
-                if (out->n + 1 > out->cap &&
-                    (st = petl_tok_text_reserve(out, out->n + 1 + in->n, err)) != PETL_OK)
-                    return st;
+        /* every match becomes the content, whose characters take the span of the last character
+         * the match covers (the reference inserts them after it); an empty match takes the
+         * character's before it, at the very start the empty span where the piece starts */
+        if ((st = petl_tok_regex_find(s->re, in->cp, in->n, rx, err)) != PETL_OK) return st;
+        for (size_t q = 0, k = 0; q <= rx->n_m; q++) {
+            size_t a = q < rx->n_m ? rx->m[2 * q] : in->n, b = q < rx->n_m ? rx->m[2 * q + 1] : 0;
+            size_t add = (a - k) + (q < rx->n_m ? s->n_prepend : 0);
+            if (out->n + add > out->cap &&
+                (st = petl_tok_text_reserve(out, out->n + add + in->n, err)) != PETL_OK)
+                return st;
+            for (; k < a; k++)
                 put(out, in->cp[k], in->beg[k], in->end[k]);
-                k++;
-            }
+            if (q == rx->n_m) break;
+            int32_t beg = b > 0 ? in->beg[b - 1] : origin, end = b > 0 ? in->end[b - 1] : origin;
+            for (size_t c = 0; c < s->n_prepend; c++)
+                put(out, s->prepend[c], beg, end);
+            k = b;
         }
         return PETL_OK;
     case PETL_NORM_PREPEND:
@@ -318,10 +316,10 @@ static petl_status step(const petl_tokenizer *tok, const petl_norm_step *s, cons
     case PETL_NORM_NFKC:
         decompose(s->kind == PETL_NORM_NFKD || s->kind == PETL_NORM_NFKC, in, out);
         if (s->kind == PETL_NORM_NFC || s->kind == PETL_NORM_NFKC) compose(out);
-        deal_spans(in, a, out);
+        deal_spans(in, origin, out);
         return PETL_OK;
     case PETL_NORM_PRECOMPILED:
-        if ((st = precompiled_step(s, in, out, err)) == PETL_OK) deal_spans(in, a, out);
+        if ((st = precompiled_step(s, in, out, err)) == PETL_OK) deal_spans(in, origin, out);
         return st;
     default: break;
     }
@@ -360,8 +358,10 @@ static petl_status steps(const petl_tokenizer *tok, const char *text, size_t a, 
         i += len;
     }
     size_t cur = 0;
+    petl_tok_regex_scratch rx = {0};
     for (size_t k = 0; k < tok->n_norm_steps && st == PETL_OK; k++, cur ^= 1)
-        st = step(tok, &tok->norm_steps[k], &t[cur], (int32_t)a, &t[cur ^ 1], err);
+        st = step(tok, &tok->norm_steps[k], &t[cur], (int32_t)a, &rx, &t[cur ^ 1], err);
+    petl_tok_regex_scratch_free(&rx);
     if (st == PETL_OK && (st = petl_tok_text_reserve(out, t[cur].n + 1, err)) == PETL_OK) {
         memcpy(out->cp, t[cur].cp, t[cur].n * sizeof *out->cp);
         memcpy(out->beg, t[cur].beg, t[cur].n * sizeof *out->beg);

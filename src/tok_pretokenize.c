@@ -298,12 +298,61 @@ static petl_status split_on(petl_tok_work *w, size_t i, size_t j, bool (*is)(int
     return st;
 }
 
+/* ----------------------------------------------------------------------------- Split */
+
+/* Split: the reference's find_matches on [i, j) (each match and each stretch between two
+ * matches one piece, flagged as a match, the flags flipped with invert), then its fold by
+ * behaviour: Removed drops the matches; Isolated keeps every piece; Contiguous joins a piece to
+ * the one before when both are matches or both are not; MergedWithPrevious joins a match to a
+ * non-match before it; MergedWithNext a non-match to a match before it. Empty pieces take part
+ * in the fold; only the words left empty are dropped (PreTokenizedString::split). */
+static petl_status split_regex(const petl_tok_split *sp, petl_tok_work *w, size_t i, size_t j,
+                               petl_error *err) {
+    petl_tok_regex_scratch *rx = &w->rx;
+    petl_status st = petl_tok_regex_find(sp->re, w->text.cp + i, j - i, rx, err);
+    size_t ws = 0, we = 0, at = 0; /* the word being built; the end of the last piece */
+    bool have = false, prev = false;
+    for (size_t q = 0; q < 2 * rx->n_m + 1 && st == PETL_OK; q++) {
+        /* piece q: the stretch before match q / 2 (when q is even), else match q / 2 */
+        size_t s, e;
+        bool m = q % 2 == 1;
+        if (m) {
+            s = rx->m[q - 1], e = rx->m[q];
+        } else {
+            s = at, e = q / 2 < rx->n_m ? rx->m[q] : j - i;
+            if (s == e) continue; /* no stretch between */
+        }
+        at = e;
+        m ^= sp->invert;
+        bool join = false;
+        switch (sp->behavior) {
+        case PETL_SPLIT_REMOVED:
+        case PETL_SPLIT_ISOLATED: break;
+        case PETL_SPLIT_CONTIGUOUS: join = have && m == prev; break;
+        case PETL_SPLIT_MERGED_WITH_PREVIOUS: join = have && m && !prev; break;
+        case PETL_SPLIT_MERGED_WITH_NEXT: join = have && prev && !m; break;
+        }
+        prev = m;
+        if (join) {
+            we = e;
+            continue;
+        }
+        if (have && we > ws) st = push_word(w, i + ws, i + we, err);
+        have = !(sp->behavior == PETL_SPLIT_REMOVED && m);
+        ws = s, we = e;
+    }
+    if (st == PETL_OK && have && we > ws) st = push_word(w, i + ws, i + we, err);
+    return st;
+}
+
 /* ------------------------------------------------------------------------------ stages */
 
-/* One stage on the range [i, j) of w->text, its words appended to w->words. */
-static petl_status stage(const petl_tokenizer *tok, petl_tok_pre_tokenizer kind, petl_tok_work *w,
-                         size_t i, size_t j, int32_t orig_start, petl_error *err) {
+/* One stage on the range [i, j) of w->text, its words appended to w->words (sp: a Split's). */
+static petl_status stage(const petl_tokenizer *tok, petl_tok_pre_tokenizer kind,
+                         const petl_tok_split *sp, petl_tok_work *w, size_t i, size_t j,
+                         int32_t orig_start, petl_error *err) {
     switch (kind) {
+    case PETL_PRE_SPLIT: return i < j ? split_regex(sp, w, i, j, err) : PETL_OK;
     case PETL_PRE_BERT: return bert(w, i, j, err);
     case PETL_PRE_BYTELEVEL: return bytelevel(tok, w, i, j, err);
     case PETL_PRE_METASPACE: return metaspace(tok, w, i, j, orig_start, err);
@@ -330,8 +379,10 @@ petl_status petl_tok_pre_tokenize(const petl_tokenizer *tok, petl_tok_work *w, s
     w->wt = rewrites ? &w->pre : &w->text;
     /* a range's start in the raw text is its first character's (the reference's
      * offsets_original: characters the normalizer dropped before it do not count) */
-    if (tok->n_pre_split == 0) return stage(tok, tok->pre_tokenizer, w, i, j, w->text.beg[i], err);
+    if (tok->n_pre_split == 0)
+        return stage(tok, tok->pre_tokenizer, tok->splits, w, i, j, w->text.beg[i], err);
     petl_status st = push_word(w, i, j, err);
+    const petl_tok_split *sp = tok->splits; /* the next Split stage's */
     for (size_t s = 0; s <= tok->n_pre_split && st == PETL_OK; s++) {
         petl_tok_pre_tokenizer kind = s < tok->n_pre_split ? tok->pre_split[s] : tok->pre_tokenizer;
         /* the words so far move to words2; this stage refills words */
@@ -340,8 +391,9 @@ petl_status petl_tok_pre_tokenize(const petl_tokenizer *tok, petl_tok_work *w, s
         w->words = tmp, w->cap_words = cap, w->n_words = 0;
         for (size_t k = 0; k < n && st == PETL_OK; k++) {
             size_t a = w->words2[2 * k], b = w->words2[2 * k + 1];
-            st = stage(tok, kind, w, a, b, w->text.beg[a], err);
+            st = stage(tok, kind, sp, w, a, b, w->text.beg[a], err);
         }
+        if (kind == PETL_PRE_SPLIT) sp++;
     }
     return st;
 }

@@ -142,8 +142,10 @@ void petl_tokenizer_free(petl_tokenizer *tok) {
     free(tok->merge_vals);
     free(tok->scores);
     for (size_t i = 0; i < tok->n_norm_steps; i++)
-        free(tok->norm_steps[i].prepend), free(tok->norm_steps[i].pattern),
+        free(tok->norm_steps[i].prepend), petl_tok_regex_free(tok->norm_steps[i].re),
             free(tok->norm_steps[i].trie), free(tok->norm_steps[i].blob);
+    for (size_t i = 0; i < tok->n_splits; i++)
+        petl_tok_regex_free(tok->splits[i].re);
     petl_tok_bytelevel_free(tok);
     for (size_t i = 0; i < tok->n_added; i++) {
         free(tok->added[i].content);
@@ -617,6 +619,7 @@ void petl_tok_work_free(petl_tok_work *w) {
     free(w->pre.cp), free(w->pre.beg), free(w->pre.end), free(w->pre.ccc);
     for (int i = 0; i < 2; i++)
         free(w->seq[i].ids), free(w->seq[i].offs), free(w->seq[i].trim);
+    petl_tok_regex_scratch_free(&w->rx);
     memset(w, 0, sizeof *w);
 }
 

@@ -41,7 +41,8 @@ static const char *const NAMES[] = {"minilm",
                                     "nfd-marks",
                                     "nfc-marks",
                                     "nfkc-marks",
-                                    "unigram-precompiled"};
+                                    "unigram-precompiled",
+                                    "split-gpt4"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -468,17 +469,77 @@ static void test_refusals(void) {
     expect_refused(
         make_json("{\"type\": \"Strip\", \"strip_left\": 1}", NULL, NULL, NULL, NULL, NULL),
         "\"strip_left\" must be true or false");
-    expect_refused(make_json("{\"type\": \"Replace\", \"pattern\": {\"Regex\": \" +\"}, "
+    /* Replace and Split patterns: a Regex the engines would read differently, or that does not
+     * compile, is refused naming the component; Split needs all of its keys */
+    static const char *const bad_regex[][2] = {
+        {"\\\\w+", "the escape \\w is not supported"},
+        {"(?i:ss)", "letters under (?i) that a ligature folds to"},
+        {"(?i:\\u00e9)", "a non-ASCII character under (?i)"},
+        {"a(?i)b", "(?i) is only supported where a group starts"},
+        {"[a-z&&[^aeiou]]", "class intersection"},
+        {"[[:alpha:]]", "nested class"},
+        {"a{2}?", "{n}? and {,n}? mean other things"},
+        {"a{2,3}+", "{n,m}+ means other things"},
+        {"\\\\p{Greek}", "only general categories"},
+        {"(?<name>a)", "this kind of group"},
+        {"(a", "an unclosed ("},
+        {"a)", "an unmatched )"},
+        {"(?<=a+)b", "does not compile"},
+        {"\\\\1", "the escape \\1 is not supported"},
+    };
+    for (size_t k = 0; k < sizeof bad_regex / sizeof bad_regex[0]; k++) {
+        char norm[256], pre[256];
+        snprintf(norm, sizeof norm,
+                 "{\"type\": \"Replace\", \"pattern\": {\"Regex\": \"%s\"}, \"content\": \" \"}",
+                 bad_regex[k][0]);
+        snprintf(pre, sizeof pre,
+                 "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"%s\"}, \"behavior\": "
+                 "\"Isolated\", \"invert\": false}",
+                 bad_regex[k][0]);
+        expect_refused(make_json(norm, NULL, NULL, NULL, NULL, NULL), bad_regex[k][1]);
+        expect_refused(make_json(norm, NULL, NULL, NULL, NULL, NULL), "normalizer \"Replace\"");
+        expect_refused(make_json(NULL, pre, NULL, NULL, NULL, NULL), bad_regex[k][1]);
+        expect_refused(make_json(NULL, pre, NULL, NULL, NULL, NULL), "pre_tokenizer \"Split\"");
+    }
+    expect_refused(make_json("{\"type\": \"Replace\", \"pattern\": {\"Glob\": \"*\"}, "
                              "\"content\": \" \"}",
                              NULL, NULL, NULL, NULL, NULL),
-                   "a Regex pattern is not supported");
-    expect_refused(make_json("{\"type\": \"Replace\", \"pattern\": {\"String\": \"\"}, "
-                             "\"content\": \" \"}",
-                             NULL, NULL, NULL, NULL, NULL),
-                   "needs \"pattern\"");
-    expect_refused(make_json(NULL, "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}}", NULL,
-                             NULL, NULL, NULL),
-                   "pre_tokenizer \"Split\" is not supported");
+                   "\"pattern\" must be {\"String\": ...} or {\"Regex\": ...}");
+    expect_refused(make_json("{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}}", NULL,
+                             NULL, NULL, NULL, NULL),
+                   "\"content\" is missing");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Split\", \"behavior\": \"Isolated\", \"invert\": "
+                             "false}",
+                             NULL, NULL, NULL, NULL),
+                   "pre_tokenizer \"Split\": \"pattern\" must be");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, "
+                             "\"invert\": false}",
+                             NULL, NULL, NULL, NULL),
+                   "pre_tokenizer \"Split\": \"behavior\" is missing");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, "
+                             "\"behavior\": \"Removed\"}",
+                             NULL, NULL, NULL, NULL),
+                   "pre_tokenizer \"Split\": \"invert\" is missing");
+    expect_refused(make_json(NULL,
+                             "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, "
+                             "\"behavior\": \"Apart\", \"invert\": false}",
+                             NULL, NULL, NULL, NULL),
+                   "behavior \"Apart\" is unknown");
+    /* a Split that works: a String pattern, each "a" merged with the piece before it */
+    const char *split_ok = make_json(NULL,
+                                     "{\"type\": \"Split\", \"pattern\": {\"String\": \"a\"}, "
+                                     "\"behavior\": \"MergedWithPrevious\", \"invert\": false}",
+                                     NULL, NULL, NULL, NULL);
+    CHECK_OK(petl_tokenizer_from_json(split_ok, strlen(split_ok), "test.json", &t, &err), &err);
+    CHECK_OK(petl_tokenize_offsets(t, "aba", 3, NULL, 0, 0, &enc, &err), &err);
+    /* "a" | "ba": [CLS] a [UNK] [SEP] */
+    int32_t want_split[] = {1, 3, 0, 2}, want_split_off[] = {0, 0, 0, 1, 1, 3, 0, 0};
+    CHECK(enc.len == 4 && !memcmp(enc.ids, want_split, sizeof want_split) &&
+          !memcmp(enc.offsets, want_split_off, sizeof want_split_off));
+    petl_tokenizer_free(t);
     expect_refused(make_json(NULL, "{\"type\": \"Punctuation\", \"behavior\": \"Sideways\"}", NULL,
                              NULL, NULL, NULL),
                    "behavior \"Sideways\" is unknown");

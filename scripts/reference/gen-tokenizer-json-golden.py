@@ -30,7 +30,13 @@ Lowercase, StripAccents, Strip before WordPiece); norm-prepend (Strip, Prepend b
 norm-nfkd (NFKD, Lowercase); norm-replace (Replace and Prepend before Unigram); bert-marks,
 nfd-marks (character BPE after BertNormalizer / NFD + Lowercase, with 800 extra strings of
 combining marks that NFD reorders); punct-next, punct-previous, punct-contiguous (Punctuation with each
-split behaviour and Digits, in pre-tokenizer Sequences, before WordPiece).
+split behaviour and Digits, in pre-tokenizer Sequences, before WordPiece); norm-replace-regex
+(Replace with Regex patterns: runs of spaces, a class, an alternation with (?i), an empty
+lookahead match, ^ and $ line anchors, before WordPiece); split-gpt4 (the GPT-4 / Llama-3
+Split, Isolated, before ByteLevel without its regex, byte-level BPE trained here);
+split-sequence (Splits with String and Regex patterns, Removed, Contiguous, MergedWithNext,
+MergedWithPrevious inverted, Isolated on empty matches, before WordPiece); split-alone (one
+inverted Removed Split as the whole pre-tokenizer). These four also run regex_cases().
 
 Offsets: the reference's are code points of each sequence's own text; petl's are UTF-8 bytes,
 so they are converted here. The hash (the C test computes the same): 64-bit FNV-1a over the
@@ -47,8 +53,8 @@ import random
 import struct
 import sys
 
-from tokenizers import (AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors,
-                        trainers)
+from tokenizers import (AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers,
+                        processors, trainers)
 from tokenizers.implementations import BertWordPieceTokenizer, ByteLevelBPETokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -291,6 +297,45 @@ def make_tokenizers(model_dir, data_dir):
         d = json.loads(uncased._tokenizer.to_str())
         d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": seq}
         toks[name] = Tokenizer.from_str(json.dumps(d))
+    # Replace with Regex patterns (XLM-R's " {2,}"; a class; an alternation with (?i); an empty
+    # match between lookarounds; ^ and $ anchors, at every line) before WordPiece. "^" comes
+    # last: the reference panics in a later Lowercase when a text starts with inserted content
+    # (an empty match at 0 gives it the span (0, 0), which transform_range then misreads)
+    d = json.loads(uncased._tokenizer.to_str())
+    rx = lambda p, c: {"type": "Replace", "pattern": {"Regex": p}, "content": c}
+    d["normalizer"] = {"type": "Sequence", "normalizers": [
+        rx(" {2,}", " "), rx("[\u2018\u2019`\u00b4]", "'"),
+        rx("colou?r|Mrs?\\.|(?i:'re|'ll)|\\d{4,}", "\u03a3x"),
+        rx("(?<=\\p{Ll})(?=\\p{Lu})", "_"), rx("\\s+$", ""), {"type": "Lowercase"},
+        rx("^", ">")]}
+    toks["norm-replace-regex"] = Tokenizer.from_str(json.dumps(d))
+    # the GPT-4 split (Llama-3's, tiktoken's cl100k) before ByteLevel without its own regex
+    gpt4 = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|"
+            " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+    sg = Tokenizer(models.BPE())
+    sg.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(gpt4), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    sg.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=2000, min_frequency=2, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|begin_of_text|>"]))
+    sg.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|>:1 $B:1",
+        special_tokens=[("<|begin_of_text|>", sg.token_to_id("<|begin_of_text|>"))])
+    toks["split-gpt4"] = sg
+    # Splits in a Sequence and alone, before a cased WordPiece
+    sp = lambda p, b, inv, kind="Regex": {"type": "Split", "pattern": {kind: p}, "behavior": b,
+                                          "invert": inv}
+    cased = json.loads(toks["wordpiece-cased"].to_str())
+    d = json.loads(json.dumps(cased))
+    d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        sp(" ", "Removed", False, "String"), sp("\\p{P}", "Contiguous", False),
+        sp("\\d", "MergedWithNext", False), sp("'", "MergedWithPrevious", True, "String"),
+        sp("(?=\\p{Lu})", "Isolated", False)]}
+    toks["split-sequence"] = Tokenizer.from_str(json.dumps(d))
+    d = json.loads(json.dumps(cased))
+    d["pre_tokenizer"] = sp("[\\p{L}\\p{M}]+|\\p{N}+", "Removed", True)
+    toks["split-alone"] = Tokenizer.from_str(json.dumps(d))
     # SentencePiece's Unigram with its precompiled charsmap (nmt_nfkc), trained here with the
     # sentencepiece library and converted by transformers' XLMRobertaConverter, as XLM-R's
     # tokenizer.json is: Precompiled, Strip (right) before Metaspace, <s> A </s></s> B </s>.
@@ -319,6 +364,20 @@ def spm_xlmr(data_dir):
             vocab_size=3000, model_type="unigram", normalization_rule_name="nmt_nfkc",
             character_coverage=1.0, num_threads=1, minloglevel=2)
         return convert_slow_tokenizer(XLMRobertaTokenizer(vocab_file=os.path.join(tmp, "m.model")))
+
+
+def regex_cases():
+    """Cases aimed at the Replace and Split patterns (the regex tokenizers run them too)."""
+    c = []
+    for t in ["'\u017f 'S 'T 'RE 'Ll \ufb06 \ufb05 \u212a k 's't're", "CamelCaseWord HTTPServer aB",
+              "  double  spaces   here  ", "line1\nline2\r\n\n  line3 \n", "\n", " ", "x\n",
+              "it\u2019s \u2018quoted\u2019 `tick\u00b4", "colour color Mr. Mrs. Mrs colouur",
+              "123456789 12 1234 \u0661\u0662\u0663\u0664 \u00b2\u00b3 \u2160",
+              "a--b---c ... !?!", "x\u2028y\u0085z\u00a0w\u180ev", "\u0130stanbul \u01c5 \u00df \u1e9e",
+              "don't won't 'quoted' '' '", "a\tb\t\tc\x0bd\x0ce", "caf\u00e9 cafe\u0301 \u4e2d\u6587"]:
+        c.append((t, None, 0))
+        c.append((t, t[::-1], 0))
+    return c
 
 
 def glue_train_texts(data_dir):
@@ -371,11 +430,13 @@ def mark_soups():
     return ["".join(rng.choice(pool) for _ in range(rng.randint(1, 10))) for _ in range(800)]
 
 
-def gen_cases(tok, out, marks=False):
+def gen_cases(tok, out, marks=False, regex=False):
     rng = random.Random(1234)
     cases = base.hard_cases() + base.programmatic_cases(rng) + extra_cases()
     if marks:
         cases += [(t, None, 0) for t in mark_soups()]
+    if regex:
+        cases += regex_cases()
     n = 0
     with open(out, "w", encoding="utf-8", newline="\n") as f:
         for a, b, m in cases:
@@ -432,7 +493,8 @@ def main():
             with open(os.path.join(args.out, name + ".json"), "w", encoding="utf-8") as f:
                 f.write(tok.to_str())
         n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"),
-                      name.endswith("-marks") or name == "unigram-precompiled")
+                      name.endswith("-marks") or name == "unigram-precompiled",
+                      name.startswith("split-") or name == "norm-replace-regex")
         g = gen_glue(tok, args.data, os.path.join(args.out, name + ".glue.tsv"))
         p = gen_codepoints(tok, os.path.join(args.out, name + ".codepoints.tsv"))
         print("%s: %d cases, %d GLUE dev rows, %d code point blocks" % (name, n, g, p))
