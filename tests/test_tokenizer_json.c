@@ -42,6 +42,7 @@ static const char *const NAMES[] = {"minilm",
                                     "nfc-marks",
                                     "nfkc-marks",
                                     "unigram-precompiled",
+                                    "xlmr-style",
                                     "split-gpt4"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 

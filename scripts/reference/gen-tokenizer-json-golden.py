@@ -339,8 +339,11 @@ def make_tokenizers(model_dir, data_dir):
     # SentencePiece's Unigram with its precompiled charsmap (nmt_nfkc), trained here with the
     # sentencepiece library and converted by transformers' XLMRobertaConverter, as XLM-R's
     # tokenizer.json is: Precompiled, Strip (right) before Metaspace, <s> A </s></s> B </s>.
-    # The converter's last normalizer, Replace(Regex " {2,}", "\u2581"), is left out here.
-    d = json.loads(spm_xlmr(data_dir).to_str())
+    # xlmr-style is the converter's file as it is; unigram-precompiled leaves out its last
+    # normalizer, Replace(Regex " {2,}", "\u2581").
+    xlmr = spm_xlmr(data_dir).to_str()
+    toks["xlmr-style"] = Tokenizer.from_str(xlmr)
+    d = json.loads(xlmr)
     d["normalizer"]["normalizers"] = [n for n in d["normalizer"]["normalizers"]
                                       if n["type"] != "Replace"]
     toks["unigram-precompiled"] = Tokenizer.from_str(json.dumps(d))
@@ -493,7 +496,7 @@ def main():
             with open(os.path.join(args.out, name + ".json"), "w", encoding="utf-8") as f:
                 f.write(tok.to_str())
         n = gen_cases(tok, os.path.join(args.out, name + ".cases.jsonl"),
-                      name.endswith("-marks") or name == "unigram-precompiled",
+                      name.endswith("-marks") or name in ("unigram-precompiled", "xlmr-style"),
                       name.startswith("split-") or name == "norm-replace-regex")
         g = gen_glue(tok, args.data, os.path.join(args.out, name + ".glue.tsv"))
         p = gen_codepoints(tok, os.path.join(args.out, name + ".codepoints.tsv"))
