@@ -13,7 +13,9 @@
 #     template, <s> q </s></s> c </s>), and its F1 is the eval's;
 #  3. `petl embed` writes one vector of the hidden size per input;
 #  4. `petl serve` with two adapters of the family (one forward over both tasks' rows) answers
-#     each task with `petl predict`'s labels and probabilities (within 1e-5).
+#     each task with `petl predict`'s labels and probabilities (within 1e-5);
+#  5. `petl sweep` over two learning rates keeps the better (its score = eval of OUT/best), and
+#     `petl ablate` starts from the adapter's own eval accuracy.
 # Environment (set by CTest): PETL, PETL_DATA_DIR, TESTS.
 set -u
 fail() { echo "cli_families: FAIL: $*" >&2; exit 1; }
@@ -168,6 +170,22 @@ for fam in roberta xlm-roberta distilbert electra mpnet; do
     done
     kill -TERM "$pid"
     wait "$pid" || fail "$fam: serve exited $? on SIGTERM"
-    echo "cli_families: $fam: dev accuracy $reported (train = eval = predictions), squad f1 $(num "$tmp/sq.json" f1), full / layernorm$([ "$bf16" = 1 ] && echo " / bf16") train, embed, serve ok"
+    # 5. sweep (two learning rates; best's dev score = eval of best) and ablate (its "full" is
+    # the adapter's eval accuracy)
+    "$PETL" sweep --model "$m" --task sst2 --data "$tmp/sst" --out "$tmp/sw-$fam" \
+        --grid "lr=1e-3,3e-3" --threads 2 -- --epochs 1 --max-len 60 --batch 16 --adapter-size 8 \
+        > "$tmp/sw.out" 2> "$tmp/sw.err" || fail "$fam: sweep: $(tail -n 3 "$tmp/sw.err")"
+    [ "$(wc -l < "$tmp/sw-$fam/results.csv")" -eq 3 ] || fail "$fam: sweep results.csv: $(cat "$tmp/sw-$fam/results.csv")"
+    best=$(grep -o '"score": *[0-9.eE+-]*' "$tmp/sw-$fam/results.json" | sed 's/.*: *//' | sort -g | tail -1)
+    "$PETL" eval --model "$m" --adapter "$tmp/sw-$fam/best" --data "$tmp/sst" --threads 2 \
+        > "$tmp/eval.json" 2> "$tmp/eval.err" || fail "$fam: eval of the sweep's best: $(cat "$tmp/eval.err")"
+    same "$best" "$(num "$tmp/eval.json" accuracy)" ||
+        fail "$fam: sweep's best score $best, eval of best $(num "$tmp/eval.json" accuracy)"
+    "$PETL" ablate --model "$m" --adapter "$ad" --data "$tmp/sst" --threads 2 > "$tmp/abl.json" \
+        2> "$tmp/abl.err" || fail "$fam: ablate: $(cat "$tmp/abl.err")"
+    layers=$(num "$tmp/abl.json" layers)
+    same "$(num "$tmp/abl.json" full)" "$evaluated" && [ "${layers:-0}" -ge 1 ] ||
+        fail "$fam: ablate: $(head -c 300 "$tmp/abl.json") (eval $evaluated)"
+    echo "cli_families: $fam: dev accuracy $reported (train = eval = predictions), squad f1 $(num "$tmp/sq.json" f1), full / layernorm$([ "$bf16" = 1 ] && echo " / bf16") train, embed, serve, sweep, ablate ok"
 done
 echo "cli_families: all passed"
