@@ -1099,6 +1099,39 @@ petl_status petl_adapter_save(const char *dir, const petl_task_model *tm,
 petl_status petl_adapter_load(const char *dir, const petl_model *base, const petl_base_identity *id,
                               petl_adapter_info *info, petl_task_model **out, petl_error *err);
 
+/* ==================================================== AdapterHub interop (src/adapterhub.c)
+ *
+ * `petl export --format adapterhub`: a petl adapter as an `adapters` library folder
+ * (adapter_config.json + adapter.safetensors, head_config.json + model_head.safetensors), for
+ * model.load_adapter(dir, use_safetensors=True). The paper's adapter is adapters' double_seq_bn;
+ * the head is a classification head (pooler + classifier as layers 2) or a question_answering
+ * head. Trained LayerNorms, which AdapterHub has no place for, go to PETL_ADAPTERHUB_LAYERNORMS
+ * under the model's own tensor names. Families the adapters library has no model class for
+ * (MPNet), and adapters that train anything else of the base, are refused (PETL_ERR_ARG). */
+
+#define PETL_ADAPTERHUB_LAYERNORMS "petl_layernorms.safetensors"
+
+typedef struct {
+    size_t adapter_tensors, head_tensors;
+    size_t layernorm_tensors; /* > 0: the side file was written (load it too for the same
+                                 outputs) */
+} petl_adapterhub_report;
+
+/* Writes the export of tm (loaded with petl_adapter_load, whose info it takes) into the folder
+ * `out`, which must not exist or be empty (written whole or not at all). `name` is the
+ * adapter's name in adapters (no '.' or '/'), `model_name` what its config records as
+ * model_name (the base's hub id or folder). */
+petl_status petl_adapterhub_export(const petl_task_model *tm, const petl_adapter_info *info,
+                                   const char *out, const char *name, const char *model_name,
+                                   petl_adapterhub_report *rep, petl_error *err);
+
+/* adapters stores the bottleneck m as reduction_factor rf and reads it back as int(H // rf),
+ * Python's float floor division (emulated exactly by petl_adapterhub_floordiv). This is the
+ * double nearest H / m that gives m back (H / m itself does not always: 768 / 13); NAN for m
+ * outside 1..H. */
+double petl_adapterhub_reduction_factor(int hidden, int bottleneck);
+double petl_adapterhub_floordiv(double x, double y);
+
 /* ============================================================ option names (src/options.c)
  *
  * The names of the tuning choices, one table per enum: `petl train --tune / --adapter-act /

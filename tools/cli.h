@@ -18,6 +18,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Default model folder: $PETL_MODEL, else models/all-MiniLM-L6-v2 beside the binary's
  * repository (the folder scripts/fetch-model fills), else that path relative to the cwd. */

@@ -22,6 +22,7 @@ static const struct {
     {"sweep", cmd_sweep, "train a grid of settings (resumable): results table, best adapter"},
     {"ablate", cmd_ablate, "dev score with the adapters of each span of layers removed"},
     {"plot", cmd_plot, "draw sweep results or an ablation matrix as PNG or SVG (gnuplot)"},
+    {"export", cmd_export, "write an adapter in AdapterHub's (the adapters library's) format"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Golden files of the AdapterHub export (tests/cli_adapterhub.sh, tests/test_adapterhub.c),
+from the real `adapters` library (1.3.0) in the reference venv:
+
+  tests/golden/adapterhub/petl-sst2/       a small petl adapter (all-MiniLM-L6-v2, size 8, 200
+                                           SST-2 rows, 1 epoch; LayerNorms trained, as --tune
+                                           adapter does), trained here with petl
+  tests/golden/adapterhub/sst2-dev.jsonl   the first 64 SST-2 dev sentences
+  tests/golden/adapterhub/export.json      what `petl export` wrote from it (file -> SHA-256)
+                                           and the class probabilities of the 64 sentences from
+                                           adapters' BertAdapterModel with the export loaded
+                                           (load_adapter(..., use_safetensors=True)) and the
+                                           LayerNorm side file put in place
+  tests/golden/adapterhub/reduction.tsv    H, m, the reduction_factor petl must write (the
+                                           double nearest H / m with int(H // rf) == m, Python's
+                                           float floor division) for H in 384, 768, 1024 and
+                                           every m in 1..H
+
+Run: .venv-ref/bin/python scripts/reference/gen-adapterhub-golden.py --petl build/petl
+[--model models/all-MiniLM-L6-v2] [--data ../shared/data]
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import torch
+from adapters import AutoAdapterModel
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+OUT = os.path.join(ROOT, "tests", "golden", "adapterhub")
+
+
+def reduction_factor(h, m):
+    rf = h / m
+    for _ in range(64):
+        q = int(h // rf)
+        if q == m:
+            return rf
+        rf = math.nextafter(rf, 0.0 if q < m else math.inf)
+    raise SystemExit("no reduction_factor for H=%d m=%d" % (h, m))
+
+
+def sha256(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--petl", required=True)
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "all-MiniLM-L6-v2"))
+    ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "reduction.tsv"), "w") as f:
+        for h in (384, 768, 1024):
+            for m in range(1, h + 1):
+                rf = reduction_factor(h, m)
+                assert int(h // rf) == m
+                f.write("%d\t%d\t%s\n" % (h, m, rf.hex()))
+    sst = os.path.join(args.data, "glue", "SST-2")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "sst"))
+        for split, n in (("train", 201), ("dev", 65)):
+            with open(os.path.join(sst, split + ".tsv"), encoding="utf-8") as src, \
+                    open(os.path.join(tmp, "sst", split + ".tsv"), "w", encoding="utf-8") as dst:
+                dst.writelines(src.readlines()[:n])
+        texts = [line.rstrip("\n").split("\t")[0]
+                 for line in open(os.path.join(tmp, "sst", "dev.tsv"), encoding="utf-8").readlines()[1:]]
+        with open(os.path.join(OUT, "sst2-dev.jsonl"), "w", encoding="utf-8") as f:
+            for t in texts:
+                f.write(json.dumps({"text": t}) + "\n")
+        ad = os.path.join(OUT, "petl-sst2")
+        shutil.rmtree(ad, ignore_errors=True)
+        subprocess.run([args.petl, "train", "--model", args.model, "--task", "sst2", "--data",
+                        os.path.join(tmp, "sst"), "--out", ad, "--epochs", "1", "--adapter-size", "8",
+                        "--lr", "1e-3", "--max-len", "64", "--threads", "2"], check=True,
+                       stdout=subprocess.DEVNULL)
+        exp = os.path.join(tmp, "exp")
+        subprocess.run([args.petl, "export", "--model", args.model, "--adapter", ad, "--out", exp,
+                        "--name", "sst2", "--model-name", "sentence-transformers/all-MiniLM-L6-v2"],
+                       check=True, stdout=subprocess.DEVNULL)
+        files = {f: sha256(os.path.join(exp, f)) for f in sorted(os.listdir(exp))}
+        m = AutoAdapterModel.from_pretrained(args.model)
+        name = m.load_adapter(exp, use_safetensors=True)
+        missing, unexpected = m.load_state_dict(load_file(os.path.join(exp, "petl_layernorms.safetensors")),
+                                                strict=False)
+        assert not unexpected, unexpected
+        m.set_active_adapters(name)
+        m.eval()
+        tok = AutoTokenizer.from_pretrained(args.model)
+        with torch.no_grad():
+            enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+            probs = torch.softmax(m(**enc).logits.double(), -1).tolist()
+    with open(os.path.join(OUT, "export.json"), "w") as f:
+        json.dump({"adapters": "1.3.0", "name": name, "files": files, "probs": probs}, f, indent=1)
+    print("export: %d files, %d rows" % (len(files), len(probs)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

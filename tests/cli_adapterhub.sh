@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `petl export --format adapterhub` against the real adapters library, through golden files
+# (scripts/reference/gen-adapterhub-golden.py made them with adapters 1.3.0):
+#  1. exporting the committed petl adapter (tests/golden/adapterhub/petl-sst2) writes exactly
+#     the files adapters was given (SHA-256 of each), so what adapters computed from them holds
+#     for this build;
+#  2. petl predict's class probabilities on 64 SST-2 dev sentences equal adapters' on the export
+#     (BertAdapterModel, load_adapter(use_safetensors=True), the LayerNorm side file loaded):
+#     within 1e-7 (measured 1.8e-8: float32 sums in two orders; 9 printed digits);
+#  3. refusals: an OUT that holds anything (left untouched), an adapter with no bottleneck
+#     adapters (--tune head), an unknown --format.
+# Environment (set by CTest): PETL, PETL_MODEL_DIR, PETL_DATA_DIR, TESTS.
+set -u
+fail() { echo "cli_adapterhub: FAIL: $*" >&2; exit 1; }
+: "${PETL:?}" "${PETL_MODEL_DIR:?}" "${PETL_DATA_DIR:?}" "${TESTS:?}"
+g=$TESTS/golden/adapterhub
+[ -f "$PETL_MODEL_DIR/model.safetensors" ] ||
+    exec bash "$TESTS/skip.sh" cli_adapterhub model "no $PETL_MODEL_DIR/model.safetensors"
+[ -f "$PETL_DATA_DIR/glue/SST-2/train.tsv" ] ||
+    exec bash "$TESTS/skip.sh" cli_adapterhub data "no SST-2 under $PETL_DATA_DIR/glue"
+command -v sha256sum > /dev/null || exec bash "$TESTS/skip.sh" cli_adapterhub tool "no sha256sum"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# 1. the same files
+"$PETL" export --model "$PETL_MODEL_DIR" --adapter "$g/petl-sst2" --out "$tmp/exp" --name sst2 \
+    --model-name sentence-transformers/all-MiniLM-L6-v2 > "$tmp/exp.json" 2> "$tmp/exp.err" ||
+    fail "export: $(cat "$tmp/exp.err")"
+grep -q '"layernorm_tensors": 26' "$tmp/exp.json" || fail "export report: $(cat "$tmp/exp.json")"
+grep -q "petl_layernorms.safetensors" "$tmp/exp.err" || fail "no word of the LayerNorm side file"
+n=0
+for f in "$tmp"/exp/*; do
+    want=$(grep -o "\"${f##*/}\": \"[0-9a-f]*\"" "$g/export.json" | grep -o '[0-9a-f]\{64\}')
+    got=$(sha256sum "$f" | cut -d' ' -f1)
+    [ -n "$want" ] && [ "$want" = "$got" ] || fail "${f##*/}: sha256 $got, adapters was given $want"
+    n=$((n + 1))
+done
+[ "$n" -eq 5 ] || fail "$n files exported, adapters was given 5"
+
+# 2. the same probabilities
+"$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$g/petl-sst2" --threads 2 \
+    < "$g/sst2-dev.jsonl" > "$tmp/pred.jsonl" 2> "$tmp/pred.err" || fail "predict: $(cat "$tmp/pred.err")"
+grep -o '"scores": *\[[^]]*\]' "$tmp/pred.jsonl" | tr -d '"scores:[] ' | tr ',' ' ' > "$tmp/got"
+tr -d '\n ' < "$g/export.json" | grep -o '"probs":\[\[.*\]\]' | sed 's/"probs":\[\[//; s/\]\]$//' |
+    sed 's/\],\[/\n/g' | tr ',' ' ' > "$tmp/want"
+paste -d' ' "$tmp/got" "$tmp/want" | awk '
+    { n++; for (k = 1; k <= 2; k++) { d = $k - $(k + 2); if (d < 0) d = -d; if (d > worst) worst = d } }
+    END { printf "cli_adapterhub: %d rows, worst |p(petl) - p(adapters)| %.2g\n", n, worst
+          exit !(n == 64 && worst <= 1e-7) }' || fail "petl and adapters differ (bound 1e-7)"
+
+# 3. refusals
+mkdir "$tmp/full" && echo keep > "$tmp/full/notes.txt"
+"$PETL" export --model "$PETL_MODEL_DIR" --adapter "$g/petl-sst2" --out "$tmp/full" \
+    > /dev/null 2> "$tmp/err" && fail "export into a folder that holds a file"
+[ "$(cat "$tmp/full/notes.txt")" = keep ] && [ "$(ls -A "$tmp/full" | wc -l)" -eq 1 ] ||
+    fail "the refused export touched the folder"
+"$PETL" export --adapter "$g/petl-sst2" --out "$tmp/x" --format onnx > /dev/null 2> "$tmp/err" &&
+    fail "--format onnx accepted"
+mkdir "$tmp/sst"
+head -n 41 "$PETL_DATA_DIR/glue/SST-2/train.tsv" > "$tmp/sst/train.tsv"
+head -n 21 "$PETL_DATA_DIR/glue/SST-2/dev.tsv" > "$tmp/sst/dev.tsv"
+"$PETL" train --model "$PETL_MODEL_DIR" --task sst2 --data "$tmp/sst" --out "$tmp/head" --tune head \
+    --epochs 1 --max-len 32 --threads 2 > /dev/null 2>&1 || fail "train --tune head"
+"$PETL" export --model "$PETL_MODEL_DIR" --adapter "$tmp/head" --out "$tmp/hx" > /dev/null 2> "$tmp/err" &&
+    fail "a head-only adapter exported"
+grep -q "no bottleneck adapters" "$tmp/err" || fail "head-only refusal: $(cat "$tmp/err")"
+[ ! -e "$tmp/hx" ] && [ -z "$(ls -A "$tmp" | grep '^\.hx')" ] || fail "a refused export left files"
+echo "cli_adapterhub: all passed"
