@@ -360,6 +360,10 @@ void petl_tok_bytelevel_free(petl_tokenizer *tok);
 petl_status petl_tok_regex_compile(const char *pattern, bool literal, const char *what,
                                    const char *comp, void **re, petl_error *err);
 void petl_tok_regex_free(void *re);
+/* pcre2_match of a compiled pattern on the valid UTF-8 s[0..len) from byte at, into md (a
+ * pcre2_match_data *): through the JIT where it compiled, else (or when its stack runs out)
+ * the interpreter. The return value is pcre2_match's. */
+int petl_tok_regex_match(const void *re, const char *s, size_t len, size_t at, void *md);
 /* The matches of re in the characters cp[0..n) into s->m, as the reference finds them
  * (leftmost, non-overlapping; none in an empty text). */
 petl_status petl_tok_regex_find(const void *re, const int32_t *cp, size_t n,

@@ -153,8 +153,7 @@ static petl_status bytelevel(const petl_tokenizer *tok, petl_tok_work *w, size_t
     petl_status st = PETL_OK;
     size_t pos = 0, done = 0; /* byte offsets: next search, end of the last word */
     while (st == PETL_OK && pos < len) {
-        int rc = pcre2_match(tok->split_regex, (PCRE2_SPTR)w->bytes, len, pos, PCRE2_NO_UTF_CHECK,
-                             md, NULL);
+        int rc = petl_tok_regex_match(tok->split_regex, w->bytes, len, pos, md);
         if (rc < 0) break; /* no more matches (or a match limit: the rest is one word) */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t s = ov[0], e = ov[1];

@@ -859,9 +859,28 @@ static void test_properties(void) {
     petl_tok_regex_scratch_free(&s);
 }
 
+/* A match that needs more than the JIT's stack (a group repeated once per character) is the
+ * interpreter's: the same one match, no error. */
+static void test_jit_stack(void) {
+    enum { N = 200000 };
+    int32_t *cp = malloc(N * sizeof *cp);
+    CHECK(cp != NULL);
+    for (size_t i = 0; i < N; i++)
+        cp[i] = 'a';
+    void *re = NULL;
+    petl_tok_regex_scratch s = {0};
+    CHECK_OK(petl_tok_regex_compile("(?:a|b(?=c))+", false, "test", "Split", &re, &err), &err);
+    CHECK_OK(petl_tok_regex_find(re, cp, N, &s, &err), &err);
+    CHECK(s.n_m == 1 && s.m[0] == 0 && s.m[1] == N);
+    petl_tok_regex_free(re);
+    petl_tok_regex_scratch_free(&s);
+    free(cp);
+}
+
 int main(void) {
     test_refusals();
     test_properties();
+    test_jit_stack();
     test_precompiled();
     test_same_as_vocab();
     test_goldens();
