@@ -43,7 +43,10 @@ static const char *const NAMES[] = {"minilm",
                                     "nfc-marks",
                                     "nfkc-marks",
                                     "unigram-precompiled",
-                                    "split-gpt4"};
+                                    "split-gpt4",
+                                    "norm-replace-regex",
+                                    "split-sequence",
+                                    "split-alone"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
