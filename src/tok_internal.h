@@ -39,6 +39,19 @@ bool petl_uc_is_bert_punct(int32_t c);
  * join controls: single_word added tokens need it. */
 bool petl_uc_is_word(int32_t c);
 
+/* The general categories of Unicode as the reference's regex engine (Oniguruma) has them, for
+ * \p{..} and \d: petl_uprop_runs covers every scalar value in code point order with maximal
+ * runs lo..hi of one category, an index into petl_uprop_names ("Lu" ... "Cn"). Generated from
+ * the reference into tok_uprops.c (scripts/reference/gen-unicode-props.py). */
+#define PETL_UPROP_N 29
+typedef struct {
+    uint32_t lo, hi;
+    uint8_t cat;
+} petl_uprop_run;
+extern const char petl_uprop_names[PETL_UPROP_N][3];
+extern const petl_uprop_run petl_uprop_runs[];
+extern const size_t petl_uprop_n_runs;
+
 /* Canonical decomposition of one scalar (not reordered) into out[8]; its canonical combining
  * class; Rust's char::to_lowercase into out[2] (the counts returned): the reference's tables
  * (tok_unicode.c says where they differ from utf8proc's). */
@@ -347,6 +360,10 @@ void petl_tok_bytelevel_free(petl_tokenizer *tok);
 petl_status petl_tok_regex_compile(const char *pattern, bool literal, const char *what,
                                    const char *comp, void **re, petl_error *err);
 void petl_tok_regex_free(void *re);
+/* pcre2_match of a compiled pattern on the valid UTF-8 s[0..len) from byte at, into md (a
+ * pcre2_match_data *): through the JIT where it compiled, else (or when its stack runs out)
+ * the interpreter. The return value is pcre2_match's. */
+int petl_tok_regex_match(const void *re, const char *s, size_t len, size_t at, void *md);
 /* The matches of re in the characters cp[0..n) into s->m, as the reference finds them
  * (leftmost, non-overlapping; none in an empty text). */
 petl_status petl_tok_regex_find(const void *re, const int32_t *cp, size_t n,

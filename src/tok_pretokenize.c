@@ -47,31 +47,17 @@ static petl_status bert(petl_tok_work *w, size_t i, size_t j, petl_error *err) {
 
 /* ------------------------------------------------------------------------- ByteLevel */
 
-/* GPT-2's split, as the reference's Oniguruma runs it:
- *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * with \s spelled out as Unicode White_Space (Oniguruma's \s; PCRE2's also takes U+180E). */
-#define WS                                                                                         \
-    "\\t-\\r "                                                                                     \
-    "\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
-static const char GPT2_SPLIT[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS
-                                 "\\p{L}\\p{N}]+|[" WS "]+(?![^" WS "])|[" WS "]+";
+/* GPT-2's split, the reference's pattern, translated for PCRE2 as a Split's Regex is (its \s,
+ * \S and \p{..} become classes of the reference's Unicode tables). */
+static const char GPT2_SPLIT[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 petl_status petl_tok_bytelevel_init(petl_tokenizer *tok, bool use_regex, const char *what,
                                     petl_error *err) {
     tok->pre_tokenizer = PETL_PRE_BYTELEVEL;
     if (!use_regex) return PETL_OK;
-    int code;
-    PCRE2_SIZE at;
-    pcre2_code *re =
-        pcre2_compile((PCRE2_SPTR)GPT2_SPLIT, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code, &at, NULL);
-    if (!re) {
-        PCRE2_UCHAR msg[128];
-        pcre2_get_error_message(code, msg, sizeof msg);
-        return petl_fail(err, PETL_ERR_FORMAT, "%s: the ByteLevel split: %s at %zu", what,
-                         (const char *)msg, (size_t)at);
-    }
-    tok->split_regex = re;
-    return PETL_OK;
+    return petl_tok_regex_compile(GPT2_SPLIT, false, what, "the ByteLevel split", &tok->split_regex,
+                                  err);
 }
 
 void petl_tok_bytelevel_free(petl_tokenizer *tok) {
@@ -167,8 +153,7 @@ static petl_status bytelevel(const petl_tokenizer *tok, petl_tok_work *w, size_t
     petl_status st = PETL_OK;
     size_t pos = 0, done = 0; /* byte offsets: next search, end of the last word */
     while (st == PETL_OK && pos < len) {
-        int rc = pcre2_match(tok->split_regex, (PCRE2_SPTR)w->bytes, len, pos, PCRE2_NO_UTF_CHECK,
-                             md, NULL);
+        int rc = petl_tok_regex_match(tok->split_regex, w->bytes, len, pos, md);
         if (rc < 0) break; /* no more matches (or a match limit: the rest is one word) */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t s = ov[0], e = ov[1];

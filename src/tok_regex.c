@@ -1,8 +1,9 @@
 /* The patterns of tokenizer.json (Replace's and Split's "Regex", and their "String"s): the
  * reference compiles them with Oniguruma in its default syntax; petl runs them on PCRE2. A Regex
  * is translated first, and only the part of the syntax that means the same on both engines
- * passes: the escapes whose classes differ are spelled out (\s, \d), the constructs that differ
- * or that the two parse differently are refused naming the component (never a silently
+ * passes: the escapes for classes are spelled out (\s; \d and \p{..} as ranges from the
+ * reference's own Unicode tables, tok_uprops.c, since PCRE2's are older), the constructs that
+ * differ or that the two parse differently are refused naming the component (never a silently
  * different split). Matches are then found as the reference's find_iter finds them (leftmost,
  * non-overlapping, an empty match right after a match skipped by one character). */
 #include "tok_internal.h"
@@ -18,13 +19,6 @@
 #define WS_ITEMS                                                                                   \
     "\\t-\\r "                                                                                     \
     "\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
-
-/* The general categories \p{..} may name: the same sets on both engines (scripts and other
- * properties are not: PCRE2 10.40 takes script extensions for a bare script name). */
-static const char *const CATEGORIES[] = {"L",  "Lu", "Ll", "Lt", "Lm", "Lo", "M",  "Mn", "Mc",
-                                         "Me", "N",  "Nd", "Nl", "No", "P",  "Pc", "Pd", "Ps",
-                                         "Pe", "Pi", "Pf", "Po", "S",  "Sm", "Sc", "Sk", "So",
-                                         "Z",  "Zs", "Zl", "Zp", "C",  "Cc", "Cf", "Co", "Cn"};
 
 /* The translation: the pattern p[0..n), the PCRE2 pattern built in out, why when refused. */
 typedef struct {
@@ -89,8 +83,52 @@ static int32_t hex_escape(xlat *x, char kind) {
     return v;
 }
 
+/* The categories that \p{name} may name, as a mask of bits 1 << k for petl_uprop_names[k]: a
+ * two-letter category or a one-letter group of them (L, M, N, P, S, Z, C); 0 for other names
+ * (scripts and other properties, long names). */
+static uint32_t category_mask(const char *name, size_t len) {
+    uint32_t mask = 0;
+    if (len != 1 && len != 2) return 0;
+    for (size_t k = 0; k < PETL_UPROP_N; k++)
+        if (petl_uprop_names[k][0] == name[0] && (len == 1 || petl_uprop_names[k][1] == name[1]))
+            mask |= 1u << k;
+    return mask;
+}
+
+/* The scalar values of the categories in mask (when neg: of all the others) as class items,
+ * each a range lo-hi from the reference's tables, never one of PCRE2's \p (older tables). */
+static void emit_categories(xlat *x, uint32_t mask, bool neg) {
+    const petl_uprop_run *r = petl_uprop_runs;
+    size_t n = petl_uprop_n_runs;
+    for (size_t k = 0; k < n;) {
+        if (((mask >> r[k].cat) & 1) == neg) {
+            k++;
+            continue;
+        }
+        uint32_t lo = r[k].lo, hi = r[k].hi;
+        while (++k < n && r[k].lo == hi + 1 && ((mask >> r[k].cat) & 1) != neg)
+            hi = r[k].hi;
+        emit_cp(x, (int32_t)lo);
+        if (hi > lo) {
+            emits(x, "-");
+            emit_cp(x, (int32_t)hi);
+        }
+    }
+}
+
+/* A class of categories: its items inside [...], else a class of its own. */
+static void emit_class(xlat *x, uint32_t mask, bool neg, bool in_class) {
+    if (in_class) {
+        emit_categories(x, mask, neg);
+        return;
+    }
+    emits(x, neg ? "[^" : "[");
+    emit_categories(x, mask, false);
+    emits(x, "]");
+}
+
 /* \p{..}, \P{..} or \p{^..} (x->i past the letter): a general category, written to out. */
-static bool property(xlat *x, bool neg, size_t at) {
+static bool property(xlat *x, bool neg, bool in_class, size_t at) {
     if (x->i >= x->n || x->p[x->i] != '{') return refuse(x, "\\p without {name}", at);
     x->i++;
     if (x->i < x->n && x->p[x->i] == '^') neg = !neg, x->i++;
@@ -98,16 +136,10 @@ static bool property(xlat *x, bool neg, size_t at) {
     while (x->i < x->n && x->p[x->i] != '}')
         x->i++;
     if (x->i >= x->n) return refuse(x, "\\p{ is not closed", at);
-    size_t len = x->i++ - s;
-    for (size_t k = 0; k < sizeof CATEGORIES / sizeof CATEGORIES[0]; k++) {
-        if (strlen(CATEGORIES[k]) == len && memcmp(CATEGORIES[k], x->p + s, len) == 0) {
-            emits(x, neg ? "\\P{" : "\\p{");
-            emit(x, x->p + s, len);
-            emits(x, "}");
-            return true;
-        }
-    }
-    return refuse(x, "only general categories are supported in \\p{...}", at);
+    uint32_t mask = category_mask(x->p + s, x->i++ - s);
+    if (mask == 0) return refuse(x, "only general categories are supported in \\p{...}", at);
+    emit_class(x, mask, neg, in_class);
+    return true;
 }
 
 /* What one item of the pattern was (for quantifiers, class ranges and case folding). */
@@ -153,10 +185,10 @@ static bool escape(xlat *x, bool in_class, bool icase, item *it, int32_t *c) {
         if (icase) return refuse(x, "\\d or \\p under (?i) is not supported", at);
         *it = ITEM_CLASS;
         if (e == 'd' || e == 'D') { /* Oniguruma's \d on UTF-8: Unicode Nd */
-            emits(x, e == 'd' ? "\\p{Nd}" : "\\P{Nd}");
+            emit_class(x, category_mask("Nd", 2), e == 'D', in_class);
             return true;
         }
-        return property(x, e == 'P', at);
+        return property(x, e == 'P', in_class, at);
     case 'A':
     case 'z':
     case 'Z':
@@ -479,8 +511,20 @@ petl_status petl_tok_regex_compile(const char *pattern, bool literal, const char
         return petl_fail(err, PETL_ERR_FORMAT, "%s: %s: the pattern \"%.64s\" does not compile: %s",
                          what, comp, pattern, (const char *)msg);
     }
+    /* the classes of \p{..} are long lists of ranges, which the interpreter scans one by one
+     * for every character past U+00FF; the JIT's code does that about 8 times faster. Where
+     * there is no JIT (or no memory for it) the interpreter matches the same. */
+    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
     *out = re;
     return PETL_OK;
+}
+
+int petl_tok_regex_match(const void *re, const char *s, size_t len, size_t at, void *md) {
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, len, at, PCRE2_NO_UTF_CHECK, md, NULL);
+    /* the JIT's stack (32 KiB) may run out where the interpreter's heap does not */
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+        rc = pcre2_match(re, (PCRE2_SPTR)s, len, at, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
+    return rc;
 }
 
 void petl_tok_regex_free(void *re) {
@@ -538,8 +582,7 @@ petl_status petl_tok_regex_find(const void *re, const int32_t *cp, size_t n,
     s->boff[len] = n;
     size_t last_end = 0, last_match_end = SIZE_MAX;
     while (last_end <= len) {
-        int rc =
-            pcre2_match(re, (PCRE2_SPTR)s->bytes, len, last_end, PCRE2_NO_UTF_CHECK, s->md, NULL);
+        int rc = petl_tok_regex_match(re, s->bytes, len, last_end, s->md);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[128];

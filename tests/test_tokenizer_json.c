@@ -6,6 +6,7 @@
  * names the file and the component. */
 #include "check.h"
 #include "petl.h"
+#include "tok_internal.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -43,7 +44,10 @@ static const char *const NAMES[] = {"minilm",
                                     "nfkc-marks",
                                     "unigram-precompiled",
                                     "xlmr-style",
-                                    "split-gpt4"};
+                                    "split-gpt4",
+                                    "norm-replace-regex",
+                                    "split-sequence",
+                                    "split-alone"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
 
 /* ------------------------------------------------------------------------ helpers */
@@ -482,6 +486,10 @@ static void test_refusals(void) {
         {"a{2}?", "{n}? and {,n}? mean other things"},
         {"a{2,3}+", "{n,m}+ means other things"},
         {"\\\\p{Greek}", "only general categories"},
+        {"\\\\p{Cs}", "only general categories"},
+        {"\\\\p{Lx}", "only general categories"},
+        {"(?i:\\\\p{Lu})", "\\d or \\p under (?i)"},
+        {"(?i)[\\\\d]", "\\d or \\p under (?i)"},
         {"(?<name>a)", "this kind of group"},
         {"(a", "an unclosed ("},
         {"a)", "an unmatched )"},
@@ -816,8 +824,67 @@ static void test_precompiled(void) {
     petl_encoding_free(&enc);
 }
 
+/* \p{..} and \d in their plain, negated and class forms on characters that Unicode 15 and 16
+ * added (which PCRE2's older tables do not know): which characters each matches, as the
+ * reference matched them (a Split on the pattern, invert, Removed, over the same text). */
+static void test_properties(void) {
+    static const char text[] = "aA1 \u0897\u0CF3\u1C89\u1C8A\uA7CB\U00011BF0\U00016D70\U00010D40"
+                               "\U00010D4A\u0378\uE000\u00B2\u180E";
+    static const char *const cases[][2] = {
+        {"\\p{L}", "11000011100010000"},   {"\\P{L}", "00111100011101111"},
+        {"\\p{^L}", "00111100011101111"},  {"[^\\p{L}]", "00111100011101111"},
+        {"[\\P{L}]", "00111100011101111"}, {"[x\\p{^L}]", "00111100011101111"},
+        {"\\d", "00100000011100000"},      {"\\D", "11011111100011111"},
+        {"[\\D]", "11011111100011111"},    {"[^\\d]", "11011111100011111"},
+        {"\\p{M}", "00001100000000000"},   {"\\p{Cn}", "00000000000001000"},
+        {"\\P{Cn}", "11111111111110111"},  {"\\p{N}", "00100000011100010"},
+        {"\\p{Lu}", "01000010100000000"},  {"[^\\s\\p{L}\\p{N}]", "00001100000001101"},
+        {"\\s", "00010000000000000"},
+    };
+    int32_t cp[32];
+    size_t n = 0;
+    for (size_t i = 0; text[i]; n++)
+        i += petl_utf8_decode((const unsigned char *)text + i, sizeof text - 1 - i, &cp[n]);
+    petl_tok_regex_scratch s = {0};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        void *re = NULL;
+        CHECK_OK(petl_tok_regex_compile(cases[k][0], false, "test", "Split", &re, &err), &err);
+        CHECK_OK(petl_tok_regex_find(re, cp, n, &s, &err), &err);
+        char got[32];
+        memset(got, '0', n);
+        got[n] = '\0';
+        for (size_t m = 0; m < s.n_m; m++)
+            for (size_t i = s.m[2 * m]; i < s.m[2 * m + 1]; i++)
+                got[i] = '1';
+        CHECKF(strcmp(got, cases[k][1]) == 0, "%s matched %s, the reference %s", cases[k][0], got,
+               cases[k][1]);
+        petl_tok_regex_free(re);
+    }
+    petl_tok_regex_scratch_free(&s);
+}
+
+/* A match that needs more than the JIT's stack (a group repeated once per character) is the
+ * interpreter's: the same one match, no error. */
+static void test_jit_stack(void) {
+    enum { N = 200000 };
+    int32_t *cp = malloc(N * sizeof *cp);
+    CHECK(cp != NULL);
+    for (size_t i = 0; i < N; i++)
+        cp[i] = 'a';
+    void *re = NULL;
+    petl_tok_regex_scratch s = {0};
+    CHECK_OK(petl_tok_regex_compile("(?:a|b(?=c))+", false, "test", "Split", &re, &err), &err);
+    CHECK_OK(petl_tok_regex_find(re, cp, N, &s, &err), &err);
+    CHECK(s.n_m == 1 && s.m[0] == 0 && s.m[1] == N);
+    petl_tok_regex_free(re);
+    petl_tok_regex_scratch_free(&s);
+    free(cp);
+}
+
 int main(void) {
     test_refusals();
+    test_properties();
+    test_jit_stack();
     test_precompiled();
     test_same_as_vocab();
     test_goldens();
