@@ -797,6 +797,9 @@ typedef struct {
     petl_adapter_act adapter_act;     /* default GELU (exact erf form) */
     float adapter_init_sd;            /* truncated normal (cut at 2 sd), default 1e-3 */
     petl_adapter_placement placement; /* default PETL_PLACE_BOTH */
+    bool freeze_layernorms;           /* PETL_TUNE_ADAPTER: the LayerNorms stay the base's, so
+                                         only adapters and head train: exactly what an AdapterHub
+                                         adapter holds (petl export). Default false */
     uint64_t adapter_layers;          /* bit l set: layer l carries adapters; default all */
     int num_labels;                   /* >= 2: classification (cross-entropy); 1: regression;
                                          PETL_HEAD_SPAN: 2 (start, end) */

@@ -214,6 +214,8 @@ static json_t *info_to_json(const petl_adapter_info *info) {
         const bool span = t->head == PETL_HEAD_SPAN;
         json_object_set_new(json_object_get(root, "tune"), "head",
                             json_string(head_names[t->head]));
+        if (t->freeze_layernorms) /* (absent: false, as in files from before it) */
+            json_object_set_new(json_object_get(root, "tune"), "freeze_layernorms", json_true());
         if (span) {
             const petl_squad_params *q = &info->squad;
             json_object_set_new(root, "squad",
@@ -423,6 +425,9 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
     t->adapter_act = (petl_adapter_act)jname(&c, tune, "adapter_act", PETL_NAMES_ADAPTER_ACT);
     t->adapter_init_sd = (float)jnum(&c, tune, "adapter_init_sd", 0, 10);
     t->placement = (petl_adapter_placement)jname(&c, tune, "placement", PETL_NAMES_PLACEMENT);
+    /* (absent in files from before it: false) */
+    if (json_object_get(tune, "freeze_layernorms"))
+        t->freeze_layernorms = json_is_true(jget(&c, tune, "freeze_layernorms", JSON_TRUE));
     t->hidden_dropout = (float)jnum(&c, tune, "hidden_dropout", 0, 1);
     t->attention_dropout = (float)jnum(&c, tune, "attention_dropout", 0, 1);
     t->head_dropout = (float)jnum(&c, tune, "head_dropout", 0, 1);

@@ -275,7 +275,8 @@ static void build(builder *bd) {
     const bool full = tc->tune == PETL_TUNE_FULL;
     const tune_scope sc = {
         .full = full,
-        .ln = full || tc->tune == PETL_TUNE_ADAPTER || tc->tune == PETL_TUNE_LAYERNORM,
+        .ln = full || (tc->tune == PETL_TUNE_ADAPTER && !tc->freeze_layernorms) ||
+              tc->tune == PETL_TUNE_LAYERNORM,
         .top_from =
             tc->tune == PETL_TUNE_TOP ? (L - tc->top_k > 0 ? L - tc->top_k : 0) : (full ? 0 : L)};
     build_embeddings(bd, sc);
@@ -290,12 +291,16 @@ static void build(builder *bd) {
         tc->head != PETL_HEAD_SPAN && tm->base->has_pooler && (full || tc->tune == PETL_TUNE_TOP);
     build_head(bd, pool);
     /* The lowest trained parameter. */
-    if (sc.full || sc.ln)
+    if (sc.full || sc.ln) {
         tm->view.lowest = -1;
-    else if (tc->tune == PETL_TUNE_TOP && sc.top_from < L)
+    } else if (tc->tune == PETL_TUNE_TOP && sc.top_from < L) {
         tm->view.lowest = sc.top_from;
-    else
+    } else {
         tm->view.lowest = pool ? L : L + 1;
+        for (int l = L - 1; l >= 0;
+             l--) /* adapters with frozen LayerNorms: the lowest carrying them */
+            if (layer_has_adapters(tc, l)) tm->view.lowest = l;
+    }
 }
 
 petl_status petl_task_model_new(const petl_model *base, const petl_tune_config *tc, uint64_t seed,

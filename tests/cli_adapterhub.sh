@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # `petl export --format adapterhub` against the real adapters library, through golden files
 # (scripts/reference/gen-adapterhub-golden.py made them with adapters 1.3.0):
-#  1. exporting the committed petl adapter (tests/golden/adapterhub/petl-sst2) writes exactly
+#  1. exporting the committed petl adapters (tests/golden/adapterhub/petl-sst2, which trained
+#     its LayerNorms, and petl-sst2-frozen-ln, --freeze-layernorms: no side file) writes exactly
 #     the files adapters was given (SHA-256 of each), so what adapters computed from them holds
 #     for this build;
 #  2. petl predict's class probabilities on 64 SST-2 dev sentences equal adapters' on the export
-#     (BertAdapterModel, load_adapter(use_safetensors=True), the LayerNorm side file loaded):
+#     (BertAdapterModel, load_adapter(use_safetensors=True), the LayerNorm side file if any):
 #     within 1e-7 (measured 1.8e-8: float32 sums in two orders; 9 printed digits);
 #  3. refusals: an OUT that holds anything (left untouched), an adapter with no bottleneck
 #     adapters (--tune head), an unknown --format.
@@ -22,31 +23,37 @@ command -v sha256sum > /dev/null || exec bash "$TESTS/skip.sh" cli_adapterhub to
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# 1. the same files
-"$PETL" export --model "$PETL_MODEL_DIR" --adapter "$g/petl-sst2" --out "$tmp/exp" --name sst2 \
-    --model-name sentence-transformers/all-MiniLM-L6-v2 > "$tmp/exp.json" 2> "$tmp/exp.err" ||
-    fail "export: $(cat "$tmp/exp.err")"
-grep -q '"layernorm_tensors": 26' "$tmp/exp.json" || fail "export report: $(cat "$tmp/exp.json")"
-grep -q "petl_layernorms.safetensors" "$tmp/exp.err" || fail "no word of the LayerNorm side file"
-n=0
-for f in "$tmp"/exp/*; do
-    want=$(grep -o "\"${f##*/}\": \"[0-9a-f]*\"" "$g/export.json" | grep -o '[0-9a-f]\{64\}')
-    got=$(sha256sum "$f" | cut -d' ' -f1)
-    [ -n "$want" ] && [ "$want" = "$got" ] || fail "${f##*/}: sha256 $got, adapters was given $want"
-    n=$((n + 1))
+# 1. and 2., for an adapter that trained its LayerNorms (a side file) and one that did not
+for case in petl-sst2:26:5 petl-sst2-frozen-ln:0:4; do
+    IFS=: read -r name n_ln n_files <<< "$case"
+    "$PETL" export --model "$PETL_MODEL_DIR" --adapter "$g/$name" --out "$tmp/exp-$name" --name sst2 \
+        --model-name sentence-transformers/all-MiniLM-L6-v2 > "$tmp/exp.json" 2> "$tmp/exp.err" ||
+        fail "$name: export: $(cat "$tmp/exp.err")"
+    grep -q "\"layernorm_tensors\": $n_ln}" "$tmp/exp.json" || fail "$name: export report: $(cat "$tmp/exp.json")"
+    if [ "$n_ln" -gt 0 ]; then
+        grep -q "petl_layernorms.safetensors" "$tmp/exp.err" || fail "$name: no word of the side file"
+    else
+        [ ! -s "$tmp/exp.err" ] || fail "$name: export said: $(cat "$tmp/exp.err")"
+    fi
+    n=0
+    for f in "$tmp/exp-$name"/*; do
+        want=$(grep -o "\"${f##*/}\": \"[0-9a-f]*\"" "$g/$name.json" | grep -o '[0-9a-f]\{64\}')
+        got=$(sha256sum "$f" | cut -d' ' -f1)
+        [ -n "$want" ] && [ "$want" = "$got" ] || fail "$name: ${f##*/}: sha256 $got, adapters was given $want"
+        n=$((n + 1))
+    done
+    [ "$n" -eq "$n_files" ] || fail "$name: $n files exported, adapters was given $n_files"
+    "$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$g/$name" --threads 2 \
+        < "$g/sst2-dev.jsonl" > "$tmp/pred.jsonl" 2> "$tmp/pred.err" ||
+        fail "$name: predict: $(cat "$tmp/pred.err")"
+    grep -o '"scores": *\[[^]]*\]' "$tmp/pred.jsonl" | tr -d '"scores:[] ' | tr ',' ' ' > "$tmp/got"
+    tr -d '\n ' < "$g/$name.json" | grep -o '"probs":\[\[.*\]\]' | sed 's/"probs":\[\[//; s/\]\]$//' |
+        sed 's/\],\[/\n/g' | tr ',' ' ' > "$tmp/want"
+    paste -d' ' "$tmp/got" "$tmp/want" | awk -v c="$name" '
+        { n++; for (k = 1; k <= 2; k++) { d = $k - $(k + 2); if (d < 0) d = -d; if (d > worst) worst = d } }
+        END { printf "cli_adapterhub: %s: %d rows, worst |p(petl) - p(adapters)| %.2g\n", c, n, worst
+              exit !(n == 64 && worst <= 1e-7) }' || fail "$name: petl and adapters differ (bound 1e-7)"
 done
-[ "$n" -eq 5 ] || fail "$n files exported, adapters was given 5"
-
-# 2. the same probabilities
-"$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$g/petl-sst2" --threads 2 \
-    < "$g/sst2-dev.jsonl" > "$tmp/pred.jsonl" 2> "$tmp/pred.err" || fail "predict: $(cat "$tmp/pred.err")"
-grep -o '"scores": *\[[^]]*\]' "$tmp/pred.jsonl" | tr -d '"scores:[] ' | tr ',' ' ' > "$tmp/got"
-tr -d '\n ' < "$g/export.json" | grep -o '"probs":\[\[.*\]\]' | sed 's/"probs":\[\[//; s/\]\]$//' |
-    sed 's/\],\[/\n/g' | tr ',' ' ' > "$tmp/want"
-paste -d' ' "$tmp/got" "$tmp/want" | awk '
-    { n++; for (k = 1; k <= 2; k++) { d = $k - $(k + 2); if (d < 0) d = -d; if (d > worst) worst = d } }
-    END { printf "cli_adapterhub: %d rows, worst |p(petl) - p(adapters)| %.2g\n", n, worst
-          exit !(n == 64 && worst <= 1e-7) }' || fail "petl and adapters differ (bound 1e-7)"
 
 # 3. refusals
 mkdir "$tmp/full" && echo keep > "$tmp/full/notes.txt"

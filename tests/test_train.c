@@ -658,6 +658,65 @@ static void test_dropout_fd(const char *model_dir, petl_tune tune) {
     petl_model_free(m);
 }
 
+/* --freeze-layernorms (what an AdapterHub export holds): the same forward and the same
+ * gradient for every adapter and head tensor as --tune adapter, which also trains the
+ * LayerNorms (they are base copies there: the same values), with dropout on so that the masks
+ * must agree too; and no LayerNorm among its trained tensors. Bit-identical: one forward, and a
+ * backward that only stops earlier (at the lowest layer with adapters, not the embeddings). */
+static void test_freeze_layernorms(const char *model_dir) {
+    petl_error err = {0};
+    petl_model *m = NULL;
+    CHECK_OK(petl_model_load(model_dir, &m, &err), &err);
+    petl_tune_config tc;
+    petl_tune_config_default(&tc, petl_model_config(m));
+    tc.adapter_size = 4;
+    tc.adapter_init_sd = 0.05f;
+    tc.hidden_dropout = tc.attention_dropout = tc.head_dropout = 0.3f;
+    petl_task_model *tm[2] = {NULL, NULL};
+    float loss[2] = {0, 0};
+    const int B = 3, T = 9;
+    int32_t ids[3 * 9], types[3 * 9] = {0}, labels[3] = {1, 0, 1};
+    int lens[3] = {9, 4, 6};
+    for (int i = 0; i < B * T; i++)
+        ids[i] = 2 + (i * 37) % 90;
+    petl_batch b = {B, T, ids, types, lens};
+    for (int k = 0; k < 2; k++) {
+        tc.freeze_layernorms = k == 1;
+        CHECK_OK(petl_task_model_new(m, &tc, 3, &tm[k], &err), &err);
+        petl_ctx *ctx = NULL;
+        CHECK_OK(petl_train_ctx_new(tm[k], B, T, &ctx, &err), &err);
+        petl_task_model_zero_grad(tm[k]);
+        CHECK_OK(petl_train_step(ctx, &b, &(petl_targets){.labels = labels, .targets = NULL}, 42,
+                                 &loss[k], &err),
+                 &err);
+        petl_ctx_free(ctx);
+    }
+    CHECKF(loss[0] == loss[1], "loss %.9g (adapter) vs %.9g (frozen LayerNorms)", loss[0], loss[1]);
+    size_t n_ln = 0, n_same = 0;
+    for (size_t i = 0; i < petl_task_model_num_params(tm[0]); i++) {
+        const petl_param *p = petl_task_model_param(tm[0], i);
+        const petl_param *q = petl_task_model_find(tm[1], p->name);
+        if (strstr(p->name, "LayerNorm") || strstr(p->name, "layer_norm")) {
+            CHECKF(q == NULL, "%s is trained with frozen LayerNorms", p->name);
+            n_ln++;
+            continue;
+        }
+        CHECKF(q && q->numel == p->numel, "%s: missing with frozen LayerNorms", p->name);
+        if (q && q->numel == p->numel)
+            n_same += memcmp(p->grad, q->grad, (size_t)p->numel * sizeof *p->grad) == 0;
+        CHECKF(!q || memcmp(p->grad, q->grad, (size_t)p->numel * sizeof *p->grad) == 0,
+               "%s: gradients differ", p->name);
+    }
+    CHECK(n_ln > 0 &&
+          petl_task_model_num_params(tm[1]) + n_ln == petl_task_model_num_params(tm[0]));
+    printf("freeze_layernorms: loss %.7f both ways, %zu tensors with identical gradients, %zu "
+           "LayerNorm tensors not trained\n",
+           loss[0], n_same, n_ln);
+    for (int k = 0; k < 2; k++)
+        petl_task_model_free(tm[k]);
+    petl_model_free(m);
+}
+
 /* The tiny random models of the other families, under tests/golden. */
 static const char *const tiny_families[] = {"tiny-roberta", "tiny-xlm-roberta", "tiny-distilbert",
                                             "tiny-electra", "tiny-mpnet"};
@@ -680,6 +739,7 @@ int main(void) {
     run_file(dir, "tiny.golden", &tiny);
     run_file(dir, "span_tiny.golden", &span_tiny);
     test_dropout(dir);
+    test_freeze_layernorms(dir);
     test_dropout_fd(dir, PETL_TUNE_ADAPTER);
     test_dropout_fd(dir, PETL_TUNE_FULL);
     tiny_model_dir_remove();

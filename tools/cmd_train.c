@@ -138,6 +138,9 @@ static void usage(FILE *f) {
     fprintf(f, "  --init-sd X          adapter weight init sd, truncated normal (%s)\n",
             short_real(sd, sizeof sd, tc.adapter_init_sd));
     help_placement(f, &tc);
+    fprintf(f,
+            "  --freeze-layernorms  with --tune adapter: keep the base's LayerNorms (adapters +\n"
+            "                       head only: what an AdapterHub adapter holds, petl export)\n");
     help_lr(f);
     fprintf(
         f,
@@ -292,6 +295,7 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         CLI_OPT_FLAG("--bias-correction", &to->bias_correction),
         CLI_OPT_FLAG("--pad-to-max", &to->pad_to_max),
         CLI_OPT_FLAG("--keep-checkpoint", &o->keep_ckpt),
+        CLI_OPT_FLAG("--freeze-layernorms", &o->tc.freeze_layernorms),
     };
     int rc = cli_parse_options("train", argc, argv, opts, CLI_N_OPTS(opts), usage);
     if (rc != CLI_GO_ON) return rc;
@@ -659,6 +663,12 @@ static int new_task_model(const train_opts *o, train_run *r) {
     tc.adapter_act = o->tc.adapter_act;
     tc.adapter_init_sd = o->tc.adapter_init_sd;
     tc.placement = o->tc.placement;
+    tc.freeze_layernorms = o->tc.freeze_layernorms;
+    if (tc.freeze_layernorms && tc.tune != PETL_TUNE_ADAPTER) {
+        fprintf(stderr, "petl train: --freeze-layernorms goes with --tune adapter (not %s)\n",
+                petl_tune_name(tc.tune));
+        return 1;
+    }
     tc.head = d->squad ? PETL_HEAD_SPAN : PETL_HEAD_CLASSIFY;
     tc.num_labels = d->squad ? 2 : d->regression ? 1 : (int)d->n_labels;
     if (tc.tune == PETL_TUNE_TOP && tc.top_k > cfg->num_layers) {

@@ -2,15 +2,16 @@
 """Golden files of the AdapterHub export (tests/cli_adapterhub.sh, tests/test_adapterhub.c),
 from the real `adapters` library (1.3.0) in the reference venv:
 
-  tests/golden/adapterhub/petl-sst2/       a small petl adapter (all-MiniLM-L6-v2, size 8, 200
-                                           SST-2 rows, 1 epoch; LayerNorms trained, as --tune
-                                           adapter does), trained here with petl
+  tests/golden/adapterhub/CASE/            small petl adapters (all-MiniLM-L6-v2, size 8, 200
+                                           SST-2 rows, 1 epoch) trained here with petl: petl-sst2
+                                           (LayerNorms trained, as --tune adapter does) and
+                                           petl-sst2-frozen-ln (--freeze-layernorms)
   tests/golden/adapterhub/sst2-dev.jsonl   the first 64 SST-2 dev sentences
-  tests/golden/adapterhub/export.json      what `petl export` wrote from it (file -> SHA-256)
+  tests/golden/adapterhub/CASE.json        what `petl export` wrote from it (file -> SHA-256)
                                            and the class probabilities of the 64 sentences from
                                            adapters' BertAdapterModel with the export loaded
                                            (load_adapter(..., use_safetensors=True)) and the
-                                           LayerNorm side file put in place
+                                           LayerNorm side file, when there is one, put in place
   tests/golden/adapterhub/reduction.tsv    H, m, the reduction_factor petl must write (the
                                            double nearest H / m with int(H // rf) == m, Python's
                                            float floor division) for H in 384, 768, 1024 and
@@ -78,31 +79,34 @@ def main():
         with open(os.path.join(OUT, "sst2-dev.jsonl"), "w", encoding="utf-8") as f:
             for t in texts:
                 f.write(json.dumps({"text": t}) + "\n")
-        ad = os.path.join(OUT, "petl-sst2")
-        shutil.rmtree(ad, ignore_errors=True)
-        subprocess.run([args.petl, "train", "--model", args.model, "--task", "sst2", "--data",
-                        os.path.join(tmp, "sst"), "--out", ad, "--epochs", "1", "--adapter-size", "8",
-                        "--lr", "1e-3", "--max-len", "64", "--threads", "2"], check=True,
-                       stdout=subprocess.DEVNULL)
-        exp = os.path.join(tmp, "exp")
-        subprocess.run([args.petl, "export", "--model", args.model, "--adapter", ad, "--out", exp,
-                        "--name", "sst2", "--model-name", "sentence-transformers/all-MiniLM-L6-v2"],
-                       check=True, stdout=subprocess.DEVNULL)
-        files = {f: sha256(os.path.join(exp, f)) for f in sorted(os.listdir(exp))}
-        m = AutoAdapterModel.from_pretrained(args.model)
-        name = m.load_adapter(exp, use_safetensors=True)
-        missing, unexpected = m.load_state_dict(load_file(os.path.join(exp, "petl_layernorms.safetensors")),
-                                                strict=False)
-        assert not unexpected, unexpected
-        m.set_active_adapters(name)
-        m.eval()
         tok = AutoTokenizer.from_pretrained(args.model)
-        with torch.no_grad():
-            enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
-            probs = torch.softmax(m(**enc).logits.double(), -1).tolist()
-    with open(os.path.join(OUT, "export.json"), "w") as f:
-        json.dump({"adapters": "1.3.0", "name": name, "files": files, "probs": probs}, f, indent=1)
-    print("export: %d files, %d rows" % (len(files), len(probs)))
+        for case, extra in (("petl-sst2", []), ("petl-sst2-frozen-ln", ["--freeze-layernorms"])):
+            ad = os.path.join(OUT, case)
+            shutil.rmtree(ad, ignore_errors=True)
+            subprocess.run([args.petl, "train", "--model", args.model, "--task", "sst2", "--data",
+                            os.path.join(tmp, "sst"), "--out", ad, "--epochs", "1", "--adapter-size",
+                            "8", "--lr", "1e-3", "--max-len", "64", "--threads", "2"] + extra,
+                           check=True, stdout=subprocess.DEVNULL)
+            exp = os.path.join(tmp, "exp-" + case)
+            subprocess.run([args.petl, "export", "--model", args.model, "--adapter", ad, "--out", exp,
+                            "--name", "sst2", "--model-name", "sentence-transformers/all-MiniLM-L6-v2"],
+                           check=True, stdout=subprocess.DEVNULL)
+            files = {f: sha256(os.path.join(exp, f)) for f in sorted(os.listdir(exp))}
+            m = AutoAdapterModel.from_pretrained(args.model)
+            name = m.load_adapter(exp, use_safetensors=True)
+            side = os.path.join(exp, "petl_layernorms.safetensors")
+            if os.path.exists(side):
+                missing, unexpected = m.load_state_dict(load_file(side), strict=False)
+                assert not unexpected, unexpected
+            m.set_active_adapters(name)
+            m.eval()
+            with torch.no_grad():
+                enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+                probs = torch.softmax(m(**enc).logits.double(), -1).tolist()
+            with open(os.path.join(OUT, case + ".json"), "w") as f:
+                json.dump({"adapters": "1.3.0", "name": name, "files": files, "probs": probs}, f,
+                          indent=1)
+            print("%s: %d files, %d rows" % (case, len(files), len(probs)))
 
 
 if __name__ == "__main__":
