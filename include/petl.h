@@ -335,9 +335,10 @@ void petl_encoding_free(petl_encoding *enc);
 
 typedef struct petl_model petl_model;
 
-/* Loads DIR/config.json + DIR/model.safetensors (keys with or without "bert.", LayerNorm
- * weight/bias or gamma/beta, embeddings.position_ids ignored; F16 / BF16 converted to F32).
- * Every expected tensor is checked for presence and shape. The pooler is optional. */
+/* Loads DIR/config.json + DIR/model.safetensors, or DIR/pytorch_model.bin when there is no
+ * model.safetensors (petl_torch_open: torch.save's zip format) (keys with or without "bert.",
+ * LayerNorm weight/bias or gamma/beta, embeddings.position_ids ignored; F16 / BF16 converted to
+ * F32). Every expected tensor is checked for presence and shape. The pooler is optional. */
 petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error *err);
 void petl_model_free(petl_model *m);
 const petl_config *petl_model_config(const petl_model *m);
