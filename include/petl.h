@@ -122,7 +122,8 @@ typedef struct {
     int rank;                        /* 0 (scalar) .. PETL_ST_MAX_RANK */
     int64_t shape[PETL_ST_MAX_RANK]; /* shape[0..rank) */
     int64_t numel;                   /* product of shape (1 for a scalar) */
-    uint64_t begin, end;             /* byte offsets in the data buffer, end exclusive */
+    uint64_t begin, end;             /* byte offsets in the data buffer, end exclusive (a
+                                        torch file's: in the file) */
     const void *data;                /* begin of the bytes (unaligned!) */
     const char *file; /* the file it is in, for messages (petl_st_open's path, petl_st_parse's
                          what; owned by the file object); NULL in a tensor made by hand */
@@ -145,7 +146,7 @@ petl_status petl_st_parse(const void *buf, size_t len, const char *what, petl_sa
 void petl_st_close(petl_safetensors *st);
 
 size_t petl_st_count(const petl_safetensors *st);
-/* Tensors in the order of their data offsets. */
+/* Tensors in the order of their data offsets (a torch file's: in the state dict's order). */
 const petl_st_tensor *petl_st_at(const petl_safetensors *st, size_t i);
 /* NULL when absent. */
 const petl_st_tensor *petl_st_find(const petl_safetensors *st, const char *name);
@@ -171,6 +172,24 @@ typedef struct {
  * {"format":"pt"} plus the given metadata pairs (meta[2*i] = key, meta[2*i+1] = value). */
 petl_status petl_st_write(const char *path, const petl_st_entry *entries, size_t n,
                           const char *const *meta, size_t n_meta, petl_error *err);
+
+/* ============================================================ PyTorch .bin (src/torch_bin.c) */
+
+/* Reads a state dict saved by torch.save (its zip format, the default since PyTorch 1.6:
+ * pytorch_model.bin) into the same object as a safetensors file, so that petl_st_find,
+ * petl_st_read_f32 and petl_st_close work unchanged; there is no metadata. The pickle inside
+ * is read by a restricted unpickler that imports and calls nothing: it knows the few globals
+ * a state dict of tensors needs (collections.OrderedDict, torch._utils._rebuild_tensor_v2 /
+ * _v3 / _rebuild_parameter, torch's storage classes and dtypes) and refuses any other global
+ * by name ("global os.system is not allowed"), as it refuses opcodes a state dict does not use.
+ * Also refused: compressed zip entries, the legacy (pre-1.6) format, big-endian files, values
+ * other than tensors, non-contiguous tensors and views past their storage's end (naming the
+ * tensor). The tensors point into the mapped file, as petl_st_open's do. */
+petl_status petl_torch_open(const char *path, petl_safetensors **out, petl_error *err);
+/* The same for a file in memory (buf is borrowed and must outlive the object); `what` names it
+ * in messages. */
+petl_status petl_torch_parse(const void *buf, size_t len, const char *what, petl_safetensors **out,
+                             petl_error *err);
 
 /* ======================================================================= config (src/config.c) */
 
@@ -316,9 +335,10 @@ void petl_encoding_free(petl_encoding *enc);
 
 typedef struct petl_model petl_model;
 
-/* Loads DIR/config.json + DIR/model.safetensors (keys with or without "bert.", LayerNorm
- * weight/bias or gamma/beta, embeddings.position_ids ignored; F16 / BF16 converted to F32).
- * Every expected tensor is checked for presence and shape. The pooler is optional. */
+/* Loads DIR/config.json + DIR/model.safetensors, or DIR/pytorch_model.bin when there is no
+ * model.safetensors (petl_torch_open: torch.save's zip format) (keys with or without "bert.",
+ * LayerNorm weight/bias or gamma/beta, embeddings.position_ids ignored; F16 / BF16 converted to
+ * F32). Every expected tensor is checked for presence and shape. The pooler is optional. */
 petl_status petl_model_load(const char *model_dir, petl_model **out, petl_error *err);
 void petl_model_free(petl_model *m);
 const petl_config *petl_model_config(const petl_model *m);

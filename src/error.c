@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,6 +101,26 @@ petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_
     buf[n] = '\0';
     *out = buf;
     *len = n;
+    return PETL_OK;
+}
+
+petl_status petl_map_file(const char *path, void **map, size_t *len, petl_error *err) {
+    *map = NULL;
+    *len = 0;
+    long long size = 0;
+    int fd = petl_open_regular(path, &size, err); /* a FIFO or device is refused, not waited on */
+    if (fd < 0) return PETL_ERR_IO;
+    if (size == 0) { /* mmap refuses an empty file */
+        close(fd);
+        return PETL_OK;
+    }
+    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int map_errno = errno;
+    close(fd);
+    if (m == MAP_FAILED)
+        return petl_fail(err, PETL_ERR_IO, "%s: cannot map: %s", path, strerror(map_errno));
+    *map = m;
+    *len = (size_t)size;
     return PETL_OK;
 }
 

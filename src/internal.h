@@ -28,6 +28,11 @@ int petl_open_regular(const char *path, long long *size, petl_error *err);
 petl_status petl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            petl_error *err);
 
+/* Maps a whole regular file read-only (petl_open_regular's checks): *map (NULL for an empty
+ * file) and *len; the caller munmaps it. The mapping stays valid while it lives; a file
+ * truncated by someone else meanwhile would fault on access, as with any mmap reader. */
+petl_status petl_map_file(const char *path, void **map, size_t *len, petl_error *err);
+
 /* petl_write_file for a writer that streams: fill(fd, user) writes the contents into the
  * temporary file (returning false with errno set on failure), which is then fsync'ed and
  * renamed over path. */
@@ -59,5 +64,13 @@ const char *const *petl_option_names(petl_names_kind kind, size_t *n);
  * of twice the model. Re-reading t afterwards still works (the pages fault in again). No-op
  * for a safetensors parsed from memory. */
 void petl_st_drop_pages(const petl_safetensors *st, const petl_st_tensor *t);
+
+/* A petl_safetensors over tensors another reader found (src/torch_bin.c), so that the rest
+ * of petl sees one kind of object whatever the file format. Takes tensors[n] and names (the
+ * malloc'ed block the tensors' names point into) in every case, and the mapping map[map_len]
+ * (munmap'ed by petl_st_close; NULL when the data is borrowed) only on success. Sets each
+ * tensor's file to `what`; refuses a name given twice. */
+petl_status petl_st_adopt(const char *what, petl_st_tensor *tensors, size_t n, char *names,
+                          void *map, size_t map_len, petl_safetensors **out, petl_error *err);
 
 #endif

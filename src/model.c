@@ -1,4 +1,5 @@
-/* Loading an encoder checkpoint (config.json + model.safetensors) into one float allocation.
+/* Loading an encoder checkpoint (config.json + model.safetensors, or pytorch_model.bin when
+ * there is no safetensors file) into one float allocation.
  *
  * Every tensor the encoder needs is looked up, checked for its exact shape, and only then is
  * memory allocated and filled: a checkpoint that does not fit the config fails before any large
@@ -8,9 +9,11 @@
 
 #include "internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* One tensor the encoder expects: its key without the architecture's prefix ("bert.") (LayerNorm
  * parameters under their "weight" / "bias" names), its shape, and where its floats go. */
@@ -175,13 +178,30 @@ static petl_status find_all(const petl_safetensors *st, const char *path, const 
     return PETL_OK;
 }
 
+/* Opens DIR/model.safetensors or, when there is none, DIR/pytorch_model.bin (torch.save's
+ * format, src/torch_bin.c). *path gets the file's path (caller frees), also on failure. */
+static petl_status open_weights(const char *dir, char **path, petl_safetensors **st,
+                                petl_error *err) {
+    *path = petl_path_join(dir, "model.safetensors");
+    if (!*path) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    if (access(*path, F_OK) == 0 || errno != ENOENT) return petl_st_open(*path, st, err);
+    char *bin = petl_path_join(dir, "pytorch_model.bin");
+    if (!bin) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    if (access(bin, F_OK) != 0 && errno == ENOENT) {
+        free(bin);
+        return petl_fail(err, PETL_ERR_IO, "%s: no model.safetensors or pytorch_model.bin", dir);
+    }
+    free(*path);
+    *path = bin;
+    return petl_torch_open(bin, st, err);
+}
+
 static petl_status load_weights(petl_model *m, const char *dir, petl_error *err) {
     petl_status rc = PETL_OK;
     petl_safetensors *st = NULL;
     param_spec *specs = NULL;
-    char *path = petl_path_join(dir, "model.safetensors");
-    if (!path) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
-    rc = petl_st_open(path, &st, err);
+    char *path = NULL;
+    rc = open_weights(dir, &path, &st, err);
     if (rc != PETL_OK) goto done;
 
     const petl_arch *a = m->arch;

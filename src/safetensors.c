@@ -7,8 +7,6 @@
  * tests/golden/safetensors/ pins our verdicts against the reference on crafted files. */
 #include "internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <jansson.h>
 #include <math.h>
@@ -32,7 +30,8 @@
 struct petl_safetensors {
     void *map; /* the mapped file (petl_st_open), else NULL */
     size_t map_len;
-    json_t *header;          /* owns the tensor names and metadata strings */
+    json_t *header;          /* owns the tensor names and metadata strings (safetensors) */
+    char *names;             /* owns the tensor names of another format (petl_st_adopt) */
     petl_st_tensor *tensors; /* [n] in data-offset order */
     size_t n;
     const petl_st_tensor **by_name; /* [n] sorted by name, for petl_st_find */
@@ -288,6 +287,20 @@ static int cmp_names(const void *a, const void *b) {
     return strcmp((*x)->name, (*y)->name);
 }
 
+/* By name, for petl_st_find; a name given twice is refused. */
+static petl_status index_names(petl_safetensors *st, const char *what, petl_error *err) {
+    st->by_name = malloc((st->n + 1) * sizeof *st->by_name);
+    if (!st->by_name) return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", what);
+    for (size_t i = 0; i < st->n; i++)
+        st->by_name[i] = &st->tensors[i];
+    qsort(st->by_name, st->n, sizeof *st->by_name, cmp_names);
+    for (size_t i = 1; i < st->n; i++)
+        if (!strcmp(st->by_name[i - 1]->name, st->by_name[i]->name))
+            return petl_fail(err, PETL_ERR_FORMAT, "%s: tensor '%s' appears twice", what,
+                             st->by_name[i]->name);
+    return PETL_OK;
+}
+
 /* Sorted by offset, the tensors must start at 0 and run on with no gap and no overlap to
  * exactly the end of the file. Sets each tensor's data pointer. */
 static petl_status check_layout(petl_safetensors *st, const unsigned char *data, uint64_t data_len,
@@ -315,12 +328,7 @@ static petl_status check_layout(petl_safetensors *st, const unsigned char *data,
                          "file offset %llu)",
                          what, (unsigned long long)at, (unsigned long long)data_len,
                          (unsigned long long)(data_start + at));
-    st->by_name = malloc((st->n + 1) * sizeof *st->by_name);
-    if (!st->by_name) return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", what);
-    for (size_t i = 0; i < st->n; i++)
-        st->by_name[i] = &st->tensors[i];
-    qsort(st->by_name, st->n, sizeof *st->by_name, cmp_names);
-    return PETL_OK;
+    return index_names(st, what, err);
 }
 
 static petl_status parse_json(petl_safetensors *st, const char *h, size_t n, const char *what,
@@ -399,28 +407,41 @@ petl_status petl_st_parse(const void *buf, size_t len, const char *what, petl_sa
     return PETL_OK;
 }
 
-/* The mapping stays valid while the object lives; a file truncated by someone else meanwhile
- * would fault on access, as with any mmap reader. */
+petl_status petl_st_adopt(const char *what, petl_st_tensor *tensors, size_t n, char *names,
+                          void *map, size_t map_len, petl_safetensors **out, petl_error *err) {
+    *out = NULL;
+    petl_safetensors *st = calloc(1, sizeof *st);
+    if (!st || !(st->what = strdup(what))) {
+        free(st);
+        free(tensors);
+        free(names);
+        return petl_fail(err, PETL_ERR_NOMEM, "%s: out of memory", what);
+    }
+    st->tensors = tensors;
+    st->n = n;
+    st->names = names;
+    for (size_t i = 0; i < n; i++)
+        tensors[i].file = st->what;
+    petl_status s = index_names(st, what, err);
+    if (s != PETL_OK) {
+        petl_st_close(st);
+        return s;
+    }
+    st->map = map;
+    st->map_len = map_len;
+    *out = st;
+    return PETL_OK;
+}
+
 petl_status petl_st_open(const char *path, petl_safetensors **out, petl_error *err) {
     if (!path || !out) return petl_fail(err, PETL_ERR_ARG, "petl_st_open: NULL path or output");
     *out = NULL;
-    long long size = 0;
-    int fd = petl_open_regular(path, &size, err); /* a FIFO or device is refused, not waited on */
-    if (fd < 0) return PETL_ERR_IO;
-    size_t len = (size_t)size;
-    if (len < 8) { /* mmap refuses an empty file; the parser words the error */
-        close(fd);
-        unsigned char none[8] = {0};
-        return petl_st_parse(none, len, path, out, err);
-    }
-    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return petl_fail(err, PETL_ERR_IO, "%s: cannot map: %s", path, strerror(map_errno));
-    petl_status s = petl_st_parse(map, len, path, out, err);
+    void *map;
+    size_t len;
+    petl_status s = petl_map_file(path, &map, &len, err);
+    if (s == PETL_OK) s = petl_st_parse(map, len, path, out, err);
     if (s != PETL_OK) {
-        munmap(map, len);
+        if (map) munmap(map, len);
         return s;
     }
     (*out)->map = map;
@@ -432,6 +453,7 @@ void petl_st_close(petl_safetensors *st) {
     if (!st) return;
     if (st->map) munmap(st->map, st->map_len);
     json_decref(st->header);
+    free(st->names);
     free(st->tensors);
     free(st->by_name);
     free(st->meta);
