@@ -824,6 +824,10 @@ typedef struct {
     int num_labels;                   /* >= 2: classification (cross-entropy); 1: regression;
                                          PETL_HEAD_SPAN: 2 (start, end) */
     petl_head_kind head;              /* default PETL_HEAD_CLASSIFY */
+    bool head_dense; /* PETL_HEAD_CLASSIFY: the head's own dense + tanh layer before the
+                        classifier, trained (AdapterHub's two-layer classification head), in place
+                        of the base's frozen pooler; named as the pooler where the family has
+                        one, else head.dense.weight / .bias. Default false */
     float hidden_dropout;             /* default: the config's hidden_dropout_prob */
     float attention_dropout;          /* default: the config's attention_probs_dropout_prob */
     float head_dropout;               /* before the classifier, default 0.1 (unused by spans) */
@@ -1154,6 +1158,24 @@ petl_status petl_adapterhub_export(const petl_task_model *tm, const petl_adapter
  * outside 1..H. */
 double petl_adapterhub_reduction_factor(int hidden, int bottleneck);
 double petl_adapterhub_floordiv(double x, double y);
+
+/* `petl import`: an AdapterHub bottleneck adapter folder (adapter_config.json and
+ * adapter.safetensors or pytorch_adapter.bin; head_config.json and model_head.safetensors or
+ * pytorch_model_head.bin) as a task model on `base`: the paper's adapter (double_seq_bn, or its
+ * output adapter alone), a classification head of 1 or 2 layers (tanh; regression as 1 label)
+ * or a question_answering head. What petl does not compute is refused naming the field:
+ * parallel, gated, PHM, invertible adapters, adapter LayerNorms, the adapter after the
+ * LayerNorm (seq_bn), scaling other than 1, activations other than gelu / relu / swish, other
+ * head types. AdapterHub records no base hash: model_type and hidden_size are checked, and
+ * every tensor's shape. */
+typedef struct {
+    char name[65];   /* the adapter's name in adapters */
+    size_t n_labels; /* label names from head_config's label2id (by id); 0: none */
+    char **labels;
+} petl_adapterhub_imported;
+petl_status petl_adapterhub_import(const char *dir, const petl_model *base, petl_task_model **out,
+                                   petl_adapterhub_imported *im, petl_error *err);
+void petl_adapterhub_imported_free(petl_adapterhub_imported *im);
 
 /* ============================================================ option names (src/options.c)
  *

@@ -214,6 +214,8 @@ static json_t *info_to_json(const petl_adapter_info *info) {
         const bool span = t->head == PETL_HEAD_SPAN;
         json_object_set_new(json_object_get(root, "tune"), "head",
                             json_string(head_names[t->head]));
+        if (t->head_dense) /* (absent: false) */
+            json_object_set_new(json_object_get(root, "tune"), "head_dense", json_true());
         if (t->freeze_layernorms) /* (absent: false, as in files from before it) */
             json_object_set_new(json_object_get(root, "tune"), "freeze_layernorms", json_true());
         if (span) {
@@ -426,6 +428,8 @@ static petl_status info_from_json(json_t *root, const char *path, petl_adapter_i
     t->adapter_init_sd = (float)jnum(&c, tune, "adapter_init_sd", 0, 10);
     t->placement = (petl_adapter_placement)jname(&c, tune, "placement", PETL_NAMES_PLACEMENT);
     /* (absent in files from before it: false) */
+    if (json_object_get(tune, "head_dense"))
+        t->head_dense = json_is_true(jget(&c, tune, "head_dense", JSON_TRUE));
     if (json_object_get(tune, "freeze_layernorms"))
         t->freeze_layernorms = json_is_true(jget(&c, tune, "freeze_layernorms", JSON_TRUE));
     t->hidden_dropout = (float)jnum(&c, tune, "hidden_dropout", 0, 1);

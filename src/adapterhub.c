@@ -379,3 +379,324 @@ petl_status petl_adapterhub_export(const petl_task_model *tm, const petl_adapter
     }
     return s;
 }
+
+/* ------------------------------------------------------------------------------- import */
+
+/* Tensors from NAME.safetensors, else from the .bin torch.save wrote (adapters' default). */
+static petl_status open_weights(const char *dir, const char *st_name, const char *bin_name,
+                                petl_safetensors **out, petl_error *err) {
+    char *p = petl_path_join(dir, st_name);
+    if (!p) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    if (access(p, F_OK) == 0) {
+        petl_status s = petl_st_open(p, out, err);
+        free(p);
+        return s;
+    }
+    free(p);
+    if (!(p = petl_path_join(dir, bin_name)))
+        return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+    petl_status s = access(p, F_OK) == 0
+                        ? petl_torch_open(p, out, err)
+                        : petl_fail(err, PETL_ERR_IO, "%s: no %s or %s", dir, st_name, bin_name);
+    free(p);
+    return s;
+}
+
+static json_t *load_json(const char *dir, const char *file, petl_error *err) {
+    char *p = petl_path_join(dir, file);
+    json_error_t je;
+    json_t *o = p ? json_load_file(p, JSON_REJECT_DUPLICATES, &je) : NULL;
+    if (!o)
+        petl_fail(err, p ? PETL_ERR_FORMAT : PETL_ERR_NOMEM, "%s: %s", p ? p : file,
+                  p ? je.text : "out of memory");
+    else if (!json_is_object(o)) {
+        petl_fail(err, PETL_ERR_FORMAT, "%s: not a JSON object", p);
+        json_decref(o);
+        o = NULL;
+    }
+    free(p);
+    return o;
+}
+
+/* A boolean field of adapters' config that must have one value ("what" says why). */
+static petl_status need(json_t *c, const char *path, const char *key, bool want, const char *what,
+                        petl_error *err) {
+    json_t *v = json_object_get(c, key);
+    if (!v || json_is_null(v)) v = NULL;
+    bool is = v && json_is_true(v);
+    if (v && !json_is_boolean(v))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: config.%s must be true or false", path, key);
+    if (is != want)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.%s = %s: %s (petl computes the paper's "
+                         "adapter only: adapters' double_seq_bn, or its output adapter alone)",
+                         path, key, is ? "true" : "false", what);
+    return PETL_OK;
+}
+
+/* adapter_config.json's "config" -> the tune config (adapter mode, LayerNorms frozen). */
+static petl_status read_bn_config(json_t *root, const char *path, int H, int L,
+                                  petl_tune_config *tc, petl_error *err) {
+    json_t *c = json_object_get(root, "config");
+    if (!json_is_object(c))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"config\" must be an object", path);
+    json_t *arch = json_object_get(c, "architecture");
+    if (arch && !json_is_null(arch) &&
+        !(json_is_string(arch) && !strcmp(json_string_value(arch), "bottleneck")))
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.architecture %s: only bottleneck "
+                         "adapters are computed by petl",
+                         path, json_is_string(arch) ? json_string_value(arch) : "(not a string)");
+    petl_status s;
+    if ((s = need(c, path, "is_parallel", false, "parallel adapters", err)) != PETL_OK ||
+        (s = need(c, path, "use_gating", false, "gated adapters", err)) != PETL_OK ||
+        (s = need(c, path, "phm_layer", false, "PHM (Compacter) layers", err)) != PETL_OK ||
+        (s = need(c, path, "ln_before", false, "an adapter LayerNorm", err)) != PETL_OK ||
+        (s = need(c, path, "ln_after", false, "an adapter LayerNorm", err)) != PETL_OK ||
+        (s = need(c, path, "adapter_residual_before_ln", false, "another residual", err)) !=
+            PETL_OK ||
+        (s = need(c, path, "original_ln_before", false,
+                  "the adapter after the LayerNorm (seq_bn / Pfeiffer)", err)) != PETL_OK ||
+        (s = need(c, path, "original_ln_after", true, "no LayerNorm after the adapter", err)) !=
+            PETL_OK ||
+        (s = need(c, path, "cross_adapter", false, "cross-attention adapters", err)) != PETL_OK ||
+        (s = need(c, path, "output_adapter", true, "no adapter after the FFN", err)) != PETL_OK)
+        return s;
+    json_t *rb = json_object_get(c, "residual_before_ln");
+    if (!json_is_true(rb))
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.residual_before_ln must be true (the "
+                         "paper's residual)",
+                         path);
+    json_t *inv = json_object_get(c, "inv_adapter");
+    if (inv && !json_is_null(inv))
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.inv_adapter: invertible adapters are not "
+                         "computed by petl",
+                         path);
+    json_t *sc = json_object_get(c, "scaling");
+    if (sc && !(json_is_number(sc) && json_number_value(sc) == 1.0))
+        return petl_fail(err, PETL_ERR_ARG, "%s: config.scaling must be 1.0", path);
+    json_t *mh = json_object_get(c, "mh_adapter");
+    if (mh && !json_is_boolean(mh))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: config.mh_adapter must be true or false", path);
+    tc->placement = json_is_true(mh) ? PETL_PLACE_BOTH : PETL_PLACE_FFN;
+    /* the activation: without "version", adapters itself reads "gelu" as gelu_new */
+    json_t *nl = json_object_get(c, "non_linearity");
+    const char *act = json_is_string(nl) ? json_string_value(nl) : "";
+    if (!json_object_get(root, "version"))
+        act = !strcmp(act, "gelu") ? "gelu_new" : !strcmp(act, "gelu_orig") ? "gelu" : act;
+    if (!strcmp(act, "silu")) act = "swish";
+    petl_error e2;
+    if (petl_adapter_act_parse(act, &tc->adapter_act, &e2) != PETL_OK)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.non_linearity %s is not computed by petl "
+                         "(gelu, relu, swish)",
+                         path, *act ? act : "(missing)");
+    json_t *rf = json_object_get(c, "reduction_factor");
+    if (!json_is_number(rf))
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.reduction_factor must be one number (per-"
+                         "layer factors are not supported)",
+                         path);
+    double m = json_number_value(rf) > 0 ? petl_adapterhub_floordiv(H, json_number_value(rf)) : 0;
+    if (!(m >= 1 && m <= H))
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.reduction_factor %g gives a bottleneck of "
+                         "%g for hidden size %d",
+                         path, json_number_value(rf), m, H);
+    tc->adapter_size = (int)m;
+    json_t *lo = json_object_get(c, "leave_out");
+    if (lo && !json_is_array(lo))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: config.leave_out must be a list", path);
+    for (size_t i = 0; lo && i < json_array_size(lo); i++) {
+        json_t *v = json_array_get(lo, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= L)
+            return petl_fail(err, PETL_ERR_FORMAT,
+                             "%s: config.leave_out[%zu] is not a layer "
+                             "0..%d",
+                             path, i, L - 1);
+        tc->adapter_layers &= ~((uint64_t)1 << json_integer_value(v));
+    }
+    return PETL_OK;
+}
+
+/* head_config.json -> the head of tc and the label names (by id). */
+static petl_status read_head_config(json_t *root, const char *path, bool has_pooler,
+                                    petl_tune_config *tc, petl_adapterhub_imported *im, int *layers,
+                                    petl_error *err) {
+    json_t *c = json_object_get(root, "config");
+    if (!json_is_object(c))
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: \"config\" must be an object", path);
+    json_t *ht = json_object_get(c, "head_type"), *nl = json_object_get(c, "num_labels"),
+           *ly = json_object_get(c, "layers"), *af = json_object_get(c, "activation_function"),
+           *up = json_object_get(c, "use_pooler"), *bias = json_object_get(c, "bias");
+    const char *type = json_is_string(ht) ? json_string_value(ht) : "(missing)";
+    *layers = json_is_integer(ly) ? (int)json_integer_value(ly) : -1;
+    if (json_is_true(up))
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.use_pooler true: petl's head reads the "
+                         "first token's hidden state",
+                         path);
+    if (bias && !json_is_true(bias))
+        return petl_fail(err, PETL_ERR_ARG, "%s: config.bias must be true", path);
+    if (!strcmp(type, "question_answering")) {
+        if (*layers != 1 || !json_is_integer(nl) || json_integer_value(nl) != 2)
+            return petl_fail(err, PETL_ERR_ARG,
+                             "%s: a question_answering head of 1 layer and 2 "
+                             "labels is what petl computes",
+                             path);
+        tc->head = PETL_HEAD_SPAN;
+        tc->num_labels = 2;
+        return PETL_OK;
+    }
+    if (strcmp(type, "classification") != 0)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: head_type %s: petl computes classification "
+                         "(regression as 1 label) and question_answering heads",
+                         path, type);
+    if (!json_is_integer(nl) || json_integer_value(nl) < 1 || json_integer_value(nl) > 1000000)
+        return petl_fail(err, PETL_ERR_FORMAT, "%s: config.num_labels must be 1..1000000", path);
+    if (*layers != 1 && *layers != 2)
+        return petl_fail(err, PETL_ERR_ARG, "%s: config.layers %d: petl computes 1 or 2", path,
+                         *layers);
+    if (*layers == 2 && !(json_is_string(af) && !strcmp(json_string_value(af), "tanh")))
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.activation_function of a 2-layer head "
+                         "must be tanh",
+                         path);
+    if (*layers == 1 && has_pooler)
+        return petl_fail(err, PETL_ERR_ARG,
+                         "%s: config.layers 1: petl's head runs the base's "
+                         "pooler first in a family that has one (a 2-layer head is computed)",
+                         path);
+    tc->head = PETL_HEAD_CLASSIFY;
+    tc->num_labels = (int)json_integer_value(nl);
+    tc->head_dense = *layers == 2;
+    json_t *l2i = json_object_get(c, "label2id");
+    if (json_is_object(l2i) && tc->num_labels > 1 &&
+        json_object_size(l2i) == (size_t)tc->num_labels) {
+        im->labels = calloc((size_t)tc->num_labels, sizeof *im->labels);
+        if (!im->labels) return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+        im->n_labels = (size_t)tc->num_labels;
+        const char *k;
+        json_t *v;
+        json_object_foreach(l2i, k, v) {
+            json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
+            if (id < 0 || id >= tc->num_labels || im->labels[id])
+                return petl_fail(err, PETL_ERR_FORMAT,
+                                 "%s: label2id is not a numbering of "
+                                 "0..%d",
+                                 path, tc->num_labels - 1);
+            if (!(im->labels[id] = strdup(k)))
+                return petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+        }
+    }
+    return PETL_OK;
+}
+
+/* Copies tensor `name` of st into p, checking its shape; counts it. */
+static petl_status take(const petl_safetensors *st, const char *name, const petl_param *p,
+                        size_t *used, petl_error *err) {
+    const petl_st_tensor *t = petl_st_find(st, name);
+    if (!t) return petl_fail(err, PETL_ERR_FORMAT, "%s: no tensor %s", "AdapterHub folder", name);
+    bool same = t->rank == p->rank;
+    for (int d = 0; same && d < p->rank; d++)
+        same = t->shape[d] == p->shape[d];
+    if (!same)
+        return petl_fail(err, PETL_ERR_SHAPE,
+                         "%s: %s has another shape than petl's %s (%lld x %lld)",
+                         t->file ? t->file : "AdapterHub folder", name, p->name,
+                         (long long)p->shape[0], (long long)(p->rank == 2 ? p->shape[1] : 1));
+    (*used)++;
+    return petl_st_read_f32(t, p->data, err);
+}
+
+void petl_adapterhub_imported_free(petl_adapterhub_imported *im) {
+    for (size_t i = 0; im->labels && i < im->n_labels; i++)
+        free(im->labels[i]);
+    free(im->labels);
+    memset(im, 0, sizeof *im);
+}
+
+petl_status petl_adapterhub_import(const char *dir, const petl_model *base, petl_task_model **out,
+                                   petl_adapterhub_imported *im, petl_error *err) {
+    *out = NULL;
+    memset(im, 0, sizeof *im);
+    const petl_arch *a = base->arch;
+    const int H = base->cfg.hidden_size, L = base->cfg.num_layers;
+    petl_status s;
+    json_t *ac = load_json(dir, "adapter_config.json", err), *hc = NULL;
+    if (!ac) return PETL_ERR_FORMAT; /* (load_json said why) */
+    char apath[PATH_MAX], hpath[PATH_MAX];
+    snprintf(apath, sizeof apath, "%s/adapter_config.json", dir);
+    snprintf(hpath, sizeof hpath, "%s/head_config.json", dir);
+    json_t *mt = json_object_get(ac, "model_type"), *hs = json_object_get(ac, "hidden_size"),
+           *nm = json_object_get(ac, "name");
+    petl_tune_config tc;
+    petl_tune_config_default(&tc, &base->cfg);
+    tc.freeze_layernorms = true; /* an AdapterHub adapter holds no LayerNorms */
+    petl_safetensors *aw = NULL, *hw = NULL;
+    petl_task_model *tm = NULL;
+    int layers = 0;
+    if (!json_is_string(mt) || strcmp(json_string_value(mt), a->model_type) != 0) {
+        s = petl_fail(err, PETL_ERR_ARG,
+                      "%s: model_type %s, but the base is %s (AdapterHub "
+                      "records no base hash: give the --model it was trained on)",
+                      apath, json_is_string(mt) ? json_string_value(mt) : "(missing)",
+                      a->model_type);
+    } else if (!json_is_integer(hs) || json_integer_value(hs) != H) {
+        s = petl_fail(err, PETL_ERR_ARG, "%s: hidden_size %lld, the base's is %d", apath,
+                      json_is_integer(hs) ? (long long)json_integer_value(hs) : -1LL, H);
+    } else if (!json_is_string(nm) || !*json_string_value(nm) ||
+               strlen(json_string_value(nm)) >= sizeof im->name ||
+               strchr(json_string_value(nm), '.')) {
+        s = petl_fail(err, PETL_ERR_FORMAT, "%s: \"name\" must be a name (no '.')", apath);
+    } else {
+        snprintf(im->name, sizeof im->name, "%s", json_string_value(nm));
+        s = read_bn_config(ac, apath, H, L, &tc, err);
+    }
+    if (s == PETL_OK && !(hc = load_json(dir, "head_config.json", err))) s = PETL_ERR_FORMAT;
+    if (s == PETL_OK) s = read_head_config(hc, hpath, base->has_pooler, &tc, im, &layers, err);
+    if (s == PETL_OK) s = open_weights(dir, "adapter.safetensors", "pytorch_adapter.bin", &aw, err);
+    if (s == PETL_OK)
+        s = open_weights(dir, "model_head.safetensors", "pytorch_model_head.bin", &hw, err);
+    if (s == PETL_OK) s = petl_task_model_new(base, &tc, 0, &tm, err);
+    size_t used_a = 0, used_h = 0;
+    for (size_t i = 0; s == PETL_OK && i < petl_task_model_num_params(tm); i++) {
+        const petl_param *p = petl_task_model_param(tm, i);
+        char *an = adapter_name(p->name, a->model_type, im->name), *hn = NULL;
+        if (an) {
+            s = take(aw, an, p, &used_a, err);
+        } else {
+            const bool qa = !strncmp(p->name, "qa_outputs.", 11),
+                       cls = !strncmp(p->name, "classifier.", 11);
+            const char *wb = strrchr(p->name, '.') + 1;
+            /* the head: heads.NAME.K.weight / .bias, K the layer's index in adapters' head */
+            hn = fmt("heads.%s.%d.%s", im->name, qa ? 1 : cls ? (layers == 2 ? 4 : 1) : 1, wb);
+            s = hn ? take(hw, hn, p, &used_h, err)
+                   : petl_fail(err, PETL_ERR_NOMEM, "out of memory");
+        }
+        free(an);
+        free(hn);
+    }
+    if (s == PETL_OK && (used_a != petl_st_count(aw) || used_h != petl_st_count(hw))) {
+        const petl_safetensors *st = used_a != petl_st_count(aw) ? aw : hw;
+        s = petl_fail(err, PETL_ERR_ARG,
+                      "%s: %zu tensors, petl reads %zu: it holds more than a "
+                      "bottleneck adapter and head petl computes (first: %s)",
+                      st == aw ? "adapter weights" : "head weights", petl_st_count(st),
+                      st == aw ? used_a : used_h, petl_st_at(st, 0)->name);
+    }
+    if (aw) petl_st_close(aw);
+    if (hw) petl_st_close(hw);
+    json_decref(ac);
+    json_decref(hc);
+    if (s != PETL_OK) {
+        petl_task_model_free(tm);
+        petl_adapterhub_imported_free(im);
+        return s;
+    }
+    *out = tm;
+    return PETL_OK;
+}

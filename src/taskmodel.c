@@ -257,8 +257,15 @@ static void build_head(builder *bd, bool pool) {
         tensor(bd, nm, 2, H, H, true, pool, b->pool_w, &v->cls.pool_w, &v->d_cls.pool_w);
         snprintf(nm, sizeof nm, "%s%s", b->arch->prefix, b->arch->pooler_b);
         tensor(bd, nm, 1, H, 0, false, pool, b->pool_b, &v->cls.pool_b, &v->d_cls.pool_b);
+    } else if (tm->tc.head_dense) { /* a dense layer of the head's own: BERT's init */
+        float *dw = add_param(bd, "head.dense.weight", 2, H, H, true, NULL, &v->d_cls.pool_w);
+        float *db = add_param(bd, "head.dense.bias", 1, H, 0, false, NULL, &v->d_cls.pool_b);
+        if (bd->assign && bd->rc == PETL_OK) {
+            v->cls.pool_w = dw, v->cls.pool_b = db;
+            petl_rng_fill_normal(&r, dw, (size_t)(H * H), 0.0f, INITIALIZER_RANGE);
+        }
     }
-    const int64_t cls_at = bd->at;
+    const int64_t cls_at = b->has_pooler ? bd->at : before; /* (a dense of its own counts) */
     float *cw = add_param(bd, "classifier.weight", 2, NL, H, true, NULL, &v->d_cls.cls_w);
     float *cb = add_param(bd, "classifier.bias", 1, NL, 0, false, NULL, &v->d_cls.cls_b);
     tm->head_floats = bd->at - cls_at;
@@ -288,7 +295,8 @@ static void build(builder *bd) {
         build_adapters(bd, l, lp);
     }
     const bool pool =
-        tc->head != PETL_HEAD_SPAN && tm->base->has_pooler && (full || tc->tune == PETL_TUNE_TOP);
+        tc->head != PETL_HEAD_SPAN &&
+        (tc->head_dense || (tm->base->has_pooler && (full || tc->tune == PETL_TUNE_TOP)));
     build_head(bd, pool);
     /* The lowest trained parameter. */
     if (sc.full || sc.ln) {

@@ -19,6 +19,7 @@ int cmd_sweep(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 /* Default model folder: $PETL_MODEL, else models/all-MiniLM-L6-v2 beside the binary's
  * repository (the folder scripts/fetch-model fills), else that path relative to the cwd. */

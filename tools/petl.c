@@ -23,6 +23,7 @@ static const struct {
     {"ablate", cmd_ablate, "dev score with the adapters of each span of layers removed"},
     {"plot", cmd_plot, "draw sweep results or an ablation matrix as PNG or SVG (gnuplot)"},
     {"export", cmd_export, "write an adapter in AdapterHub's (the adapters library's) format"},
+    {"import", cmd_import, "read an AdapterHub (adapters library) adapter as a petl adapter"},
 };
 
 static void usage(FILE *f) {

@@ -12,6 +12,14 @@ from the real `adapters` library (1.3.0) in the reference venv:
                                            adapters' BertAdapterModel with the export loaded
                                            (load_adapter(..., use_safetensors=True)) and the
                                            LayerNorm side file, when there is one, put in place
+  tests/golden/adapterhub/hub-*/           adapters made with adapters itself (random weights on
+                                           all-MiniLM-L6-v2), for `petl import`:
+                                           hub-houlsby (double_seq_bn, swish, reduction_factor 48,
+                                           a 2-layer head of 2 labels; saved as .bin, adapters'
+                                           default), hub-ffn (the output adapter alone, gelu,
+                                           layer 0 left out, a 2-layer head of 3 named labels;
+                                           safetensors), hub-seqbn (seq_bn: refused), with
+                                           hub-*.json the class probabilities adapters computes
   tests/golden/adapterhub/reduction.tsv    H, m, the reduction_factor petl must write (the
                                            double nearest H / m with int(H // rf) == m, Python's
                                            float floor division) for H in 384, 768, 1024 and
@@ -107,6 +115,34 @@ def main():
                 json.dump({"adapters": "1.3.0", "name": name, "files": files, "probs": probs}, f,
                           indent=1)
             print("%s: %d files, %d rows" % (case, len(files), len(probs)))
+        from adapters import BnConfig, DoubleSeqBnConfig, SeqBnConfig
+        cases = [("hub-houlsby", DoubleSeqBnConfig(reduction_factor=48), 2, 2, None, False),
+                 ("hub-ffn", BnConfig(mh_adapter=False, output_adapter=True, reduction_factor=32,
+                                      non_linearity="gelu", original_ln_before=False,
+                                      original_ln_after=True, residual_before_ln=True,
+                                      leave_out=[0]), 2, 3, {"neg": 0, "mid": 1, "pos": 2}, True),
+                 ("hub-seqbn", SeqBnConfig(reduction_factor=48), 2, 2, None, False)]
+        for case, cfg, layers, nl, l2i, safe in cases:
+            torch.manual_seed(0)
+            m = AutoAdapterModel.from_pretrained(args.model)
+            m.add_adapter("hub", config=cfg)
+            m.add_classification_head("hub", num_labels=nl, layers=layers, id2label=(
+                {v: k for k, v in l2i.items()} if l2i else None))
+            with torch.no_grad():  # away from the near-identity init, so that every weight counts
+                for n, p in m.named_parameters():
+                    if ".adapters.hub." in n or n.startswith("heads.hub"):
+                        p.add_(torch.randn_like(p) * 0.05)
+            out = os.path.join(OUT, case)
+            shutil.rmtree(out, ignore_errors=True)
+            m.save_adapter(out, "hub", use_safetensors=safe)
+            m.set_active_adapters("hub")
+            m.eval()
+            with torch.no_grad():
+                enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+                probs = torch.softmax(m(**enc).logits.double(), -1).tolist()
+            with open(os.path.join(OUT, case + ".json"), "w") as f:
+                json.dump({"adapters": "1.3.0", "probs": probs}, f, indent=1)
+            print("%s: %s" % (case, sorted(os.listdir(out))))
 
 
 if __name__ == "__main__":
