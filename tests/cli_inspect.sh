@@ -122,4 +122,19 @@ run --frobnicate "$MODEL"
 run "$MODEL" "$MODEL"
 [ "$status" -eq 2 ] || fail "two paths: exit status $status, want 2"
 
+# torch.save's format: the same tensors as the safetensors file, and a folder with only
+# pytorch_model.bin summarised as the one with model.safetensors
+run "$TESTS/golden/torchbin/tiny-roberta.tbin"
+[ "$status" -eq 0 ] || fail "tiny-roberta.tbin: exit $status: $(cat "$tmp/err")"
+grep -v ': 39 tensors\|^metadata' "$tmp/out" | sort > "$tmp/bin.txt"
+run "$TESTS/golden/tiny-roberta/model.st"
+grep -v ': 39 tensors\|^metadata' "$tmp/out" | sort > "$tmp/st.txt"
+[ -s "$tmp/bin.txt" ] && cmp -s "$tmp/bin.txt" "$tmp/st.txt" || fail "the .bin lists other tensors than the safetensors file"
+mkdir "$tmp/binonly"
+cp "$TESTS/golden/tiny-roberta/config.json" "$tmp/binonly/"
+cp "$TESTS/golden/torchbin/tiny-roberta.tbin" "$tmp/binonly/pytorch_model.bin"
+run "$tmp/binonly"
+[ "$status" -eq 0 ] || fail "a folder with pytorch_model.bin only: exit $status: $(cat "$tmp/err")"
+has "pytorch_model.bin" "a .bin-only folder"
+
 echo "cli_inspect: ok"

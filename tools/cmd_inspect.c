@@ -9,14 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f, "usage: petl inspect FILE_OR_DIR [--json]\n\n"
-               "For a .safetensors file: one line per tensor (name, dtype, shape) in data order,\n"
-               "then the tensor and parameter counts and the metadata.\n"
-               "For a model folder (config.json + model.safetensors): the config, the number of\n"
-               "parameters, the key layout (the family's prefix such as \"bert.\", LayerNorm\n"
-               "weight/bias or gamma/beta, pooler) and the files with their sizes.\n\n"
+               "For a .safetensors file (or torch.save's pytorch_model.bin): one line per tensor\n"
+               "(name, dtype, shape) in data order, then the tensor and parameter counts and the\n"
+               "metadata.\n"
+               "For a model folder (config.json + model.safetensors, or pytorch_model.bin): the\n"
+               "config, the number of parameters, the key layout (the family's prefix such as\n"
+               "\"bert.\", LayerNorm weight/bias or gamma/beta, pooler) and the files with their\n"
+               "sizes.\n\n"
                "  --json   machine-readable output (one JSON object)\n"
                "  --help   this text\n");
 }
@@ -113,10 +116,21 @@ static json_t *file_json(const char *path, const petl_safetensors *st) {
                      "tensors", tensors, "metadata", meta_json(st));
 }
 
+/* A weights file: torch.save's zip format (it starts "PK\3\4": pytorch_model.bin), else
+ * safetensors. */
+static petl_status open_weights(const char *path, petl_safetensors **st, petl_error *err) {
+    unsigned char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(magic, 1, 4, f) : 0;
+    if (f) fclose(f);
+    return n == 4 && !memcmp(magic, "PK\3\4", 4) ? petl_torch_open(path, st, err)
+                                                 : petl_st_open(path, st, err);
+}
+
 static int inspect_file(const char *path, bool json) {
     petl_safetensors *st;
     petl_error err;
-    if (petl_st_open(path, &st, &err) != PETL_OK) {
+    if (open_weights(path, &st, &err) != PETL_OK) {
         fprintf(stderr, "petl inspect: %s\n", err.msg);
         return 1;
     }
@@ -198,7 +212,7 @@ static layout find_layout(const petl_safetensors *st, const petl_config *c) {
 static void check_layout(const layout *l, const petl_config *c, char *buf, size_t cap) {
     buf[0] = '\0';
     if (!l->word)
-        snprintf(buf, cap, "no %s%s in model.safetensors", l->prefix, l->keys.word_emb);
+        snprintf(buf, cap, "no %s%s in the weights", l->prefix, l->keys.word_emb);
     else if (l->word->rank != 2 || l->word->shape[0] != c->vocab_size ||
              l->word->shape[1] != (c->embedding_size ? c->embedding_size : c->hidden_size))
         snprintf(buf, cap, "word embeddings are not [vocab_size %d, %s %d]", c->vocab_size,
@@ -317,8 +331,19 @@ static int inspect_dir(const char *dir, bool json) {
         fprintf(stderr, "petl inspect: out of memory\n");
         goto done;
     }
-    if (petl_config_load(cpath, &cfg, &err) != PETL_OK ||
-        petl_st_open(mpath, &st, &err) != PETL_OK) {
+    if (petl_config_load(cpath, &cfg, &err) != PETL_OK) {
+        fprintf(stderr, "petl inspect: %s\n", err.msg);
+        goto done;
+    }
+    if (access(mpath, F_OK) != 0) { /* a folder with torch.save's file only */
+        free(mpath);
+        mpath = petl_path_join(dir, "pytorch_model.bin");
+        if (!mpath || access(mpath, F_OK) != 0) {
+            fprintf(stderr, "petl inspect: %s: no model.safetensors or pytorch_model.bin\n", dir);
+            goto done;
+        }
+    }
+    if (open_weights(mpath, &st, &err) != PETL_OK) {
         fprintf(stderr, "petl inspect: %s\n", err.msg);
         goto done;
     }
