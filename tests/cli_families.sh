@@ -144,18 +144,23 @@ for fam in roberta xlm-roberta distilbert electra mpnet; do
     # 4. serve: two tasks of this family in one forward
     cp -r "$ad" "$tmp/ads-$fam/b"
     "$PETL" serve --model "$m" --adapters "$tmp/ads-$fam" --host 127.0.0.1 --port 0 --threads 2 \
-        --batch-window-ms 50 2> "$tmp/serve.log" &
+        --batch-window-ms 50 2> "$tmp/serve-$fam.log" &
     pid=$!
     pids+=("$pid")
-    wait_for_port "$tmp/serve.log" "$pid"
+    # (a log of its own: a shared one may still hold the previous family's address when
+    # wait_for_port first reads it, before this server's redirection truncates it)
+    wait_for_port "$tmp/serve-$fam.log" "$pid"
     body=$(awk 'BEGIN { printf "[" } NR <= 8 { sub(/^\{"text": /, ""); sub(/\}$/, ""); printf "%s%s", (NR > 1 ? "," : ""), $0 } END { printf "]" }' "$tmp/dev.jsonl")
     cpids=()
+    rm -f "$tmp/resp-a.json" "$tmp/resp-b.json" # (no stale answers from the last family)
     for task in a b; do
         "${C[@]}" -o "$tmp/resp-$task.json" -X POST "$base/v1/predict" \
             -d "{\"task\": \"$task\", \"inputs\": $body}" &
         cpids+=($!)
     done
-    wait "${cpids[@]}"
+    for p in "${cpids[@]}"; do
+        wait "$p" || fail "$fam: a predict request failed (curl exit $?)"
+    done
     # "LABEL P0" per row: the label and the first class's probability, which differ from row to
     # row even where a barely trained model gives every row the same label
     rows() { grep -o '"label": *"[01]", *"scores": *\[[0-9.eE+-]*' | sed 's/"label": *"\([01]\)".*\[/\1 /'; }

@@ -2,7 +2,8 @@
 # Sourced by the petl serve tests (tests/cli_serve*.sh), which define fail(), tmp (a scratch
 # folder) and C (the curl command with its options).
 # wait_for_port LOG PID: waits (at most 60 s) for the server PID to print its loopback address in
-# LOG; sets port and base (http://127.0.0.1:PORT). Fails when the server exits first.
+# LOG; sets port and base (http://127.0.0.1:PORT). Fails when the server exits first. LOG must be
+# new to this server: an earlier server's log may be read before the new one truncates it.
 wait_for_port() {
     local log=$1 pid=$2
     port=
