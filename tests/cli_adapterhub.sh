@@ -10,7 +10,8 @@
 #     within 1e-7 (measured 1.8e-8: float32 sums in two orders; 9 printed digits);
 #  3. refusals: an OUT that holds anything (left untouched), an adapter with no bottleneck
 #     adapters (--tune head), an unknown --format;
-#  4. petl import of adapters the adapters library made (below), and a round trip.
+#  4. petl import of adapters the adapters library made (below), and round trips (export then
+#     import) of a classification and a SQuAD span head.
 # Environment (set by CTest): PETL, PETL_MODEL_DIR, PETL_DATA_DIR, TESTS.
 set -u
 fail() { echo "cli_adapterhub: FAIL: $*" >&2; exit 1; }
@@ -20,6 +21,8 @@ g=$TESTS/golden/adapterhub
     exec bash "$TESTS/skip.sh" cli_adapterhub model "no $PETL_MODEL_DIR/model.safetensors"
 [ -f "$PETL_DATA_DIR/glue/SST-2/train.tsv" ] ||
     exec bash "$TESTS/skip.sh" cli_adapterhub data "no SST-2 under $PETL_DATA_DIR/glue"
+sq=$PETL_DATA_DIR/squad/dev-v1.1.json
+[ -f "$sq" ] || exec bash "$TESTS/skip.sh" cli_adapterhub data "no $sq"
 command -v sha256sum > /dev/null || exec bash "$TESTS/skip.sh" cli_adapterhub tool "no sha256sum"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -93,6 +96,23 @@ grep -q "original_ln_before = true" "$tmp/err" || fail "seq_bn refusal: $(cat "$
 "$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$tmp/back" --threads 2 \
     < "$g/sst2-dev.jsonl" > "$tmp/back.jsonl" 2> /dev/null || fail "predict after the round trip"
 cmp -s "$tmp/orig.jsonl" "$tmp/back.jsonl" || fail "export then import changed the predictions"
+# the same round trip for a SQuAD span head (a question_answering head in AdapterHub)
+"$PETL" train --model "$PETL_MODEL_DIR" --task squad --data "$sq" --out "$tmp/sq" \
+    --freeze-layernorms --epochs 1 --max-train-questions 4 --max-eval-questions 4 \
+    --threads 2 > /dev/null 2> "$tmp/err" || fail "train --task squad: $(tail -n 3 "$tmp/err")"
+"$PETL" export --model "$PETL_MODEL_DIR" --adapter "$tmp/sq" --out "$tmp/sqx" > /dev/null \
+    2> "$tmp/err" || fail "export of a span head: $(cat "$tmp/err")"
+grep -q '"head_type": "question_answering"' "$tmp/sqx/head_config.json" ||
+    fail "span head exported as: $(cat "$tmp/sqx/head_config.json")"
+"$PETL" import --from "$tmp/sqx" --model "$PETL_MODEL_DIR" --out "$tmp/sqback" --task squad \
+    > /dev/null 2> "$tmp/err" || fail "import of a span head: $(cat "$tmp/err")"
+printf '%s\n' '{"question": "Who won?", "context": "The Broncos won the game in 2016 against the Panthers."}' \
+    '{"question": "Where is it?", "context": "The museum is in Paris, near the river."}' > "$tmp/q.jsonl"
+"$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$tmp/sq" < "$tmp/q.jsonl" > "$tmp/a1" 2> /dev/null &&
+    "$PETL" predict --model "$PETL_MODEL_DIR" --adapter "$tmp/sqback" < "$tmp/q.jsonl" > "$tmp/a2" \
+        2> /dev/null || fail "predict with the span heads"
+[ -s "$tmp/a1" ] && cmp -s "$tmp/a1" "$tmp/a2" || fail "span head round trip: $(cat "$tmp/a1") vs $(cat "$tmp/a2")"
+echo "cli_adapterhub: SQuAD span head: export then import answers byte for byte as the original"
 
 # 3. refusals
 mkdir "$tmp/full" && echo keep > "$tmp/full/notes.txt"

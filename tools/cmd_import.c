@@ -14,23 +14,26 @@ static void usage(FILE *f) {
             "model_head.safetensors or pytorch_model_head.bin) and writes a petl adapter\n"
             "folder. petl computes the paper's adapter (adapters' double_seq_bn / houlsby, or\n"
             "its output adapter alone) with classification heads of 1 or 2 layers (regression:\n"
-            "1 label); anything else is refused, naming the field. AdapterHub records no hash\n"
-            "of the base model: --model must be the one the adapter was trained on (its\n"
-            "model_type, hidden size and every tensor shape are checked).\n\n"
+            "1 label) and question_answering heads (--task squad); anything else is refused,\n"
+            "naming the field. AdapterHub records no hash of the base model: --model must be\n"
+            "the one the adapter was trained on (its model_type, hidden size and every tensor\n"
+            "shape are checked).\n\n"
             "  --from DIR        the AdapterHub folder\n"
             "  --model DIR       base model folder (required)\n"
             "  --out DIR         the petl adapter folder to write\n"
             "  --task TASK       the task it does, as petl train takes it (sst2, mrpc, ... or a\n"
             "                    generic spec): label names and the input shape (single text\n"
-            "                    or pair); default \"tsv:text=0,label=1\" (single texts)\n"
-            "  --max-len N       the truncation eval / predict use by default (128)\n"
+            "                    or pair); default \"tsv:text=0,label=1\" (single texts);\n"
+            "                    squad for a question_answering head\n"
+            "  --max-len N       the truncation eval / predict use by default (128; squad:\n"
+            "                    the window length, 384, with petl's other SQuAD defaults)\n"
             "  --force           replace an existing petl adapter folder at --out\n"
             "  -h, --help        this help\n");
 }
 
 int cmd_import(int argc, char **argv) {
     const char *from = NULL, *model = NULL, *out = NULL, *task_spec = "tsv:text=0,label=1";
-    long max_len = 128;
+    long max_len = 0; /* 0: 128, or SQuAD's 384 */
     bool force = false;
     const cli_opt opts[] = {
         CLI_OPT_STR("--from", &from),
@@ -49,7 +52,9 @@ int cmd_import(int argc, char **argv) {
     }
     petl_error err = {0};
     petl_task task;
-    if (petl_task_lookup(task_spec, &task, &err) != PETL_OK) {
+    const bool squad = !strcmp(task_spec, "squad");
+    if (!max_len) max_len = squad ? 384 : 128;
+    if (!squad && petl_task_lookup(task_spec, &task, &err) != PETL_OK) {
         fprintf(stderr, "petl import: --task: %s\n", err.msg);
         return 2;
     }
@@ -67,12 +72,22 @@ int cmd_import(int argc, char **argv) {
         goto done;
     }
     const petl_tune_config *tc = petl_task_model_tune_config(tm);
-    if (tc->head == PETL_HEAD_SPAN) {
-        fprintf(stderr,
-                "petl import: %s holds a question_answering head: petl import does not "
-                "write SQuAD adapters yet\n",
-                from);
+    if (squad != (tc->head == PETL_HEAD_SPAN)) {
+        fprintf(stderr, "petl import: %s holds a %s head: %s\n", from,
+                squad ? "classification" : "question_answering",
+                squad ? "--task squad takes question_answering heads" : "give --task squad");
         goto done;
+    }
+    info.max_len = (int)max_len;
+    info.tune = *tc;
+    if (squad) { /* a span head: question + context windows, petl's SQuAD defaults */
+        snprintf(info.task_name, sizeof info.task_name, "squad");
+        snprintf(info.task_spec, sizeof info.task_spec, "squad");
+        info.pair_input = true;
+        petl_squad_params_default(&info.squad);
+        info.squad.max_seq_len = (int)max_len;
+        snprintf(info.squad_eval_articles, sizeof info.squad_eval_articles, "all");
+        goto save;
     }
     if (task.regression != (tc->num_labels == 1)) {
         fprintf(stderr, "petl import: --task %s is %s, the head has %d labels\n", task_spec,
@@ -83,8 +98,6 @@ int cmd_import(int argc, char **argv) {
     snprintf(info.task_spec, sizeof info.task_spec, "%s", task_spec);
     info.regression = task.regression;
     info.pair_input = task.col_b != PETL_COL_NONE;
-    info.max_len = (int)max_len;
-    info.tune = *tc;
     if (!task.regression) {
         char num[16][12];
         const char *names[16];
@@ -109,6 +122,7 @@ int cmd_import(int argc, char **argv) {
             goto done;
         }
     }
+save:
     petl_base_identity_of(base, &info.base);
     petl_base_identity_set_tokenizer(&info.base, tok);
     if (petl_adapter_save(out, tm, &info, force, &err) != PETL_OK) {
