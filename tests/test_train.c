@@ -523,6 +523,31 @@ static void run_file(const char *model_dir, const char *golden, const tol *t) {
 
 /* ------------------------------------------------------------------ dropout determinism */
 
+/* What the dropout tests share: size-4 adapters with a wide init and p = 0.3 at every dropout
+ * site, and one 3 x 9 batch of rows of 9, 4 and 6 tokens (b points into the struct). */
+#define DB 3
+#define DT 9
+typedef struct {
+    int32_t ids[DB * DT], types[DB * DT], labels[DB];
+    int lens[DB];
+    petl_batch b;
+} dropout_case;
+
+static void dropout_setup(const petl_model *m, petl_tune_config *tc, dropout_case *c) {
+    petl_tune_config_default(tc, petl_model_config(m));
+    tc->adapter_size = 4;
+    tc->adapter_init_sd = 0.05f;
+    tc->hidden_dropout = tc->attention_dropout = tc->head_dropout = 0.3f;
+    static const int32_t labels[DB] = {1, 0, 1};
+    static const int lens[DB] = {9, 4, 6};
+    memset(c, 0, sizeof *c);
+    memcpy(c->labels, labels, sizeof labels);
+    memcpy(c->lens, lens, sizeof lens);
+    for (int i = 0; i < DB * DT; i++)
+        c->ids[i] = 2 + (i * 37) % 90;
+    c->b = (petl_batch){DB, DT, c->ids, c->types, c->lens};
+}
+
 /* Same dropout seed: the same loss and gradients, whatever the OpenMP thread count; another
  * seed or none: a different loss. */
 static void test_dropout(const char *model_dir) {
@@ -530,18 +555,13 @@ static void test_dropout(const char *model_dir) {
     petl_model *m = NULL;
     CHECK_OK(petl_model_load(model_dir, &m, &err), &err);
     petl_tune_config tc;
-    petl_tune_config_default(&tc, petl_model_config(m));
-    tc.adapter_size = 4;
-    tc.adapter_init_sd = 0.05f;
-    tc.hidden_dropout = tc.attention_dropout = tc.head_dropout = 0.3f;
+    dropout_case dc;
+    dropout_setup(m, &tc, &dc);
     petl_task_model *tm = NULL;
     CHECK_OK(petl_task_model_new(m, &tc, 3, &tm, &err), &err);
-    const int B = 3, T = 9;
-    int32_t ids[3 * 9], types[3 * 9] = {0}, labels[3] = {1, 0, 1};
-    int lens[3] = {9, 4, 6};
-    for (int i = 0; i < B * T; i++)
-        ids[i] = 2 + (i * 37) % 90;
-    petl_batch b = {B, T, ids, types, lens};
+    const int B = DB, T = DT;
+    const int32_t *labels = dc.labels;
+    const petl_batch b = dc.b;
     size_t ng = (size_t)petl_task_model_trainable_count(tm);
     const float *g0 = petl_task_model_param(tm, 0)->grad; /* the gradient block is contiguous */
     float *ref = malloc(ng * sizeof *ref);
@@ -668,18 +688,13 @@ static void test_freeze_layernorms(const char *model_dir) {
     petl_model *m = NULL;
     CHECK_OK(petl_model_load(model_dir, &m, &err), &err);
     petl_tune_config tc;
-    petl_tune_config_default(&tc, petl_model_config(m));
-    tc.adapter_size = 4;
-    tc.adapter_init_sd = 0.05f;
-    tc.hidden_dropout = tc.attention_dropout = tc.head_dropout = 0.3f;
+    dropout_case dc;
+    dropout_setup(m, &tc, &dc);
     petl_task_model *tm[2] = {NULL, NULL};
     float loss[2] = {0, 0};
-    const int B = 3, T = 9;
-    int32_t ids[3 * 9], types[3 * 9] = {0}, labels[3] = {1, 0, 1};
-    int lens[3] = {9, 4, 6};
-    for (int i = 0; i < B * T; i++)
-        ids[i] = 2 + (i * 37) % 90;
-    petl_batch b = {B, T, ids, types, lens};
+    const int B = DB, T = DT;
+    const int32_t *labels = dc.labels;
+    const petl_batch b = dc.b;
     for (int k = 0; k < 2; k++) {
         tc.freeze_layernorms = k == 1;
         CHECK_OK(petl_task_model_new(m, &tc, 3, &tm[k], &err), &err);
