@@ -545,15 +545,8 @@ petl_status petl_adapter_save(const char *out, const petl_task_model *tm,
     /* A link is written through to its target; what is there decides what may be replaced
      * (src/outputs.c): nothing, an empty folder, or with force a petl adapter folder. */
     petl_out_state state;
-    petl_status s = petl_out_resolve(out, dir, sizeof dir, err);
-    if (s == PETL_OK) s = petl_out_check(dir, force, &state, err);
-    if (s == PETL_OK) s = petl_path_split("--out", dir, parent, base, sizeof parent, err);
+    petl_status s = petl_out_begin(out, force, dir, parent, base, tmpdir, &state, err);
     if (s != PETL_OK) return s;
-    snprintf(tmpdir, sizeof tmpdir, "%s/.%s.tmp-XXXXXX", parent, base);
-    if (!mkdtemp(tmpdir))
-        return petl_fail(err, PETL_ERR_IO, "%s: cannot create a temporary folder in %s: %s", dir,
-                         parent, strerror(errno));
-    chmod(tmpdir, 0755);
 
     char *wpath = petl_path_join(tmpdir, PETL_ADAPTER_WEIGHTS);
     char *cpath = petl_path_join(tmpdir, PETL_ADAPTER_CONFIG);

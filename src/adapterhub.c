@@ -356,15 +356,8 @@ petl_status petl_adapterhub_export(const petl_task_model *tm, const petl_adapter
                          "adapter name \"%.64s\": 1 to 64 characters, no '.' or '/'", name);
     char dir[PATH_MAX], parent[PATH_MAX], leaf[PATH_MAX], tmp[2 * PATH_MAX + 16];
     petl_out_state state;
-    petl_status s = petl_out_resolve(out, dir, sizeof dir, err);
-    if (s == PETL_OK) s = petl_out_check(dir, false, &state, err);
-    if (s == PETL_OK) s = petl_path_split("--out", dir, parent, leaf, sizeof parent, err);
+    petl_status s = petl_out_begin(out, false, dir, parent, leaf, tmp, &state, err);
     if (s != PETL_OK) return s;
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", parent, leaf);
-    if (!mkdtemp(tmp))
-        return petl_fail(err, PETL_ERR_IO, "%s: cannot create a temporary folder in %s: %s", dir,
-                         parent, strerror(errno));
-    chmod(tmp, 0755);
     s = export_files(tm, info, tmp, name, model_name, rep, err);
     if (s == PETL_OK && rename(tmp, dir) != 0)
         s = petl_fail(err, PETL_ERR_IO, "%s: cannot move the export into place: %s", dir,

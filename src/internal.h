@@ -47,6 +47,14 @@ bool petl_write_all(int fd, const void *p, size_t n);
 petl_status petl_path_split(const char *what, const char *path, char *parent, char *base,
                             size_t cap, petl_error *err);
 
+/* The start of writing a folder whole (petl_adapter_save, petl export): out resolved into dir
+ * (PATH_MAX) and checked (petl_out_resolve, petl_out_check with force: *state says what is
+ * there), split into parent and base (PATH_MAX each), and an empty temporary folder
+ * PARENT/.BASE.tmp-XXXXXX created (mode 0755) in tmp (2 PATH_MAX + 16): the name
+ * petl_out_clean_litter knows, so what a killed writer leaves is cleaned like an adapter's. */
+petl_status petl_out_begin(const char *out, bool force, char *dir, char *parent, char *base,
+                           char *tmp, petl_out_state *state, petl_error *err);
+
 /* The names of an enum petl reads by name, in value order (src/options.c): for readers that
  * report a bad name themselves (adapter_config.json names the file and the key). *n gets the
  * count. */

@@ -455,3 +455,17 @@ petl_status petl_out_clean_litter(const char *out, const char *checkpoint, char 
     closedir(d);
     return PETL_OK;
 }
+
+petl_status petl_out_begin(const char *out, bool force, char *dir, char *parent, char *base,
+                           char *tmp, petl_out_state *state, petl_error *err) {
+    petl_status s = petl_out_resolve(out, dir, PATH_MAX, err);
+    if (s == PETL_OK) s = petl_out_check(dir, force, state, err);
+    if (s == PETL_OK) s = petl_path_split("--out", dir, parent, base, PATH_MAX, err);
+    if (s != PETL_OK) return s;
+    snprintf(tmp, 2 * PATH_MAX + 16, "%s/.%s.tmp-XXXXXX", parent, base);
+    if (!mkdtemp(tmp))
+        return petl_fail(err, PETL_ERR_IO, "%s: cannot create a temporary folder in %s: %s", dir,
+                         parent, strerror(errno));
+    chmod(tmp, 0755);
+    return PETL_OK;
+}
