@@ -220,6 +220,18 @@ static bool escape(xlat *x, bool in_class, bool icase, item *it, int32_t *c) {
     return true;
 }
 
+/* One item at x->i, inside [...] or not: an escape (escape()) or one UTF-8 character (*it
+ * ITEM_CHAR, *c its code point). at: where the construct began, for messages. */
+static bool read_item(xlat *x, bool in_class, bool icase, size_t at, item *it, int32_t *c) {
+    *it = ITEM_CHAR;
+    *c = -1;
+    if (x->p[x->i] == '\\') return escape(x, in_class, icase, it, c);
+    size_t len = petl_utf8_decode((const unsigned char *)x->p + x->i, x->n - x->i, c);
+    if (len == 0) return refuse(x, "invalid UTF-8", at);
+    x->i += len;
+    return true;
+}
+
 /* Case-insensitive matching is the same on both engines only for ASCII characters outside
  * the pairs that a ligature or sharp s folds to as a whole (Oniguruma matches "st" with U+FB06,
  * "ss" with U+00DF); and only single characters in classes. */
@@ -271,15 +283,9 @@ static bool char_class(xlat *x, bool icase) {
             range = true;
             continue;
         }
-        item it = ITEM_CHAR;
-        int32_t c = -1;
-        if (ch == '\\') {
-            if (!escape(x, true, icase, &it, &c)) return false;
-        } else {
-            size_t len = petl_utf8_decode((const unsigned char *)x->p + x->i, x->n - x->i, &c);
-            if (len == 0) return refuse(x, "invalid UTF-8", here);
-            x->i += len;
-        }
+        item it;
+        int32_t c;
+        if (!read_item(x, true, icase, here, &it, &c)) return false;
         if (it == ITEM_NONE) return refuse(x, "an anchor inside [...]", here);
         if (it == ITEM_CHAR) {
             if (icase && c >= 0x80)
@@ -445,15 +451,9 @@ static bool translate(xlat *x) {
             prev = -1;
             continue;
         }
-        item it = ITEM_CHAR;
-        int32_t c = -1;
-        if (ch == '\\') {
-            if (!escape(x, false, ic, &it, &c)) return false;
-        } else {
-            size_t len = petl_utf8_decode((const unsigned char *)x->p + x->i, x->n - x->i, &c);
-            if (len == 0) return refuse(x, "invalid UTF-8", at);
-            x->i += len;
-        }
+        item it;
+        int32_t c;
+        if (!read_item(x, false, ic, at, &it, &c)) return false;
         last = it;
         if (it != ITEM_CHAR) {
             prev = -1;
