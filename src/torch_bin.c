@@ -234,18 +234,27 @@ static const char *printable(char *buf, size_t cap, const char *s, size_t n) {
 
 /* ---------------------------------------------------------------------------- the stack */
 
+/* Grows the array *p (*cap elements of elem bytes; first: its first size) by doubling until
+ * index `need` fits, the new elements zeroed. false (a NOMEM error set) when out of memory. */
+static bool pk_grow(pk *k, void **p, size_t *cap, size_t need, size_t elem, size_t first) {
+    if (need < *cap) return true;
+    size_t n = *cap ? *cap : first;
+    while (n <= need)
+        n *= 2;
+    unsigned char *q = realloc(*p, n * elem);
+    if (!q) {
+        petl_fail(k->err, PETL_ERR_NOMEM, "%s: out of memory", k->what);
+        return false;
+    }
+    memset(q + *cap * elem, 0, (n - *cap) * elem);
+    *p = q;
+    *cap = n;
+    return true;
+}
+
 static bool push(pk *k, pv *v) {
     if (!v) return false;
-    if (k->sp == k->stack_cap) {
-        size_t cap = k->stack_cap ? 2 * k->stack_cap : 64;
-        pv **s = realloc(k->stack, cap * sizeof *s);
-        if (!s) {
-            petl_fail(k->err, PETL_ERR_NOMEM, "%s: out of memory", k->what);
-            return false;
-        }
-        k->stack = s;
-        k->stack_cap = cap;
-    }
+    if (!pk_grow(k, (void **)&k->stack, &k->stack_cap, k->sp, sizeof *k->stack, 64)) return false;
     k->stack[k->sp++] = v;
     return true;
 }
@@ -469,16 +478,9 @@ static pv *persistent_load(pk *k) {
                 s.key, (long long)numel, esize, entry, (unsigned long long)e->size);
         return NULL;
     }
-    if (k->n_storages == k->storages_cap) {
-        size_t cap = k->storages_cap ? 2 * k->storages_cap : 16;
-        pk_storage *ns = realloc(k->storages, cap * sizeof *ns);
-        if (!ns) {
-            petl_fail(k->err, PETL_ERR_NOMEM, "%s: out of memory", k->what);
-            return NULL;
-        }
-        k->storages = ns;
-        k->storages_cap = cap;
-    }
+    if (!pk_grow(k, (void **)&k->storages, &k->storages_cap, k->n_storages, sizeof *k->storages,
+                 16))
+        return NULL;
     k->storages[k->n_storages++] = s;
     k->storage_of_entry[ei] = k->n_storages;
     v->i = (int64_t)(k->n_storages - 1);
@@ -536,16 +538,8 @@ static pv *rebuild_tensor(pk *k, const pv *args, bool v3) {
                 "a tensor's size and stride must be tuples of as many non-negative ints");
         return NULL;
     }
-    if (k->n_tensors == k->tensors_cap) {
-        size_t cap = k->tensors_cap ? 2 * k->tensors_cap : 64;
-        pk_tensor *nt = realloc(k->tensors, cap * sizeof *nt);
-        if (!nt) {
-            petl_fail(k->err, PETL_ERR_NOMEM, "%s: out of memory", k->what);
-            return NULL;
-        }
-        k->tensors = nt;
-        k->tensors_cap = cap;
-    }
+    if (!pk_grow(k, (void **)&k->tensors, &k->tensors_cap, k->n_tensors, sizeof *k->tensors, 64))
+        return NULL;
     k->tensors[k->n_tensors++] = t;
     pv *v = pv_new(k, V_TENSOR);
     if (v) v->i = (int64_t)(k->n_tensors - 1);
@@ -627,19 +621,7 @@ static bool memo_put(pk *k, uint64_t i) {
         pk_fail(k, PETL_ERR_FORMAT, "memo index %llu is out of range", (unsigned long long)i);
         return false;
     }
-    if (i >= k->memo_cap) {
-        size_t cap = k->memo_cap ? k->memo_cap : 64;
-        while (cap <= i)
-            cap *= 2;
-        pv **m = realloc(k->memo, cap * sizeof *m);
-        if (!m) {
-            petl_fail(k->err, PETL_ERR_NOMEM, "%s: out of memory", k->what);
-            return false;
-        }
-        memset(m + k->memo_cap, 0, (cap - k->memo_cap) * sizeof *m);
-        k->memo = m;
-        k->memo_cap = cap;
-    }
+    if (!pk_grow(k, (void **)&k->memo, &k->memo_cap, (size_t)i, sizeof *k->memo, 64)) return false;
     if (!k->memo[i]) k->memo_count++;
     k->memo[i] = k->stack[k->sp - 1];
     return true;
